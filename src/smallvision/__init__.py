@@ -1,0 +1,20 @@
+"""smallvision: train, evaluate and compare small image classifiers with one command.
+
+The library API (what the CLI calls) lives in `smallvision.api`; it is imported lazily so
+that ``import smallvision`` and ``smallvision --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "evaluate", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("train", "evaluate"):
+        from smallvision import api
+
+        return getattr(api, name)
+    raise AttributeError(name)

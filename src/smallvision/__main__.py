@@ -1,0 +1,3 @@
+from smallvision.cli.main import main
+
+main()

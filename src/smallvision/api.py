@@ -1,0 +1,83 @@
+"""The library API behind the CLI, for notebooks and scripts.
+
+    import smallvision as sv
+    result = sv.train("mnist-fast", epochs=1)           # a recipe plus overrides
+    print(result.summary["test_accuracy"], result.run_dir)
+    sv.evaluate(result.run_dir)                         # or any checkpoint, on any compatible data
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from smallvision.config import TrainConfig, merge
+from smallvision.engine.trainer import TrainResult
+
+
+def make_config(recipe: str | None = None, **overrides: Any) -> TrainConfig:
+    """Defaults < recipe < overrides, validated."""
+    from smallvision.recipes import recipe_config
+
+    base = recipe_config(recipe) if recipe else TrainConfig()
+    return merge(base, overrides, "settings").validate()
+
+
+def train(recipe: str | None = None, runs_dir: str | Path = "runs", progress: bool = False, command: str = "",
+          **overrides: Any) -> TrainResult:
+    """Train a recipe (or the defaults) with keyword overrides of any `TrainConfig` field."""
+    from smallvision.engine.progress import Progress
+    from smallvision.engine.trainer import fit
+
+    cfg = make_config(recipe, **overrides)
+    return fit(cfg, runs_dir=runs_dir, progress=Progress(enabled=progress), command=command)
+
+
+def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "test", data_dir: str | None = None,
+             device: str = "auto", batch_size: int = 2000) -> dict[str, Any]:
+    """Accuracy and loss of a checkpoint (or a run folder's best one) on a data set's split.
+
+    The data set defaults to the one the model was trained on; any data set with the same
+    image shape and class count works. ``split='val'`` re-creates the run's own seeded split.
+    """
+    import torch
+
+    from smallvision.config import from_dict
+    from smallvision.data import load_dataset, normalize, split_validation
+    from smallvision.engine.checkpoint import load_model, resolve
+    from smallvision.engine.evaluate import evaluate as run_eval
+    from smallvision.engine.trainer import resolve_device
+    from smallvision.errors import UsageError
+
+    if split not in ("test", "val"):
+        raise UsageError(f"--split must be test or val, got {split!r}")
+    dev = resolve_device(device)
+    ckpt = resolve(checkpoint)
+    model, meta = load_model(ckpt, dev)
+    cfg = from_dict(meta.get("config", {}))
+    spec = dataset or cfg.dataset
+    data = load_dataset(spec, data_dir if data_dir is not None else cfg.data_dir)
+    want = tuple(meta["dataset"]["channels"], ) + (meta["dataset"]["height"], meta["dataset"]["width"])
+    if data.info.input_shape != want:
+        raise UsageError(f"{spec}: images are {'×'.join(map(str, data.info.input_shape))} but the model "
+                         f"takes {'×'.join(map(str, want))}")
+    if data.info.num_classes > model.num_classes:
+        raise UsageError(f"{spec}: {data.info.num_classes} classes but the model predicts {model.num_classes}")
+    if split == "val":
+        if dataset and dataset != cfg.dataset:
+            raise UsageError("--split val re-creates the training run's validation split; it needs the run's data set")
+        x, y = data.train_x, data.train_y
+        if cfg.train_limit:
+            keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.train_limit]
+            x, y = x[keep], y[keep]
+        _, va = split_validation(len(x), cfg.val_size, cfg.seed)
+        if not len(va):
+            raise UsageError(f"{ckpt}: the run had no validation split (--val-size 0)")
+        x, y = x[va], y[va]
+    else:
+        x, y = data.test_x, data.test_y
+    mean, std = meta["dataset"]["mean"], meta["dataset"]["std"]
+    res = run_eval(model, normalize(x, mean, std, dev), y.to(dev), batch_size=batch_size)
+    return {"checkpoint": str(ckpt), "dataset": spec, "split": split, "images": res.n,
+            "test_accuracy" if split == "test" else "val_accuracy": round(res.accuracy, 4),
+            "test_loss" if split == "test" else "val_loss": round(res.loss, 6), "model": meta["model"]}

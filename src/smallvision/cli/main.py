@@ -1,0 +1,248 @@
+"""`smallvision` command line. Thin: parses flags, calls `smallvision.api`, prints results.
+
+Heavy imports (torch) happen inside commands so ``smallvision --help`` starts fast. User
+errors print one line and exit 2 (``--debug`` shows the traceback instead).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+app = typer.Typer(
+    name="smallvision",
+    help="Train, evaluate and compare small image classifiers (MNIST, Fashion-MNIST, CIFAR, folders).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+_DEBUG = {"on": False}
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False) -> None:
+    _DEBUG["on"] = debug or _DEBUG["on"]
+
+
+def _print_table(rows: list[tuple[str, str]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, show_header=True, header_style="bold")
+    t.add_column("name", no_wrap=True)
+    t.add_column("description")
+    for name, desc in rows:
+        t.add_row(name, desc)
+    Console().print(t)
+
+
+@app.command()
+def models() -> None:
+    """List the registered models."""
+    from smallvision.models import MODELS
+
+    _print_table([(e.name, e.description) for e in MODELS], "models")
+
+
+@app.command()
+def datasets() -> None:
+    """List the registered data sets (NAME or NAME:ARG)."""
+    from smallvision.data import DATASETS
+
+    _print_table([(e.name, e.description) for e in DATASETS], "data sets")
+
+
+@app.command()
+def recipes() -> None:
+    """List the recipes (use with: smallvision train --recipe NAME)."""
+    from smallvision.recipes import recipe_doc, recipe_names
+
+    _print_table([(n, recipe_doc(n).get("description", "")) for n in recipe_names()], "recipes")
+
+
+def _overrides(**given: Any) -> dict[str, Any]:
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _parse_model_args(items: list[str] | None) -> dict[str, Any] | None:
+    from smallvision.errors import UsageError
+
+    if not items:
+        return None
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, val = item.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--model-arg takes KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key] = val
+    return out
+
+
+def _emit(summary: dict[str, Any], as_json: bool, title: str) -> None:
+    if as_json:
+        print(json.dumps(summary))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, show_header=False)
+    for k, v in summary.items():
+        if v is not None and v != "":
+            t.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+    Console().print(t)
+
+
+@app.command()
+def train(
+    recipe: Annotated[Optional[str], typer.Option(help="A named recipe (see `smallvision recipes`); flags override it.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="mnist, fashion-mnist, kmnist, cifar10, digits, idx:DIR, csv:TRAIN[,TEST], fake[:...]")] = None,
+    data_dir: Annotated[Optional[str], typer.Option(help="Folder searched first for data files.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="A registered model (see `smallvision models`).")] = None,
+    model_arg: Annotated[Optional[list[str]], typer.Option(help="Model option KEY=VALUE (JSON value), repeatable.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (full-batch: steps).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size; 0 = full batch.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="sgd, adam, adamw, adadelta, rmsprop")] = None,
+    momentum: Annotated[Optional[float], typer.Option()] = None,
+    nesterov: Annotated[Optional[bool], typer.Option("--nesterov/--no-nesterov")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option()] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option()] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="constant, step, multistep, exponential, plateau, onecycle, cosine")] = None,
+    warmup_epochs: Annotated[Optional[float], typer.Option()] = None,
+    step_size: Annotated[Optional[int], typer.Option(help="step scheduler: epochs per decay")] = None,
+    gamma: Annotated[Optional[float], typer.Option(help="decay factor for step/multistep/exponential/plateau")] = None,
+    milestones: Annotated[Optional[str], typer.Option(help="multistep: comma-separated epochs, e.g. 30,80")] = None,
+    ema: Annotated[Optional[float], typer.Option(help="EMA decay of weights per step (e.g. 0.999); 0 = off")] = None,
+    val_size: Annotated[Optional[float], typer.Option(help="Validation split from the training set: fraction < 1 or count.")] = None,
+    train_limit: Annotated[Optional[int], typer.Option(help="Train on a seeded subset of N images.")] = None,
+    normalize: Annotated[Optional[str], typer.Option(help="MEAN,STD on 0-1 pixels (default: the data set's own)")] = None,
+    shift: Annotated[Optional[int], typer.Option(help="Random-shift augmentation, pixels.")] = None,
+    hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip")] = None,
+    seed: Annotated[Optional[int], typer.Option()] = None,
+    deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--no-deterministic")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, mps")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="auto, fp32, bf16, fp16")] = None,
+    channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last")] = None,
+    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Early stopping after N evaluations without improvement.")] = None,
+    target_accuracy: Annotated[Optional[float], typer.Option(help="Stop at this validation accuracy (%).")] = None,
+    max_time: Annotated[Optional[float], typer.Option(help="Stop after this many seconds of training.")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="Validate every N epochs.")] = None,
+    test_every_epoch: Annotated[Optional[bool], typer.Option("--test-every-epoch/--no-test-every-epoch")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run folder name.")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final summary as one JSON line.")] = False,
+) -> None:
+    """Train a model; writes runs/<name>/ with config, metrics, checkpoints and a summary."""
+    from smallvision import api
+    from smallvision.errors import UsageError
+
+    def floats(s: str | None, n: int | None, flag: str) -> list[Any] | None:
+        if s is None:
+            return None
+        try:
+            vals = [float(v) for v in s.split(",") if v.strip()]
+        except ValueError:
+            raise UsageError(f"{flag} takes comma-separated numbers, got {s!r}") from None
+        if n is not None and len(vals) != n:
+            raise UsageError(f"{flag} takes {n} numbers, got {s!r}")
+        return vals
+
+    ms = floats(milestones, None, "--milestones")
+    over = _overrides(
+        dataset=dataset, data_dir=data_dir, model=model, model_args=_parse_model_args(model_arg), epochs=epochs,
+        batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum, nesterov=nesterov,
+        weight_decay=weight_decay, label_smoothing=label_smoothing, scheduler=scheduler, warmup_epochs=warmup_epochs,
+        step_size=step_size, gamma=gamma, milestones=[int(m) for m in ms] if ms else None, ema=ema,
+        val_size=val_size, train_limit=train_limit, normalize=floats(normalize, 2, "--normalize"), shift=shift,
+        hflip=hflip, seed=seed, deterministic=deterministic, device=device, precision=precision,
+        channels_last=channels_last, compile=compile, threads=threads, patience=patience,
+        target_accuracy=target_accuracy, max_time=max_time, eval_every=eval_every,
+        test_every_epoch=test_every_epoch, name=name,
+    )
+    command = "smallvision " + shlex.join(sys.argv[1:])
+    from smallvision.data.datasets import DATASETS
+    from smallvision.engine.optim import OPTIMIZERS, SCHEDULERS
+    from smallvision.models import MODELS
+
+    cfg = api.make_config(recipe, **over)
+    MODELS.entry(cfg.model), OPTIMIZERS.entry(cfg.optimizer), SCHEDULERS.entry(cfg.scheduler)  # names first
+    DATASETS.entry(cfg.dataset.partition(":")[0])
+    result = api.train(recipe, runs_dir=runs_dir, progress=not as_json, command=command, **over)
+    _emit(result.summary, as_json, f"run {result.run_dir}")
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[str, typer.Argument(help="A run folder (its best checkpoint) or a .safetensors file.")],
+    dataset: Annotated[Optional[str], typer.Option(help="Evaluate on another compatible data set.")] = None,
+    split: Annotated[str, typer.Option(help="test or val (the run's own seeded validation split).")] = "test",
+    data_dir: Annotated[Optional[str], typer.Option()] = None,
+    device: Annotated[str, typer.Option()] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON line.")] = False,
+) -> None:
+    """Evaluate a checkpoint on a data set's test (or validation) split."""
+    from smallvision import api
+
+    res = api.evaluate(checkpoint, dataset=dataset, split=split, data_dir=data_dir, device=device)
+    _emit(res, as_json, f"evaluate {checkpoint}")
+
+
+@app.command()
+def convert(
+    dataset: Annotated[str, typer.Argument(help="Any data-set spec, e.g. mnist.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("."),
+    prefix: Annotated[Optional[str], typer.Option(help="File prefix (default: the data set's name).")] = None,
+    header: Annotated[bool, typer.Option("--header/--no-header")] = False,
+    data_dir: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Write a data set as seed 004's CSV files: PREFIX_train.csv and PREFIX_test.csv (label,p0..pN)."""
+    from smallvision.data import load_dataset
+    from smallvision.data.csvdata import write_csv
+
+    data = load_dataset(dataset, data_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = prefix or dataset.split(":")[0].replace("-", "_")
+    for split, x, y in (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)):
+        path = out / f"{stem}_{split}.csv"
+        write_csv(path, x.numpy(), y.numpy(), header=header)
+        print(f"wrote {path} ({len(x)} rows)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning user errors into one line and exit status 2.
+
+    typer's standalone mode already answers bad flags with usage text and status 2.
+    """
+    from smallvision.errors import DivergenceError, UsageError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    _DEBUG["on"] = "--debug" in args or os.environ.get("SMALLVISION_DEBUG") == "1"
+    try:
+        typer.main.get_command(app)(args=args, prog_name="smallvision")
+    except UsageError as e:
+        if _DEBUG["on"]:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except DivergenceError as e:
+        if _DEBUG["on"]:
+            raise
+        print(f"error: training diverged: {e}", file=sys.stderr)
+        sys.exit(3)
+    except Exception as e:  # anything unforeseen: one line, non-zero; --debug shows the traceback
+        if _DEBUG["on"]:
+            raise
+        print(f"error: internal error ({type(e).__name__}): {e} (rerun with --debug for details)", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,44 @@
+"""`DatasetInfo`: the metadata that travels from a data set into the model and the checkpoint.
+
+Predict/serve rebuild preprocessing from it (class names, channels, size, mean, std), so a
+model never meets inputs prepared differently from the ones it was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    channels: int
+    height: int
+    width: int
+    mean: tuple[float, ...]  # per channel, on pixels scaled to [0, 1]
+    std: tuple[float, ...]
+    class_names: tuple[str, ...] = field(default=())
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean"], d["std"], d["class_names"] = list(self.mean), list(self.std), list(self.class_names)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DatasetInfo:
+        return cls(
+            name=d["name"],
+            num_classes=int(d["num_classes"]),
+            channels=int(d["channels"]),
+            height=int(d["height"]),
+            width=int(d["width"]),
+            mean=tuple(float(v) for v in d["mean"]),
+            std=tuple(float(v) for v in d["std"]),
+            class_names=tuple(str(c) for c in d.get("class_names", ())),
+        )

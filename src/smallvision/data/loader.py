@@ -1,0 +1,107 @@
+"""In-memory batches for small data sets: no DataLoader, no per-sample Python.
+
+The whole split lives on the training device as one normalised float tensor; a batch is an
+index into it. The data order and augmentation of epoch ``e`` come from a generator seeded
+with (seed, e), so any step of any epoch can be reproduced exactly (resume needs only the
+epoch and the step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from smallvision.errors import UsageError
+
+
+def normalize(x_u8: torch.Tensor, mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu",
+              channels_last: bool = False) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float32 (x/255 - mean)/std, built on `device` in chunks."""
+    c = x_u8.shape[1]
+    m = torch.tensor(list(mean) if len(mean) == c else list(mean) * c, device=device).view(1, c, 1, 1)
+    s = torch.tensor(list(std) if len(std) == c else list(std) * c, device=device).view(1, c, 1, 1)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = torch.empty(x_u8.shape, dtype=torch.float32, device=device).contiguous(memory_format=fmt)
+    for i in range(0, len(x_u8), 8192):
+        chunk = x_u8[i : i + 8192].to(device, non_blocking=True).float().div_(255)
+        out[i : i + 8192] = (chunk - m) / s
+    return out
+
+
+def split_validation(n: int, val_size: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded (train_idx, val_idx). `val_size` < 1 is a fraction, ≥ 1 a count, 0 means none."""
+    if val_size < 0:
+        raise UsageError(f"--val-size must be ≥ 0, got {val_size:g}")
+    n_val = int(round(val_size * n)) if val_size < 1 else int(val_size)
+    if n_val >= n:
+        raise UsageError(f"--val-size {val_size:g} leaves no training images (the training set holds {n})")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919))
+    return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+
+def epoch_generator(seed: int, epoch: int, device: torch.device | str = "cpu") -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + epoch * 7_919) % (2**63))
+    return g
+
+
+def random_translate(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
+    """Shift each image by up to `pad` pixels in x and y, repeating the border pixels.
+
+    Vectorised: one padded copy and one gather, (B, C, H, W) -> (B, C, H, W).
+    """
+    b, c, h, w = x.shape
+    xp = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="replicate")
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=g, device=g.device).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=g, device=g.device).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (B, 1, 1, W)
+    bi = torch.arange(b, device=x.device)[:, None, None, None]
+    ci = torch.arange(c, device=x.device)[None, :, None, None]
+    return xp[bi, ci, rows, cols]
+
+
+def random_hflip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    flip = (torch.rand(x.shape[0], generator=g, device=g.device) < 0.5).to(x.device)[:, None, None, None]
+    return torch.where(flip, x.flip(3), x)
+
+
+class TensorLoader:
+    """Batches from tensors already on the device. ``batch_size`` 0 means the full set (full-batch GD)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0,
+                 drop_last: bool = False, shift: int = 0, hflip: bool = False) -> None:
+        self.x, self.y = x, y
+        self.batch_size = batch_size if batch_size > 0 else len(x)
+        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
+        self.shift, self.hflip = shift, hflip
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        n, b = len(self.x), self.batch_size
+        return n // b if self.drop_last and n >= b else -(-n // b)
+
+    def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of `epoch`, starting at `start_step` (for an exact mid-epoch resume)."""
+        n = len(self.x)
+        g = epoch_generator(self.seed, epoch)
+        order = torch.randperm(n, generator=g).to(self.x.device) if self.shuffle else None
+        for step in range(len(self)):
+            lo = step * self.batch_size
+            aug_g = epoch_generator(self.seed + 1, epoch * 100_003 + step)  # per-step: skipping steps is exact
+            if step < start_step:
+                continue
+            if order is None:
+                xb, yb = self.x[lo : lo + self.batch_size], self.y[lo : lo + self.batch_size]
+            else:
+                idx = order[lo : lo + self.batch_size]
+                xb, yb = self.x[idx], self.y[idx]
+            if self.shift:
+                xb = random_translate(xb, self.shift, aug_g)
+            if self.hflip:
+                xb = random_hflip(xb, aug_g)
+            yield xb, yb
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.batches(0)

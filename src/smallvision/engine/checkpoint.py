@@ -1,0 +1,124 @@
+"""Self-describing, pickle-free checkpoints.
+
+One ``.safetensors`` file holds the weights (from the unwrapped, uncompiled model) and, in its
+metadata, a JSON document: model name and arguments, dataset info (classes, size, the
+normalisation used), the resolved config, metrics and versions, plus a SHA-256 of the tensor
+data. Loading parses JSON and raw tensors only: no code runs, and a truncated or bit-flipped
+file is detected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import struct
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from smallvision.errors import CheckpointError
+from smallvision.io import atomic_write_bytes
+
+FORMAT = "smallvision-checkpoint"
+FORMAT_VERSION = 1
+
+
+def versions() -> dict[str, str]:
+    import torchvision
+
+    from smallvision import __version__
+
+    return {"smallvision": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "python": platform.python_version()}
+
+
+def _split(blob: bytes, path: Path | str) -> tuple[dict[str, Any], bytes]:
+    """safetensors layout: u64 header length, JSON header, raw data."""
+    if len(blob) < 8:
+        raise CheckpointError(f"{path}: not a smallvision checkpoint (file too short: {len(blob)} bytes)")
+    (n,) = struct.unpack("<Q", blob[:8])
+    if n > len(blob) - 8:
+        raise CheckpointError(f"{path}: not a smallvision checkpoint, or truncated (header needs {n} bytes)")
+    try:
+        header = json.loads(blob[8 : 8 + n])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path}: not a smallvision checkpoint (no safetensors header; pickled "
+                              "checkpoints are refused because loading them can run code)") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a smallvision checkpoint (bad header)")
+    return header, blob[8 + n :]
+
+
+def checkpoint_bytes(state: dict[str, torch.Tensor], meta: dict[str, Any]) -> bytes:
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    first = save(tensors)
+    _, data = _split(first, "<memory>")
+    meta = {**meta, "format": FORMAT, "format_version": FORMAT_VERSION,
+            "data_sha256": hashlib.sha256(data).hexdigest()}
+    return save(tensors, metadata={"smallvision": json.dumps(meta)})
+
+
+def save_checkpoint(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    atomic_write_bytes(path, checkpoint_bytes(state, meta))
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Weights and metadata of a checkpoint file, verified; raises CheckpointError."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a folder; give a run folder or a .safetensors file") from None
+    header, data = _split(blob, path)
+    try:
+        meta = json.loads(header.get("__metadata__", {}).get("smallvision", ""))
+    except (json.JSONDecodeError, AttributeError):
+        raise CheckpointError(f"{path}: a safetensors file without smallvision metadata") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a smallvision checkpoint")
+    if hashlib.sha256(data).hexdigest() != meta.get("data_sha256"):
+        raise CheckpointError(f"{path}: corrupt checkpoint (checksum mismatch: truncated or altered)")
+    from safetensors.torch import load
+
+    try:
+        state = load(blob)
+    except Exception as e:  # safetensors raises its own error type for malformed files
+        raise CheckpointError(f"{path}: corrupt checkpoint ({e})") from None
+    return state, meta
+
+
+def resolve(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder's best checkpoint (its last one when there is no best)."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.safetensors", "last.safetensors"):
+            if (p / name).is_file():
+                return p / name
+        raise CheckpointError(f"{p}: no best.safetensors or last.safetensors in this folder")
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such checkpoint or run folder")
+    return p
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"):  # type: ignore[no-untyped-def]
+    """Rebuild the model a checkpoint describes and load its weights. Returns (model, meta)."""
+    from smallvision.data.info import DatasetInfo
+    from smallvision.models import MODELS, create_model
+
+    ckpt = resolve(path)
+    state, meta = load_checkpoint(ckpt)
+    name = meta.get("model", "")
+    if name not in MODELS:
+        raise CheckpointError(f"{ckpt}: model {name!r} is not known to this smallvision version")
+    model = create_model(name, DatasetInfo.from_dict(meta["dataset"]), **meta.get("model_args", {}))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{ckpt}: weights do not fit model {name!r}: {str(e).splitlines()[0]}") from None
+    return model.to(device).eval(), meta

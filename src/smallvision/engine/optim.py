@@ -1,0 +1,127 @@
+"""Optimiser registry and learning-rate schedules.
+
+A schedule is a pure function of the step: ``lr_factor(cfg, step, steps_per_epoch)`` gives the
+multiplier on ``cfg.lr``. Nothing to save but the step, so a resumed run gets the same rate
+(the LR-reset-on-resume bug of other trainers cannot happen). Only `plateau` has state, a
+small dict that travels in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+
+from smallvision.config import TrainConfig
+from smallvision.registry import Registry
+
+OptimFn = Callable[[Iterable[torch.nn.Parameter], TrainConfig], torch.optim.Optimizer]
+OPTIMIZERS: Registry[OptimFn] = Registry("optimizer")
+
+
+@OPTIMIZERS.register("sgd", "SGD; --momentum, --nesterov, --weight-decay")
+def _sgd(params, cfg):  # type: ignore[no-untyped-def]
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+                           weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZERS.register("adam", "Adam (L2 weight decay)")
+def _adam(params, cfg):  # type: ignore[no-untyped-def]
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZERS.register("adamw", "AdamW (decoupled weight decay)")
+def _adamw(params, cfg):  # type: ignore[no-untyped-def]
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZERS.register("adadelta", "Adadelta (pytorch/examples MNIST uses lr 1.0)")
+def _adadelta(params, cfg):  # type: ignore[no-untyped-def]
+    return torch.optim.Adadelta(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZERS.register("rmsprop", "RMSprop; --momentum")
+def _rmsprop(params, cfg):  # type: ignore[no-untyped-def]
+    return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return OPTIMIZERS.get(cfg.optimizer)(model.parameters(), cfg)
+
+
+# --------------------------------------------------------------------------- schedules
+ScheduleFn = Callable[[TrainConfig, float, float], float]  # (cfg, epoch as float, total epochs) -> factor
+SCHEDULERS: Registry[ScheduleFn] = Registry("scheduler")
+
+
+@SCHEDULERS.register("constant", "the same rate throughout")
+def _constant(cfg, e, total):  # type: ignore[no-untyped-def]
+    return 1.0
+
+
+@SCHEDULERS.register("step", "× gamma every step_size epochs (StepLR)")
+def _step(cfg, e, total):  # type: ignore[no-untyped-def]
+    return cfg.gamma ** (int(e) // max(cfg.step_size, 1))
+
+
+@SCHEDULERS.register("multistep", "× gamma at each epoch in milestones (MultiStepLR)")
+def _multistep(cfg, e, total):  # type: ignore[no-untyped-def]
+    return cfg.gamma ** sum(int(e) >= m for m in cfg.milestones)
+
+
+@SCHEDULERS.register("exponential", "× gamma every epoch (ExponentialLR)")
+def _exponential(cfg, e, total):  # type: ignore[no-untyped-def]
+    return cfg.gamma ** int(e)
+
+
+@SCHEDULERS.register("onecycle", "linear warm-up over pct_start of training, then linear decay to final_lr_ratio")
+def _onecycle(cfg, e, total):  # type: ignore[no-untyped-def]
+    peak = cfg.pct_start * total
+    if e < peak:
+        return 0.04 + 0.96 * e / peak  # from lr/25, as torch's OneCycleLR
+    return 1.0 - (1.0 - cfg.final_lr_ratio) * (e - peak) / max(total - peak, 1e-9)
+
+
+@SCHEDULERS.register("cosine", "cosine decay to final_lr_ratio (with --warmup-epochs: linear warm-up first)")
+def _cosine(cfg, e, total):  # type: ignore[no-untyped-def]
+    w = cfg.warmup_epochs
+    t = min(max((e - w) / max(total - w, 1e-9), 0.0), 1.0)
+    return cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+@SCHEDULERS.register("plateau", "× gamma when validation loss has not improved for plateau_patience epochs")
+def _plateau(cfg, e, total):  # type: ignore[no-untyped-def]
+    return 1.0  # the decay itself lives in PlateauState, applied on top
+
+
+def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int, plateau_factor: float = 1.0) -> float:
+    """Learning rate at global `step` (0-based)."""
+    e = step / steps_per_epoch
+    f = SCHEDULERS.get(cfg.scheduler)(cfg, e, float(cfg.epochs))
+    if cfg.warmup_epochs > 0 and cfg.scheduler != "onecycle":
+        f *= min(1.0, (step + 1) / (cfg.warmup_epochs * steps_per_epoch))
+    return cfg.lr * f * plateau_factor
+
+
+class PlateauState:
+    """ReduceLROnPlateau's rule on validation loss, as plain data for checkpoints."""
+
+    def __init__(self, patience: int, gamma: float) -> None:
+        self.patience, self.gamma = patience, gamma
+        self.best, self.bad, self.factor = math.inf, 0, 1.0
+
+    def update(self, val_loss: float) -> None:
+        if val_loss < self.best * (1 - 1e-4):
+            self.best, self.bad = val_loss, 0
+        else:
+            self.bad += 1
+            if self.bad > self.patience:
+                self.factor *= self.gamma
+                self.bad = 0
+
+    def state_dict(self) -> dict[str, float]:
+        return {"best": self.best, "bad": self.bad, "factor": self.factor}
+
+    def load_state_dict(self, d: dict[str, float]) -> None:
+        self.best, self.bad, self.factor = float(d["best"]), int(d["bad"]), float(d["factor"])

@@ -1,0 +1,280 @@
+"""The training engine: one readable `fit()` (nanoGPT's shape) plus its set-up helpers.
+
+Sections of `fit`: set-up -> data -> model and optimiser -> the loop (train, validate,
+checkpoint, stop rules) -> final test with the selected weights -> summary. Model selection
+and stopping look at the validation split only; the test split is read once at the end (and
+per epoch only with ``test_every_epoch``, reported but never used to decide anything).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from smallvision.config import TrainConfig
+from smallvision.data import DatasetInfo, TensorLoader, load_dataset, normalize, split_validation
+from smallvision.engine.checkpoint import save_checkpoint, versions
+from smallvision.engine.evaluate import EvalResult, evaluate
+from smallvision.engine.optim import PlateauState, build_optimizer, lr_at
+from smallvision.engine.progress import Progress
+from smallvision.errors import DivergenceError, UsageError
+from smallvision.io import atomic_write_text, write_json
+from smallvision.models import count_params, create_model
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- set-up helpers
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UsageError("--device mps: Apple's MPS is not available here (use --device cpu or auto)")
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device, precision: str) -> tuple[contextlib.AbstractContextManager, str]:
+    """The autocast context for a precision setting, and the precision actually used."""
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext(), "fp32"
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    if precision == "fp16" and device.type == "cpu":
+        raise UsageError("--precision fp16 needs a GPU; on the CPU use bf16 or fp32")
+    return torch.autocast(device.type, dtype=dtype), precision
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def new_run_dir(runs_dir: str | Path, cfg: TrainConfig) -> Path:
+    base = cfg.name or f"{cfg.recipe or cfg.dataset.split(':')[0] + '-' + cfg.model}-{datetime.now():%Y%m%d-%H%M%S}"
+    runs = Path(runs_dir)
+    path, i = runs / base, 2
+    while path.exists():
+        path, i = runs / f"{base}-{i}", i + 1
+    path.mkdir(parents=True)
+    return path
+
+
+@dataclass
+class Prepared:
+    """Data on the device, ready for the loop."""
+
+    info: DatasetInfo  # with the normalisation actually applied
+    train: TensorLoader
+    val: tuple[torch.Tensor, torch.Tensor] | None
+    test: tuple[torch.Tensor, torch.Tensor]
+    source: str
+
+
+def prepare_data(cfg: TrainConfig, device: torch.device) -> Prepared:
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    x, y = data.train_x, data.train_y
+    if cfg.train_limit:
+        keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.train_limit]
+        x, y = x[keep], y[keep]
+    tr_idx, va_idx = split_validation(len(x), cfg.val_size, cfg.seed)
+    info = data.info
+    if cfg.normalize is not None:
+        info = replace(info, mean=(float(cfg.normalize[0]),) * info.channels, std=(float(cfg.normalize[1]),) * info.channels)
+
+    def put(xs: torch.Tensor) -> torch.Tensor:
+        return normalize(xs, info.mean, info.std, device, cfg.channels_last)
+
+    train = TensorLoader(put(x[tr_idx]), y[tr_idx].to(device), cfg.batch_size, shuffle=True, seed=cfg.seed,
+                         shift=cfg.shift, hflip=cfg.hflip)
+    val = (put(x[va_idx]), y[va_idx].to(device)) if len(va_idx) else None
+    return Prepared(info, train, val, (put(data.test_x), data.test_y.to(device)), data.source)
+
+
+def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    if not history:
+        return
+    buf = io.StringIO()
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(history)
+    atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
+    write_json(run_dir / "metrics.json", history)
+
+
+def _fmt(r: EvalResult | None) -> str:
+    return "-" if r is None else f"{r.accuracy:.2f}% (loss {r.loss:.4f})"
+
+
+# ----------------------------------------------------------------------------- the loop
+def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | None = None,
+        command: str = "") -> TrainResult:
+    cfg.validate()
+    if (cfg.patience or cfg.target_accuracy) and cfg.val_size == 0:
+        raise UsageError("--patience and --target-accuracy watch the validation split; set --val-size > 0")
+    # --- set-up
+    seed_everything(cfg.seed, cfg.deterministic)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    amp, precision = autocast_for(device, cfg.precision)
+    progress = progress or Progress(enabled=False)
+
+    # --- data
+    data = prepare_data(cfg, device)
+    loader = data.train
+    steps_per_epoch = len(loader)
+
+    # --- model and optimiser
+    model = create_model(cfg.model, data.info, **cfg.model_args).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, cfg)
+    ema = None
+    if cfg.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    fwd = torch.compile(model) if cfg.compile else model
+    eval_model = lambda: ema.module if ema is not None else model  # noqa: E731  weights we judge and save
+    plateau = PlateauState(cfg.plateau_patience, cfg.gamma)
+    run_dir = new_run_dir(runs_dir, cfg)
+    meta_base = {"model": cfg.model, "model_args": cfg.model_args, "dataset": data.info.to_dict(),
+                 "config": cfg.to_dict(), "versions": versions()}
+    write_json(run_dir / "config.json", {**cfg.to_dict(), "resolved_device": str(device), "precision": precision,
+                                         "command": command})
+    progress.log(f"run {run_dir} | {cfg.dataset} ({len(loader.x)} train, {0 if data.val is None else len(data.val[0])}"
+                 f" val, {len(data.test[0])} test) | {cfg.model} ({count_params(model):,} params) | {device}, {precision}")
+
+    history: list[dict[str, Any]] = []
+    best_acc, best_loss, best_epoch, bad_epochs = -1.0, math.inf, 0, 0
+    step, train_time, images_seen, step_time = 0, 0.0, 0, 0.0
+    stopped = "completed all epochs"
+    t_start = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        # --- train one epoch
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        n_seen = 0
+        progress.start_epoch(f"epoch {epoch}/{cfg.epochs}", steps_per_epoch)
+        for xb, yb in loader.batches(epoch):
+            lr = lr_at(cfg, step, steps_per_epoch, plateau.factor)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with amp:
+                logits = fwd(xb)
+            loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+            if device.type == "cpu" and not torch.isfinite(loss):  # free on the CPU: no device sync
+                raise DivergenceError(
+                    f"loss became {loss.item()} at step {step + 1} (epoch {epoch}); the learning rate "
+                    f"{lr:g} is likely too high. Last good checkpoint: {run_dir / 'last.safetensors'}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            loss_sum += loss.detach() * len(yb)
+            correct += (logits.detach().argmax(1) == yb).sum()
+            n_seen += len(yb)
+            step += 1
+            progress.advance()
+        step_time += time.perf_counter() - t0
+        images_seen += n_seen
+        train_loss = float(loss_sum) / n_seen
+        if not math.isfinite(train_loss):
+            raise DivergenceError(f"loss became {train_loss} during epoch {epoch} (by step {step}); the learning "
+                                  f"rate {cfg.lr:g} is likely too high. Last good checkpoint: {run_dir / 'last.safetensors'}")
+
+        # --- validate, record, checkpoint (every eval_every epochs and at the end)
+        last_epoch = epoch == cfg.epochs or (cfg.max_time and time.perf_counter() - t_start >= cfg.max_time)
+        if epoch % cfg.eval_every and not last_epoch:
+            if cfg.eval_every <= 10:  # sparse evaluation (full-batch recipes) would flood the log
+                progress.end_epoch(f"epoch {epoch}: train loss {train_loss:.4f}")
+            continue
+        val = evaluate(eval_model(), *data.val, autocast=amp) if data.val is not None else None
+        test = evaluate(eval_model(), *data.test, autocast=amp) if cfg.test_every_epoch else None
+        if val is not None and cfg.scheduler == "plateau":
+            plateau.update(val.loss)
+        train_time = time.perf_counter() - t_start
+        row = {"epoch": epoch, "step": step, "lr": lr, "train_loss": train_loss,
+               "train_accuracy": 100.0 * float(correct) / n_seen,
+               "val_loss": val.loss if val else None, "val_accuracy": val.accuracy if val else None,
+               "test_loss": test.loss if test else None, "test_accuracy": test.accuracy if test else None,
+               "seconds": round(train_time, 3)}
+        history.append(row)
+        improved = val is None or (val.accuracy, -val.loss) > (best_acc, -best_loss)
+        meta = {**meta_base, "epoch": epoch, "step": step, "metrics": row}
+        state = eval_model().state_dict()
+        if improved:
+            best_acc, best_loss, best_epoch, bad_epochs = (val.accuracy, val.loss, epoch, 0) if val else (-1, 0, epoch, 0)
+            best_state = {k: v.detach().clone() for k, v in state.items()}
+            if val is not None:
+                save_checkpoint(run_dir / "best.safetensors", best_state, meta)
+        else:
+            bad_epochs += 1
+        save_checkpoint(run_dir / "last.safetensors", state, meta)
+        write_metrics(run_dir, history)
+        progress.end_epoch(f"epoch {epoch:>3}/{cfg.epochs}  lr {lr:.3g}  train {row['train_accuracy']:.2f}% "
+                           f"(loss {train_loss:.4f})  val {_fmt(val)}" + (f"  test {_fmt(test)}" if test else "")
+                           + f"  [{train_time:.1f}s]")
+        # --- stop rules (validation only)
+        if cfg.target_accuracy and val is not None and val.accuracy >= cfg.target_accuracy:
+            stopped = f"reached target validation accuracy {cfg.target_accuracy:g}% at epoch {epoch}"
+            break
+        if cfg.patience and bad_epochs >= cfg.patience:
+            stopped = f"early stop: no better validation accuracy for {cfg.patience} evaluations"
+            break
+        if cfg.max_time and train_time >= cfg.max_time:
+            stopped = f"time limit {cfg.max_time:g}s reached after epoch {epoch}"
+            break
+    progress.close()
+
+    # --- final test with the selected weights (best on validation; the last ones without validation)
+    final = eval_model()
+    final.load_state_dict(best_state)
+    test = evaluate(final, *data.test, autocast=amp)
+    summary = {
+        "run": run_dir.name, "run_dir": str(run_dir), "recipe": cfg.recipe, "dataset": data.info.name,
+        "model": cfg.model, "params": count_params(final), "epochs_run": history[-1]["epoch"],
+        "best_epoch": best_epoch, "steps": step, "val_accuracy": best_acc if data.val is not None else None,
+        "test_accuracy": round(test.accuracy, 4), "test_loss": round(test.loss, 6),
+        "train_seconds": round(train_time, 3), "images_per_second": round(images_seen / max(step_time, 1e-9), 1),
+        "stopped": stopped, "device": str(device), "precision": precision, "threads": torch.get_num_threads(),
+        "data_source": data.source,
+    }
+    if data.val is None:  # no validation: "best" is the final model; keep the file for tools that expect it
+        save_checkpoint(run_dir / "best.safetensors", best_state, {**meta_base, "epoch": best_epoch, "metrics": history[-1]})
+    write_json(run_dir / "summary.json", summary)
+    return TrainResult(run_dir, summary, history)

@@ -1,0 +1,78 @@
+"""The one contract every smallvision classifier follows (timm's shape).
+
+A classifier is ``features`` (input -> pre-logit vector, (B, F)) followed by ``head``
+(a final ``nn.Linear``, (B, F) -> (B, K)). It returns logits. Sizes come from the data set's
+`DatasetInfo`, never from a hard-coded input size: flat sizes are measured by a dry forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from smallvision.data.info import DatasetInfo
+from smallvision.registry import Registry
+
+
+class Classifier(nn.Module):
+    def __init__(self, features: nn.Module, head: nn.Linear, info: DatasetInfo) -> None:
+        super().__init__()
+        self.features = features
+        self.head = head
+        # Default preprocessing, so export/serve/predict need nothing but the model.
+        self.input_shape = info.input_shape
+        self.mean, self.std = info.mean, info.std
+
+    @property
+    def num_features(self) -> int:
+        return self.head.in_features
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.out_features
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)  # (B, F)
+
+    def forward_head(self, f: torch.Tensor) -> torch.Tensor:
+        return self.head(f)  # (B, K)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int, bias: bool = True) -> None:
+        self.head = nn.Linear(self.num_features, num_classes, bias=bias)
+
+
+def flat_size(features: nn.Module, input_shape: tuple[int, int, int]) -> int:
+    """Width of `features`' output for one input of `input_shape`, by a dry forward on zeros."""
+    training = features.training
+    features.eval()
+    with torch.no_grad():
+        n = features(torch.zeros(1, *input_shape)).flatten(1).shape[1]
+    features.train(training)
+    return n
+
+
+ModelFn = Callable[..., Classifier]
+MODELS: Registry[ModelFn] = Registry("model")
+
+
+def create_model(name: str, info: DatasetInfo, **kwargs: Any) -> Classifier:
+    """Build a registered model for a data set. ``kwargs`` are the entry's own options (widths, ...)."""
+    fn = MODELS.get(name)
+    try:
+        return fn(info, **kwargs)
+    except TypeError as e:
+        if "unexpected keyword" in str(e):
+            from smallvision.errors import UsageError
+
+            raise UsageError(f"model {name!r}: {str(e).split(') ', 1)[-1]}") from None
+        raise
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,42 @@
+"""Named, versioned recipes: TOML files in this folder that pin data, model, optimiser,
+schedule, batch size, epochs and seed. ``[train]`` holds `TrainConfig` fields; comments list
+what a seed recipe changed from its tutorial and why."""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from smallvision.config import TrainConfig, merge
+from smallvision.errors import UsageError
+from smallvision.registry import unknown_name_message
+
+
+@cache
+def _all() -> dict[str, dict[str, Any]]:
+    out = {}
+    for f in resources.files(__name__).iterdir():
+        if f.name.endswith(".toml"):
+            out[f.name[:-5]] = tomllib.loads(f.read_text(encoding="utf-8"))
+    return out
+
+
+def recipe_names() -> list[str]:
+    return sorted(_all())
+
+
+def recipe_doc(name: str) -> dict[str, Any]:
+    try:
+        return _all()[name]
+    except KeyError:
+        raise UsageError(unknown_name_message("recipe", name, recipe_names())) from None
+
+
+def recipe_config(name: str, base: TrainConfig | None = None) -> TrainConfig:
+    """`TrainConfig` defaults overridden by the recipe's ``[train]`` table."""
+    doc = recipe_doc(name)
+    cfg = merge(base or TrainConfig(), doc.get("train", {}), f"recipe {name}")
+    cfg.recipe = name
+    return cfg
