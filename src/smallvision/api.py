@@ -57,7 +57,7 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "t
     cfg = from_dict(meta.get("config", {}))
     spec = dataset or cfg.dataset
     data = load_dataset(spec, data_dir if data_dir is not None else cfg.data_dir)
-    want = tuple(meta["dataset"]["channels"], ) + (meta["dataset"]["height"], meta["dataset"]["width"])
+    want = tuple(model.input_shape)
     if data.info.input_shape != want:
         raise UsageError(f"{spec}: images are {'×'.join(map(str, data.info.input_shape))} but the model "
                          f"takes {'×'.join(map(str, want))}")

@@ -19,7 +19,7 @@ class TrainConfig:
     # --- data
     dataset: str = "mnist"
     data_dir: str | None = None
-    val_size: float = 5000  # < 1: fraction of the training set; ≥ 1: count; 0: no validation
+    val_size: float = 0.1  # < 1: fraction of the training set; ≥ 1: count; 0: no validation
     train_limit: int = 0  # use a seeded subset of this many training images (0: all)
     normalize: list[float] | None = None  # [mean, std] on 0-1 pixels; None: the data set's own statistics
     shift: int = 0  # random translation augmentation, pixels
@@ -50,7 +50,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"  # auto | cpu | cuda | mps
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16
+    precision: str = "auto"  # auto (bf16 on CUDA, else fp32) | fast (bf16 where native) | fp32 | bf16 | fp16
     channels_last: bool = False
     compile: bool = False  # torch.compile the model (weights are saved from the uncompiled one)
     threads: int = 0  # CPU threads for torch (0: torch's default)
@@ -80,8 +80,8 @@ class TrainConfig:
             (0 <= self.target_accuracy <= 100, f"--target-accuracy is a percentage, got {self.target_accuracy:g}"),
             (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
              f"--device must be auto, cpu, cuda or mps, got {self.device!r}"),
-            (self.precision in ("auto", "fp32", "bf16", "fp16"),
-             f"--precision must be auto, fp32, bf16 or fp16, got {self.precision!r}"),
+            (self.precision in ("auto", "fast", "fp32", "bf16", "fp16"),
+             f"--precision must be auto, fast, fp32, bf16 or fp16, got {self.precision!r}"),
             (self.normalize is None or len(self.normalize) == 2, "normalize must be [mean, std]"),
             (self.normalize is None or self.normalize[1] > 0, "normalize std must be > 0"),
         ]

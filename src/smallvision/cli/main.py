@@ -52,10 +52,20 @@ def models() -> None:
 
 
 @app.command()
-def datasets() -> None:
+def datasets(
+    where: Annotated[Optional[str], typer.Option(help="Say where a data set's files are found (no download); exit 2 if nowhere.")] = None,
+    data_dir: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
     """List the registered data sets (NAME or NAME:ARG)."""
     from smallvision.data import DATASETS
 
+    if where:
+        from smallvision.data import load_dataset
+
+        os.environ["SMALLVISION_OFFLINE"] = "1"
+        d = load_dataset(where, data_dir)
+        print(f"{where}: {d.source} ({len(d.train_x)} train, {len(d.test_x)} test, {d.info.num_classes} classes)")
+        return
     _print_table([(e.name, e.description) for e in DATASETS], "data sets")
 
 
@@ -131,7 +141,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option()] = None,
     deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--no-deterministic")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, mps")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="auto, fp32, bf16, fp16")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="auto (bf16 on CUDA), fast (bf16 where native), fp32, bf16, fp16")] = None,
     channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last")] = None,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,9 @@ def read_csv(path: str | Path, channels: int = 1) -> tuple[np.ndarray, np.ndarra
         raise DataError(f"{path}: empty CSV file")
     skip = 1 if _has_header(first) else 0
     try:
-        table = np.loadtxt(path, delimiter=",", dtype=np.float64, skiprows=skip, ndmin=2, encoding="utf-8")
+        with warnings.catch_warnings():  # "input contained no data": reported below as our own error
+            warnings.simplefilter("ignore", UserWarning)
+            table = np.loadtxt(path, delimiter=",", dtype=np.float64, skiprows=skip, ndmin=2, encoding="utf-8")
     except (ValueError, UnicodeDecodeError) as e:
         msg = str(e).split(";")[0]
         if "row" in msg and skip:  # numpy counts data rows from 1 after the skipped header

@@ -66,7 +66,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     if got > expected:
         raise DataError(f"{path}: {got - expected} unexpected bytes after the {dims} array the header describes")
     arr = np.frombuffer(data, dtype=dtype, count=int(np.prod(dims)), offset=hlen).reshape(dims)
-    return arr.astype(arr.dtype.newbyteorder("="), copy=False)
+    return arr.astype(arr.dtype.newbyteorder("="))  # a writable, native-endian copy
 
 
 def peek_idx(path: str | Path) -> tuple[int, ...] | None:

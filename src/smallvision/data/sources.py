@@ -23,6 +23,8 @@ def cache_dir() -> Path:
 
 
 def search_roots(data_dir: str | Path | None) -> list[Path]:
+    """Folders holding one sub-folder per data set (``<root>/mnist/...``). ``--data-dir`` comes
+    first and may also hold the files themselves (see `find_files`)."""
     roots: list[Path] = []
     if data_dir:
         roots.append(Path(data_dir).expanduser())
@@ -48,8 +50,11 @@ def find_files(
     Returns ({filename: path}, places tried); the dict is None when no folder holds them all.
     """
     tried: list[Path] = []
-    for root in search_roots(data_dir):
-        for folder in [root / name, root, *(root / s for s in extra_subdirs)]:
+    for i, root in enumerate(search_roots(data_dir)):
+        # Only an explicit --data-dir may hold the files directly: MNIST and KMNIST share file
+        # names, so a shared root must keep one sub-folder per data set.
+        direct = [root] if (data_dir and i == 0) else []
+        for folder in [root / name, *direct, *(root / s for s in extra_subdirs)]:
             if folder in tried:
                 continue
             tried.append(folder)

@@ -57,10 +57,26 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bf16 matrix instructions (AMX or AVX512-BF16), where bf16 autocast is
+    2-3× faster than fp32; elsewhere torch emulates bf16 and it is slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def autocast_for(device: torch.device, precision: str) -> tuple[contextlib.AbstractContextManager, str]:
-    """The autocast context for a precision setting, and the precision actually used."""
+    """The autocast context for a precision setting, and the precision actually used.
+
+    auto: bf16 on CUDA, fp32 elsewhere (seed recipes stay faithful); fast: bf16 wherever the
+    hardware runs it natively (CUDA, or a CPU with AMX/AVX512-BF16), else fp32.
+    """
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
+    elif precision == "fast":
+        precision = "bf16" if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()) else "fp32"
     if precision == "fp32":
         return contextlib.nullcontext(), "fp32"
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from smallvision.data.info import DatasetInfo
+from smallvision.errors import UsageError
 from smallvision.registry import Registry
 
 
@@ -51,8 +52,12 @@ def flat_size(features: nn.Module, input_shape: tuple[int, int, int]) -> int:
     """Width of `features`' output for one input of `input_shape`, by a dry forward on zeros."""
     training = features.training
     features.eval()
-    with torch.no_grad():
-        n = features(torch.zeros(1, *input_shape)).flatten(1).shape[1]
+    try:
+        with torch.no_grad():
+            n = features(torch.zeros(1, *input_shape)).flatten(1).shape[1]
+    except RuntimeError as e:  # a kernel or pool bigger than what is left of the image
+        raise UsageError(f"input {'×'.join(map(str, input_shape))} is too small for this model "
+                         f"({str(e).splitlines()[0]})") from None
     features.train(training)
     return n
 
@@ -68,8 +73,6 @@ def create_model(name: str, info: DatasetInfo, **kwargs: Any) -> Classifier:
         return fn(info, **kwargs)
     except TypeError as e:
         if "unexpected keyword" in str(e):
-            from smallvision.errors import UsageError
-
             raise UsageError(f"model {name!r}: {str(e).split(') ', 1)[-1]}") from None
         raise
 

@@ -1,0 +1,39 @@
+"""Shared fixtures. Tests never touch the network (SMALLVISION_OFFLINE=1) and find real data
+through SMALLVISION_DATA (the Makefile points it at ../shared/data when that exists)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ["SMALLVISION_OFFLINE"] = "1"
+if not os.environ.get("SMALLVISION_DATA") and (ROOT.parent / "shared" / "data").is_dir():
+    os.environ["SMALLVISION_DATA"] = str(ROOT.parent / "shared" / "data")
+
+
+def _available(name: str) -> bool:
+    from smallvision.data.datasets import _IDX_FILES
+    from smallvision.data.sources import find_files
+
+    found, _ = find_files(name, _IDX_FILES, None)
+    return found is not None
+
+
+needs_mnist = pytest.mark.skipif(not _available("mnist"), reason="MNIST files not found (set SMALLVISION_DATA)")
+needs_fashion = pytest.mark.skipif(not _available("fashion-mnist"), reason="Fashion-MNIST files not found")
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real `smallvision` command line in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "smallvision", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path) -> Path:
+    return tmp_path / "runs"

@@ -1,0 +1,94 @@
+"""The real command line, in a subprocess: listings, train/evaluate --json, and bad input
+answered by one line and exit status 2, never a traceback."""
+
+import json
+
+import pytest
+
+from conftest import run_cli
+from smallvision.recipes import recipe_config, recipe_names
+
+FAKE = "fake:1x12x12,classes=3,train=300,test=60"
+
+
+def test_help_and_listings():
+    r = run_cli("--help")
+    assert r.returncode == 0 and "train" in r.stdout and "evaluate" in r.stdout
+    for cmd, expect in (("models", "seed-fashion-cnn"), ("datasets", "fashion-mnist"), ("recipes", "mnist-fast")):
+        r = run_cli(cmd)
+        assert r.returncode == 0 and expect in r.stdout, r.stderr
+
+
+def test_train_then_evaluate_json(tmp_path):
+    r = run_cli("train", "--dataset", FAKE, "--model", "lenet5", "--epochs", "2", "--val-size", "0.2",
+                "--runs-dir", str(tmp_path / "runs"), "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert {"test_accuracy", "test_loss", "train_seconds", "images_per_second", "run_dir"} <= set(summary)
+    run_dir = summary["run_dir"]
+    r = run_cli("evaluate", run_dir, "--json")
+    assert r.returncode == 0, r.stderr
+    ev = json.loads(r.stdout.strip().splitlines()[-1])
+    assert ev["test_accuracy"] == pytest.approx(summary["test_accuracy"])
+
+
+def test_flags_override_a_recipe(tmp_path):
+    r = run_cli("train", "--recipe", "seed-fashion-cnn", "--dataset", FAKE, "--epochs", "1", "--runs-dir",
+                str(tmp_path), "--json")
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((tmp_path / json.loads(r.stdout.splitlines()[-1])["run"] / "config.json").read_text())
+    assert cfg["epochs"] == 1 and cfg["lr"] == 0.005 and cfg["seed"] == 420 and cfg["dataset"] == FAKE
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["train", "--model", "cnn-fats", "--dataset", FAKE], "did you mean cnn-fast"),
+    (["train", "--recipe", "mnist-fsat"], "unknown recipe 'mnist-fsat'; did you mean mnist-fast"),
+    (["train", "--dataset", "mnits"], "unknown data set 'mnits'; did you mean mnist"),
+    (["train", "--dataset", FAKE, "--optimizer", "adamm"], "unknown optimizer 'adamm'"),
+    (["train", "--dataset", FAKE, "--scheduler", "cosin"], "unknown scheduler 'cosin'"),
+    (["train", "--dataset", FAKE, "--lr", "0"], "--lr must be > 0"),
+    (["train", "--dataset", FAKE, "--lr", "-1"], "--lr must be > 0"),
+    (["train", "--dataset", FAKE, "--batch-size", "-3"], "--batch-size"),
+    (["train", "--dataset", FAKE, "--epochs", "0"], "--epochs must be ≥ 1"),
+    (["train", "--dataset", "idx:/nonexistent/dir"], "no such folder"),
+    (["train", "--dataset", "csv:/nonexistent.csv"], "file not found"),
+    (["train", "--dataset", "kmnist", "--data-dir", "/nonexistent"], "not found"),
+    (["train", "--dataset", FAKE, "--model-arg", "depth=3"], "unexpected keyword argument 'depth'"),
+    (["train", "--dataset", FAKE, "--normalize", "0.5"], "--normalize takes 2 numbers"),
+    (["evaluate", "/nonexistent/run"], "no such checkpoint or run folder"),
+    (["convert", "nope"], "unknown data set"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, args, msg):
+    r = run_cli(*args, "--runs-dir", str(tmp_path)) if args[0] == "train" else run_cli(*args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and msg in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path.exists() and any(tmp_path.iterdir())), "a failed command left a run folder"
+
+
+def test_debug_shows_the_traceback():
+    r = run_cli("--debug", "train", "--dataset", "mnits")
+    assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_bad_flag_value_is_usage_error():
+    r = run_cli("train", "--epochs", "many")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_convert_writes_seed004_csv(tmp_path):
+    r = run_cli("convert", "digits", "--out", str(tmp_path), "--header")
+    assert r.returncode == 0, r.stderr
+    lines = (tmp_path / "digits_train.csv").read_text().splitlines()
+    assert lines[0].startswith("label,p0,p1") and len(lines[1].split(",")) == 65
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_every_recipe_resolves_and_runs_one_epoch_on_fake_data(name, runs_dir):
+    from smallvision import api
+
+    cfg = recipe_config(name).validate()
+    assert cfg.recipe == name
+    r = api.train(name, runs_dir=runs_dir, dataset="fake:1x28x28,classes=10,train=200,test=50", epochs=1,
+                  eval_every=1, val_size=0.1 if cfg.val_size else 0)
+    assert r.summary["recipe"] == name and r.summary["test_accuracy"] >= 0

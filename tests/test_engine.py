@@ -1,0 +1,152 @@
+"""The training loop, schedules, optimisers, stop rules and checkpoints, on small data."""
+
+import json
+import math
+import pickle
+
+import pytest
+import torch
+
+from conftest import needs_mnist
+from smallvision import api
+from smallvision.config import TrainConfig
+from smallvision.engine.checkpoint import load_checkpoint, load_model, save_checkpoint
+from smallvision.engine.optim import OPTIMIZERS, lr_at
+from smallvision.errors import CheckpointError, DivergenceError, UsageError
+
+FAKE = "fake:1x12x12,classes=4,train=400,test=100"
+
+
+def small(**kw):
+    base = dict(dataset=FAKE, model="cnn-fast", epochs=2, batch_size=32, lr=0.05, optimizer="sgd", momentum=0.9,
+                val_size=80, model_args={"widths": [8, 16]})
+    return {**base, **kw}
+
+
+def test_fit_learns_and_writes_the_run_folder(runs_dir):
+    r = api.train(runs_dir=runs_dir, **small(epochs=3))
+    s = r.summary
+    assert s["test_accuracy"] > 80  # chance is 25 %
+    for f in ("config.json", "metrics.csv", "metrics.json", "best.safetensors", "last.safetensors", "summary.json"):
+        assert (r.run_dir / f).is_file(), f
+    hist = json.loads((r.run_dir / "metrics.json").read_text())
+    assert [h["epoch"] for h in hist] == [1, 2, 3] and hist[-1]["val_accuracy"] is not None
+    assert hist[-1]["test_accuracy"] is None  # the test set is not looked at per epoch unless asked
+    assert json.loads((r.run_dir / "summary.json").read_text())["test_accuracy"] == s["test_accuracy"]
+    assert s["images_per_second"] > 0 and s["train_seconds"] > 0
+
+
+def test_same_seed_same_weights(runs_dir):
+    a = api.train(runs_dir=runs_dir, deterministic=True, **small(epochs=1))
+    b = api.train(runs_dir=runs_dir, deterministic=True, **small(epochs=1))
+    wa, _ = load_checkpoint(a.run_dir / "last.safetensors")
+    wb, _ = load_checkpoint(b.run_dir / "last.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize("opt", OPTIMIZERS.names())
+def test_every_optimizer_trains(runs_dir, opt):
+    lr = {"adadelta": 1.0, "sgd": 0.05}.get(opt, 0.003)
+    r = api.train(runs_dir=runs_dir, **small(optimizer=opt, lr=lr, epochs=2))
+    assert r.summary["test_accuracy"] > 50
+
+
+@pytest.mark.parametrize("sched", ["step", "multistep", "exponential", "plateau", "onecycle", "cosine"])
+def test_every_scheduler_runs(runs_dir, sched):
+    r = api.train(runs_dir=runs_dir, **small(scheduler=sched, step_size=1, milestones=[1], gamma=0.5))
+    assert math.isfinite(r.summary["test_loss"])
+
+
+def test_schedules_as_functions_of_the_step():
+    c = TrainConfig(lr=1.0, epochs=10, scheduler="step", step_size=3, gamma=0.1)
+    assert lr_at(c, 0, 100) == 1.0 and lr_at(c, 299, 100) == 1.0 and lr_at(c, 300, 100) == pytest.approx(0.1)
+    c = TrainConfig(lr=1.0, epochs=100, scheduler="multistep", milestones=[30, 80], gamma=0.1)
+    assert lr_at(c, 29, 1) == 1.0 and lr_at(c, 30, 1) == pytest.approx(0.1) and lr_at(c, 80, 1) == pytest.approx(0.01)
+    c = TrainConfig(lr=2.0, epochs=10, scheduler="onecycle", pct_start=0.3)
+    lrs = [lr_at(c, s, 10) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.08) and max(lrs) == pytest.approx(2.0, rel=0.05) and lrs[-1] < 0.05
+    assert lrs.index(max(lrs)) == 30
+    c = TrainConfig(lr=1.0, epochs=10, scheduler="cosine", warmup_epochs=1)
+    assert lr_at(c, 0, 10) == pytest.approx(0.1) and lr_at(c, 9, 10) == pytest.approx(1.0)
+    assert lr_at(c, 99, 10) < 0.01
+
+
+def test_full_batch_mode(runs_dir):
+    r = api.train(runs_dir=runs_dir, **small(batch_size=0, epochs=6, eval_every=3, lr=0.1))
+    assert r.summary["steps"] == 6 and len(r.history) == 2
+
+
+def test_target_accuracy_and_patience_stop_early(runs_dir):
+    r = api.train(runs_dir=runs_dir, **small(epochs=20, target_accuracy=60))
+    assert r.summary["epochs_run"] < 20 and "target" in r.summary["stopped"]
+    r = api.train(runs_dir=runs_dir, **small(epochs=30, patience=1, lr=1e-6))
+    assert r.summary["epochs_run"] < 30 and "early stop" in r.summary["stopped"]
+    with pytest.raises(UsageError, match="validation"):
+        api.train(runs_dir=runs_dir, **small(val_size=0, patience=2))
+
+
+def test_max_time_stops(runs_dir):
+    r = api.train(runs_dir=runs_dir, **small(epochs=500, max_time=0.5))
+    assert r.summary["epochs_run"] < 500 and "time limit" in r.summary["stopped"]
+
+
+def test_divergence_is_caught_with_the_step(runs_dir):
+    with pytest.raises(DivergenceError, match=r"step \d+.*learning rate"):
+        api.train(runs_dir=runs_dir, **small(lr=1e12, optimizer="sgd", momentum=0, model="seed-mlp-plain", model_args={}))
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(lr=0), "--lr must be > 0"), (dict(batch_size=-1), "batch-size"), (dict(epochs=0), "--epochs"),
+    (dict(device="tpu"), "--device"), (dict(val_size=-1), "val-size"), (dict(label_smoothing=1.5), "label-smoothing"),
+])
+def test_impossible_hyperparameters(runs_dir, kw, msg):
+    with pytest.raises(UsageError, match=msg):
+        api.train(runs_dir=runs_dir, **small(**kw))
+
+
+def test_checkpoint_is_self_describing_and_reloads(runs_dir):
+    r = api.train(runs_dir=runs_dir, **small(epochs=1))
+    model, meta = load_model(r.run_dir)
+    assert meta["model"] == "cnn-fast" and meta["dataset"]["num_classes"] == 4
+    assert meta["config"]["lr"] == 0.05 and "torch" in meta["versions"] and meta["dataset"]["class_names"][0] == "class0"
+    ev = api.evaluate(r.run_dir)
+    assert ev["test_accuracy"] == pytest.approx(r.summary["test_accuracy"])
+    assert api.evaluate(r.run_dir, split="val")["images"] == 80
+
+
+def test_corrupt_truncated_and_pickled_checkpoints_are_refused(tmp_path):
+    state = {"w": torch.arange(1000, dtype=torch.float32)}
+    p = tmp_path / "c.safetensors"
+    save_checkpoint(p, state, {"model": "x"})
+    blob = bytearray(p.read_bytes())
+    blob[-10] ^= 0x01  # one flipped bit in the tensor data
+    (tmp_path / "flip.safetensors").write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_checkpoint(tmp_path / "flip.safetensors")
+    (tmp_path / "cut.safetensors").write_bytes(p.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match="corrupt|truncated"):
+        load_checkpoint(tmp_path / "cut.safetensors")
+
+    class Boom:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"state": Boom()}))
+    with pytest.raises(CheckpointError, match="not a smallvision checkpoint"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_evaluate_refuses_incompatible_data(runs_dir):
+    r = api.train(runs_dir=runs_dir, **small(epochs=1))
+    with pytest.raises(UsageError, match="images are 1×28×28 but the model takes 1×12×12"):
+        api.evaluate(r.run_dir, dataset="fake")
+    with pytest.raises(UsageError, match="10 classes but the model predicts 4"):
+        api.evaluate(r.run_dir, dataset="fake:1x12x12,classes=10")
+
+
+@needs_mnist
+def test_real_mnist_subset_learns(runs_dir):
+    """A short real-data run: 6 000 MNIST images, three epochs, must clearly learn."""
+    r = api.train("mnist-fast", runs_dir=runs_dir, train_limit=6000, epochs=3, batch_size=64, val_size=500)
+    assert r.summary["test_accuracy"] > 93.0, r.summary

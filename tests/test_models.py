@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from smallvision.data.info import DatasetInfo
+from smallvision.errors import UsageError
+from smallvision.models import MODELS, count_params, create_model
+
+
+def info(c=1, h=28, w=28, k=10):
+    return DatasetInfo("t", k, c, h, w, (0.5,) * c, (0.25,) * c, tuple(str(i) for i in range(k)))
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("shape,k", [((1, 28, 28), 10), ((3, 32, 32), 7)])
+def test_every_model_follows_the_contract(name, shape, k):
+    model = create_model(name, info(*shape, k=k))
+    x = torch.randn(4, *shape)
+    model.eval()
+    out = model(x)
+    assert out.shape == (4, k)
+    feats = model.forward_features(x)
+    assert feats.shape == (4, model.num_features)
+    assert torch.allclose(model.forward_head(feats), out, atol=1e-5)
+    model.reset_classifier(3)
+    assert model(x).shape == (4, 3) and model.num_classes == 3
+    assert count_params(model) > 0
+    # gradients flow to every parameter
+    model.train()
+    model(x).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_sizes_come_from_the_input():
+    a = create_model("seed-digit-cnn", info(1, 28, 28))
+    b = create_model("seed-digit-cnn", info(3, 36, 36))
+    first_linear = lambda m: next(x for x in m.modules() if isinstance(x, torch.nn.Linear))  # noqa: E731
+    assert first_linear(a).in_features == 2000  # the seed's 20*10*10 on 28×28
+    assert first_linear(b).in_features == 20 * 14 * 14
+
+
+def test_small_input_is_a_clear_error():
+    with pytest.raises(UsageError, match="too small"):
+        create_model("seed-digit-cnn", info(1, 8, 8))
+    assert create_model("cnn-fast", info(1, 8, 8))(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_unknown_model_option_is_a_usage_error():
+    with pytest.raises(UsageError, match="depth"):
+        create_model("cnn-fast", info(), depth=3)
+
+
+def test_seed004_init_follows_the_seed():
+    torch.manual_seed(0)
+    m = create_model("seed-mlp-sigmoid", info())
+    w = m.features[1].weight
+    assert abs(w.mean().item() - 0.01) < 0.005 and abs(w.std().item() - 0.1) < 0.005
+    assert m.features[1].bias.abs().max().item() == 0
