@@ -136,4 +136,4 @@ def test_random_translate_moves_content():
     assert out.shape == x.shape and torch.all(out.sum((1, 2, 3)) == 1)
     pos = out.view(64, -1).argmax(1)
     rows, cols = pos // 9, pos % 9
-    assert rows.min() >= 2 and rows.max() <= 6 and len(set(pos.tolist())) > 5
+    assert rows.min() >= 2 and rows.max() <= 6 and cols.min() >= 2 and cols.max() <= 6 and len(set(pos.tolist())) > 5

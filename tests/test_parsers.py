@@ -1,7 +1,6 @@
 """IDX and CSV readers: round trips, every malformed-file error, and property-based fuzzing."""
 
 import gzip
-import struct
 
 import numpy as np
 import pytest

@@ -34,16 +34,19 @@ def train(recipe: str | None = None, runs_dir: str | Path = "runs", progress: bo
 
 
 def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "test", data_dir: str | None = None,
-             device: str = "auto", batch_size: int = 2000) -> dict[str, Any]:
+             device: str = "auto", batch_size: int = 2000, report: bool = True,
+             out: str | Path | None = None) -> dict[str, Any]:
     """Accuracy and loss of a checkpoint (or a run folder's best one) on a data set's split.
 
     The data set defaults to the one the model was trained on; any data set with the same
     image shape and class count works. ``split='val'`` re-creates the run's own seeded split.
+    With `report`, writes the same report as training does into `out` (default: an
+    ``eval-<data>-<split>`` folder beside the checkpoint).
     """
     import torch
 
     from smallvision.config import from_dict
-    from smallvision.data import load_dataset, normalize, split_validation
+    from smallvision.data import DatasetInfo, load_dataset, normalize, split_validation
     from smallvision.engine.checkpoint import load_model, resolve
     from smallvision.engine.evaluate import evaluate as run_eval
     from smallvision.engine.trainer import resolve_device
@@ -76,8 +79,20 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "t
         x, y = x[va], y[va]
     else:
         x, y = data.test_x, data.test_y
-    mean, std = meta["dataset"]["mean"], meta["dataset"]["std"]
-    res = run_eval(model, normalize(x, mean, std, dev), y.to(dev), batch_size=batch_size)
-    return {"checkpoint": str(ckpt), "dataset": spec, "split": split, "images": res.n,
-            "test_accuracy" if split == "test" else "val_accuracy": round(res.accuracy, 4),
-            "test_loss" if split == "test" else "val_loss": round(res.loss, 6), "model": meta["model"]}
+    info = DatasetInfo.from_dict(meta["dataset"])
+    xs = normalize(x, info.mean, info.std, dev)
+    res = run_eval(model, xs, y.to(dev), batch_size=batch_size, keep_logits=report)
+    out_doc = {"checkpoint": str(ckpt), "dataset": spec, "split": split, "images": res.n,
+               f"{split}_accuracy": round(res.accuracy, 4), f"{split}_loss": round(res.loss, 6), "model": meta["model"]}
+    if report:
+        from smallvision.report import classification_metrics, write_report
+
+        tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec)
+        folder = Path(out) if out else ckpt.parent / f"eval-{tag}-{split}"
+        if data.info.class_names and len(data.info.class_names) == len(info.class_names):
+            info = DatasetInfo.from_dict({**info.to_dict(), "class_names": list(data.info.class_names)})
+        m = classification_metrics(res.logits, y, model.num_classes)
+        write_report(folder, title=f"{meta['model']} ({ckpt.parent.name}/{ckpt.name}) on {spec} {split}", info=info,
+                     metrics=m, images=xs, split=split, summary=out_doc, config=meta.get("config"), device=str(dev))
+        out_doc["report"] = str(folder / "report.html")
+    return out_doc

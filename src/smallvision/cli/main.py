@@ -150,6 +150,8 @@ def train(
     max_time: Annotated[Optional[float], typer.Option(help="Stop after this many seconds of training.")] = None,
     eval_every: Annotated[Optional[int], typer.Option(help="Validate every N epochs.")] = None,
     test_every_epoch: Annotated[Optional[bool], typer.Option("--test-every-epoch/--no-test-every-epoch")] = None,
+    report: Annotated[Optional[bool], typer.Option("--report/--no-report", help="Write the run report (HTML/MD/JSON + PNGs).")] = None,
+    tensorboard: Annotated[Optional[bool], typer.Option("--tensorboard/--no-tensorboard", help="Also write TensorBoard event files (runs/<name>/tensorboard).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run folder name.")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the final summary as one JSON line.")] = False,
@@ -179,7 +181,7 @@ def train(
         hflip=hflip, seed=seed, deterministic=deterministic, device=device, precision=precision,
         channels_last=channels_last, compile=compile, threads=threads, patience=patience,
         target_accuracy=target_accuracy, max_time=max_time, eval_every=eval_every,
-        test_every_epoch=test_every_epoch, name=name,
+        test_every_epoch=test_every_epoch, report=report, tensorboard=tensorboard, name=name,
     )
     command = "smallvision " + shlex.join(sys.argv[1:])
     from smallvision.data.datasets import DATASETS
@@ -200,12 +202,15 @@ def evaluate(
     split: Annotated[str, typer.Option(help="test or val (the run's own seeded validation split).")] = "test",
     data_dir: Annotated[Optional[str], typer.Option()] = None,
     device: Annotated[str, typer.Option()] = "auto",
+    out: Annotated[Optional[Path], typer.Option(help="Report folder (default: eval-<data>-<split> beside the checkpoint).")] = None,
+    report: Annotated[bool, typer.Option("--report/--no-report")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON line.")] = False,
 ) -> None:
-    """Evaluate a checkpoint on a data set's test (or validation) split."""
+    """Evaluate a checkpoint on a data set's test (or validation) split and write its report."""
     from smallvision import api
 
-    res = api.evaluate(checkpoint, dataset=dataset, split=split, data_dir=data_dir, device=device)
+    res = api.evaluate(checkpoint, dataset=dataset, split=split, data_dir=data_dir, device=device, report=report,
+                       out=out)
     _emit(res, as_json, f"evaluate {checkpoint}")
 
 
@@ -228,6 +233,92 @@ def convert(
         path = out / f"{stem}_{split}.csv"
         write_csv(path, x.numpy(), y.numpy(), header=header)
         print(f"wrote {path} ({len(x)} rows)")
+
+
+def _parse_sets(items: list[str] | None) -> dict[str, Any]:
+    """--set KEY=VALUE pairs (VALUE parsed as JSON when it can be) as config overrides."""
+    from smallvision.config import FIELDS
+    from smallvision.errors import UsageError
+
+    out = _parse_model_args(items) or {}
+    for k in out:
+        if k not in FIELDS:
+            import difflib
+
+            close = difflib.get_close_matches(k, list(FIELDS), n=2)
+            raise UsageError(f"--set: unknown setting {k!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    return out
+
+
+@app.command()
+def compare(
+    runs: Annotated[Optional[list[str]], typer.Argument(help="Finished run folders to include.")] = None,
+    recipes: Annotated[Optional[str], typer.Option(help="Comma-separated recipes to train and compare.")] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per recipe (mean ± std over them).")] = 1,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override KEY=VALUE for every recipe, repeatable.")] = None,
+    runs_dir: Annotated[Path, typer.Option()] = Path("runs"),
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default runs/compare-<time>).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Compare recipes over seeds, or finished runs: a mean ± std table and overlaid validation curves."""
+    from smallvision.compare import compare as run_compare
+    from smallvision.compare import markdown_table
+
+    names = [r.strip() for r in (recipes or "").split(",") if r.strip()]
+    rows, folder = run_compare(names, runs or [], seeds, runs_dir, out, _parse_sets(set_),
+                               log=lambda m: print(m, file=sys.stderr, flush=True))
+    if as_json:
+        print(json.dumps({"rows": rows, "out": str(folder)}))
+    else:
+        print(markdown_table(rows))
+        print(f"\nsaved {folder / 'compare.md'}, {folder / 'compare.png'}")
+
+
+@app.command()
+def show(
+    dataset: Annotated[str, typer.Argument(help="A data-set spec, e.g. fashion-mnist.")],
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default show-<dataset>).")] = None,
+    per_class: Annotated[int, typer.Option(help="Images per class in the grid.")] = 8,
+    data_dir: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Sample images per class and the class balance, as PNGs and a text table."""
+    from smallvision.report.show import show_dataset
+
+    folder = out or Path("show-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in dataset))
+    res = show_dataset(dataset, folder, per_class, data_dir)
+    print(res["text"])
+    print(f"saved {res['samples']}, {res['balance']}")
+
+
+@app.command("lr-find")
+def lr_find_cmd(
+    recipe: Annotated[Optional[str], typer.Option(help="Start from a recipe.")] = None,
+    dataset: Annotated[Optional[str], typer.Option()] = None,
+    model: Annotated[Optional[str], typer.Option()] = None,
+    optimizer: Annotated[Optional[str], typer.Option()] = None,
+    batch_size: Annotated[Optional[int], typer.Option()] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override KEY=VALUE, repeatable.")] = None,
+    steps: Annotated[int, typer.Option(help="Steps of the range test.")] = 100,
+    start_lr: Annotated[float, typer.Option()] = 1e-6,
+    end_lr: Annotated[float, typer.Option()] = 10.0,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("lr-find"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Learning-rate range test: plot loss against an exponentially rising rate; suggest a rate."""
+    from smallvision import api
+    from smallvision.engine.lr_find import lr_find
+    from smallvision.errors import UsageError
+
+    if steps < 10 or not 0 < start_lr < end_lr:
+        raise UsageError("lr-find needs --steps ≥ 10 and 0 < --start-lr < --end-lr")
+    cfg = api.make_config(recipe, **{**_overrides(dataset=dataset, model=model, optimizer=optimizer,
+                                                   batch_size=batch_size), **_parse_sets(set_)})
+    res = lr_find(cfg, out, start_lr, end_lr, steps)
+    if as_json:
+        print(json.dumps({k: v for k, v in res.items() if k not in ("lrs", "losses")}))
+    else:
+        print(f"suggested learning rate: {res['suggested_lr']:.3g} (steepest descent); "
+              f"loss was lowest at {res['min_loss_lr']:.3g}\nsaved {res['plot']}")
 
 
 def main(argv: list[str] | None = None) -> None:

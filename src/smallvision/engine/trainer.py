@@ -192,6 +192,11 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
     progress.log(f"run {run_dir} | {cfg.dataset} ({len(loader.x)} train, {0 if data.val is None else len(data.val[0])}"
                  f" val, {len(data.test[0])} test) | {cfg.model} ({count_params(model):,} params) | {device}, {precision}")
 
+    tb = None
+    if cfg.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package (a dependency)
+
+        tb = SummaryWriter(str(run_dir / "tensorboard"))
     history: list[dict[str, Any]] = []
     best_acc, best_loss, best_epoch, bad_epochs = -1.0, math.inf, 0, 0
     step, train_time, images_seen, step_time = 0, 0.0, 0, 0.0
@@ -250,6 +255,11 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
                "test_loss": test.loss if test else None, "test_accuracy": test.accuracy if test else None,
                "seconds": round(train_time, 3)}
         history.append(row)
+        if tb is not None:
+            for key, value in row.items():
+                if key not in ("epoch", "step") and value is not None:
+                    tb.add_scalar(key.replace("_", "/", 1), value, epoch)
+            tb.flush()
         improved = val is None or (val.accuracy, -val.loss) > (best_acc, -best_loss)
         meta = {**meta_base, "epoch": epoch, "step": step, "metrics": row}
         state = eval_model().state_dict()
@@ -276,11 +286,13 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
             stopped = f"time limit {cfg.max_time:g}s reached after epoch {epoch}"
             break
     progress.close()
+    if tb is not None:
+        tb.close()
 
     # --- final test with the selected weights (best on validation; the last ones without validation)
     final = eval_model()
     final.load_state_dict(best_state)
-    test = evaluate(final, *data.test, autocast=amp)
+    test = evaluate(final, *data.test, autocast=amp, keep_logits=True)
     summary = {
         "run": run_dir.name, "run_dir": str(run_dir), "recipe": cfg.recipe, "dataset": data.info.name,
         "model": cfg.model, "params": count_params(final), "epochs_run": history[-1]["epoch"],
@@ -293,4 +305,11 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
     if data.val is None:  # no validation: "best" is the final model; keep the file for tools that expect it
         save_checkpoint(run_dir / "best.safetensors", best_state, {**meta_base, "epoch": best_epoch, "metrics": history[-1]})
     write_json(run_dir / "summary.json", summary)
+    if cfg.report:
+        from smallvision.report import classification_metrics, write_report
+
+        m = classification_metrics(test.logits, data.test[1], data.info.num_classes)
+        write_report(run_dir, title=f"{run_dir.name}: {cfg.model} on {data.info.name}", info=data.info, metrics=m,
+                     images=data.test[0], split="test", summary=summary, history=history,
+                     config=cfg.to_dict(), device=str(device))
     return TrainResult(run_dir, summary, history)

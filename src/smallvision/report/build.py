@@ -1,0 +1,178 @@
+"""Write a run's report: report.{html,md,json} and the PNGs they show.
+
+The HTML page is self-contained (images embedded as base64) so it opens offline and can be
+mailed around. Everything shown is computed from the model's predictions on the split named.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import platform
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from smallvision.data.info import DatasetInfo
+from smallvision.io import atomic_write_text, write_json
+from smallvision.report import plots
+from smallvision.report.metrics import ClassificationMetrics
+
+
+def environment(device: str = "cpu") -> dict[str, Any]:
+    import torchvision
+
+    from smallvision import __version__
+
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        cpu = platform.processor()
+    env = {"smallvision": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+           "python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
+           "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device}
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+    return env
+
+
+def reproduce_command(config: dict[str, Any]) -> str:
+    """`smallvision train ...` with every setting that differs from the defaults (recipe first)."""
+    from smallvision.config import TrainConfig
+    from smallvision.recipes import recipe_config
+
+    base = recipe_config(config["recipe"]) if config.get("recipe") else TrainConfig()
+    args = ["smallvision", "train"] + (["--recipe", config["recipe"]] if config.get("recipe") else [])
+    for key, default in base.to_dict().items():
+        val = config.get(key, default)
+        if key in ("recipe",) or val == default:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(val, bool):
+            args.append(flag if val else flag.replace("--", "--no-", 1))
+        elif key == "model_args":
+            args += [x for k, v in val.items() for x in ("--model-arg", f"{k}={json.dumps(v)}")]
+        elif isinstance(val, list):
+            args += [flag, ",".join(str(v) for v in val)]
+        elif val is not None:
+            args += [flag, str(val)]
+    return shlex.join(args)
+
+
+def _img_tag(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(rows: Sequence[dict[str, Any]], md: bool) -> str:
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    if md:
+        out = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        out += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
+        return "\n".join(out)
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(r[k]))}</td>" for k in keys) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def write_report(
+    out_dir: Path,
+    *,
+    title: str,
+    info: DatasetInfo,
+    metrics: ClassificationMetrics,
+    images: torch.Tensor,  # the evaluated split, normalised as the model saw it (N, C, H, W)
+    split: str,
+    summary: dict[str, Any],
+    history: Sequence[dict[str, Any]] = (),
+    config: dict[str, Any] | None = None,
+    device: str = "cpu",
+    labels: Sequence[str] | None = None,  # per-image names (file paths for image folders)
+) -> dict[str, Any]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = list(info.class_names) or [str(i) for i in range(metrics.confusion.shape[0])]
+    mean = torch.tensor(info.mean).view(-1, 1, 1)
+    std = torch.tensor(info.std).view(-1, 1, 1)
+    show = lambda i: (images[i].detach().float().cpu() * std + mean)  # noqa: E731  back to 0-1 pixels
+
+    figures: list[tuple[str, str]] = []
+    if history:
+        plots.plot_curves(history, out_dir / "curves.png", title)
+        figures.append(("curves.png", "Loss and accuracy per epoch (learning rate dashed, right axis)"))
+    plots.plot_confusion(metrics.confusion, names, out_dir / "confusion.png")
+    figures.append(("confusion.png", f"Confusion matrix on the {split} split"))
+    wrong = [t for t in metrics.top_losses if t[2] != t[3]] or metrics.top_losses
+    if wrong:
+        titles = [f"{names[p]} ({pp:.2f}) / {names[t]}" for _, _, t, p, pp in wrong]
+        if labels is not None:
+            titles = [f"{tt}\n{Path(labels[i]).name}" for tt, (i, *_rest) in zip(titles, wrong, strict=True)]
+        plots.plot_image_grid([show(i) for i, *_ in wrong], titles, out_dir / "top_losses.png",
+                              suptitle=f"Highest-loss {split} images, titled predicted (probability) / true",
+                              title_colors=["#b00020" if t != p else "black" for _, _, t, p, _ in wrong])
+        figures.append(("top_losses.png", "Top losses: predicted (probability) / true"))
+
+    per_class = metrics.per_class_rows(names)
+    confused = [{"true": names[t], "predicted": names[p], "count": c} for t, p, c in metrics.most_confused]
+    cfg = config or {}
+    command = reproduce_command(cfg) if cfg else ""
+    env = environment(device)
+    doc = {
+        "title": title, "split": split, "summary": summary,
+        "metrics": {"accuracy": round(metrics.accuracy, 4), "loss": round(metrics.loss, 6), "images": metrics.n},
+        "per_class": per_class, "most_confused": confused,
+        "confusion_matrix": metrics.confusion.tolist(), "class_names": names,
+        "top_losses": [{"index": i, "loss": round(lo, 4), "true": names[t], "predicted": names[p],
+                        "probability": round(pp, 4), **({"file": labels[i]} if labels is not None else {})}
+                       for i, lo, t, p, pp in metrics.top_losses],
+        "history": list(history), "environment": env, "config": cfg, "reproduce": command,
+        "figures": [f for f, _ in figures],
+    }
+    write_json(out_dir / "report.json", doc)
+
+    head_rows = [{"metric": f"{split} accuracy", "value": f"{metrics.accuracy:.2f} %"},
+                 {"metric": f"{split} loss", "value": f"{metrics.loss:.4f}"},
+                 {"metric": f"{split} images", "value": str(metrics.n)}]
+    for key in ("model", "params", "dataset", "epochs_run", "best_epoch", "train_seconds", "images_per_second",
+                "stopped"):
+        if summary.get(key) is not None:
+            head_rows.append({"metric": key.replace("_", " "), "value": str(summary[key])})
+    env_rows = [{"item": k, "value": str(v)} for k, v in env.items()]
+
+    md = [f"# {title}", "", _table(head_rows, True), ""]
+    for f, cap in figures:
+        md += [f"## {cap}", "", f"![{cap}]({f})", ""]
+    md += ["## Per-class precision / recall / F1", "", _table(per_class, True), "",
+           "## Most confused pairs", "", _table(confused, True) or "none", "",
+           "## Environment", "", _table(env_rows, True), ""]
+    if command:
+        md += ["## Reproduce", "", "```", command, "```", ""]
+    atomic_write_text(out_dir / "report.md", "\n".join(md))
+
+    css = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+           "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
+           "text-align:left;font-size:14px}th{background:#f0f0f0}img{max-width:100%;height:auto;display:block}"
+           "pre{background:#f6f6f6;padding:8px;overflow-x:auto;white-space:pre-wrap}h2{margin-top:1.6em}")
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1>", _table(head_rows, False)]
+    for f, cap in figures:
+        parts.append(f"<h2>{html.escape(cap)}</h2>{_img_tag(out_dir / f, cap)}")
+    parts += ["<h2>Per-class precision / recall / F1</h2>", _table(per_class, False),
+              "<h2>Most confused pairs</h2>", _table(confused, False) or "<p>none</p>",
+              "<h2>Environment</h2>", _table(env_rows, False)]
+    if command:
+        parts.append(f"<h2>Reproduce</h2><pre>{html.escape(command)}</pre>")
+    parts.append("</body></html>")
+    atomic_write_text(out_dir / "report.html", "\n".join(parts))
+    return doc
