@@ -33,6 +33,21 @@ def train(recipe: str | None = None, runs_dir: str | Path = "runs", progress: bo
     return fit(cfg, runs_dir=runs_dir, progress=Progress(enabled=progress), command=command)
 
 
+def resume(run_dir: str | Path, progress: bool = False, command: str = "", **overrides: Any) -> TrainResult:
+    """Continue a stopped run exactly (model, optimiser, schedule, RNG, data order, step in epoch).
+
+    `overrides` may only touch settings that do not change the result (max_time, threads, ...).
+    """
+    from smallvision.config import from_dict
+    from smallvision.engine.progress import Progress
+    from smallvision.engine.resume import load_resume
+    from smallvision.engine.trainer import fit
+
+    _, meta = load_resume(Path(run_dir))
+    cfg = merge(from_dict(meta["config"]), overrides, "settings").validate()
+    return fit(cfg, progress=Progress(enabled=progress), command=command, resume=run_dir)
+
+
 def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "test", data_dir: str | None = None,
              device: str = "auto", batch_size: int = 2000, report: bool = True,
              out: str | Path | None = None) -> dict[str, Any]:

@@ -59,6 +59,7 @@ class TrainConfig:
     max_time: float = 0.0  # stop after this many seconds of training (0: off)
     eval_every: int = 1  # validate every N epochs (full-batch recipes use more)
     test_every_epoch: bool = False  # also report test accuracy per epoch, as the seeds print it
+    checkpoint_every: str = ""  # also save the resume state every N steps ("500") or seconds ("60s")
     tensorboard: bool = False  # also log metrics as TensorBoard event files (runs/<name>/tensorboard)
     report: bool = True  # write report.{html,md,json} and plots into the run folder
     name: str = ""  # run folder name (default: recipe or dataset-model plus a time stamp)

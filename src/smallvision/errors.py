@@ -15,3 +15,7 @@ class CheckpointError(UsageError):
 
 class DivergenceError(RuntimeError):
     """Training produced a non-finite loss."""
+
+
+class Preempted(Exception):
+    """SIGTERM (or SIGINT) arrived during training; a resume state was saved first."""

@@ -115,6 +115,8 @@ def _emit(summary: dict[str, Any], as_json: bool, title: str) -> None:
 @app.command()
 def train(
     recipe: Annotated[Optional[str], typer.Option(help="A named recipe (see `smallvision recipes`); flags override it.")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue a stopped run folder exactly where it stopped.")] = None,
+    checkpoint_every: Annotated[Optional[str], typer.Option(help="Also save resume state every N steps (500) or seconds (60s).")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="mnist, fashion-mnist, kmnist, cifar10, digits, idx:DIR, csv:TRAIN[,TEST], fake[:...]")] = None,
     data_dir: Annotated[Optional[str], typer.Option(help="Folder searched first for data files.")] = None,
     model: Annotated[Optional[str], typer.Option(help="A registered model (see `smallvision models`).")] = None,
@@ -182,12 +184,19 @@ def train(
         channels_last=channels_last, compile=compile, threads=threads, patience=patience,
         target_accuracy=target_accuracy, max_time=max_time, eval_every=eval_every,
         test_every_epoch=test_every_epoch, report=report, tensorboard=tensorboard, name=name,
+        checkpoint_every=checkpoint_every,
     )
     command = "smallvision " + shlex.join(sys.argv[1:])
     from smallvision.data.datasets import DATASETS
     from smallvision.engine.optim import OPTIMIZERS, SCHEDULERS
     from smallvision.models import MODELS
 
+    if resume is not None:
+        if recipe:
+            raise UsageError("--resume continues a run with its own settings; drop --recipe")
+        result = api.resume(resume, progress=not as_json, command=command, **over)
+        _emit(result.summary, as_json, f"run {result.run_dir}")
+        return
     cfg = api.make_config(recipe, **over)
     MODELS.entry(cfg.model), OPTIMIZERS.entry(cfg.optimizer), SCHEDULERS.entry(cfg.scheduler)  # names first
     DATASETS.entry(cfg.dataset.partition(":")[0])
@@ -326,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
 
     typer's standalone mode already answers bad flags with usage text and status 2.
     """
-    from smallvision.errors import DivergenceError, UsageError
+    from smallvision.errors import DivergenceError, Preempted, UsageError
 
     args = list(sys.argv[1:] if argv is None else argv)
     _DEBUG["on"] = "--debug" in args or os.environ.get("SMALLVISION_DEBUG") == "1"
@@ -337,6 +346,9 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except Preempted as e:
+        print(f"{e}", file=sys.stderr)
+        sys.exit(143)
     except DivergenceError as e:
         if _DEBUG["on"]:
             raise

@@ -30,7 +30,7 @@ from smallvision.engine.checkpoint import save_checkpoint, versions
 from smallvision.engine.evaluate import EvalResult, evaluate
 from smallvision.engine.optim import PlateauState, build_optimizer, lr_at
 from smallvision.engine.progress import Progress
-from smallvision.errors import DivergenceError, UsageError
+from smallvision.errors import DivergenceError, Preempted, UsageError
 from smallvision.io import atomic_write_text, write_json
 from smallvision.models import count_params, create_model
 
@@ -152,18 +152,63 @@ def _fmt(r: EvalResult | None) -> str:
     return "-" if r is None else f"{r.accuracy:.2f}% (loss {r.loss:.4f})"
 
 
+class _StopSignal:
+    """Turns SIGTERM/SIGINT into a flag the loop checks between steps (main thread only)."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignal:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _checkpoint_rule(spec: str) -> tuple[int, float]:
+    """'' -> (0, 0); '500' -> every 500 steps; '90s' -> every 90 seconds."""
+    if not spec:
+        return 0, 0.0
+    try:
+        return (0, float(spec[:-1])) if spec.endswith("s") else (int(spec), 0.0)
+    except ValueError:
+        raise UsageError(f"--checkpoint-every takes STEPS or SECONDS followed by s (e.g. 500 or 60s), got {spec!r}") from None
+
+
 # ----------------------------------------------------------------------------- the loop
 def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | None = None,
-        command: str = "") -> TrainResult:
+        command: str = "", resume: str | Path | None = None) -> TrainResult:
+    """Train `cfg`; with `resume` (a run folder) continue that run exactly where it stopped."""
+    from smallvision.engine import resume as rs
+
     cfg.validate()
     if (cfg.patience or cfg.target_accuracy) and cfg.val_size == 0:
         raise UsageError("--patience and --target-accuracy watch the validation split; set --val-size > 0")
+    every_steps, every_secs = _checkpoint_rule(cfg.checkpoint_every)
+    saved = None
+    if resume is not None:  # read and check the saved state before any work
+        saved = rs.load_resume(Path(resume))
+        rs.check_compatible(saved[1]["config"], cfg.to_dict())
     # --- set-up
     seed_everything(cfg.seed, cfg.deterministic)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     amp, precision = autocast_for(device, cfg.precision)
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None  # fp16 needs loss scaling
     progress = progress or Progress(enabled=False)
 
     # --- data
@@ -184,126 +229,185 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
     fwd = torch.compile(model) if cfg.compile else model
     eval_model = lambda: ema.module if ema is not None else model  # noqa: E731  weights we judge and save
     plateau = PlateauState(cfg.plateau_patience, cfg.gamma)
-    run_dir = new_run_dir(runs_dir, cfg)
     meta_base = {"model": cfg.model, "model_args": cfg.model_args, "dataset": data.info.to_dict(),
                  "config": cfg.to_dict(), "versions": versions()}
-    write_json(run_dir / "config.json", {**cfg.to_dict(), "resolved_device": str(device), "precision": precision,
-                                         "command": command})
+
+    # --- the loop's state: fresh, or restored from the run folder
+    loop: dict[str, Any] = {"epoch": 1, "step_in_epoch": 0, "step": 0, "best_acc": -1.0, "best_loss": math.inf,
+                            "best_epoch": 0, "bad_epochs": 0, "history": [], "elapsed": 0.0, "images_seen": 0,
+                            "step_time": 0.0, "acc": [0.0, 0, 0], "plateau": plateau.state_dict()}
+    best_state = None
+    if saved is not None:
+        run_dir = Path(resume)  # type: ignore[arg-type]
+        loop = rs.restore(*saved, model, optimizer, ema, scaler, device)
+        plateau.load_state_dict(loop["plateau"])
+        if loop.get("finished"):
+            raise UsageError(f"{run_dir}: this run already finished ({loop['finished']}); nothing to resume")
+        if (run_dir / "best.safetensors").exists() and data.val is not None:
+            from smallvision.engine.checkpoint import load_checkpoint
+
+            best_state = load_checkpoint(run_dir / "best.safetensors")[0]
+        progress.log(f"resuming {run_dir} at epoch {loop['epoch']}, step {loop['step_in_epoch']} of {steps_per_epoch}")
+    else:
+        run_dir = new_run_dir(runs_dir, cfg)
+        write_json(run_dir / "config.json", {**cfg.to_dict(), "resolved_device": str(device),
+                                             "precision": precision, "command": command})
     progress.log(f"run {run_dir} | {cfg.dataset} ({len(loader.x)} train, {0 if data.val is None else len(data.val[0])}"
                  f" val, {len(data.test[0])} test) | {cfg.model} ({count_params(model):,} params) | {device}, {precision}")
-
     tb = None
     if cfg.tensorboard:
         from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package (a dependency)
 
         tb = SummaryWriter(str(run_dir / "tensorboard"))
-    history: list[dict[str, Any]] = []
-    best_acc, best_loss, best_epoch, bad_epochs = -1.0, math.inf, 0, 0
-    step, train_time, images_seen, step_time = 0, 0.0, 0, 0.0
-    stopped = "completed all epochs"
-    t_start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        # --- train one epoch
-        model.train()
-        t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.int64)
-        n_seen = 0
-        progress.start_epoch(f"epoch {epoch}/{cfg.epochs}", steps_per_epoch)
-        for xb, yb in loader.batches(epoch):
-            lr = lr_at(cfg, step, steps_per_epoch, plateau.factor)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with amp:
-                logits = fwd(xb)
-            loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
-            if device.type == "cpu" and not torch.isfinite(loss):  # free on the CPU: no device sync
-                raise DivergenceError(
-                    f"loss became {loss.item()} at step {step + 1} (epoch {epoch}); the learning rate "
-                    f"{lr:g} is likely too high. Last good checkpoint: {run_dir / 'last.safetensors'}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            loss_sum += loss.detach() * len(yb)
-            correct += (logits.detach().argmax(1) == yb).sum()
-            n_seen += len(yb)
-            step += 1
-            progress.advance()
-        step_time += time.perf_counter() - t0
-        images_seen += n_seen
-        train_loss = float(loss_sum) / n_seen
-        if not math.isfinite(train_loss):
-            raise DivergenceError(f"loss became {train_loss} during epoch {epoch} (by step {step}); the learning "
-                                  f"rate {cfg.lr:g} is likely too high. Last good checkpoint: {run_dir / 'last.safetensors'}")
 
-        # --- validate, record, checkpoint (every eval_every epochs and at the end)
-        last_epoch = epoch == cfg.epochs or (cfg.max_time and time.perf_counter() - t_start >= cfg.max_time)
-        if epoch % cfg.eval_every and not last_epoch:
-            if cfg.eval_every <= 10:  # sparse evaluation (full-batch recipes) would flood the log
-                progress.end_epoch(f"epoch {epoch}: train loss {train_loss:.4f}")
-            continue
-        val = evaluate(eval_model(), *data.val, autocast=amp) if data.val is not None else None
-        test = evaluate(eval_model(), *data.test, autocast=amp) if cfg.test_every_epoch else None
-        if val is not None and cfg.scheduler == "plateau":
-            plateau.update(val.loss)
-        train_time = time.perf_counter() - t_start
-        row = {"epoch": epoch, "step": step, "lr": lr, "train_loss": train_loss,
-               "train_accuracy": 100.0 * float(correct) / n_seen,
-               "val_loss": val.loss if val else None, "val_accuracy": val.accuracy if val else None,
-               "test_loss": test.loss if test else None, "test_accuracy": test.accuracy if test else None,
-               "seconds": round(train_time, 3)}
-        history.append(row)
-        if tb is not None:
-            for key, value in row.items():
-                if key not in ("epoch", "step") and value is not None:
-                    tb.add_scalar(key.replace("_", "/", 1), value, epoch)
-            tb.flush()
-        improved = val is None or (val.accuracy, -val.loss) > (best_acc, -best_loss)
-        meta = {**meta_base, "epoch": epoch, "step": step, "metrics": row}
-        state = eval_model().state_dict()
-        if improved:
-            best_acc, best_loss, best_epoch, bad_epochs = (val.accuracy, val.loss, epoch, 0) if val else (-1, 0, epoch, 0)
-            best_state = {k: v.detach().clone() for k, v in state.items()}
-            if val is not None:
-                save_checkpoint(run_dir / "best.safetensors", best_state, meta)
-        else:
-            bad_epochs += 1
-        save_checkpoint(run_dir / "last.safetensors", state, meta)
-        write_metrics(run_dir, history)
-        progress.end_epoch(f"epoch {epoch:>3}/{cfg.epochs}  lr {lr:.3g}  train {row['train_accuracy']:.2f}% "
-                           f"(loss {train_loss:.4f})  val {_fmt(val)}" + (f"  test {_fmt(test)}" if test else "")
-                           + f"  [{train_time:.1f}s]")
-        # --- stop rules (validation only)
-        if cfg.target_accuracy and val is not None and val.accuracy >= cfg.target_accuracy:
-            stopped = f"reached target validation accuracy {cfg.target_accuracy:g}% at epoch {epoch}"
-            break
-        if cfg.patience and bad_epochs >= cfg.patience:
-            stopped = f"early stop: no better validation accuracy for {cfg.patience} evaluations"
-            break
-        if cfg.max_time and train_time >= cfg.max_time:
-            stopped = f"time limit {cfg.max_time:g}s reached after epoch {epoch}"
-            break
+    def save_state() -> None:
+        loop["plateau"] = plateau.state_dict()
+        rs.save_resume(run_dir, model, optimizer, ema, scaler, loop, meta_base)
+
+    history: list[dict[str, Any]] = loop["history"]
+    stopped = "completed all epochs"
+    t_start = time.perf_counter() - loop["elapsed"]
+    last_save = time.perf_counter()
+    with _StopSignal() as stop:
+        for epoch in range(loop["epoch"], cfg.epochs + 1):
+            # --- train one epoch (from step_in_epoch when resuming mid-epoch)
+            model.train()
+            t0 = time.perf_counter()
+            loss_sum, n_correct, n_seen = loop["acc"]
+            loss_acc = torch.zeros((), device=device, dtype=torch.float64)
+            correct = torch.zeros((), device=device, dtype=torch.int64)
+            progress.start_epoch(f"epoch {epoch}/{cfg.epochs}", steps_per_epoch)
+            for xb, yb in loader.batches(epoch, loop["step_in_epoch"]):
+                step = loop["step"]
+                lr = lr_at(cfg, step, steps_per_epoch, plateau.factor)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with amp:
+                    logits = fwd(xb)
+                loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+                if device.type == "cpu" and not torch.isfinite(loss):  # free on the CPU: no device sync
+                    raise DivergenceError(
+                        f"loss became {loss.item()} at step {step + 1} (epoch {epoch}); the learning rate "
+                        f"{lr:g} is likely too high. Last good checkpoint: {run_dir / 'last.safetensors'}")
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                if ema is not None:
+                    ema.update_parameters(model)
+                loss_acc += loss.detach() * len(yb)
+                correct += (logits.detach().argmax(1) == yb).sum()
+                n_seen += len(yb)
+                loop["step"] += 1
+                loop["step_in_epoch"] += 1
+                progress.advance()
+                now = time.perf_counter()
+                due = (every_steps and loop["step"] % every_steps == 0) or (every_secs and now - last_save >= every_secs)
+                if due or stop.signum:
+                    loop["acc"] = [loss_sum + float(loss_acc), n_correct + int(correct), n_seen]
+                    loop["elapsed"] = now - t_start
+                    loop["step_time"] += now - t0
+                    t0 = now
+                    loss_sum, n_correct = loop["acc"][0], loop["acc"][1]
+                    loss_acc.zero_(), correct.zero_()
+                    save_state()
+                    last_save = time.perf_counter()
+                    if stop.signum:
+                        progress.close()
+                        raise Preempted(f"stopped by signal {stop.signum} at epoch {epoch}, step "
+                                        f"{loop['step_in_epoch']}/{steps_per_epoch}; state saved. Continue with: "
+                                        f"smallvision train --resume {run_dir}")
+            loop["step_time"] += time.perf_counter() - t0
+            loss_sum, n_correct = loss_sum + float(loss_acc), n_correct + int(correct)
+            loop["images_seen"] += n_seen
+            train_loss = loss_sum / max(n_seen, 1)
+            if not math.isfinite(train_loss):
+                raise DivergenceError(f"loss became {train_loss} during epoch {epoch} (by step {loop['step']}); the "
+                                      f"learning rate {cfg.lr:g} is likely too high. Last good checkpoint: "
+                                      f"{run_dir / 'last.safetensors'}")
+            loop.update(epoch=epoch + 1, step_in_epoch=0, acc=[0.0, 0, 0])
+
+            # --- validate, record, checkpoint (every eval_every epochs and at the end)
+            last_epoch = epoch == cfg.epochs or (cfg.max_time and time.perf_counter() - t_start >= cfg.max_time)
+            if epoch % cfg.eval_every and not last_epoch:
+                if cfg.eval_every <= 10:  # sparse evaluation (full-batch recipes) would flood the log
+                    progress.end_epoch(f"epoch {epoch}: train loss {train_loss:.4f}")
+                continue
+            val = evaluate(eval_model(), *data.val, autocast=amp) if data.val is not None else None
+            test = evaluate(eval_model(), *data.test, autocast=amp) if cfg.test_every_epoch else None
+            if val is not None and cfg.scheduler == "plateau":
+                plateau.update(val.loss)
+            train_time = time.perf_counter() - t_start
+            row = {"epoch": epoch, "step": loop["step"], "lr": lr, "train_loss": train_loss,
+                   "train_accuracy": 100.0 * n_correct / max(n_seen, 1),
+                   "val_loss": val.loss if val else None, "val_accuracy": val.accuracy if val else None,
+                   "test_loss": test.loss if test else None, "test_accuracy": test.accuracy if test else None,
+                   "seconds": round(train_time, 3)}
+            history.append(row)
+            if tb is not None:
+                for key, value in row.items():
+                    if key not in ("epoch", "step") and value is not None:
+                        tb.add_scalar(key.replace("_", "/", 1), value, epoch)
+                tb.flush()
+            improved = val is None or (val.accuracy, -val.loss) > (loop["best_acc"], -loop["best_loss"])
+            meta = {**meta_base, "epoch": epoch, "step": loop["step"], "metrics": row}
+            state = eval_model().state_dict()
+            if improved:
+                loop.update(best_epoch=epoch, bad_epochs=0, best_acc=val.accuracy if val else -1.0,
+                            best_loss=val.loss if val else 0.0)
+                best_state = {k: v.detach().clone() for k, v in state.items()}
+                if val is not None:
+                    save_checkpoint(run_dir / "best.safetensors", best_state, meta)
+            else:
+                loop["bad_epochs"] += 1
+            save_checkpoint(run_dir / "last.safetensors", state, meta)
+            write_metrics(run_dir, history)
+            loop["elapsed"] = time.perf_counter() - t_start
+            save_state()
+            last_save = time.perf_counter()
+            progress.end_epoch(f"epoch {epoch:>3}/{cfg.epochs}  lr {lr:.3g}  train {row['train_accuracy']:.2f}% "
+                               f"(loss {train_loss:.4f})  val {_fmt(val)}" + (f"  test {_fmt(test)}" if test else "")
+                               + f"  [{train_time:.1f}s]")
+            # --- stop rules (validation only)
+            if cfg.target_accuracy and val is not None and val.accuracy >= cfg.target_accuracy:
+                stopped = f"reached target validation accuracy {cfg.target_accuracy:g}% at epoch {epoch}"
+                break
+            if cfg.patience and loop["bad_epochs"] >= cfg.patience:
+                stopped = f"early stop: no better validation accuracy for {cfg.patience} evaluations"
+                break
+            if cfg.max_time and train_time >= cfg.max_time:
+                stopped = f"time limit {cfg.max_time:g}s reached after epoch {epoch}"
+                break
     progress.close()
     if tb is not None:
         tb.close()
+    train_time = loop["elapsed"]
+    loop["finished"] = stopped
+    save_state()
 
     # --- final test with the selected weights (best on validation; the last ones without validation)
     final = eval_model()
-    final.load_state_dict(best_state)
+    if best_state is not None:
+        final.load_state_dict(best_state)
     test = evaluate(final, *data.test, autocast=amp, keep_logits=True)
     summary = {
         "run": run_dir.name, "run_dir": str(run_dir), "recipe": cfg.recipe, "dataset": data.info.name,
         "model": cfg.model, "params": count_params(final), "epochs_run": history[-1]["epoch"],
-        "best_epoch": best_epoch, "steps": step, "val_accuracy": best_acc if data.val is not None else None,
+        "best_epoch": loop["best_epoch"], "steps": loop["step"],
+        "val_accuracy": loop["best_acc"] if data.val is not None else None,
         "test_accuracy": round(test.accuracy, 4), "test_loss": round(test.loss, 6),
-        "train_seconds": round(train_time, 3), "images_per_second": round(images_seen / max(step_time, 1e-9), 1),
+        "train_seconds": round(train_time, 3),
+        "images_per_second": round(loop["images_seen"] / max(loop["step_time"], 1e-9), 1),
         "stopped": stopped, "device": str(device), "precision": precision, "threads": torch.get_num_threads(),
         "data_source": data.source,
     }
     if data.val is None:  # no validation: "best" is the final model; keep the file for tools that expect it
-        save_checkpoint(run_dir / "best.safetensors", best_state, {**meta_base, "epoch": best_epoch, "metrics": history[-1]})
+        save_checkpoint(run_dir / "best.safetensors", final.state_dict(),
+                        {**meta_base, "epoch": loop["best_epoch"], "metrics": history[-1]})
     write_json(run_dir / "summary.json", summary)
     if cfg.report:
         from smallvision.report import classification_metrics, write_report

@@ -1,0 +1,134 @@
+"""Everything an exact resume needs, in one pickle-free file per run: ``resume.safetensors``.
+
+Tensors (model, optimiser state, EMA, GradScaler, torch/CUDA/NumPy RNG states) are
+safetensors entries; the rest (loop counters, history, Python RNG, optimiser hyper-parameters)
+is JSON in the metadata. The file is written atomically; the one it replaces is kept as
+``resume.prev.safetensors`` so a damaged newest file falls back to the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from smallvision.engine.checkpoint import checkpoint_bytes, load_checkpoint
+from smallvision.errors import CheckpointError
+from smallvision.io import atomic_write_bytes
+
+RESUME, PREVIOUS = "resume.safetensors", "resume.prev.safetensors"
+
+
+def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, Any] = {"param_groups": sd["param_groups"], "state": {}}
+    for idx, st in sd["state"].items():
+        plain["state"][str(idx)] = {}
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{idx}.{k}"] = v
+            else:
+                plain["state"][str(idx)][k] = v
+    return tensors, plain
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in plain["state"].items()}
+    for key, t in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = t
+    return {"state": state, "param_groups": plain["param_groups"]}
+
+
+def save_resume(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                ema: torch.nn.Module | None, scaler: Any, loop: dict[str, Any], meta: dict[str, Any]) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    opt_t, opt_plain = _flatten_optimizer(optimizer.state_dict())
+    tensors.update(opt_t)
+    if ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    np_state = np.random.get_state()
+    tensors["rng.numpy"] = torch.from_numpy(np_state[1].astype(np.int64))
+    py_state = random.getstate()
+    extra = {
+        "loop": loop, "optimizer": opt_plain,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": {"python": [py_state[0], list(py_state[1]), py_state[2]],
+                "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])]},
+    }
+    blob = checkpoint_bytes(tensors, {**meta, "resume": extra})
+    path, prev = run_dir / RESUME, run_dir / PREVIOUS
+    if path.exists():
+        os.replace(path, prev)  # keep one generation back; a crash after this leaves prev to resume from
+    atomic_write_bytes(path, blob)
+
+
+def load_resume(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The newest intact resume state of a run; falls back to the previous one with a warning."""
+    for stale in run_dir.glob(".*.tmp"):  # temp files of saves a crash interrupted
+        stale.unlink(missing_ok=True)
+    errors = []
+    for name in (RESUME, PREVIOUS):
+        p = run_dir / name
+        if not p.exists():
+            continue
+        try:
+            tensors, meta = load_checkpoint(p)
+        except CheckpointError as e:
+            errors.append(str(e))
+            continue
+        if errors:
+            warnings.warn(f"{errors[0]}; resuming from the previous state {p.name} instead", stacklevel=2)
+        return tensors, meta
+    if errors:
+        raise CheckpointError(f"{run_dir}: no intact resume state ({'; '.join(errors)})")
+    raise CheckpointError(f"{run_dir}: nothing to resume (no {RESUME}); was it trained by smallvision?")
+
+
+def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: torch.nn.Module,
+            optimizer: torch.optim.Optimizer, ema: torch.nn.Module | None, scaler: Any,
+            device: torch.device) -> dict[str, Any]:
+    """Load states into the live objects; return the loop counters."""
+    extra = meta["resume"]
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    optimizer.load_state_dict(_unflatten_optimizer({k: v.to(device) for k, v in tensors.items()}, extra["optimizer"]))
+    if ema is not None:
+        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    if scaler is not None and extra.get("scaler"):
+        scaler.load_state_dict(extra["scaler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    v, state, gauss = extra["rng"]["python"]
+    random.setstate((v, tuple(state), gauss))
+    kind, pos, has_gauss, cached = extra["rng"]["numpy"]
+    np.random.set_state((kind, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    return extra["loop"]
+
+
+# Settings that may change on resume: they do not alter what the finished run computes.
+MAY_CHANGE = {"max_time", "threads", "device", "data_dir", "report", "tensorboard", "test_every_epoch",
+              "checkpoint_every", "name", "patience", "target_accuracy"}
+
+
+def check_compatible(saved: dict[str, Any], now: dict[str, Any]) -> None:
+    from smallvision.errors import UsageError
+
+    for key, val in now.items():
+        if key in MAY_CHANGE or key not in saved:
+            continue
+        if json.dumps(saved[key], sort_keys=True) != json.dumps(val, sort_keys=True):
+            raise UsageError(f"cannot resume with a changed {key!r} (run: {saved[key]!r}, now: {val!r}); "
+                             "it would change the result. Start a new run instead")
