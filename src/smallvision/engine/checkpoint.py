@@ -36,6 +36,10 @@ def versions() -> dict[str, str]:
 
 def _split(blob: bytes, path: Path | str) -> tuple[dict[str, Any], bytes]:
     """safetensors layout: u64 header length, JSON header, raw data."""
+    pickled = blob[:1] == b"\x80" or blob[:4] == b"PK\x03\x04"  # a pickle, or torch.save's zip of pickles
+    if pickled and blob[8:9] != b"{":  # a safetensors JSON header starts at byte 8
+        raise CheckpointError(f"{path}: a pickled PyTorch file, not a smallvision checkpoint; pickled checkpoints "
+                              "are refused because loading them can run code")
     if len(blob) < 8:
         raise CheckpointError(f"{path}: not a smallvision checkpoint (file too short: {len(blob)} bytes)")
     (n,) = struct.unpack("<Q", blob[:8])
