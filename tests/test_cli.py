@@ -34,7 +34,7 @@ def test_train_then_evaluate_json(tmp_path):
 
 def test_flags_override_a_recipe(tmp_path):
     r = run_cli("train", "--recipe", "seed-fashion-cnn", "--dataset", FAKE, "--epochs", "1", "--runs-dir",
-                str(tmp_path), "--json")
+                str(tmp_path), "--json", "--no-report")
     assert r.returncode == 0, r.stderr
     cfg = json.loads((tmp_path / json.loads(r.stdout.splitlines()[-1])["run"] / "config.json").read_text())
     assert cfg["epochs"] == 1 and cfg["lr"] == 0.005 and cfg["seed"] == 420 and cfg["dataset"] == FAKE
@@ -90,5 +90,5 @@ def test_every_recipe_resolves_and_runs_one_epoch_on_fake_data(name, runs_dir):
     cfg = recipe_config(name).validate()
     assert cfg.recipe == name
     r = api.train(name, runs_dir=runs_dir, dataset="fake:1x28x28,classes=10,train=200,test=50", epochs=1,
-                  eval_every=1, val_size=0.1 if cfg.val_size else 0)
+                  eval_every=1, val_size=0.1 if cfg.val_size else 0, report=False)
     assert r.summary["recipe"] == name and r.summary["test_accuracy"] >= 0

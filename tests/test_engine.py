@@ -19,12 +19,12 @@ FAKE = "fake:1x12x12,classes=4,train=400,test=100"
 
 def small(**kw):
     base = dict(dataset=FAKE, model="cnn-fast", epochs=2, batch_size=32, lr=0.05, optimizer="sgd", momentum=0.9,
-                val_size=80, model_args={"widths": [8, 16]})
+                val_size=80, model_args={"widths": [8, 16]}, report=False)
     return {**base, **kw}
 
 
 def test_fit_learns_and_writes_the_run_folder(runs_dir):
-    r = api.train(runs_dir=runs_dir, **small(epochs=3))
+    r = api.train(runs_dir=runs_dir, **small(epochs=3, report=True))
     s = r.summary
     assert s["test_accuracy"] > 80  # chance is 25 %
     for f in ("config.json", "metrics.csv", "metrics.json", "best.safetensors", "last.safetensors", "summary.json"):

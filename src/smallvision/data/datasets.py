@@ -172,7 +172,10 @@ def _idx_dir(arg: str | None, data_dir: str | Path | None) -> ImageData:
         raise DataError(f"idx:{arg}: no such folder")
     found: dict[tuple[str, str], Path] = {}
     for p in sorted(folder.iterdir()):
-        dims = peek_idx(p) if p.is_file() else None
+        if not p.is_file():
+            continue
+        looks_idx = "ubyte" in p.name or "idx" in p.name
+        dims = peek_idx(p, strict=looks_idx)  # a file named like IDX that fails to parse is an error, not noise
         if dims is None:
             continue
         split = "test" if ("t10k" in p.name or "test" in p.name) else "train" if "train" in p.name else None

@@ -69,12 +69,14 @@ def read_idx(path: str | Path) -> np.ndarray:
     return arr.astype(arr.dtype.newbyteorder("="))  # a writable, native-endian copy
 
 
-def peek_idx(path: str | Path) -> tuple[int, ...] | None:
-    """Dims of an IDX file from its header alone, or None when it is not one."""
+def peek_idx(path: str | Path, strict: bool = False) -> tuple[int, ...] | None:
+    """Dims of an IDX file from its header alone; None when it is not one (strict: raise instead)."""
     try:
         _, dims, _ = parse_header(_read_bytes(Path(path), limit=4 + 16), path)
         return dims
     except DataError:
+        if strict:
+            raise
         return None
 
 

@@ -268,120 +268,126 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
     stopped = "completed all epochs"
     t_start = time.perf_counter() - loop["elapsed"]
     last_save = time.perf_counter()
-    with _StopSignal() as stop:
-        for epoch in range(loop["epoch"], cfg.epochs + 1):
-            # --- train one epoch (from step_in_epoch when resuming mid-epoch)
-            model.train()
-            t0 = time.perf_counter()
-            loss_sum, n_correct, n_seen = loop["acc"]
-            loss_acc = torch.zeros((), device=device, dtype=torch.float64)
-            correct = torch.zeros((), device=device, dtype=torch.int64)
-            progress.start_epoch(f"epoch {epoch}/{cfg.epochs}", steps_per_epoch)
-            for xb, yb in loader.batches(epoch, loop["step_in_epoch"]):
-                step = loop["step"]
-                lr = lr_at(cfg, step, steps_per_epoch, plateau.factor)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                with amp:
-                    logits = fwd(xb)
-                loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
-                if device.type == "cpu" and not torch.isfinite(loss):  # free on the CPU: no device sync
-                    raise DivergenceError(
-                        f"loss became {loss.item()} at step {step + 1} (epoch {epoch}); the learning rate "
-                        f"{lr:g} is likely too high. Last good checkpoint: {run_dir / 'last.safetensors'}")
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
-                if ema is not None:
-                    ema.update_parameters(model)
-                loss_acc += loss.detach() * len(yb)
-                correct += (logits.detach().argmax(1) == yb).sum()
-                n_seen += len(yb)
-                loop["step"] += 1
-                loop["step_in_epoch"] += 1
-                progress.advance()
-                now = time.perf_counter()
-                due = (every_steps and loop["step"] % every_steps == 0) or (every_secs and now - last_save >= every_secs)
-                if due or stop.signum:
-                    loop["acc"] = [loss_sum + float(loss_acc), n_correct + int(correct), n_seen]
-                    loop["elapsed"] = now - t_start
-                    loop["step_time"] += now - t0
-                    t0 = now
-                    loss_sum, n_correct = loop["acc"][0], loop["acc"][1]
-                    loss_acc.zero_(), correct.zero_()
-                    save_state()
-                    last_save = time.perf_counter()
-                    if stop.signum:
-                        progress.close()
-                        raise Preempted(f"stopped by signal {stop.signum} at epoch {epoch}, step "
-                                        f"{loop['step_in_epoch']}/{steps_per_epoch}; state saved. Continue with: "
-                                        f"smallvision train --resume {run_dir}")
-            loop["step_time"] += time.perf_counter() - t0
-            loss_sum, n_correct = loss_sum + float(loss_acc), n_correct + int(correct)
-            loop["images_seen"] += n_seen
-            train_loss = loss_sum / max(n_seen, 1)
-            if not math.isfinite(train_loss):
-                raise DivergenceError(f"loss became {train_loss} during epoch {epoch} (by step {loop['step']}); the "
-                                      f"learning rate {cfg.lr:g} is likely too high. Last good checkpoint: "
-                                      f"{run_dir / 'last.safetensors'}")
-            loop.update(epoch=epoch + 1, step_in_epoch=0, acc=[0.0, 0, 0])
+    try:
+        with _StopSignal() as stop:
+            for epoch in range(loop["epoch"], cfg.epochs + 1):
+                # --- train one epoch (from step_in_epoch when resuming mid-epoch)
+                model.train()
+                t0 = time.perf_counter()
+                loss_sum, n_correct, n_seen = loop["acc"]
+                loss_acc = torch.zeros((), device=device, dtype=torch.float64)
+                correct = torch.zeros((), device=device, dtype=torch.int64)
+                progress.start_epoch(f"epoch {epoch}/{cfg.epochs}", steps_per_epoch)
+                for xb, yb in loader.batches(epoch, loop["step_in_epoch"]):
+                    step = loop["step"]
+                    lr = lr_at(cfg, step, steps_per_epoch, plateau.factor)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    with amp:
+                        logits = fwd(xb)
+                    loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+                    if device.type == "cpu" and not torch.isfinite(loss):  # free on the CPU: no device sync
+                        raise DivergenceError(
+                            f"loss became {loss.item()} at step {step + 1} (epoch {epoch}); the learning rate "
+                            f"{lr:g} is likely too high. Last good checkpoint: {run_dir / 'last.safetensors'}")
+                    optimizer.zero_grad(set_to_none=True)
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        loss.backward()
+                        optimizer.step()
+                    if ema is not None:
+                        ema.update_parameters(model)
+                    loss_acc += loss.detach() * len(yb)
+                    correct += (logits.detach().argmax(1) == yb).sum()
+                    n_seen += len(yb)
+                    loop["step"] += 1
+                    loop["step_in_epoch"] += 1
+                    progress.advance()
+                    now = time.perf_counter()
+                    due = (every_steps and loop["step"] % every_steps == 0) or (every_secs and now - last_save >= every_secs)
+                    if due or stop.signum:
+                        loop["acc"] = [loss_sum + float(loss_acc), n_correct + int(correct), n_seen]
+                        loop["elapsed"] = now - t_start
+                        loop["step_time"] += now - t0
+                        t0 = now
+                        loss_sum, n_correct = loop["acc"][0], loop["acc"][1]
+                        loss_acc.zero_(), correct.zero_()
+                        save_state()
+                        last_save = time.perf_counter()
+                        if stop.signum:
+                            progress.close()
+                            raise Preempted(f"stopped by signal {stop.signum} at epoch {epoch}, step "
+                                            f"{loop['step_in_epoch']}/{steps_per_epoch}; state saved. Continue with: "
+                                            f"smallvision train --resume {run_dir}")
+                loop["step_time"] += time.perf_counter() - t0
+                loss_sum, n_correct = loss_sum + float(loss_acc), n_correct + int(correct)
+                loop["images_seen"] += n_seen
+                train_loss = loss_sum / max(n_seen, 1)
+                if not math.isfinite(train_loss):
+                    raise DivergenceError(f"loss became {train_loss} during epoch {epoch} (by step {loop['step']}); the "
+                                          f"learning rate {cfg.lr:g} is likely too high. Last good checkpoint: "
+                                          f"{run_dir / 'last.safetensors'}")
+                loop.update(epoch=epoch + 1, step_in_epoch=0, acc=[0.0, 0, 0])
 
-            # --- validate, record, checkpoint (every eval_every epochs and at the end)
-            last_epoch = epoch == cfg.epochs or (cfg.max_time and time.perf_counter() - t_start >= cfg.max_time)
-            if epoch % cfg.eval_every and not last_epoch:
-                if cfg.eval_every <= 10:  # sparse evaluation (full-batch recipes) would flood the log
-                    progress.end_epoch(f"epoch {epoch}: train loss {train_loss:.4f}")
-                continue
-            val = evaluate(eval_model(), *data.val, autocast=amp) if data.val is not None else None
-            test = evaluate(eval_model(), *data.test, autocast=amp) if cfg.test_every_epoch else None
-            if val is not None and cfg.scheduler == "plateau":
-                plateau.update(val.loss)
-            train_time = time.perf_counter() - t_start
-            row = {"epoch": epoch, "step": loop["step"], "lr": lr, "train_loss": train_loss,
-                   "train_accuracy": 100.0 * n_correct / max(n_seen, 1),
-                   "val_loss": val.loss if val else None, "val_accuracy": val.accuracy if val else None,
-                   "test_loss": test.loss if test else None, "test_accuracy": test.accuracy if test else None,
-                   "seconds": round(train_time, 3)}
-            history.append(row)
-            if tb is not None:
-                for key, value in row.items():
-                    if key not in ("epoch", "step") and value is not None:
-                        tb.add_scalar(key.replace("_", "/", 1), value, epoch)
-                tb.flush()
-            improved = val is None or (val.accuracy, -val.loss) > (loop["best_acc"], -loop["best_loss"])
-            meta = {**meta_base, "epoch": epoch, "step": loop["step"], "metrics": row}
-            state = eval_model().state_dict()
-            if improved:
-                loop.update(best_epoch=epoch, bad_epochs=0, best_acc=val.accuracy if val else -1.0,
-                            best_loss=val.loss if val else 0.0)
-                best_state = {k: v.detach().clone() for k, v in state.items()}
-                if val is not None:
-                    save_checkpoint(run_dir / "best.safetensors", best_state, meta)
-            else:
-                loop["bad_epochs"] += 1
-            save_checkpoint(run_dir / "last.safetensors", state, meta)
-            write_metrics(run_dir, history)
-            loop["elapsed"] = time.perf_counter() - t_start
-            save_state()
-            last_save = time.perf_counter()
-            progress.end_epoch(f"epoch {epoch:>3}/{cfg.epochs}  lr {lr:.3g}  train {row['train_accuracy']:.2f}% "
-                               f"(loss {train_loss:.4f})  val {_fmt(val)}" + (f"  test {_fmt(test)}" if test else "")
-                               + f"  [{train_time:.1f}s]")
-            # --- stop rules (validation only)
-            if cfg.target_accuracy and val is not None and val.accuracy >= cfg.target_accuracy:
-                stopped = f"reached target validation accuracy {cfg.target_accuracy:g}% at epoch {epoch}"
-                break
-            if cfg.patience and loop["bad_epochs"] >= cfg.patience:
-                stopped = f"early stop: no better validation accuracy for {cfg.patience} evaluations"
-                break
-            if cfg.max_time and train_time >= cfg.max_time:
-                stopped = f"time limit {cfg.max_time:g}s reached after epoch {epoch}"
-                break
+                # --- validate, record, checkpoint (every eval_every epochs and at the end)
+                last_epoch = epoch == cfg.epochs or (cfg.max_time and time.perf_counter() - t_start >= cfg.max_time)
+                if epoch % cfg.eval_every and not last_epoch:
+                    if cfg.eval_every <= 10:  # sparse evaluation (full-batch recipes) would flood the log
+                        progress.end_epoch(f"epoch {epoch}: train loss {train_loss:.4f}")
+                    continue
+                val = evaluate(eval_model(), *data.val, autocast=amp) if data.val is not None else None
+                test = evaluate(eval_model(), *data.test, autocast=amp) if cfg.test_every_epoch else None
+                if val is not None and cfg.scheduler == "plateau":
+                    plateau.update(val.loss)
+                train_time = time.perf_counter() - t_start
+                row = {"epoch": epoch, "step": loop["step"], "lr": lr, "train_loss": train_loss,
+                       "train_accuracy": 100.0 * n_correct / max(n_seen, 1),
+                       "val_loss": val.loss if val else None, "val_accuracy": val.accuracy if val else None,
+                       "test_loss": test.loss if test else None, "test_accuracy": test.accuracy if test else None,
+                       "seconds": round(train_time, 3)}
+                history.append(row)
+                if tb is not None:
+                    for key, value in row.items():
+                        if key not in ("epoch", "step") and value is not None:
+                            tb.add_scalar(key.replace("_", "/", 1), value, epoch)
+                    tb.flush()
+                improved = val is None or (val.accuracy, -val.loss) > (loop["best_acc"], -loop["best_loss"])
+                meta = {**meta_base, "epoch": epoch, "step": loop["step"], "metrics": row}
+                state = eval_model().state_dict()
+                if improved:
+                    loop.update(best_epoch=epoch, bad_epochs=0, best_acc=val.accuracy if val else -1.0,
+                                best_loss=val.loss if val else 0.0)
+                    best_state = {k: v.detach().clone() for k, v in state.items()}
+                    if val is not None:
+                        save_checkpoint(run_dir / "best.safetensors", best_state, meta)
+                else:
+                    loop["bad_epochs"] += 1
+                save_checkpoint(run_dir / "last.safetensors", state, meta)
+                write_metrics(run_dir, history)
+                loop["elapsed"] = time.perf_counter() - t_start
+                save_state()
+                last_save = time.perf_counter()
+                progress.end_epoch(f"epoch {epoch:>3}/{cfg.epochs}  lr {lr:.3g}  train {row['train_accuracy']:.2f}% "
+                                   f"(loss {train_loss:.4f})  val {_fmt(val)}" + (f"  test {_fmt(test)}" if test else "")
+                                   + f"  [{train_time:.1f}s]")
+                # --- stop rules (validation only)
+                if cfg.target_accuracy and val is not None and val.accuracy >= cfg.target_accuracy:
+                    stopped = f"reached target validation accuracy {cfg.target_accuracy:g}% at epoch {epoch}"
+                    break
+                if cfg.patience and loop["bad_epochs"] >= cfg.patience:
+                    stopped = f"early stop: no better validation accuracy for {cfg.patience} evaluations"
+                    break
+                if cfg.max_time and train_time >= cfg.max_time:
+                    stopped = f"time limit {cfg.max_time:g}s reached after epoch {epoch}"
+                    break
+    except torch.OutOfMemoryError:
+        progress.close()
+        bs = cfg.batch_size or len(loader.x)
+        raise UsageError(f"out of {device.type.upper()} memory at batch size {bs}; try --batch-size {max(bs // 2, 1)} "
+                         f"(the last good checkpoint is in {run_dir})") from None
     progress.close()
     if tb is not None:
         tb.close()
