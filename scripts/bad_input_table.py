@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 os.environ["SMALLVISION_OFFLINE"] = "1"
 
 from bad_inputs import CASES, FAKE, fixtures  # noqa: E402
-
 from smallvision import api  # noqa: E402
 from smallvision.cli.main import main  # noqa: E402
 

@@ -244,6 +244,62 @@ def convert(
         print(f"wrote {path} ({len(x)} rows)")
 
 
+@app.command()
+def predict(
+    checkpoint: Annotated[str, typer.Argument(help="A run folder or a .safetensors checkpoint.")],
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    top_k: Annotated[int, typer.Option(help="How many classes to list per image.")] = 3,
+    fmt: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+    invert: Annotated[str, typer.Option(help="Digit models: invert dark-on-light images (auto|yes|no).")] = "auto",
+    center: Annotated[str, typer.Option(help="Digit models: crop and centre by mass as MNIST (auto|yes|no).")] = "auto",
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """Predict classes of your own images with the model's own preprocessing."""
+    from smallvision.errors import UsageError
+    from smallvision.predict import Predictor, expand_inputs
+
+    if fmt not in ("table", "json", "csv"):
+        raise UsageError(f"--format must be table, json or csv, got {fmt!r}")
+    if top_k < 1:
+        raise UsageError(f"--top-k must be ≥ 1, got {top_k}")
+    files = expand_inputs(inputs)
+    results = Predictor.from_checkpoint(checkpoint, device).predict(files, top_k=top_k, invert=invert, center=center)
+    if fmt == "json":
+        for r in results:
+            print(json.dumps(r))
+    elif fmt == "csv":
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(["file", "label", "probability", "top_k", "error"])
+        for r in results:
+            w.writerow([r["file"], r.get("label", ""), r.get("probability", ""),
+                        ";".join(f"{lbl}:{p}" for lbl, p in r.get("top_k", [])), r.get("error", "")])
+    else:
+        for r in results:
+            if "error" in r:
+                print(f"{r['file']}: ERROR {r['error']}")
+            else:
+                alts = ", ".join(f"{lbl} {p:.3f}" for lbl, p in r["top_k"])
+                print(f"{r['file']}: {r['label']} ({r['probability']:.3f})   top-{len(r['top_k'])}: {alts}")
+    if any("error" in r for r in results):
+        sys.exit(1)
+
+
+@app.command()
+def check(
+    path: Annotated[Path, typer.Argument(help="An image folder (class sub-folders, train/+val/, or flat).")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Scan an image folder: unreadable/truncated images, non-images, balance, sizes, duplicates. Exit 1 on problems."""
+    from smallvision.data.check import check_folder, format_report
+
+    r = check_folder(path)
+    print(json.dumps(r) if as_json else format_report(r))
+    if r["problems"]:
+        sys.exit(1)
+
+
 def _parse_sets(items: list[str] | None) -> dict[str, Any]:
     """--set KEY=VALUE pairs (VALUE parsed as JSON when it can be) as config overrides."""
     from smallvision.config import FIELDS

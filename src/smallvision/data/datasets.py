@@ -8,7 +8,7 @@ and the `DatasetInfo` (class names, mean/std measured on the training images).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,8 @@ class ImageData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     source: str  # where the files came from, for the report
+    test_files: list[str] | None = None  # image folders: the file behind each test image
+    skipped: list[str] = field(default_factory=list)  # unreadable files left out, named
 
 
 Loader = Callable[[str | None, "str | Path | None"], ImageData]
@@ -239,3 +241,25 @@ def _fake(arg: str | None, data_dir: str | Path | None) -> ImageData:
         return (x * 255).round().to(torch.uint8).numpy(), y.numpy()
 
     return make_data(f"fake:{c}x{h}x{w}", sample(n_train), sample(n_test), [f"class{i}" for i in range(k)], "synthetic")
+
+
+@DATASETS.register("folder", "folder:PATH[,size=S] — image folders (class sub-folders, train/+val/, or cat.1.jpg prefixes)")
+def _folder(arg: str | None, data_dir: str | Path | None) -> ImageData:
+    from smallvision.data.folder import decode_all, index_folder, parse_folder_spec, probe_mode
+
+    path, size, workers = parse_folder_spec(arg)
+    idx = index_folder(path)
+    channels, native = probe_mode(idx.train)
+    if size is None:  # small images (digits, icons) keep their size; photos default to 224
+        size = native if 0 < native <= 64 else 224
+    tx, ty, skipped = decode_all(idx.train, channels, size, workers)
+    vx, vy, skipped_test = decode_all(idx.test, channels, size, workers)
+    test_files = [str(p) for p, _ in idx.test]
+    if skipped_test:
+        bad = {s.split(" (")[0] for s in skipped_test}
+        test_files = [f for f in test_files if f not in bad]
+    data = make_data(f"folder:{idx.root.name}", (tx.numpy(), ty.numpy()), (vx.numpy(), vy.numpy()), idx.classes,
+                     f"{idx.root} ({idx.layout})")
+    data.test_files = test_files
+    data.skipped = skipped + skipped_test
+    return data

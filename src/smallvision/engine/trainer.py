@@ -114,6 +114,8 @@ class Prepared:
     val: tuple[torch.Tensor, torch.Tensor] | None
     test: tuple[torch.Tensor, torch.Tensor]
     source: str
+    test_files: list[str] | None = None
+    skipped: list[str] = field(default_factory=list)
 
 
 def prepare_data(cfg: TrainConfig, device: torch.device) -> Prepared:
@@ -133,7 +135,8 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> Prepared:
     train = TensorLoader(put(x[tr_idx]), y[tr_idx].to(device), cfg.batch_size, shuffle=True, seed=cfg.seed,
                          shift=cfg.shift, hflip=cfg.hflip)
     val = (put(x[va_idx]), y[va_idx].to(device)) if len(va_idx) else None
-    return Prepared(info, train, val, (put(data.test_x), data.test_y.to(device)), data.source)
+    return Prepared(info, train, val, (put(data.test_x), data.test_y.to(device)), data.source, data.test_files,
+                    data.skipped)
 
 
 def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
@@ -409,7 +412,7 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
         "train_seconds": round(train_time, 3),
         "images_per_second": round(loop["images_seen"] / max(loop["step_time"], 1e-9), 1),
         "stopped": stopped, "device": str(device), "precision": precision, "threads": torch.get_num_threads(),
-        "data_source": data.source,
+        "data_source": data.source, "skipped_images": len(data.skipped),
     }
     if data.val is None:  # no validation: "best" is the final model; keep the file for tools that expect it
         save_checkpoint(run_dir / "best.safetensors", final.state_dict(),
@@ -421,5 +424,5 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
         m = classification_metrics(test.logits, data.test[1], data.info.num_classes)
         write_report(run_dir, title=f"{run_dir.name}: {cfg.model} on {data.info.name}", info=data.info, metrics=m,
                      images=data.test[0], split="test", summary=summary, history=history,
-                     config=cfg.to_dict(), device=str(device))
+                     config=cfg.to_dict(), device=str(device), labels=data.test_files, skipped=data.skipped)
     return TrainResult(run_dir, summary, history)

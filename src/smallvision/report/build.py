@@ -100,6 +100,7 @@ def write_report(
     config: dict[str, Any] | None = None,
     device: str = "cpu",
     labels: Sequence[str] | None = None,  # per-image names (file paths for image folders)
+    skipped: Sequence[str] = (),  # unreadable files left out of the data
 ) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(info.class_names) or [str(i) for i in range(metrics.confusion.shape[0])]
@@ -137,7 +138,7 @@ def write_report(
                         "probability": round(pp, 4), **({"file": labels[i]} if labels is not None else {})}
                        for i, lo, t, p, pp in metrics.top_losses],
         "history": list(history), "environment": env, "config": cfg, "reproduce": command,
-        "figures": [f for f, _ in figures],
+        "figures": [f for f, _ in figures], "skipped_files": list(skipped),
     }
     write_json(out_dir / "report.json", doc)
 
@@ -156,6 +157,8 @@ def write_report(
     md += ["## Per-class precision / recall / F1", "", _table(per_class, True), "",
            "## Most confused pairs", "", _table(confused, True) or "none", "",
            "## Environment", "", _table(env_rows, True), ""]
+    if skipped:
+        md += [f"## Unreadable images skipped ({len(skipped)})", ""] + [f"- {f}" for f in skipped] + [""]
     if command:
         md += ["## Reproduce", "", "```", command, "```", ""]
     atomic_write_text(out_dir / "report.md", "\n".join(md))
@@ -171,6 +174,9 @@ def write_report(
     parts += ["<h2>Per-class precision / recall / F1</h2>", _table(per_class, False),
               "<h2>Most confused pairs</h2>", _table(confused, False) or "<p>none</p>",
               "<h2>Environment</h2>", _table(env_rows, False)]
+    if skipped:
+        parts.append(f"<h2>Unreadable images skipped ({len(skipped)})</h2><ul>"
+                     + "".join(f"<li>{html.escape(f)}</li>" for f in skipped) + "</ul>")
     if command:
         parts.append(f"<h2>Reproduce</h2><pre>{html.escape(command)}</pre>")
     parts.append("</body></html>")

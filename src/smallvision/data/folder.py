@@ -1,0 +1,208 @@
+"""Image folders: ``folder:PATH[,size=S]``.
+
+Layouts, tried in this order:
+  PATH/train/<class>/* and PATH/val|valid|test/<class>/*   (the held-out folder is the test split)
+  PATH/<class>/*                                         (one sub-folder per class)
+  PATH/<class>.<n>.jpg                                   (flat, label = file-name prefix: Kaggle's cat.123.jpg)
+Without a held-out folder a fixed seeded 1/7 of the images is the test split. The user's files
+are never moved or copied: images are decoded once (DataLoader worker processes) into uint8
+tensors at S×S (shorter side resized to S, centre crop), then trained on in memory. An image
+that cannot be decoded is skipped with a warning naming it, and counted in the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from smallvision.errors import DataError, UsageError
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+HELD_OUT = ("val", "valid", "validation", "test")
+
+
+@dataclass
+class FolderIndex:
+    root: Path
+    classes: list[str]
+    train: list[tuple[Path, int]]
+    test: list[tuple[Path, int]]
+    layout: str
+    ignored: list[Path] = field(default_factory=list)  # files that are not images
+
+
+def _images_under(folder: Path) -> tuple[list[Path], list[Path]]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return [p for p in files if p.suffix.lower() in IMAGE_EXTS], [p for p in files if p.suffix.lower() not in IMAGE_EXTS]
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def index_folder(root: str | Path) -> FolderIndex:
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"folder:{root}: no such folder")
+    subdirs = {p.name.lower(): p for p in _class_dirs(root)}
+    ignored: list[Path] = []
+    held = next((subdirs[n] for n in HELD_OUT if n in subdirs), None)
+    if "train" in subdirs and held is not None:
+        classes = [p.name for p in _class_dirs(subdirs["train"])]
+        splits = []
+        for split_dir in (subdirs["train"], held):
+            items = []
+            for ci, c in enumerate(classes):
+                if (split_dir / c).is_dir():
+                    imgs, other = _images_under(split_dir / c)
+                    items += [(p, ci) for p in imgs]
+                    ignored += other
+            splits.append(items)
+        extra = sorted({p.name for p in _class_dirs(held)} - set(classes))
+        if extra:
+            raise DataError(f"folder:{root}: {held.name}/ has classes missing from train/: {', '.join(extra)}")
+        train, test, layout = splits[0], splits[1], f"train/ + {held.name}/"
+    elif subdirs:
+        classes = [p.name for p in _class_dirs(root)]
+        items = []
+        for ci, c in enumerate(classes):
+            imgs, other = _images_under(root / c)
+            items += [(p, ci) for p in imgs]
+            ignored += other
+        train, test, layout = _hold_out(items), None, "one sub-folder per class"
+    else:
+        imgs, other = _images_under(root)
+        ignored += other
+        prefixes = [p.name.split(".")[0].split("_")[0] for p in imgs]
+        classes = sorted(set(prefixes))
+        items = [(p, classes.index(c)) for p, c in zip(imgs, prefixes, strict=True)]
+        train, test, layout = _hold_out(items), None, "flat, label = file-name prefix"
+    if test is None:
+        train, test = train  # type: ignore[misc]
+    if not train:
+        raise DataError(f"folder:{root}: no images found ({layout}; looked for {', '.join(sorted(IMAGE_EXTS))})")
+    if len(classes) < 2:
+        raise DataError(f"folder:{root}: only one class ({classes[0] if classes else 'none'}); a classifier needs "
+                        "at least two sub-folders (or file-name prefixes)")
+    return FolderIndex(root, classes, train, test, layout, ignored)
+
+
+def _hold_out(items: list[tuple[Path, int]]) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:
+    perm = np.random.default_rng(0).permutation(len(items))  # fixed: the test set never changes
+    n_test = len(items) // 7
+    return [items[i] for i in sorted(perm[n_test:])], [items[i] for i in sorted(perm[:n_test])]
+
+
+def open_image(path: Path, channels: int):  # type: ignore[no-untyped-def]
+    """Decode fully (a JPEG cut short inside its data only fails here) and convert the mode:
+    palette/alpha images are composited on white; 1 channel = luminance, 3 = RGB."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            im = im.convert("RGBA")
+            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(bg, im)
+        return im.convert("L" if channels == 1 else "RGB")
+
+
+def resize_center_crop(im, size: int):  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    w, h = im.size
+    s = size / min(w, h)
+    im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
+    w, h = im.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return im.crop((left, top, left + size, top + size))
+
+
+class _Decode(torch.utils.data.Dataset):
+    def __init__(self, items: list[tuple[Path, int]], channels: int, size: int) -> None:
+        self.items, self.channels, self.size = items, channels, size
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
+        path, _ = self.items[i]
+        try:
+            im = resize_center_crop(open_image(path, self.channels), self.size)
+        except Exception as e:  # PIL raises many types for broken files; each is "unreadable"
+            return torch.zeros(self.channels, self.size, self.size, dtype=torch.uint8), False, f"{type(e).__name__}: {e}"
+        a = np.asarray(im, dtype=np.uint8)
+        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(a)), True, ""
+
+
+def decode_all(items: list[tuple[Path, int]], channels: int, size: int, workers: int
+               ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Decode every image with DataLoader worker processes; skip (and name) unreadable ones."""
+    loader = torch.utils.data.DataLoader(_Decode(items, channels, size), batch_size=64, num_workers=workers,
+                                         collate_fn=lambda b: b)
+    xs, keep, skipped = [], [], []
+    i = 0
+    for batch in loader:
+        for x, ok, err in batch:
+            if ok:
+                xs.append(x)
+                keep.append(items[i][1])
+            else:
+                skipped.append(f"{items[i][0]} ({err})")
+                warnings.warn(f"skipping unreadable image {items[i][0]}: {err}", stacklevel=2)
+            i += 1
+    if not xs:
+        return torch.zeros(0, channels, size, size, dtype=torch.uint8), torch.zeros(0, dtype=torch.long), skipped
+    return torch.stack(xs), torch.tensor(keep, dtype=torch.long), skipped
+
+
+def probe_mode(items: list[tuple[Path, int]], sample: int = 64) -> tuple[int, int]:
+    """(channels, native max side) from a sample: grayscale only if every sampled image is."""
+    from PIL import Image
+
+    gray, side = True, 0
+    for p, _ in items[:: max(1, len(items) // sample)][:sample]:
+        try:
+            with Image.open(p) as im:
+                side = max(side, *im.size)
+                if im.mode not in ("L", "1", "LA", "I", "I;16") and not (im.mode == "P" and _gray_palette(im)):
+                    gray = False
+        except Exception:  # unreadable files are reported when decoded
+            continue
+    return (1 if gray else 3), side
+
+
+def _gray_palette(im) -> bool:  # type: ignore[no-untyped-def]
+    pal = np.array(im.getpalette() or [], dtype=np.int64).reshape(-1, 3)
+    return bool(len(pal)) and bool(np.all(pal[:, 0] == pal[:, 1]) and np.all(pal[:, 1] == pal[:, 2]))
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def parse_folder_spec(arg: str | None) -> tuple[Path, int | None, int]:
+    if not arg:
+        raise UsageError("folder needs a path: --dataset folder:PATH[,size=S]")
+    parts = arg.split(",")
+    path, size, workers = Path(parts[0]), None, 2
+    for opt in parts[1:]:
+        key, _, val = opt.partition("=")
+        try:
+            if key == "size":
+                size = int(val)
+            elif key == "workers":
+                workers = int(val)
+            else:
+                raise UsageError(f"folder: unknown option {key!r}; known: size, workers")
+        except ValueError:
+            raise UsageError(f"folder: {key} takes an integer, got {val!r}") from None
+    if size is not None and not 8 <= size <= 1024:
+        raise UsageError(f"folder: size must be 8-1024 pixels, got {size}")
+    return path, size, workers
