@@ -13,6 +13,10 @@ def info(c=1, h=28, w=28, k=10):
 @pytest.mark.parametrize("name", MODELS.names())
 @pytest.mark.parametrize("shape,k", [((1, 28, 28), 10), ((3, 32, 32), 7)])
 def test_every_model_follows_the_contract(name, shape, k):
+    if name == "vgg16" and shape[1] < 32:  # five 2× poolings need at least 32 px
+        with pytest.raises(UsageError, match="too small"):
+            create_model(name, info(*shape, k=k))
+        return
     model = create_model(name, info(*shape, k=k))
     x = torch.randn(4, *shape)
     model.eval()
@@ -55,3 +59,29 @@ def test_seed004_init_follows_the_seed():
     w = m.features[1].weight
     assert abs(w.mean().item() - 0.01) < 0.005 and abs(w.std().item() - 0.1) < 0.005
     assert m.features[1].bias.abs().max().item() == 0
+
+
+def test_smallvision_checkpoint_as_backbone(tmp_path):
+    """A trained resnet18's weights seed a new resnet18 for another class count (transfer)."""
+    from smallvision.engine.checkpoint import save_checkpoint
+
+    src = create_model("resnet18", info(3, 32, 32, k=10))
+    save_checkpoint(tmp_path / "b.safetensors", src.state_dict(), {"model": "resnet18"})
+    dst = create_model("resnet18", info(3, 32, 32, k=4), weights=str(tmp_path / "b.safetensors"))
+    a, b = src.state_dict(), dst.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("features."))
+    assert dst.head.out_features == 4
+    torch.save(src.features[1].state_dict(), tmp_path / "wrong.pt")
+    with pytest.raises(UsageError, match="does not fit"):
+        create_model("resnet18", info(3, 32, 32), weights=str(tmp_path / "wrong.pt"))
+
+
+def test_pretrained_offline_is_a_clear_error(monkeypatch):
+    import torchvision.models as tvm
+
+    def no_network(*a, **k):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(tvm.ResNet18_Weights.DEFAULT.__class__, "get_state_dict", no_network)
+    with pytest.raises(UsageError, match="weights=PATH"):
+        create_model("resnet18", info(3, 32, 32), pretrained=True)

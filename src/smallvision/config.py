@@ -27,6 +27,9 @@ class TrainConfig:
     # --- model
     model: str = "cnn-fast"
     model_args: dict[str, Any] = field(default_factory=dict)
+    freeze: bool = False  # transfer learning: train only the new head (backbone frozen, BN statistics kept)
+    unfreeze_after: int = 0  # ... then train everything from this epoch on (0: stay frozen)
+    backbone_lr: float = 1.0  # learning-rate multiplier for the backbone (features) when it trains
     # --- optimisation
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -75,6 +78,8 @@ class TrainConfig:
             (self.weight_decay >= 0, f"--weight-decay must be ≥ 0, got {self.weight_decay:g}"),
             (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing:g}"),
             (self.eval_every >= 1, f"--eval-every must be ≥ 1, got {self.eval_every}"),
+            (self.backbone_lr > 0, f"--backbone-lr must be > 0, got {self.backbone_lr:g}"),
+            (self.unfreeze_after >= 0, f"--unfreeze-after must be ≥ 0, got {self.unfreeze_after}"),
             (self.threads >= 0, f"--threads must be ≥ 0, got {self.threads}"),
             (self.shift >= 0, f"--shift must be ≥ 0, got {self.shift}"),
             (0 <= self.ema < 1, f"--ema must be in [0, 1), got {self.ema:g}"),

@@ -121,6 +121,9 @@ def train(
     data_dir: Annotated[Optional[str], typer.Option(help="Folder searched first for data files.")] = None,
     model: Annotated[Optional[str], typer.Option(help="A registered model (see `smallvision models`).")] = None,
     model_arg: Annotated[Optional[list[str]], typer.Option(help="Model option KEY=VALUE (JSON value), repeatable.")] = None,
+    freeze: Annotated[Optional[bool], typer.Option("--freeze/--no-freeze", help="Transfer learning: train only the new head.")] = None,
+    unfreeze_after: Annotated[Optional[int], typer.Option(help="With --freeze: train everything after this epoch.")] = None,
+    backbone_lr: Annotated[Optional[float], typer.Option(help="Learning-rate multiplier for the backbone.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (full-batch: steps).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size; 0 = full batch.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
@@ -184,7 +187,7 @@ def train(
         channels_last=channels_last, compile=compile, threads=threads, patience=patience,
         target_accuracy=target_accuracy, max_time=max_time, eval_every=eval_every,
         test_every_epoch=test_every_epoch, report=report, tensorboard=tensorboard, name=name,
-        checkpoint_every=checkpoint_every,
+        checkpoint_every=checkpoint_every, freeze=freeze, unfreeze_after=unfreeze_after, backbone_lr=backbone_lr,
     )
     command = "smallvision " + shlex.join(sys.argv[1:])
     from smallvision.data.datasets import DATASETS

@@ -47,7 +47,13 @@ def _rmsprop(params, cfg):  # type: ignore[no-untyped-def]
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    return OPTIMIZERS.get(cfg.optimizer)(model.parameters(), cfg)
+    """Two parameter groups when the model has a backbone: features (lr × backbone_lr) and head."""
+    feats, head = getattr(model, "features", None), getattr(model, "head", None)
+    if feats is None or head is None:
+        return OPTIMIZERS.get(cfg.optimizer)(model.parameters(), cfg)
+    groups = [{"params": list(feats.parameters()), "lr_mult": cfg.backbone_lr},
+              {"params": list(head.parameters()), "lr_mult": 1.0}]
+    return OPTIMIZERS.get(cfg.optimizer)(groups, cfg)
 
 
 # --------------------------------------------------------------------------- schedules

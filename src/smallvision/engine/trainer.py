@@ -276,6 +276,10 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
             for epoch in range(loop["epoch"], cfg.epochs + 1):
                 # --- train one epoch (from step_in_epoch when resuming mid-epoch)
                 model.train()
+                frozen = cfg.freeze and not (cfg.unfreeze_after and epoch > cfg.unfreeze_after)
+                model.features.requires_grad_(not frozen)
+                if frozen:
+                    model.features.eval()  # a frozen backbone keeps its BatchNorm statistics
                 t0 = time.perf_counter()
                 loss_sum, n_correct, n_seen = loop["acc"]
                 loss_acc = torch.zeros((), device=device, dtype=torch.float64)
@@ -285,7 +289,7 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
                     step = loop["step"]
                     lr = lr_at(cfg, step, steps_per_epoch, plateau.factor)
                     for group in optimizer.param_groups:
-                        group["lr"] = lr
+                        group["lr"] = lr * group.get("lr_mult", 1.0)
                     with amp:
                         logits = fwd(xb)
                     loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
