@@ -99,7 +99,8 @@ def test_real_fashion_mnist_class_names():
 
 
 def test_every_registered_dataset_is_exercised():
-    exercised = {"fake", "digits", "idx", "csv", "kmnist", "cifar10", "mnist", "fashion-mnist"}
+    exercised = {"fake", "digits", "idx", "csv", "kmnist", "cifar10", "mnist", "fashion-mnist",
+                 "folder"}  # folder: tests/test_folders.py
     assert set(DATASETS.names()) == exercised
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import needs_mnist, run_cli
@@ -124,3 +125,27 @@ def test_mnist_model_reads_written_digits(tmp_path):
     # without inversion and centring the same model is guessing: the preprocessing is what matters
     raw = Predictor.from_checkpoint(res.run_dir).predict(files, invert="no", center="no")
     assert sum(p["label"] == Path(p["file"]).name[0] for p in raw) < 20
+
+
+def test_transfer_from_a_smallvision_checkpoint_with_cached_features(tmp_path):
+    """A cnn-fast trained on scikit-learn's digits becomes the frozen backbone of a classifier
+    for an image folder of three digit classes; the head trains on cached features."""
+    src = api.train(runs_dir=tmp_path / "runs", dataset="digits", model="cnn-fast", epochs=6, lr=0.05,
+                    optimizer="sgd", momentum=0.9, report=False, name="source")
+    root = build_folder(tmp_path / "three", per_class=40)
+    common = dict(runs_dir=tmp_path / "runs", dataset=f"folder:{root},size=8", model="cnn-fast", epochs=6,
+                  lr=0.05, optimizer="sgd", momentum=0.9, batch_size=16, val_size=0.15, report=False)
+    ckpt = str(src.run_dir / "best.safetensors")
+    r = api.train(**common, model_args={"weights": ckpt}, freeze=True, cache_features=True, name="cached")
+    assert r.summary["test_accuracy"] > 85 and r.summary["feature_cache_seconds"] >= 0
+    from smallvision.engine.checkpoint import load_checkpoint, load_model
+
+    a, _ = load_checkpoint(ckpt)
+    b, _ = load_checkpoint(r.run_dir / "best.safetensors")
+    # the backbone stayed frozen; its grayscale input convolution was spread over the folder's RGB channels
+    assert torch.allclose(b["features.0.weight"], a["features.0.weight"].repeat(1, 3, 1, 1) / 3)
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("features.") and k != "features.0.weight")
+    load_model(r.run_dir)  # reloads without the original weights file
+    Path(ckpt).unlink()
+    model, meta = load_model(r.run_dir)
+    assert meta["model_args"]["weights"] == ckpt and model.num_classes == 3

@@ -61,7 +61,8 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "t
     import torch
 
     from smallvision.config import from_dict
-    from smallvision.data import DatasetInfo, load_dataset, normalize, split_validation
+    from smallvision.data import DatasetInfo, load_dataset, split_validation
+    from smallvision.data.loader import as_model_input
     from smallvision.engine.checkpoint import load_model, resolve
     from smallvision.engine.evaluate import evaluate as run_eval
     from smallvision.engine.trainer import resolve_device
@@ -95,7 +96,7 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "t
     else:
         x, y = data.test_x, data.test_y
     info = DatasetInfo.from_dict(meta["dataset"])
-    xs = normalize(x, info.mean, info.std, dev)
+    xs = as_model_input(x, info.mean, info.std, dev)
     res = run_eval(model, xs, y.to(dev), batch_size=batch_size, keep_logits=report)
     out_doc = {"checkpoint": str(ckpt), "dataset": spec, "split": split, "images": res.n,
                f"{split}_accuracy": round(res.accuracy, 4), f"{split}_loss": round(res.loss, 6), "model": meta["model"]}

@@ -21,7 +21,7 @@ class TrainConfig:
     data_dir: str | None = None
     val_size: float = 0.1  # < 1: fraction of the training set; ≥ 1: count; 0: no validation
     train_limit: int = 0  # use a seeded subset of this many training images (0: all)
-    normalize: list[float] | None = None  # [mean, std] on 0-1 pixels; None: the data set's own statistics
+    normalize: list[Any] | None = None  # [mean, std] on 0-1 pixels, numbers or per-channel lists; None: the data's own
     shift: int = 0  # random translation augmentation, pixels
     hflip: bool = False  # random horizontal flips (not for digits)
     # --- model
@@ -29,6 +29,7 @@ class TrainConfig:
     model_args: dict[str, Any] = field(default_factory=dict)
     freeze: bool = False  # transfer learning: train only the new head (backbone frozen, BN statistics kept)
     unfreeze_after: int = 0  # ... then train everything from this epoch on (0: stay frozen)
+    cache_features: bool = False  # with --freeze: compute backbone features once, train the head on them
     backbone_lr: float = 1.0  # learning-rate multiplier for the backbone (features) when it trains
     # --- optimisation
     optimizer: str = "adam"
@@ -91,7 +92,8 @@ class TrainConfig:
             (self.precision in ("auto", "fast", "fp32", "bf16", "fp16"),
              f"--precision must be auto, fast, fp32, bf16 or fp16, got {self.precision!r}"),
             (self.normalize is None or len(self.normalize) == 2, "normalize must be [mean, std]"),
-            (self.normalize is None or self.normalize[1] > 0, "normalize std must be > 0"),
+            (self.normalize is None or min(self.normalize[1] if isinstance(self.normalize[1], list)
+                                           else [self.normalize[1]]) > 0, "normalize std must be > 0"),
         ]
         for ok, msg in checks:
             if not ok:

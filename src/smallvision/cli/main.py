@@ -124,6 +124,7 @@ def train(
     freeze: Annotated[Optional[bool], typer.Option("--freeze/--no-freeze", help="Transfer learning: train only the new head.")] = None,
     unfreeze_after: Annotated[Optional[int], typer.Option(help="With --freeze: train everything after this epoch.")] = None,
     backbone_lr: Annotated[Optional[float], typer.Option(help="Learning-rate multiplier for the backbone.")] = None,
+    cache_features: Annotated[Optional[bool], typer.Option("--cache-features/--no-cache-features", help="With --freeze: run the backbone once, train the head on cached features.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (full-batch: steps).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size; 0 = full batch.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
@@ -188,6 +189,7 @@ def train(
         target_accuracy=target_accuracy, max_time=max_time, eval_every=eval_every,
         test_every_epoch=test_every_epoch, report=report, tensorboard=tensorboard, name=name,
         checkpoint_every=checkpoint_every, freeze=freeze, unfreeze_after=unfreeze_after, backbone_lr=backbone_lr,
+        cache_features=cache_features,
     )
     command = "smallvision " + shlex.join(sys.argv[1:])
     from smallvision.data.datasets import DATASETS

@@ -29,6 +29,34 @@ def normalize(x_u8: torch.Tensor, mean: Sequence[float], std: Sequence[float], d
     return out
 
 
+class NormalizedView:
+    """uint8 images that normalise on indexing: for data sets too big to hold as float32
+    (a 224-px image folder). Supports what the engine uses: len, .shape, x[slice], x[index tensor]."""
+
+    def __init__(self, x_u8: torch.Tensor, mean: Sequence[float], std: Sequence[float], channels_last: bool) -> None:
+        c = x_u8.shape[1]
+        self.x = x_u8
+        self.mean = torch.tensor(list(mean) if len(mean) == c else list(mean) * c, device=x_u8.device).view(1, c, 1, 1)
+        self.std = torch.tensor(list(std) if len(std) == c else list(std) * c, device=x_u8.device).view(1, c, 1, 1)
+        self.channels_last = channels_last
+        self.shape, self.device = x_u8.shape, x_u8.device
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, idx):  # type: ignore[no-untyped-def]
+        out = (self.x[idx].float().div_(255) - self.mean) / self.std
+        return out.contiguous(memory_format=torch.channels_last) if self.channels_last and out.dim() == 4 else out
+
+
+def as_model_input(x_u8: torch.Tensor, mean: Sequence[float], std: Sequence[float], device: torch.device | str,
+                   channels_last: bool = False, max_float_bytes: int = 2 << 30) -> torch.Tensor | NormalizedView:
+    """Normalised float32 on `device` when it fits in `max_float_bytes`, else a NormalizedView."""
+    if x_u8.numel() * 4 <= max_float_bytes:
+        return normalize(x_u8, mean, std, device, channels_last)
+    return NormalizedView(x_u8.to(device), mean, std, channels_last)
+
+
 def split_validation(n: int, val_size: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded (train_idx, val_idx). `val_size` < 1 is a fraction, ≥ 1 a count, 0 means none."""
     if val_size < 0:

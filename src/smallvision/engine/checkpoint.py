@@ -120,7 +120,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):  # type: i
     name = meta.get("model", "")
     if name not in MODELS:
         raise CheckpointError(f"{ckpt}: model {name!r} is not known to this smallvision version")
-    model = create_model(name, DatasetInfo.from_dict(meta["dataset"]), **meta.get("model_args", {}))
+    # the checkpoint holds every weight: where they first came from (weights/pretrained) is history
+    args = {k: v for k, v in meta.get("model_args", {}).items() if k not in ("weights", "pretrained")}
+    model = create_model(name, DatasetInfo.from_dict(meta["dataset"]), **args)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

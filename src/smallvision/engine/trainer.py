@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from smallvision.config import TrainConfig
-from smallvision.data import DatasetInfo, TensorLoader, load_dataset, normalize, split_validation
+from smallvision.data import DatasetInfo, TensorLoader, load_dataset, split_validation
+from smallvision.data.loader import as_model_input
 from smallvision.engine.checkpoint import save_checkpoint, versions
 from smallvision.engine.evaluate import EvalResult, evaluate
 from smallvision.engine.optim import PlateauState, build_optimizer, lr_at
@@ -105,6 +106,18 @@ def new_run_dir(runs_dir: str | Path, cfg: TrainConfig) -> Path:
     return path
 
 
+@torch.inference_mode()
+def extract_features(model: torch.nn.Module, x, amp: contextlib.AbstractContextManager,  # type: ignore[no-untyped-def]
+                     batch_size: int = 512) -> torch.Tensor:
+    """The frozen backbone's output for every image, (N, F) float32 on the same device."""
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        with amp:
+            out.append(model.forward_features(x[i : i + batch_size]).float())
+    return torch.cat(out)
+
+
 @dataclass
 class Prepared:
     """Data on the device, ready for the loop."""
@@ -126,11 +139,14 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> Prepared:
         x, y = x[keep], y[keep]
     tr_idx, va_idx = split_validation(len(x), cfg.val_size, cfg.seed)
     info = data.info
-    if cfg.normalize is not None:
-        info = replace(info, mean=(float(cfg.normalize[0]),) * info.channels, std=(float(cfg.normalize[1]),) * info.channels)
+    if cfg.normalize is not None:  # [mean, std], each a number or one per channel
+        per_channel = lambda v: tuple(float(a) for a in v) if isinstance(v, list) else (float(v),) * info.channels  # noqa: E731
+        info = replace(info, mean=per_channel(cfg.normalize[0]), std=per_channel(cfg.normalize[1]))
+        if len(info.mean) != info.channels or len(info.std) != info.channels:
+            raise UsageError(f"normalize has {len(info.mean)} values per statistic but the images have {info.channels} channels")
 
-    def put(xs: torch.Tensor) -> torch.Tensor:
-        return normalize(xs, info.mean, info.std, device, cfg.channels_last)
+    def put(xs: torch.Tensor):  # type: ignore[no-untyped-def]
+        return as_model_input(xs, info.mean, info.std, device, cfg.channels_last)
 
     train = TensorLoader(put(x[tr_idx]), y[tr_idx].to(device), cfg.batch_size, shuffle=True, seed=cfg.seed,
                          shift=cfg.shift, hflip=cfg.hflip)
@@ -229,8 +245,21 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-    fwd = torch.compile(model) if cfg.compile else model
     eval_model = lambda: ema.module if ema is not None else model  # noqa: E731  weights we judge and save
+    judge = eval_model  # what validation/test run on: the model, or only its head on cached features
+    val_xy, test_xy, cache_seconds = data.val, data.test, None
+    if cfg.cache_features:  # seed 002 §8: run the frozen backbone once, then train the head on its output
+        if not cfg.freeze or cfg.unfreeze_after or cfg.ema or cfg.shift or cfg.hflip:
+            raise UsageError("--cache-features needs --freeze and no --unfreeze-after, --ema, --shift or --hflip "
+                             "(the features are computed once, so the backbone and its inputs cannot change)")
+        t0 = time.perf_counter()
+        loader = TensorLoader(extract_features(model, loader.x, amp), loader.y, cfg.batch_size, shuffle=True,
+                              seed=cfg.seed)
+        val_xy = (extract_features(model, data.val[0], amp), data.val[1]) if data.val is not None else None
+        test_xy = (extract_features(model, data.test[0], amp), data.test[1])
+        cache_seconds = time.perf_counter() - t0
+        judge = lambda: model.head  # noqa: E731
+    fwd = model.head if cfg.cache_features else (torch.compile(model) if cfg.compile else model)
     plateau = PlateauState(cfg.plateau_patience, cfg.gamma)
     meta_base = {"model": cfg.model, "model_args": cfg.model_args, "dataset": data.info.to_dict(),
                  "config": cfg.to_dict(), "versions": versions()}
@@ -280,6 +309,8 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
                 model.features.requires_grad_(not frozen)
                 if frozen:
                     model.features.eval()  # a frozen backbone keeps its BatchNorm statistics
+                    if cfg.unfreeze_after and epoch == cfg.unfreeze_after + 1 and loop["step_in_epoch"] == 0:
+                        progress.log(f"epoch {epoch}: backbone unfrozen")
                 t0 = time.perf_counter()
                 loss_sum, n_correct, n_seen = loop["acc"]
                 loss_acc = torch.zeros((), device=device, dtype=torch.float64)
@@ -345,8 +376,8 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
                     if cfg.eval_every <= 10:  # sparse evaluation (full-batch recipes) would flood the log
                         progress.end_epoch(f"epoch {epoch}: train loss {train_loss:.4f}")
                     continue
-                val = evaluate(eval_model(), *data.val, autocast=amp) if data.val is not None else None
-                test = evaluate(eval_model(), *data.test, autocast=amp) if cfg.test_every_epoch else None
+                val = evaluate(judge(), *val_xy, autocast=amp) if val_xy is not None else None
+                test = evaluate(judge(), *test_xy, autocast=amp) if cfg.test_every_epoch else None
                 if val is not None and cfg.scheduler == "plateau":
                     plateau.update(val.loss)
                 train_time = time.perf_counter() - t_start
@@ -406,7 +437,7 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
     final = eval_model()
     if best_state is not None:
         final.load_state_dict(best_state)
-    test = evaluate(final, *data.test, autocast=amp, keep_logits=True)
+    test = evaluate(judge(), *test_xy, autocast=amp, keep_logits=True)
     summary = {
         "run": run_dir.name, "run_dir": str(run_dir), "recipe": cfg.recipe, "dataset": data.info.name,
         "model": cfg.model, "params": count_params(final), "epochs_run": history[-1]["epoch"],
@@ -418,6 +449,8 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
         "stopped": stopped, "device": str(device), "precision": precision, "threads": torch.get_num_threads(),
         "data_source": data.source, "skipped_images": len(data.skipped),
     }
+    if cache_seconds is not None:
+        summary["feature_cache_seconds"] = round(cache_seconds, 3)
     if data.val is None:  # no validation: "best" is the final model; keep the file for tools that expect it
         save_checkpoint(run_dir / "best.safetensors", final.state_dict(),
                         {**meta_base, "epoch": loop["best_epoch"], "metrics": history[-1]})

@@ -69,12 +69,46 @@ MODELS: Registry[ModelFn] = Registry("model")
 def create_model(name: str, info: DatasetInfo, **kwargs: Any) -> Classifier:
     """Build a registered model for a data set. ``kwargs`` are the entry's own options (widths, ...)."""
     fn = MODELS.get(name)
+    weights = kwargs.pop("weights", None)
+    if weights and name in TORCHVISION_LAYOUT:  # torchvision models also read torchvision's own layout
+        kwargs["weights"] = weights
+        weights = None
     try:
-        return fn(info, **kwargs)
+        model = fn(info, **kwargs)
     except TypeError as e:
         if "unexpected keyword" in str(e):
             raise UsageError(f"model {name!r}: {str(e).split(') ', 1)[-1]}") from None
         raise
+    if weights:
+        load_backbone(model, weights, name)
+    return model
+
+
+TORCHVISION_LAYOUT: set[str] = set()  # filled by models/tv.py
+
+
+def load_backbone(model: Classifier, path: str, name: str) -> None:
+    """Initialise `model.features` from a smallvision checkpoint of the same architecture (its
+    head is left new: transfer to another class count)."""
+    from smallvision.errors import CheckpointError
+    from smallvision.models.tv import load_state
+
+    state = load_state(path)
+    feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    if not feats:
+        raise CheckpointError(f"{path}: no 'features.*' weights; not a smallvision checkpoint of {name!r}")
+    own = model.features.state_dict()
+    for k, v in feats.items():  # grayscale <-> RGB input convolution, as timm's adapt_input_conv
+        w = own.get(k)
+        if w is not None and v.dim() == 4 and w.shape != v.shape and v.shape[0] == w.shape[0]:
+            if v.shape[1] == 1 and w.shape[1] == 3:
+                feats[k] = v.repeat(1, 3, 1, 1) / 3
+            elif v.shape[1] == 3 and w.shape[1] == 1:
+                feats[k] = v.sum(1, keepdim=True)
+    try:
+        model.features.load_state_dict(feats)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: does not fit {name!r}: {str(e).splitlines()[0]}") from None
 
 
 def count_params(model: nn.Module) -> int:

@@ -17,7 +17,7 @@ from torch import nn
 
 from smallvision.data.info import DatasetInfo
 from smallvision.errors import CheckpointError, UsageError
-from smallvision.models.base import MODELS, Classifier, flat_size
+from smallvision.models.base import MODELS, TORCHVISION_LAYOUT, Classifier, flat_size
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -111,6 +111,7 @@ def _register() -> None:
          "torchvision EfficientNet-B0 (5.3 M params); pretrained=true"),
     ]:
         MODELS.register(name, desc)(_tv_entry(name, build, enum, split))
+        TORCHVISION_LAYOUT.add(name)
 
 
 _register()
