@@ -49,10 +49,12 @@ def main() -> None:
     torch.manual_seed(a.seed)
     root = Path(tempfile.mkdtemp())
     (root / "MNIST" / "raw").mkdir(parents=True)
-    for f in a.data.glob("*-ubyte.gz"):  # torchvision's layout, pointing at the same files
-        (root / "MNIST" / "raw" / f.name).symlink_to(f.resolve())
+    import gzip
+
+    for f in a.data.glob("*-ubyte.gz"):  # torchvision's layout: it wants the files decompressed
+        (root / "MNIST" / "raw" / f.name[:-3]).write_bytes(gzip.decompress(f.read_bytes()))
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
-    train = torch.utils.data.DataLoader(datasets.MNIST(root, train=True, transform=tf, download=True),
+    train = torch.utils.data.DataLoader(datasets.MNIST(root, train=True, transform=tf),
                                         batch_size=64, shuffle=True)
     test = torch.utils.data.DataLoader(datasets.MNIST(root, train=False, transform=tf), batch_size=1000)
     model = Net()

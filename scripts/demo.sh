@@ -13,5 +13,6 @@ else
   exit 2
 fi
 echo "demo: smallvision train --recipe $recipe"
-$sv train --recipe "$recipe" --name "demo-$recipe-$(date +%Y%m%d-%H%M%S)"
-echo "demo: the run folder is listed above (runs/demo-$recipe-*)"
+name="demo-$recipe-$(date +%Y%m%d-%H%M%S)"
+$sv train --recipe "$recipe" --name "$name"
+echo "demo: open runs/$name/report.html (curves, confusion matrix, top losses, per-class table)"

@@ -49,7 +49,9 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path, title: str = "") 
         ax.grid(alpha=0.3)
         ax.legend(loc="center right" if key == "accuracy" else "upper right", fontsize=8)
         lr_ax = ax.twinx()
-        lr_ax.plot(ep, [h["lr"] for h in history], "--", color="grey", lw=1)
+        lrs = [h["lr"] for h in history]
+        lr_ax.plot(ep, lrs, "--", color="grey", lw=1)
+        lr_ax.set_ylim(0, max(lrs) * 1.15 or 1)  # from 0, so a constant rate is a flat line, not noise
         lr_ax.set_ylabel("learning rate (dashed)", color="grey", fontsize=8)
         lr_ax.tick_params(axis="y", labelcolor="grey", labelsize=7)
     if title:
