@@ -138,3 +138,18 @@ def test_random_translate_moves_content():
     pos = out.view(64, -1).argmax(1)
     rows, cols = pos // 9, pos % 9
     assert rows.min() >= 2 and rows.max() <= 6 and cols.min() >= 2 and cols.max() <= 6 and len(set(pos.tolist())) > 5
+
+
+def test_torch_data_order_replays_a_dataloader():
+    """data_order='torch' gives the batches a tutorial's DataLoader(shuffle=True) gives, epoch by epoch."""
+    from smallvision.data.loader import torch_order_seed
+
+    x = torch.arange(20, dtype=torch.float32).view(20, 1, 1, 1)
+    y = torch.arange(20)
+    torch.manual_seed(420)
+    dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=6, shuffle=True)
+    expected = [[b[1].tolist() for b in dl] for _ in range(3)]
+    torch.manual_seed(420)
+    loader = TensorLoader(x, y, batch_size=6, shuffle=True)
+    got = [[b[1].tolist() for b in loader.batches(e, perm_seed=torch_order_seed())] for e in range(1, 4)]
+    assert got == expected

@@ -22,6 +22,7 @@ class TrainConfig:
     val_size: float = 0.1  # < 1: fraction of the training set; ≥ 1: count; 0: no validation
     train_limit: int = 0  # use a seeded subset of this many training images (0: all)
     normalize: list[Any] | None = None  # [mean, std] on 0-1 pixels, numbers or per-channel lists; None: the data's own
+    data_order: str = "seeded"  # seeded: a function of (seed, epoch); torch: replay DataLoader(shuffle=True)'s order
     shift: int = 0  # random translation augmentation, pixels
     hflip: bool = False  # random horizontal flips (not for digits)
     # --- model
@@ -92,6 +93,7 @@ class TrainConfig:
             (self.precision in ("auto", "fast", "fp32", "bf16", "fp16"),
              f"--precision must be auto, fast, fp32, bf16 or fp16, got {self.precision!r}"),
             (self.normalize is None or len(self.normalize) == 2, "normalize must be [mean, std]"),
+            (self.data_order in ("seeded", "torch"), f"--data-order must be seeded or torch, got {self.data_order!r}"),
             (self.normalize is None or min(self.normalize[1] if isinstance(self.normalize[1], list)
                                            else [self.normalize[1]]) > 0, "normalize std must be > 0"),
         ]

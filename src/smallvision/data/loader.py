@@ -95,6 +95,14 @@ def random_hflip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return torch.where(flip, x.flip(3), x)
 
 
+def torch_order_seed() -> int:
+    """Draw from the global torch RNG exactly what iterating a DataLoader(shuffle=True) draws at the
+    start of an epoch: the iterator's base seed, then RandomSampler's seed for its randperm. With
+    the same global seed and model init, a tutorial script's batches are replayed one for one."""
+    torch.empty((), dtype=torch.int64).random_()  # _BaseDataLoaderIter._base_seed
+    return int(torch.empty((), dtype=torch.int64).random_().item())  # RandomSampler.__iter__
+
+
 class TensorLoader:
     """Batches from tensors already on the device. ``batch_size`` 0 means the full set (full-batch GD)."""
 
@@ -110,10 +118,14 @@ class TensorLoader:
         n, b = len(self.x), self.batch_size
         return n // b if self.drop_last and n >= b else -(-n // b)
 
-    def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches of `epoch`, starting at `start_step` (for an exact mid-epoch resume)."""
+    def batches(self, epoch: int, start_step: int = 0, perm_seed: int | None = None
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of `epoch`, starting at `start_step` (for an exact mid-epoch resume).
+
+        `perm_seed` replaces our (seed, epoch) order by the one a PyTorch DataLoader(shuffle=True)
+        would draw (see `torch_order_seed`)."""
         n = len(self.x)
-        g = epoch_generator(self.seed, epoch)
+        g = epoch_generator(self.seed, epoch) if perm_seed is None else torch.Generator().manual_seed(perm_seed)
         order = torch.randperm(n, generator=g).to(self.x.device) if self.shuffle else None
         for step in range(len(self)):
             lo = step * self.batch_size

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from smallvision.config import TrainConfig
 from smallvision.data import DatasetInfo, TensorLoader, load_dataset, split_validation
-from smallvision.data.loader import as_model_input
+from smallvision.data.loader import as_model_input, torch_order_seed
 from smallvision.engine.checkpoint import save_checkpoint, versions
 from smallvision.engine.evaluate import EvalResult, evaluate
 from smallvision.engine.optim import PlateauState, build_optimizer, lr_at
@@ -316,7 +316,10 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
                 loss_acc = torch.zeros((), device=device, dtype=torch.float64)
                 correct = torch.zeros((), device=device, dtype=torch.int64)
                 progress.start_epoch(f"epoch {epoch}/{cfg.epochs}", steps_per_epoch)
-                for xb, yb in loader.batches(epoch, loop["step_in_epoch"]):
+                if cfg.data_order == "torch" and loop["step_in_epoch"] == 0:
+                    loop["perm_seed"] = torch_order_seed()  # as a DataLoader(shuffle=True) would draw it
+                perm_seed = loop.get("perm_seed") if cfg.data_order == "torch" else None
+                for xb, yb in loader.batches(epoch, loop["step_in_epoch"], perm_seed):
                     step = loop["step"]
                     lr = lr_at(cfg, step, steps_per_epoch, plateau.factor)
                     for group in optimizer.param_groups:
