@@ -58,11 +58,10 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "t
     With `report`, writes the same report as training does into `out` (default: an
     ``eval-<data>-<split>`` folder beside the checkpoint).
     """
-    import torch
 
     from smallvision.config import from_dict
     from smallvision.data import DatasetInfo, load_dataset, split_validation
-    from smallvision.data.loader import as_model_input
+    from smallvision.data.loader import as_model_input, training_subset
     from smallvision.engine.checkpoint import load_model, resolve
     from smallvision.engine.evaluate import evaluate as run_eval
     from smallvision.engine.trainer import resolve_device
@@ -86,9 +85,7 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "t
         if dataset and dataset != cfg.dataset:
             raise UsageError("--split val re-creates the training run's validation split; it needs the run's data set")
         x, y = data.train_x, data.train_y
-        if cfg.train_limit:
-            keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.train_limit]
-            x, y = x[keep], y[keep]
+        x, y = training_subset(x, y, cfg.train_limit, cfg.seed)  # the run's own subset, then its split
         _, va = split_validation(len(x), cfg.val_size, cfg.seed)
         if not len(va):
             raise UsageError(f"{ckpt}: the run had no validation split (--val-size 0)")

@@ -57,6 +57,14 @@ def as_model_input(x_u8: torch.Tensor, mean: Sequence[float], std: Sequence[floa
     return NormalizedView(x_u8.to(device), mean, std, channels_last)
 
 
+def training_subset(x: torch.Tensor, y: torch.Tensor, limit: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seeded `limit`-image subset that `--train-limit` trains on (all images when 0)."""
+    if not limit:
+        return x, y
+    keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:limit]
+    return x[keep], y[keep]
+
+
 def split_validation(n: int, val_size: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded (train_idx, val_idx). `val_size` < 1 is a fraction, ≥ 1 a count, 0 means none."""
     if val_size < 0:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from smallvision.config import TrainConfig
 from smallvision.data import DatasetInfo, TensorLoader, load_dataset, split_validation
-from smallvision.data.loader import as_model_input, torch_order_seed
+from smallvision.data.loader import as_model_input, torch_order_seed, training_subset
 from smallvision.engine.checkpoint import save_checkpoint, versions
 from smallvision.engine.evaluate import EvalResult, evaluate
 from smallvision.engine.optim import PlateauState, build_optimizer, lr_at
@@ -134,9 +134,7 @@ class Prepared:
 def prepare_data(cfg: TrainConfig, device: torch.device) -> Prepared:
     data = load_dataset(cfg.dataset, cfg.data_dir)
     x, y = data.train_x, data.train_y
-    if cfg.train_limit:
-        keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.train_limit]
-        x, y = x[keep], y[keep]
+    x, y = training_subset(x, y, cfg.train_limit, cfg.seed)
     tr_idx, va_idx = split_validation(len(x), cfg.val_size, cfg.seed)
     info = data.info
     if cfg.normalize is not None:  # [mean, std], each a number or one per channel

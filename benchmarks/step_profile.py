@@ -1,0 +1,61 @@
+"""Milliseconds per training step of `cnn-fast` variants on random MNIST-shaped batches, and an
+optional op-level profile: where a CPU step's time goes (it showed BatchNorm, ReLU and max-pool
+backward, memory-bound layers, costing more than the convolutions).
+
+    .venv/bin/python benchmarks/step_profile.py [--widths 16,32,64] [--downsample max|avg|stride] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from smallvision.data.info import DatasetInfo
+from smallvision.models import create_model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--widths", default="16,32,64,128")
+    ap.add_argument("--downsample", default="max")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--fp32", action="store_true")
+    ap.add_argument("--profile", action="store_true")
+    a = ap.parse_args()
+    info = DatasetInfo("mnist", 10, 1, 28, 28, (0.1307,), (0.3081,))
+    widths = [int(w) for w in a.widths.split(",")]
+    m = create_model("cnn-fast", info, widths=widths, downsample=a.downsample).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    x = torch.randn(a.batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (a.batch,))
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not a.fp32):
+            out = m(x)
+        loss = F.cross_entropy(out.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(20):
+        step()
+    t = time.perf_counter()
+    for _ in range(100):
+        step()
+    dt = (time.perf_counter() - t) / 100
+    print(f"widths {widths}, downsample {a.downsample}, batch {a.batch}, {'fp32' if a.fp32 else 'bf16'}: "
+          f"{dt * 1000:.2f} ms/step, {a.batch / dt:,.0f} images/s")
+    if a.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(20):
+                step()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
+if __name__ == "__main__":
+    main()
