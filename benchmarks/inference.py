@@ -1,5 +1,6 @@
-"""Inference speed of a trained checkpoint: batched throughput on the test set, and the latency of
-`predict` for one image file after the model is loaded (the median of 100 calls).
+"""Inference speed of a trained checkpoint: batched throughput on the test set, the latency of
+`predict` for one image file after the model is loaded (the median of 100 calls), plus two
+start-up figures: MNIST's gzip IDX files to tensors, and `smallvision --help` (median of 5).
 
     SMALLVISION_DATA=../shared/data .venv/bin/python benchmarks/inference.py runs/<mnist-fast run>
 """
@@ -50,6 +51,24 @@ def main() -> None:
             lat.append(time.perf_counter() - t)
     rows.append(f"| `Predictor.predict` of one 200×200 PNG (decode, invert, centre, forward) | "
                 f"{1000 * statistics.median(lat):.2f} ms (median of 100) |")
+    import subprocess
+
+    from smallvision.data.datasets import _IDX_FILES
+    from smallvision.data.idx import read_idx_pair
+    from smallvision.data.sources import find_files
+
+    files, _ = find_files("mnist", _IDX_FILES, None)
+    if files:
+        t = time.perf_counter()
+        read_idx_pair(files[_IDX_FILES[0]], files[_IDX_FILES[1]])
+        read_idx_pair(files[_IDX_FILES[2]], files[_IDX_FILES[3]])
+        rows.append(f"| MNIST's four gzip IDX files to uint8 tensors | {time.perf_counter() - t:.2f} s |")
+    starts = []
+    for _ in range(5):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "smallvision", "--help"], capture_output=True, check=True)
+        starts.append(time.perf_counter() - t)
+    rows.append(f"| `python -m smallvision --help` (whole process) | {statistics.median(starts):.2f} s |")
     print("| what | speed |\n|---|---:|\n" + "\n".join(rows))
 
 

@@ -44,10 +44,6 @@ def load_dataset(spec: str, data_dir: str | Path | None = None) -> ImageData:
     return DATASETS.get(name)(arg or None, data_dir)
 
 
-def describe(spec: str) -> str:
-    return DATASETS.entry(spec.partition(":")[0]).description
-
-
 def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of uint8 images, on the [0, 1] scale (MNIST: 0.1307, 0.3081)."""
     xs = x[: min(len(x), 20000)].float().div_(255)  # a 20k sample pins both to 3 decimals

@@ -120,7 +120,6 @@ class TensorLoader:
         self.batch_size = batch_size if batch_size > 0 else len(x)
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.shift, self.hflip = shift, hflip
-        self.epoch = 0
 
     def __len__(self) -> int:
         n, b = len(self.x), self.batch_size
