@@ -153,3 +153,10 @@ def test_torch_data_order_replays_a_dataloader():
     loader = TensorLoader(x, y, batch_size=6, shuffle=True)
     got = [[b[1].tolist() for b in loader.batches(e, perm_seed=torch_order_seed())] for e in range(1, 4)]
     assert got == expected
+
+
+def test_full_batch_is_not_copied_every_step():
+    # one batch per epoch: shuffling would only copy the whole set each step (seed 001/004: 50 000 steps)
+    x, y = torch.randn(50, 1, 4, 4), torch.arange(50)
+    xb, yb = next(TensorLoader(x, y, batch_size=0, shuffle=True, seed=3).batches(7))
+    assert xb.data_ptr() == x.data_ptr() and torch.equal(yb, y)

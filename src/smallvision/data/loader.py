@@ -133,7 +133,10 @@ class TensorLoader:
         would draw (see `torch_order_seed`)."""
         n = len(self.x)
         g = epoch_generator(self.seed, epoch) if perm_seed is None else torch.Generator().manual_seed(perm_seed)
-        order = torch.randperm(n, generator=g).to(self.x.device) if self.shuffle else None
+        # One batch per epoch (full-batch GD): its gradient does not depend on the order, so skip
+        # the shuffle, which would copy the whole set every step.
+        shuffle = self.shuffle and self.batch_size < n
+        order = torch.randperm(n, generator=g).to(self.x.device) if shuffle else None
         for step in range(len(self)):
             lo = step * self.batch_size
             aug_g = epoch_generator(self.seed + 1, epoch * 100_003 + step)  # per-step: skipping steps is exact
