@@ -150,3 +150,38 @@ def test_real_mnist_subset_learns(runs_dir):
     """A short real-data run: 6 000 MNIST images, three epochs, must clearly learn."""
     r = api.train("mnist-fast", runs_dir=runs_dir, train_limit=6000, epochs=3, batch_size=64, val_size=500)
     assert r.summary["test_accuracy"] > 93.0, r.summary
+
+
+def test_tta_averages_the_image_and_its_mirror_and_travels_with_the_checkpoint(runs_dir):
+    r = api.train(runs_dir=runs_dir, **small(epochs=1, hflip=True, tta=True))
+    model, _ = load_model(r.run_dir)
+    assert model.tta  # evaluate/predict see what the run's test saw
+    x = torch.randn(5, 1, 12, 12)
+    with torch.no_grad():
+        model.tta = False
+        plain, mirrored = model(x), model(x.flip(-1))
+        model.tta = True
+        both = model(x)
+    assert torch.allclose(both, (plain + mirrored) / 2, atol=1e-5)
+    assert not torch.allclose(both, plain, atol=1e-3)
+    assert api.evaluate(r.run_dir, report=False)["test_accuracy"] == pytest.approx(r.summary["test_accuracy"])
+
+
+def test_ensemble_averages_member_probabilities(runs_dir):
+    s = api.train_ensemble(k=3, runs_dir=runs_dir, **small(epochs=1, seed=7))
+    assert s["members"] == 3 and len(s["member_runs"]) == 3
+    cfgs = [json.loads((runs_dir / s["run"] / f"member-{i}" / "config.json").read_text()) for i in (1, 2, 3)]
+    assert [c["seed"] for c in cfgs] == [7, 8, 9]
+    # recompute the ensemble from the members' saved checkpoints, independently of train_ensemble
+    from smallvision.data import load_dataset
+
+    data = load_dataset(FAKE)
+    x = (data.test_x.float() / 255 - torch.tensor(load_model(s["member_runs"][0])[0].mean).view(1, -1, 1, 1)) \
+        / torch.tensor(load_model(s["member_runs"][0])[0].std).view(1, -1, 1, 1)
+    with torch.no_grad():
+        probs = torch.stack([load_model(run)[0](x).softmax(1) for run in s["member_runs"]]).mean(0)
+    expected = 100.0 * float((probs.argmax(1) == data.test_y).float().mean())
+    assert s["test_accuracy"] == pytest.approx(expected, abs=1e-3)
+    assert min(s["member_accuracies"]) == s["member_accuracy_min"]
+    with pytest.raises(UsageError, match="K ≥ 2"):
+        api.train_ensemble(k=1, runs_dir=runs_dir, **small())

@@ -33,6 +33,48 @@ def train(recipe: str | None = None, runs_dir: str | Path = "runs", progress: bo
     return fit(cfg, runs_dir=runs_dir, progress=Progress(enabled=progress), command=command)
 
 
+def train_ensemble(recipe: str | None = None, k: int = 5, runs_dir: str | Path = "runs", progress: bool = False,
+                   command: str = "", **overrides: Any) -> dict[str, Any]:
+    """Train `k` members of a recipe (seeds seed, seed+1, ...) and test the mean of their probabilities.
+
+    Members are ordinary runs in ``runs_dir/<name>/member-<i>/`` (evaluate, predict and compare take
+    them); the ensemble's figures go to ``runs_dir/<name>/summary.json``. Like every run, members are
+    chosen and stopped on validation only; the test set is read once per member at the end.
+    """
+    import statistics
+
+    import torch
+
+    from smallvision.data import load_dataset
+    from smallvision.engine.progress import Progress
+    from smallvision.engine.trainer import fit, new_run_dir
+    from smallvision.errors import UsageError
+    from smallvision.io import write_json
+
+    if k < 2:
+        raise UsageError(f"--ensemble takes K ≥ 2 members, got {k}")
+    cfg = make_config(recipe, **overrides)
+    folder = new_run_dir(runs_dir, cfg)
+    members = []
+    for i in range(k):
+        member = merge(cfg, {"seed": cfg.seed + i, "name": f"member-{i + 1}"}, "ensemble").validate()
+        members.append(fit(member, runs_dir=folder, progress=Progress(enabled=progress), command=command))
+    y = load_dataset(cfg.dataset, cfg.data_dir).test_y
+    probs = torch.stack([m.test_logits.softmax(1) for m in members]).mean(0)  # type: ignore[union-attr]
+    accs = [m.summary["test_accuracy"] for m in members]
+    summary = {
+        "run": folder.name, "run_dir": str(folder), "recipe": cfg.recipe, "members": k,
+        "test_accuracy": round(100.0 * float((probs.argmax(1) == y).float().mean()), 4),
+        "test_loss": round(float(torch.nn.functional.nll_loss(probs.clamp_min(1e-12).log(), y)), 6),
+        "member_accuracy_mean": round(statistics.mean(accs), 4), "member_accuracy_std": round(statistics.stdev(accs), 4),
+        "member_accuracy_min": min(accs), "member_accuracies": accs,
+        "train_seconds": round(sum(m.summary["train_seconds"] for m in members), 3),
+        "member_runs": [str(m.run_dir) for m in members],
+    }
+    write_json(folder / "summary.json", summary)
+    return summary
+
+
 def resume(run_dir: str | Path, progress: bool = False, command: str = "", **overrides: Any) -> TrainResult:
     """Continue a stopped run exactly (model, optimiser, schedule, RNG, data order, step in epoch).
 

@@ -25,6 +25,7 @@ class TrainConfig:
     data_order: str = "seeded"  # seeded: a function of (seed, epoch); torch: replay DataLoader(shuffle=True)'s order
     shift: int = 0  # random translation augmentation, pixels
     hflip: bool = False  # random horizontal flips (not for digits)
+    tta: bool = False  # test-time augmentation: evaluate/predict on the image and its mirror, average the logits
     # --- model
     model: str = "cnn-fast"
     model_args: dict[str, Any] = field(default_factory=dict)

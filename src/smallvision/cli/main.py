@@ -144,7 +144,8 @@ def train(
     normalize: Annotated[Optional[str], typer.Option(help="MEAN,STD on 0-1 pixels (default: the data set's own)")] = None,
     shift: Annotated[Optional[int], typer.Option(help="Random-shift augmentation, pixels.")] = None,
     data_order: Annotated[Optional[str], typer.Option(help="seeded (default) or torch: replay a DataLoader(shuffle=True)'s batch order.")] = None,
-    hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip")] = None,
+    hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip", help="Random horizontal flips (not for digits).")] = None,
+    tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help="Test-time augmentation: average the logits of each image and its mirror.")] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
     deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--no-deterministic")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, mps")] = None,
@@ -161,6 +162,7 @@ def train(
     tensorboard: Annotated[Optional[bool], typer.Option("--tensorboard/--no-tensorboard", help="Also write TensorBoard event files (runs/<name>/tensorboard).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run folder name.")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
+    ensemble: Annotated[int, typer.Option(help="Train K members (seeds seed..seed+K-1) and test their averaged probabilities.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final summary as one JSON line.")] = False,
 ) -> None:
     """Train a model; writes runs/<name>/ with config, metrics, checkpoints and a summary."""
@@ -185,7 +187,7 @@ def train(
         weight_decay=weight_decay, label_smoothing=label_smoothing, scheduler=scheduler, warmup_epochs=warmup_epochs,
         step_size=step_size, gamma=gamma, milestones=[int(m) for m in ms] if ms else None, ema=ema,
         val_size=val_size, train_limit=train_limit, data_order=data_order, normalize=floats(normalize, 2, "--normalize"), shift=shift,
-        hflip=hflip, seed=seed, deterministic=deterministic, device=device, precision=precision,
+        hflip=hflip, tta=tta, seed=seed, deterministic=deterministic, device=device, precision=precision,
         channels_last=channels_last, compile=compile, threads=threads, patience=patience,
         target_accuracy=target_accuracy, max_time=max_time, eval_every=eval_every,
         test_every_epoch=test_every_epoch, report=report, tensorboard=tensorboard, name=name,
@@ -206,6 +208,10 @@ def train(
     cfg = api.make_config(recipe, **over)
     MODELS.entry(cfg.model), OPTIMIZERS.entry(cfg.optimizer), SCHEDULERS.entry(cfg.scheduler)  # names first
     DATASETS.entry(cfg.dataset.partition(":")[0])
+    if ensemble:
+        summary = api.train_ensemble(recipe, ensemble, runs_dir=runs_dir, progress=not as_json, command=command, **over)
+        _emit(summary, as_json, f"ensemble {summary['run_dir']}")
+        return
     result = api.train(recipe, runs_dir=runs_dir, progress=not as_json, command=command, **over)
     _emit(result.summary, as_json, f"run {result.run_dir}")
 

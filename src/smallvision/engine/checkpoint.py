@@ -127,4 +127,5 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):  # type: i
         model.load_state_dict(state)
     except RuntimeError as e:
         raise CheckpointError(f"{ckpt}: weights do not fit model {name!r}: {str(e).splitlines()[0]}") from None
+    model.tta = bool(meta.get("config", {}).get("tta", False))  # evaluate/predict as the run was tested
     return model.to(device).eval(), meta

@@ -41,6 +41,7 @@ class TrainResult:
     run_dir: Path
     summary: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    test_logits: torch.Tensor | None = None  # (N, K) on the CPU: the final test pass, for ensembles
 
 
 # ----------------------------------------------------------------------------- set-up helpers
@@ -235,6 +236,7 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
 
     # --- model and optimiser
     model = create_model(cfg.model, data.info, **cfg.model_args).to(device)
+    model.tta = cfg.tta  # eval mode only: validation and test, as every later evaluate/predict
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg)
@@ -247,8 +249,8 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
     judge = eval_model  # what validation/test run on: the model, or only its head on cached features
     val_xy, test_xy, cache_seconds = data.val, data.test, None
     if cfg.cache_features:  # seed 002 §8: run the frozen backbone once, then train the head on its output
-        if not cfg.freeze or cfg.unfreeze_after or cfg.ema or cfg.shift or cfg.hflip:
-            raise UsageError("--cache-features needs --freeze and no --unfreeze-after, --ema, --shift or --hflip "
+        if not cfg.freeze or cfg.unfreeze_after or cfg.ema or cfg.shift or cfg.hflip or cfg.tta:
+            raise UsageError("--cache-features needs --freeze and no --unfreeze-after, --ema, --shift, --hflip or --tta "
                              "(the features are computed once, so the backbone and its inputs cannot change)")
         t0 = time.perf_counter()
         loader = TensorLoader(extract_features(model, loader.x, amp), loader.y, cfg.batch_size, shuffle=True,
@@ -463,4 +465,4 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
         write_report(run_dir, title=f"{run_dir.name}: {cfg.model} on {data.info.name}", info=data.info, metrics=m,
                      images=data.test[0], split="test", summary=summary, history=history,
                      config=cfg.to_dict(), device=str(device), labels=data.test_files, skipped=data.skipped)
-    return TrainResult(run_dir, summary, history)
+    return TrainResult(run_dir, summary, history, test.logits)

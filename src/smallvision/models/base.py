@@ -26,6 +26,9 @@ class Classifier(nn.Module):
         # Default preprocessing, so export/serve/predict need nothing but the model.
         self.input_shape = info.input_shape
         self.mean, self.std = info.mean, info.std
+        # Test-time augmentation: in eval mode, average the logits of the image and its mirror
+        # (for models trained with --hflip; set from the config by the trainer and by load_model).
+        self.tta = False
 
     @property
     def num_features(self) -> int:
@@ -42,6 +45,9 @@ class Classifier(nn.Module):
         return self.head(f)  # (B, K)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tta and not self.training:
+            both = self.forward_head(self.forward_features(torch.cat([x, x.flip(-1)])))  # (2B, K)
+            return (both[: len(x)] + both[len(x) :]) / 2
         return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int, bias: bool = True) -> None:
