@@ -149,3 +149,32 @@ def test_transfer_from_a_smallvision_checkpoint_with_cached_features(tmp_path):
     Path(ckpt).unlink()
     model, meta = load_model(r.run_dir)
     assert meta["model_args"]["weights"] == ckpt and model.num_classes == 3
+
+
+def test_streamed_folder_trains_like_the_in_memory_one(tmp_path):
+    """stream=yes decodes each batch in persistent worker processes: same batches, same weights."""
+    from smallvision.engine.checkpoint import load_checkpoint
+
+    root = build_folder(tmp_path / "digits", per_class=30)
+    kw = dict(model="cnn-fast", model_args={"widths": [8, 16]}, epochs=2, batch_size=16, lr=0.05, optimizer="sgd",
+              val_size=0.15, augment="digits", report=False, deterministic=True)
+    mem = api.train(runs_dir=tmp_path / "runs", dataset=f"folder:{root},stream=no", **kw)
+    streamed = api.train(runs_dir=tmp_path / "runs", dataset=f"folder:{root},stream=yes,workers=2", **kw)
+    assert streamed.summary["data_source"].endswith(", streamed)") and not mem.summary["data_source"].endswith("streamed)")
+    a, _ = load_checkpoint(mem.run_dir / "last.safetensors")
+    b, _ = load_checkpoint(streamed.run_dir / "last.safetensors")
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4) for k in a)
+
+
+def test_streamed_folder_skips_a_broken_file_and_caches_features(tmp_path):
+    root = build_folder(tmp_path / "digits")
+    truncated, _ = add_broken_files(root)
+    spec = f"folder:{root},stream=yes,workers=1"
+    with pytest.warns(UserWarning, match="truncated.jpg"):
+        res = api.train(runs_dir=tmp_path / "runs", dataset=spec, model="cnn-fast", epochs=12, batch_size=16,
+                        lr=0.01, val_size=0, shift=2)
+    assert res.summary["skipped_images"] == 1 and res.summary["test_accuracy"] > 80
+    assert any("truncated.jpg" in f for f in json.loads((res.run_dir / "report.json").read_text())["skipped_files"])
+    head = api.train(runs_dir=tmp_path / "runs", dataset=spec, model="cnn-fast", model_args={"weights": str(res.run_dir / "best.safetensors")},
+                     freeze=True, cache_features=True, epochs=3, batch_size=16, lr=0.01, val_size=0, report=False)
+    assert head.summary["feature_cache_seconds"] > 0 and head.summary["test_accuracy"] > 80

@@ -25,6 +25,7 @@ class TrainConfig:
     data_order: str = "seeded"  # seeded: a function of (seed, epoch); torch: replay DataLoader(shuffle=True)'s order
     shift: int = 0  # random translation augmentation, pixels
     hflip: bool = False  # random horizontal flips (not for digits)
+    augment: str = "none"  # a preset of random crops/zooms/rotations/mirrors (data/augment.py)
     tta: bool = False  # test-time augmentation: evaluate/predict on the image and its mirror, average the logits
     # --- model
     model: str = "cnn-fast"
@@ -101,6 +102,9 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise UsageError(msg)
+        from smallvision.data.augment import AUGMENTATIONS
+
+        AUGMENTATIONS.entry(self.augment)  # an unknown preset is answered with close matches
         return self
 
     def to_dict(self) -> dict[str, Any]:

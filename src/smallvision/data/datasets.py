@@ -25,7 +25,7 @@ from smallvision.registry import Registry
 @dataclass
 class ImageData:
     info: DatasetInfo
-    train_x: torch.Tensor  # uint8 (N, C, H, W)
+    train_x: torch.Tensor  # uint8 (N, C, H, W); a streamed folder: folder.ImageFiles (same len/shape/indexing)
     train_y: torch.Tensor  # int64 (N,)
     test_x: torch.Tensor
     test_y: torch.Tensor
@@ -241,13 +241,15 @@ def _fake(arg: str | None, data_dir: str | Path | None) -> ImageData:
 
 @DATASETS.register("folder", "folder:PATH[,size=S] — image folders (class sub-folders, train/+val/, or cat.1.jpg prefixes)")
 def _folder(arg: str | None, data_dir: str | Path | None) -> ImageData:
-    from smallvision.data.folder import decode_all, index_folder, parse_folder_spec, probe_mode
+    from smallvision.data.folder import STREAM_BYTES, decode_all, index_folder, parse_folder_spec, probe_mode
 
-    path, size, workers = parse_folder_spec(arg)
+    path, size, workers, stream = parse_folder_spec(arg)
     idx = index_folder(path)
     channels, native = probe_mode(idx.train)
     if size is None:  # small images (digits, icons) keep their size; photos default to 224
         size = native if 0 < native <= 64 else 224
+    if stream == "yes" or (stream == "auto" and len(idx.train) * channels * size * size > STREAM_BYTES):
+        return _streamed_folder(idx, channels, size, workers)
     tx, ty, skipped = decode_all(idx.train, channels, size, workers)
     vx, vy, skipped_test = decode_all(idx.test, channels, size, workers)
     test_files = [str(p) for p, _ in idx.test]
@@ -259,3 +261,20 @@ def _folder(arg: str | None, data_dir: str | Path | None) -> ImageData:
     data.test_files = test_files
     data.skipped = skipped + skipped_test
     return data
+
+
+def _streamed_folder(idx, channels: int, size: int, workers: int) -> ImageData:  # type: ignore[no-untyped-def]
+    """Training images stay files (decoded per batch while training); the test split is decoded
+    now. Normalisation statistics come from a fixed sample of 2 000 training images."""
+    from smallvision.data.folder import ImageFiles, decode_all
+
+    files = ImageFiles(idx.train, channels, size, workers)
+    sample = files[np.random.default_rng(0).permutation(len(files))[:2000].tolist()].load()
+    vx, vy, skipped_test = decode_all(idx.test, channels, size, workers)
+    if len(torch.unique(files.labels())) < 2:
+        raise DataError(f"folder:{idx.root.name}: the training set holds a single class; a classifier needs at least two")
+    mean, std = channel_stats(sample)
+    info = DatasetInfo(f"folder:{idx.root.name}", len(idx.classes), channels, size, size, mean, std, tuple(idx.classes))
+    bad = {s.split(" (")[0] for s in skipped_test}
+    return ImageData(info, files, files.labels(), vx, vy, f"{idx.root} ({idx.layout}, streamed)",  # type: ignore[arg-type]
+                     [str(p) for p, _ in idx.test if str(p) not in bad], skipped_test)

@@ -6,8 +6,10 @@ Layouts, tried in this order:
   PATH/<class>.<n>.jpg                                   (flat, label = file-name prefix: Kaggle's cat.123.jpg)
 Without a held-out folder a fixed seeded 1/7 of the images is the test split. The user's files
 are never moved or copied: images are decoded once (DataLoader worker processes) into uint8
-tensors at S×S (shorter side resized to S, centre crop), then trained on in memory. An image
-that cannot be decoded is skipped with a warning naming it, and counted in the report.
+tensors at S×S (shorter side resized to S, centre crop), then trained on in memory. A training
+set bigger than STREAM_BYTES decoded (or ``stream=yes``) is streamed instead: worker processes
+decode each batch's files every epoch (data/stream.py). An image that cannot be decoded is
+skipped with a warning naming it, and counted in the report.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from smallvision.errors import DataError, UsageError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 HELD_OUT = ("val", "valid", "validation", "test")
+STREAM_BYTES = 3 << 30  # decoded uint8 training images above this are streamed from the files (stream=auto)
 
 
 @dataclass
@@ -187,22 +190,62 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def parse_folder_spec(arg: str | None) -> tuple[Path, int | None, int]:
+def parse_folder_spec(arg: str | None) -> tuple[Path, int | None, int, str]:
+    """PATH[,size=S][,workers=W][,stream=auto|yes|no] -> (path, size, workers, stream)."""
     if not arg:
         raise UsageError("folder needs a path: --dataset folder:PATH[,size=S]")
     parts = arg.split(",")
-    path, size, workers = Path(parts[0]), None, 2
+    path, size, workers, stream = Path(parts[0]), None, 2, "auto"
     for opt in parts[1:]:
         key, _, val = opt.partition("=")
         try:
-            if key == "size":
+            if key == "stream":
+                if val not in ("auto", "yes", "no"):
+                    raise UsageError(f"folder: stream takes auto, yes or no, got {val!r}")
+                stream = val
+            elif key == "size":
                 size = int(val)
             elif key == "workers":
                 workers = int(val)
             else:
-                raise UsageError(f"folder: unknown option {key!r}; known: size, workers")
+                raise UsageError(f"folder: unknown option {key!r}; known: size, workers, stream")
         except ValueError:
             raise UsageError(f"folder: {key} takes an integer, got {val!r}") from None
     if size is not None and not 8 <= size <= 1024:
         raise UsageError(f"folder: size must be 8-1024 pixels, got {size}")
-    return path, size, workers
+    if workers < 0:
+        raise UsageError(f"folder: workers must be ≥ 0, got {workers}")
+    return path, size, workers, stream
+
+
+class ImageFiles:
+    """A folder's training images, not yet decoded: what ``folder:PATH,stream=yes`` trains from.
+
+    Indexing with an int decodes that image, (C, S, S) uint8; indexing with a tensor, list or
+    slice selects a subset, still undecoded (the seeded subset and validation split use this);
+    `load()` decodes all of them at once. Training streams them with `StreamLoader`.
+    """
+
+    def __init__(self, items: list[tuple[Path, int]], channels: int, size: int, workers: int) -> None:
+        self.items, self.channels, self.size, self.workers = items, channels, size, workers
+        self.shape = (len(items), channels, size, size)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, idx):  # type: ignore[no-untyped-def]
+        if isinstance(idx, int):
+            x, ok, err = _Decode(self.items, self.channels, self.size)[idx]
+            if not ok:
+                raise DataError(f"{self.items[idx][0]}: unreadable image ({err})")
+            return x
+        picked = (self.items[idx] if isinstance(idx, slice)
+                  else [self.items[int(i)] for i in (idx.tolist() if torch.is_tensor(idx) else idx)])
+        return ImageFiles(picked, self.channels, self.size, self.workers)
+
+    def load(self) -> torch.Tensor:
+        """Every image decoded, (N, C, S, S) uint8; unreadable ones are skipped with a warning."""
+        return decode_all(self.items, self.channels, self.size, self.workers)[0]
+
+    def labels(self) -> torch.Tensor:
+        return torch.tensor([c for _, c in self.items], dtype=torch.long)

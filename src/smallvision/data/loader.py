@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from smallvision.data.augment import get_augmentation
 from smallvision.errors import UsageError
 
 
@@ -115,11 +116,12 @@ class TensorLoader:
     """Batches from tensors already on the device. ``batch_size`` 0 means the full set (full-batch GD)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0,
-                 drop_last: bool = False, shift: int = 0, hflip: bool = False) -> None:
+                 drop_last: bool = False, shift: int = 0, hflip: bool = False, augment: str = "none") -> None:
         self.x, self.y = x, y
         self.batch_size = batch_size if batch_size > 0 else len(x)
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.shift, self.hflip = shift, hflip
+        self.augment = get_augmentation(augment)
 
     def __len__(self) -> int:
         n, b = len(self.x), self.batch_size
@@ -151,6 +153,8 @@ class TensorLoader:
                 xb = random_translate(xb, self.shift, aug_g)
             if self.hflip:
                 xb = random_hflip(xb, aug_g)
+            if self.augment is not None:
+                xb = self.augment(xb, aug_g)
             yield xb, yb
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

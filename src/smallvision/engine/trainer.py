@@ -26,7 +26,9 @@ import torch.nn.functional as F
 
 from smallvision.config import TrainConfig
 from smallvision.data import DatasetInfo, TensorLoader, load_dataset, split_validation
+from smallvision.data.folder import ImageFiles, decode_all
 from smallvision.data.loader import as_model_input, torch_order_seed, training_subset
+from smallvision.data.stream import StreamLoader
 from smallvision.engine.checkpoint import save_checkpoint, versions
 from smallvision.engine.evaluate import EvalResult, evaluate
 from smallvision.engine.optim import PlateauState, build_optimizer, lr_at
@@ -119,12 +121,24 @@ def extract_features(model: torch.nn.Module, x, amp: contextlib.AbstractContextM
     return torch.cat(out)
 
 
+def cached_features(model: torch.nn.Module, loader: TensorLoader | StreamLoader, amp: contextlib.AbstractContextManager
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, labels) of the training set: in memory, or streamed once from the files."""
+    if isinstance(loader, TensorLoader):
+        return extract_features(model, loader.x, amp), loader.y
+    feats, labels = [], []
+    for xb, yb in loader.in_order():
+        feats.append(extract_features(model, xb, amp))
+        labels.append(yb)
+    return torch.cat(feats), torch.cat(labels)
+
+
 @dataclass
 class Prepared:
     """Data on the device, ready for the loop."""
 
     info: DatasetInfo  # with the normalisation actually applied
-    train: TensorLoader
+    train: TensorLoader | StreamLoader
     val: tuple[torch.Tensor, torch.Tensor] | None
     test: tuple[torch.Tensor, torch.Tensor]
     source: str
@@ -147,9 +161,18 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> Prepared:
     def put(xs: torch.Tensor):  # type: ignore[no-untyped-def]
         return as_model_input(xs, info.mean, info.std, device, cfg.channels_last)
 
-    train = TensorLoader(put(x[tr_idx]), y[tr_idx].to(device), cfg.batch_size, shuffle=True, seed=cfg.seed,
-                         shift=cfg.shift, hflip=cfg.hflip)
-    val = (put(x[va_idx]), y[va_idx].to(device)) if len(va_idx) else None
+    if isinstance(x, ImageFiles):  # a big image folder: decode each batch's files in worker processes
+        train: TensorLoader | StreamLoader = StreamLoader(
+            x[tr_idx], info.mean, info.std, device, cfg.batch_size, seed=cfg.seed, channels_last=cfg.channels_last,
+            shift=cfg.shift, hflip=cfg.hflip, augment=cfg.augment)
+        val = None
+        if len(va_idx):
+            vx, vy, bad = decode_all(x[va_idx].items, x.channels, x.size, x.workers)
+            val, data.skipped = (put(vx), vy.to(device)), data.skipped + bad
+    else:
+        train = TensorLoader(put(x[tr_idx]), y[tr_idx].to(device), cfg.batch_size, shuffle=True, seed=cfg.seed,
+                             shift=cfg.shift, hflip=cfg.hflip, augment=cfg.augment)
+        val = (put(x[va_idx]), y[va_idx].to(device)) if len(va_idx) else None
     return Prepared(info, train, val, (put(data.test_x), data.test_y.to(device)), data.source, data.test_files,
                     data.skipped)
 
@@ -235,6 +258,7 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
     steps_per_epoch = len(loader)
 
     # --- model and optimiser
+    torch.manual_seed(cfg.seed)  # the initial weights must not depend on how the data were loaded (workers draw seeds)
     model = create_model(cfg.model, data.info, **cfg.model_args).to(device)
     model.tta = cfg.tta  # eval mode only: validation and test, as every later evaluate/predict
     if cfg.channels_last:
@@ -249,12 +273,12 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
     judge = eval_model  # what validation/test run on: the model, or only its head on cached features
     val_xy, test_xy, cache_seconds = data.val, data.test, None
     if cfg.cache_features:  # seed 002 §8: run the frozen backbone once, then train the head on its output
-        if not cfg.freeze or cfg.unfreeze_after or cfg.ema or cfg.shift or cfg.hflip or cfg.tta:
-            raise UsageError("--cache-features needs --freeze and no --unfreeze-after, --ema, --shift, --hflip or --tta "
+        if not cfg.freeze or cfg.unfreeze_after or cfg.ema or cfg.shift or cfg.hflip or cfg.tta \
+                or cfg.augment != "none":
+            raise UsageError("--cache-features needs --freeze and no --unfreeze-after, --ema, --shift, --hflip, --augment or --tta "
                              "(the features are computed once, so the backbone and its inputs cannot change)")
         t0 = time.perf_counter()
-        loader = TensorLoader(extract_features(model, loader.x, amp), loader.y, cfg.batch_size, shuffle=True,
-                              seed=cfg.seed)
+        loader = TensorLoader(*cached_features(model, loader, amp), cfg.batch_size, shuffle=True, seed=cfg.seed)
         val_xy = (extract_features(model, data.val[0], amp), data.val[1]) if data.val is not None else None
         test_xy = (extract_features(model, data.test[0], amp), data.test[1])
         cache_seconds = time.perf_counter() - t0
@@ -441,6 +465,7 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
     if best_state is not None:
         final.load_state_dict(best_state)
     test = evaluate(judge(), *test_xy, autocast=amp, keep_logits=True)
+    skipped = data.skipped + (data.train.skipped if isinstance(data.train, StreamLoader) else [])
     summary = {
         "run": run_dir.name, "run_dir": str(run_dir), "recipe": cfg.recipe, "dataset": data.info.name,
         "model": cfg.model, "params": count_params(final), "epochs_run": history[-1]["epoch"],
@@ -450,7 +475,7 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
         "train_seconds": round(train_time, 3),
         "images_per_second": round(loop["images_seen"] / max(loop["step_time"], 1e-9), 1),
         "stopped": stopped, "device": str(device), "precision": precision, "threads": torch.get_num_threads(),
-        "data_source": data.source, "skipped_images": len(data.skipped),
+        "data_source": data.source, "skipped_images": len(skipped),
     }
     if cache_seconds is not None:
         summary["feature_cache_seconds"] = round(cache_seconds, 3)
@@ -464,5 +489,5 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
         m = classification_metrics(test.logits, data.test[1], data.info.num_classes)
         write_report(run_dir, title=f"{run_dir.name}: {cfg.model} on {data.info.name}", info=data.info, metrics=m,
                      images=data.test[0], split="test", summary=summary, history=history,
-                     config=cfg.to_dict(), device=str(device), labels=data.test_files, skipped=data.skipped)
+                     config=cfg.to_dict(), device=str(device), labels=data.test_files, skipped=skipped)
     return TrainResult(run_dir, summary, history, test.logits)

@@ -1,0 +1,75 @@
+"""Augmentation presets (``--augment NAME``): random affine warps of a whole batch at once.
+
+Each image gets its own random zoom/crop, aspect, rotation, shift and mirror, drawn from a seeded
+generator, and the batch is warped by one ``affine_grid`` + ``grid_sample`` call: no per-image
+Python work, so it runs at tensor speed on the CPU and stays on the GPU. Borders repeat the edge
+pixels (for digits: the background), never a black frame.
+
+A random resized crop is the affine map that samples a box of a random area and aspect ratio
+and stretches it to the full image. In-memory folder images are decoded once at the model's
+size, so crops are taken from that resized image rather than from the original file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from smallvision.registry import Registry
+
+
+@dataclass(frozen=True)
+class RandomAffine:
+    area: tuple[float, float] = (1.0, 1.0)  # fraction of the image a crop covers (> 1: zoom out)
+    ratio: tuple[float, float] = (1.0, 1.0)  # crop aspect ratio w/h, drawn log-uniformly
+    rotate: float = 0.0  # degrees, ±
+    translate: float = 0.0  # extra shift as a fraction of the image size, ±
+    flip: bool = False  # mirror half of the images left-right
+
+    def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W), the same dtype and memory format."""
+        b = x.shape[0]
+
+        def uniform(lo: float, hi: float) -> torch.Tensor:
+            return lo + (hi - lo) * torch.rand(b, generator=g, device=g.device)
+
+        area = uniform(*self.area)
+        log_r = uniform(math.log(self.ratio[0]), math.log(self.ratio[1]))
+        sx = (area * log_r.exp()).sqrt()  # half-width of the sampled box, in [-1, 1] units
+        sy = (area / log_r.exp()).sqrt()
+        # the box's centre may move while a zoomed-in box stays inside the image, plus `translate`
+        tx = uniform(-1, 1) * ((1 - sx).clamp_min(0) + 2 * self.translate)
+        ty = uniform(-1, 1) * ((1 - sy).clamp_min(0) + 2 * self.translate)
+        a = uniform(-self.rotate, self.rotate) * (math.pi / 180)
+        if self.flip:
+            sx = torch.where(torch.rand(b, generator=g, device=g.device) < 0.5, -sx, sx)
+        cos, sin = a.cos(), a.sin()
+        theta = torch.stack([torch.stack([sx * cos, -sy * sin, tx], 1),
+                             torch.stack([sx * sin, sy * cos, ty], 1)], 1).to(x.device)  # (B, 2, 3)
+        grid = F.affine_grid(theta.float(), list(x.shape), align_corners=False)  # (B, H, W, 2)
+        out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and x.dim() == 4 \
+            else torch.contiguous_format
+        return out.to(x.dtype).contiguous(memory_format=fmt)
+
+
+AUGMENTATIONS: Registry[RandomAffine] = Registry("augmentation")  # type: ignore[type-var]
+AUGMENTATIONS.register("none", "no augmentation")(None)  # type: ignore[arg-type]
+AUGMENTATIONS.register("flip", "mirror left-right (clothes, animals; never digits)")(RandomAffine(flip=True))
+AUGMENTATIONS.register("digits", "rotate ±10°, zoom 0.9-1.1, shift ±10 %; never mirrors (digits, letters)")(
+    RandomAffine(area=(0.81, 1.21), rotate=10, translate=0.1))
+AUGMENTATIONS.register("crop", "torchvision's RandomResizedCrop (area 8-100 %, aspect 3/4-4/3) + mirror (seed 002)")(
+    RandomAffine(area=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip=True))
+AUGMENTATIONS.register("photo", "milder, fastai-like: crop area 35-100 %, aspect 3/4-4/3, rotate ±10°, mirror")(
+    RandomAffine(area=(0.35, 1.0), ratio=(3 / 4, 4 / 3), rotate=10, flip=True))
+
+
+def get_augmentation(name: str) -> RandomAffine | None:
+    """The preset `name` (None for 'none'); unknown names are answered with close matches."""
+    return AUGMENTATIONS.get(name)
+
+
+__all__ = ["AUGMENTATIONS", "RandomAffine", "get_augmentation"]
