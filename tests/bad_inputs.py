@@ -114,5 +114,8 @@ CASES: list[Case] = [
     Case("compare with 0 seeds", lambda d: ["compare", "--recipes", "mnist-fast", "--seeds", "0"], "--seeds must be ≥ 1"),
     Case("unknown flag", lambda d: ["train", "--epoch", "3"], "No such option: --epoch"),
     Case("unknown command", lambda d: ["trian"], "No such command 'trian'"),
+    Case("unknown augmentation preset", lambda d: ["train", "--dataset", FAKE, "--augment", "digit"], "unknown augmentation 'digit'; did you mean digits"),
+    Case("an ensemble of one", lambda d: ["train", "--dataset", FAKE, "--ensemble", "1"], "--ensemble takes K ≥ 2"),
+    Case("folder stream option not yes/no/auto", lambda d: ["train", "--dataset", f"folder:{d},stream=maybe"], "stream takes auto, yes or no"),
     Case("unknown --set key", lambda d: ["lr-find", "--dataset", FAKE, "--set", "learning_rate=0.1"], "unknown setting 'learning_rate'"),
 ]

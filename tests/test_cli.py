@@ -2,6 +2,7 @@
 answered by one line and exit status 2, never a traceback."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,15 @@ def test_train_then_evaluate_json(tmp_path):
     assert r.returncode == 0, r.stderr
     ev = json.loads(r.stdout.strip().splitlines()[-1])
     assert ev["test_accuracy"] == pytest.approx(summary["test_accuracy"])
+
+
+def test_ensemble_from_the_command_line(tmp_path):
+    r = run_cli("train", "--dataset", FAKE, "--model", "lenet5", "--epochs", "1", "--ensemble", "2", "--seed", "3",
+                "--runs-dir", str(tmp_path / "runs"), "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    assert s["members"] == 2 and len(s["member_accuracies"]) == 2 and 0 <= s["test_accuracy"] <= 100
+    assert json.loads((Path(s["member_runs"][1]) / "config.json").read_text())["seed"] == 4
 
 
 def test_flags_override_a_recipe(tmp_path):
