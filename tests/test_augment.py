@@ -52,3 +52,14 @@ def test_training_with_a_preset_learns(runs_dir):
                   model_args={"widths": [8, 16]}, epochs=3, batch_size=32, lr=0.05, optimizer="sgd", momentum=0.9,
                   val_size=80, augment="digits", report=False)
     assert r.summary["test_accuracy"] > 60  # chance is 25 %
+
+
+def test_erase_blanks_one_box_in_about_half_the_images():
+    x = torch.ones(400, 2, 20, 20)
+    out = AUGMENTATIONS.get("erase")(x, torch.Generator().manual_seed(0))
+    blank = (out == 0).float().mean((1, 2, 3))  # fraction of each image erased (both channels alike)
+    erased = blank > 0
+    assert 140 < int(erased.sum()) < 260
+    assert float(blank.max()) <= 0.4  # at most a third of the area, plus the rounding to whole pixels
+    assert torch.equal(out[~erased], x[~erased])
+    assert torch.equal(out[:, 0] == 0, out[:, 1] == 0)

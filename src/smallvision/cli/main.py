@@ -145,7 +145,7 @@ def train(
     shift: Annotated[Optional[int], typer.Option(help="Random-shift augmentation, pixels.")] = None,
     data_order: Annotated[Optional[str], typer.Option(help="seeded (default) or torch: replay a DataLoader(shuffle=True)'s batch order.")] = None,
     hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip", help="Random horizontal flips (not for digits).")] = None,
-    augment: Annotated[Optional[str], typer.Option(help="Augmentation preset: none, flip, digits, crop, photo (see README).")] = None,
+    augment: Annotated[Optional[str], typer.Option(help="Augmentation preset: none, flip, digits, crop, photo, erase (see README).")] = None,
     tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help="Test-time augmentation: average the logits of each image and its mirror.")] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
     deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--no-deterministic")] = None,

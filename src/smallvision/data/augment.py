@@ -56,6 +56,35 @@ class RandomAffine:
         return out.to(x.dtype).contiguous(memory_format=fmt)
 
 
+@dataclass(frozen=True)
+class RandomErase:
+    """Random erasing (Zhong et al., 2017): with probability `p`, a box of random area and aspect
+    ratio in each image is set to 0, the data's mean after normalisation."""
+
+    p: float = 0.5
+    area: tuple[float, float] = (0.02, 0.33)  # fraction of the image
+    ratio: tuple[float, float] = (0.3, 3.3)  # box height / width, drawn log-uniformly
+
+    def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        b, _, h, w = x.shape
+
+        def uniform(lo: float, hi: float) -> torch.Tensor:
+            return lo + (hi - lo) * torch.rand(b, generator=g, device=g.device)
+
+        area = uniform(*self.area) * (h * w)
+        r = uniform(math.log(self.ratio[0]), math.log(self.ratio[1])).exp()
+        bh, bw = (area * r).sqrt().clamp(max=h), (area / r).sqrt().clamp(max=w)
+        top, left = uniform(0, 1) * (h - bh), uniform(0, 1) * (w - bw)
+        on = torch.rand(b, generator=g, device=g.device) < self.p
+        rows = torch.arange(h, device=g.device)[None, :, None]  # (1, H, 1)
+        cols = torch.arange(w, device=g.device)[None, None, :]  # (1, 1, W)
+        box = ((rows >= top[:, None, None]) & (rows < (top + bh)[:, None, None])
+               & (cols >= left[:, None, None]) & (cols < (left + bw)[:, None, None]) & on[:, None, None])
+        out = x.masked_fill(box[:, None].to(x.device), 0)  # (B, 1, H, W) broadcast over channels
+        return out.contiguous(memory_format=torch.channels_last) if x.is_contiguous(memory_format=torch.channels_last) \
+            else out
+
+
 AUGMENTATIONS: Registry[RandomAffine] = Registry("augmentation")  # type: ignore[type-var]
 AUGMENTATIONS.register("none", "no augmentation")(None)  # type: ignore[arg-type]
 AUGMENTATIONS.register("flip", "mirror left-right (clothes, animals; never digits)")(RandomAffine(flip=True))
@@ -66,10 +95,13 @@ AUGMENTATIONS.register("crop", "torchvision's RandomResizedCrop (area 8-100 %, a
 AUGMENTATIONS.register("photo", "milder, fastai-like: crop area 35-100 %, aspect 3/4-4/3, rotate ±10°, mirror")(
     RandomAffine(area=(0.35, 1.0), ratio=(3 / 4, 4 / 3), rotate=10, flip=True))
 
+AUGMENTATIONS.register("erase", "random erasing: half the images get a random box (2-33 % of the area) blanked")(
+    RandomErase())  # type: ignore[arg-type]
 
-def get_augmentation(name: str) -> RandomAffine | None:
+
+def get_augmentation(name: str) -> RandomAffine | RandomErase | None:
     """The preset `name` (None for 'none'); unknown names are answered with close matches."""
     return AUGMENTATIONS.get(name)
 
 
-__all__ = ["AUGMENTATIONS", "RandomAffine", "get_augmentation"]
+__all__ = ["AUGMENTATIONS", "RandomAffine", "RandomErase", "get_augmentation"]
