@@ -104,6 +104,15 @@ def random_hflip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return torch.where(flip, x.flip(3), x)
 
 
+def augment_batch(xb: torch.Tensor, g: torch.Generator, shift: int, hflip: bool, augment) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """The training augmentations, in their fixed order, drawn from the step's generator `g`."""
+    if shift:
+        xb = random_translate(xb, shift, g)
+    if hflip:
+        xb = random_hflip(xb, g)
+    return augment(xb, g) if augment is not None else xb
+
+
 def torch_order_seed() -> int:
     """Draw from the global torch RNG exactly what iterating a DataLoader(shuffle=True) draws at the
     start of an epoch: the iterator's base seed, then RandomSampler's seed for its randperm. With
@@ -149,13 +158,7 @@ class TensorLoader:
             else:
                 idx = order[lo : lo + self.batch_size]
                 xb, yb = self.x[idx], self.y[idx]
-            if self.shift:
-                xb = random_translate(xb, self.shift, aug_g)
-            if self.hflip:
-                xb = random_hflip(xb, aug_g)
-            if self.augment is not None:
-                xb = self.augment(xb, aug_g)
-            yield xb, yb
+            yield augment_batch(xb, aug_g, self.shift, self.hflip, self.augment), yb
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.batches(0)

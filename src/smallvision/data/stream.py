@@ -18,7 +18,7 @@ import torch
 
 from smallvision.data.augment import get_augmentation
 from smallvision.data.folder import ImageFiles, _Decode
-from smallvision.data.loader import epoch_generator, random_hflip, random_translate
+from smallvision.data.loader import augment_batch, epoch_generator
 
 
 def _collate(batch: list[tuple[torch.Tensor, bool, str]]) -> tuple[torch.Tensor, torch.Tensor, list[int], list[str]]:
@@ -86,13 +86,7 @@ class StreamLoader:
             xb = self._prepare(x_u8)
             yb = self.y[torch.tensor(idx)[kept]].to(self.device)
             aug_g = epoch_generator(self.seed + 1, epoch * 100_003 + step)  # as TensorLoader: per step
-            if self.shift:
-                xb = random_translate(xb, self.shift, aug_g)
-            if self.hflip:
-                xb = random_hflip(xb, aug_g)
-            if self.augment is not None:
-                xb = self.augment(xb, aug_g)
-            yield xb, yb
+            yield augment_batch(xb, aug_g, self.shift, self.hflip, self.augment), yb
 
     def in_order(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every image once, in file order, unaugmented (to cache a frozen backbone's features)."""
