@@ -85,3 +85,29 @@ def test_pretrained_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(tvm.ResNet18_Weights.DEFAULT.__class__, "get_state_dict", no_network)
     with pytest.raises(UsageError, match="weights=PATH"):
         create_model("resnet18", info(3, 32, 32), pretrained=True)
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 27, 31)])
+def test_cnn_fast_patch_stem_never_convolves_at_full_resolution(shape):
+    """stem="patch" turns 2×2 pixel patches into channels: the first convolution sees 4× the
+    channels at half the size (odd sizes padded); hidden=N ends in an N-unit layer."""
+    c, h, w = shape
+    model = create_model("cnn-fast", info(c, h, w), widths=[8, 16], stem="patch", hidden=32)
+    seen = []
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda m, i, o: seen.append(i[0].shape))
+    model.eval()
+    assert model(torch.randn(2, c, h, w)).shape == (2, 10)
+    assert seen == [(2, 4 * c, (h + 1) // 2, (w + 1) // 2)]
+    assert model.num_features == 32 and model.forward_features(torch.randn(2, c, h, w)).shape == (2, 32)
+    # the default is unchanged: full-resolution first block, global max-pool head
+    plain = create_model("cnn-fast", info(c, h, w), widths=[8, 16])
+    first = next(m for m in plain.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == c and plain.num_features == 16
+
+
+@pytest.mark.parametrize("opts,msg", [({"stem": "pixels"}, "stem must be"), ({"hidden": -1}, "hidden must be"),
+                                      ({"downsample": "none"}, "downsample must be")])
+def test_cnn_fast_bad_options(opts, msg):
+    with pytest.raises(UsageError, match=msg):
+        create_model("cnn-fast", info(), **opts)

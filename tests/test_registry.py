@@ -47,3 +47,17 @@ def test_all_modules_import():
     for mod in pkgutil.walk_packages(smallvision.__path__, "smallvision."):
         if mod.name != "smallvision.__main__":
             __import__(mod.name)
+
+
+def test_model_options_given_over_a_recipe_change_only_those_options():
+    from smallvision.api import make_config
+    from smallvision.recipes import recipe_config
+
+    recipe = recipe_config("mnist-fast").model_args
+    assert len(recipe) >= 2  # the recipe sets several options; one flag must not wipe the others
+    changed = next(iter(recipe))
+    cfg = make_config("mnist-fast", model_args={changed: "new"})
+    assert cfg.model_args == {**recipe, changed: "new"}
+    # another model: the recipe's options belonged to its own model and are dropped
+    assert make_config("mnist-fast", model="lenet5").model_args == {}
+    assert make_config("mnist-fast", model="resnet-small", model_args={"width": 8}).model_args == {"width": 8}

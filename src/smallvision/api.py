@@ -20,6 +20,11 @@ def make_config(recipe: str | None = None, **overrides: Any) -> TrainConfig:
     from smallvision.recipes import recipe_config
 
     base = recipe_config(recipe) if recipe else TrainConfig()
+    overrides = dict(overrides)
+    if overrides.get("model", base.model) != base.model:  # another model: the recipe's options were for its own
+        base = merge(base, {"model_args": {}}, "settings")
+    elif overrides.get("model_args"):  # the same model: change only the options given
+        overrides["model_args"] = {**base.model_args, **overrides["model_args"]}
     return merge(base, overrides, "settings").validate()
 
 

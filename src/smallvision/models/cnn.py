@@ -24,28 +24,52 @@ def lenet5(info: DatasetInfo) -> Classifier:
     return Classifier(features, nn.Linear(84, info.num_classes), info)
 
 
-@MODELS.register("cnn-fast", "our fast CNN: 3 conv-BN-ReLU blocks, 2× downsampling, global max-pool (≈1-2 MFLOP on 28×28)")
-def cnn_fast(info: DatasetInfo, widths: tuple[int, ...] | list[int] = (16, 32, 64), downsample: str = "max"
-             ) -> Classifier:
+@MODELS.register("cnn-fast", "our fast CNN: conv-pool-BN-ReLU blocks (widths), optional 2×2 patch stem and fully connected hidden layer")
+def cnn_fast(info: DatasetInfo, widths: tuple[int, ...] | list[int] = (16, 32, 64), downsample: str = "max",
+             stem: str = "conv", hidden: int = 0) -> Classifier:
     """Blocks conv → downsample → BN → ReLU; the last block is max-pooled globally.
 
     Downsampling right after each convolution makes BatchNorm and ReLU, memory-bound layers that
     cost more than the convolutions on a CPU, work on 4× fewer values. ``downsample``: ``max``
     (2×2 max-pool), ``avg`` (2×2 average pool) or ``stride`` (the convolution itself has stride 2:
     4× fewer convolution FLOPs, no pooling pass).
+
+    ``stem``: ``conv`` (the first block sees the full-resolution image) or ``patch``: each 2×2
+    patch of pixels becomes one position with 4× the channels (``PixelUnshuffle``), so no layer
+    works at full resolution — the full-resolution first block is where a CPU step spends most
+    of its time (half of it for 16-32-64-128 on 28×28: benchmarks/step_profile.py).
+
+    ``hidden``: 0 (the last block's map is max-pooled globally) or N: every block downsamples
+    and the last map is flattened into a fully connected layer of N units (BN, ReLU). On a CPU a
+    matrix product is cheaper than a 3×3 convolution on a tiny map: with widths 32-64 on 28×28
+    the flattened 64×3×3 → 128 layer costs ~9× fewer FLOPs than a 128-wide conv on the 3×3 map.
     """
     if downsample not in ("max", "avg", "stride"):
         raise UsageError(f"cnn-fast: downsample must be max, avg or stride, got {downsample!r}")
+    if stem not in ("conv", "patch"):
+        raise UsageError(f"cnn-fast: stem must be conv or patch, got {stem!r}")
+    if not isinstance(hidden, int) or hidden < 0:
+        raise UsageError(f"cnn-fast: hidden must be an integer ≥ 0, got {hidden!r}")
     layers: list[nn.Module] = []
     c = info.channels
+    if stem == "patch":  # (B, C, H, W) -> (B, 4C, H/2, W/2); odd sizes are zero-padded first
+        if info.height % 2 or info.width % 2:
+            layers.append(nn.ZeroPad2d((0, info.width % 2, 0, info.height % 2)))
+        layers.append(nn.PixelUnshuffle(2))
+        c *= 4
     for i, w in enumerate(widths):
-        last = i == len(widths) - 1
+        last = i == len(widths) - 1 and not hidden
         stride = 2 if downsample == "stride" and not last else 1
         layers.append(nn.Conv2d(c, w, 3, padding=1, stride=stride, bias=False))
         if not last and downsample != "stride":
             layers.append(nn.MaxPool2d(2) if downsample == "max" else nn.AvgPool2d(2))
         layers += [nn.BatchNorm2d(w), nn.ReLU(inplace=True)]  # (B, w, H/2^(i+1), W/2^(i+1)) but the last
         c = w
+    if hidden:
+        convs = nn.Sequential(*layers, nn.Flatten())
+        n = flat_size(convs, info.input_shape)  # widths[-1] × the last map's area
+        features = nn.Sequential(*convs, nn.Linear(n, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True))
+        return Classifier(features, nn.Linear(hidden, info.num_classes), info)
     features = nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten())  # (B, widths[-1])
     return Classifier(features, nn.Linear(c, info.num_classes), info)
 
