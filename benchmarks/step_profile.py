@@ -2,7 +2,10 @@
 optional op-level profile: where a CPU step's time goes (it showed BatchNorm, ReLU and max-pool
 backward, memory-bound layers, costing more than the convolutions).
 
-    .venv/bin/python benchmarks/step_profile.py [--widths 16,32,64] [--downsample max|avg|stride] [--profile]
+    .venv/bin/python benchmarks/step_profile.py [--widths 32,64] [--stem patch|conv] [--hidden 256]
+        [--downsample max|avg|stride] [--batch 256] [--profile]
+
+Defaults: the network of the shipped mnist-fast recipe (version 3) at its batch size.
 """
 
 from __future__ import annotations
@@ -19,15 +22,18 @@ from smallvision.models import create_model
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--widths", default="16,32,64,128")
+    ap.add_argument("--widths", default="32,64")
+    ap.add_argument("--stem", default="patch")
+    ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--downsample", default="max")
-    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--fp32", action="store_true")
     ap.add_argument("--profile", action="store_true")
     a = ap.parse_args()
     info = DatasetInfo("mnist", 10, 1, 28, 28, (0.1307,), (0.3081,))
     widths = [int(w) for w in a.widths.split(",")]
-    m = create_model("cnn-fast", info, widths=widths, downsample=a.downsample).to(memory_format=torch.channels_last)
+    m = create_model("cnn-fast", info, widths=widths, downsample=a.downsample, stem=a.stem,
+                     hidden=a.hidden).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     x = torch.randn(a.batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (a.batch,))
@@ -46,7 +52,7 @@ def main() -> None:
     for _ in range(100):
         step()
     dt = (time.perf_counter() - t) / 100
-    print(f"widths {widths}, downsample {a.downsample}, batch {a.batch}, {'fp32' if a.fp32 else 'bf16'}: "
+    print(f"widths {widths}, stem {a.stem}, hidden {a.hidden}, downsample {a.downsample}, batch {a.batch}, {'fp32' if a.fp32 else 'bf16'}: "
           f"{dt * 1000:.2f} ms/step, {a.batch / dt:,.0f} images/s")
     if a.profile:
         from torch.profiler import ProfilerActivity, profile

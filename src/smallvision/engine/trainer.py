@@ -229,6 +229,47 @@ def _checkpoint_rule(spec: str) -> tuple[int, float]:
         raise UsageError(f"--checkpoint-every takes STEPS or SECONDS followed by s (e.g. 500 or 60s), got {spec!r}") from None
 
 
+def build_model(cfg: TrainConfig, info: DatasetInfo, device: torch.device
+                ) -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.nn.Module | None]:
+    """The model (seeded on its own: initial weights never depend on how the data were loaded,
+    whose workers draw seeds), its optimiser, and the weight EMA when ``cfg.ema``."""
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, info, **cfg.model_args).to(device)
+    model.tta = cfg.tta  # eval mode only: validation and test, as every later evaluate/predict
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, cfg)
+    ema = None
+    if cfg.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    return model, optimizer, ema
+
+
+def cache_backbone_features(cfg: TrainConfig, model: torch.nn.Module, data: Prepared,
+                            amp: contextlib.AbstractContextManager) -> tuple[TensorLoader, Any, Any]:
+    """Seed 002 §8: run the frozen backbone once over every split; training then only runs the
+    head. Returns the loader over the training features and the (features, labels) of val/test."""
+    if not cfg.freeze or cfg.unfreeze_after or cfg.ema or cfg.shift or cfg.hflip or cfg.tta or cfg.augment != "none":
+        raise UsageError("--cache-features needs --freeze and no --unfreeze-after, --ema, --shift, --hflip, --augment or --tta "
+                         "(the features are computed once, so the backbone and its inputs cannot change)")
+    loader = TensorLoader(*cached_features(model, data.train, amp), cfg.batch_size, shuffle=True, seed=cfg.seed)
+    val_xy = (extract_features(model, data.val[0], amp), data.val[1]) if data.val is not None else None
+    test_xy = (extract_features(model, data.test[0], amp), data.test[1])
+    return loader, val_xy, test_xy
+
+
+def write_run_report(cfg: TrainConfig, run_dir: Path, data: Prepared, test: EvalResult, summary: dict[str, Any],
+                     history: list[dict[str, Any]], device: torch.device, skipped: list[str]) -> None:
+    from smallvision.report import classification_metrics, write_report
+
+    m = classification_metrics(test.logits, data.test[1], data.info.num_classes)
+    write_report(run_dir, title=f"{run_dir.name}: {cfg.model} on {data.info.name}", info=data.info, metrics=m,
+                 images=data.test[0], split="test", summary=summary, history=history,
+                 config=cfg.to_dict(), device=str(device), labels=data.test_files, skipped=skipped)
+
+
 # ----------------------------------------------------------------------------- the loop
 def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | None = None,
         command: str = "", resume: str | Path | None = None) -> TrainResult:
@@ -258,29 +299,13 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
     steps_per_epoch = len(loader)
 
     # --- model and optimiser
-    torch.manual_seed(cfg.seed)  # the initial weights must not depend on how the data were loaded (workers draw seeds)
-    model = create_model(cfg.model, data.info, **cfg.model_args).to(device)
-    model.tta = cfg.tta  # eval mode only: validation and test, as every later evaluate/predict
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, cfg)
-    ema = None
-    if cfg.ema:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    model, optimizer, ema = build_model(cfg, data.info, device)
     eval_model = lambda: ema.module if ema is not None else model  # noqa: E731  weights we judge and save
     judge = eval_model  # what validation/test run on: the model, or only its head on cached features
     val_xy, test_xy, cache_seconds = data.val, data.test, None
     if cfg.cache_features:  # seed 002 §8: run the frozen backbone once, then train the head on its output
-        if not cfg.freeze or cfg.unfreeze_after or cfg.ema or cfg.shift or cfg.hflip or cfg.tta \
-                or cfg.augment != "none":
-            raise UsageError("--cache-features needs --freeze and no --unfreeze-after, --ema, --shift, --hflip, --augment or --tta "
-                             "(the features are computed once, so the backbone and its inputs cannot change)")
         t0 = time.perf_counter()
-        loader = TensorLoader(*cached_features(model, loader, amp), cfg.batch_size, shuffle=True, seed=cfg.seed)
-        val_xy = (extract_features(model, data.val[0], amp), data.val[1]) if data.val is not None else None
-        test_xy = (extract_features(model, data.test[0], amp), data.test[1])
+        loader, val_xy, test_xy = cache_backbone_features(cfg, model, data, amp)
         cache_seconds = time.perf_counter() - t0
         judge = lambda: model.head  # noqa: E731
     fwd = model.head if cfg.cache_features else (torch.compile(model) if cfg.compile else model)
@@ -484,10 +509,5 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
                         {**meta_base, "epoch": loop["best_epoch"], "metrics": history[-1]})
     write_json(run_dir / "summary.json", summary)
     if cfg.report:
-        from smallvision.report import classification_metrics, write_report
-
-        m = classification_metrics(test.logits, data.test[1], data.info.num_classes)
-        write_report(run_dir, title=f"{run_dir.name}: {cfg.model} on {data.info.name}", info=data.info, metrics=m,
-                     images=data.test[0], split="test", summary=summary, history=history,
-                     config=cfg.to_dict(), device=str(device), labels=data.test_files, skipped=skipped)
+        write_run_report(cfg, run_dir, data, test, summary, history, device, skipped)
     return TrainResult(run_dir, summary, history, test.logits)
