@@ -121,6 +121,19 @@ def torch_order_seed() -> int:
     return int(torch.empty((), dtype=torch.int64).random_().item())  # RandomSampler.__iter__
 
 
+def epoch_order(n: int, seed: int, epoch: int, perm_seed: int | None = None) -> torch.Tensor:
+    """The shuffled order of `n` items in `epoch`: a pure function of (seed, epoch), or of a
+    DataLoader's `perm_seed` when replaying one (`torch_order_seed`). Shared by both loaders, so
+    in-memory and streamed folders see the same batches."""
+    g = epoch_generator(seed, epoch) if perm_seed is None else torch.Generator().manual_seed(perm_seed)
+    return torch.randperm(n, generator=g)
+
+
+def step_generator(seed: int, epoch: int, step: int) -> torch.Generator:
+    """The augmentation draws of one step: per step, so skipping steps (a mid-epoch resume) is exact."""
+    return epoch_generator(seed + 1, epoch * 100_003 + step)
+
+
 class TensorLoader:
     """Batches from tensors already on the device. ``batch_size`` 0 means the full set (full-batch GD)."""
 
@@ -143,16 +156,15 @@ class TensorLoader:
         `perm_seed` replaces our (seed, epoch) order by the one a PyTorch DataLoader(shuffle=True)
         would draw (see `torch_order_seed`)."""
         n = len(self.x)
-        g = epoch_generator(self.seed, epoch) if perm_seed is None else torch.Generator().manual_seed(perm_seed)
         # One batch per epoch (full-batch GD): its gradient does not depend on the order, so skip
         # the shuffle, which would copy the whole set every step.
         shuffle = self.shuffle and self.batch_size < n
-        order = torch.randperm(n, generator=g).to(self.x.device) if shuffle else None
+        order = epoch_order(n, self.seed, epoch, perm_seed).to(self.x.device) if shuffle else None
         for step in range(len(self)):
             lo = step * self.batch_size
-            aug_g = epoch_generator(self.seed + 1, epoch * 100_003 + step)  # per-step: skipping steps is exact
             if step < start_step:
                 continue
+            aug_g = step_generator(self.seed, epoch, step)
             if order is None:
                 xb, yb = self.x[lo : lo + self.batch_size], self.y[lo : lo + self.batch_size]
             else:

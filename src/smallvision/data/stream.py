@@ -18,7 +18,7 @@ import torch
 
 from smallvision.data.augment import get_augmentation
 from smallvision.data.folder import ImageFiles, _Decode
-from smallvision.data.loader import augment_batch, epoch_generator
+from smallvision.data.loader import augment_batch, epoch_order, step_generator
 
 
 def _collate(batch: list[tuple[torch.Tensor, bool, str]]) -> tuple[torch.Tensor, torch.Tensor, list[int], list[str]]:
@@ -71,8 +71,7 @@ class StreamLoader:
     def batches(self, epoch: int, start_step: int = 0, perm_seed: int | None = None
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, b = len(self.x), self.batch_size
-        g = epoch_generator(self.seed, epoch) if perm_seed is None else torch.Generator().manual_seed(perm_seed)
-        order = torch.randperm(n, generator=g).tolist()
+        order = epoch_order(n, self.seed, epoch, perm_seed).tolist()
         self._sampler.lists = [order[i : i + b] for i in range(start_step * b, n, b)]
         for step, (x_u8, kept, bad, errors) in enumerate(self._loader, start=start_step):
             idx = self._sampler.lists[step - start_step]
@@ -85,8 +84,7 @@ class StreamLoader:
                 continue
             xb = self._prepare(x_u8)
             yb = self.y[torch.tensor(idx)[kept]].to(self.device)
-            aug_g = epoch_generator(self.seed + 1, epoch * 100_003 + step)  # as TensorLoader: per step
-            yield augment_batch(xb, aug_g, self.shift, self.hflip, self.augment), yb
+            yield augment_batch(xb, step_generator(self.seed, epoch, step), self.shift, self.hflip, self.augment), yb
 
     def in_order(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every image once, in file order, unaugmented (to cache a frozen backbone's features)."""
