@@ -408,14 +408,13 @@ def main(argv: list[str] | None = None) -> None:
 
     args = list(sys.argv[1:] if argv is None else argv)
     _DEBUG["on"] = "--debug" in args or os.environ.get("SMALLVISION_DEBUG") == "1"
-    # typer vendors click; its exception types are only reachable here (typer is pinned).
-    from typer import Abort, Exit
-    from typer._click.exceptions import ClickException
+    # typer vendors click; its usage errors derive from the public typer.TyperException.
+    from typer import Abort, Exit, TyperException
 
     try:
         rv = typer.main.get_command(app).main(args=args, prog_name="smallvision", standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
-    except ClickException as e:  # bad flags: one line, like every other user error
+    except TyperException as e:  # bad flags: one line, like every other user error
         if not e.format_message():  # no arguments at all: the help text was shown
             sys.exit(0)
         where = e.ctx.command_path if getattr(e, "ctx", None) is not None else "smallvision"
