@@ -74,6 +74,21 @@ def test_bad_flag_value_is_usage_error():
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
+def test_warnings_are_one_line(tmp_path):
+    import numpy as np
+
+    from smallvision.data.csvdata import write_csv
+
+    x = np.random.default_rng(0).integers(0, 256, (40, 1, 8, 8), dtype=np.uint8)
+    write_csv(tmp_path / "gap.csv", x, np.array([0, 3] * 20))
+    r = run_cli("train", "--dataset", f"csv:{tmp_path / 'gap.csv'},{tmp_path / 'gap.csv'}", "--model", "seed-mlp-30x30",
+                "--epochs", "1", "--no-report", "--runs-dir", str(tmp_path / "runs"))
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    assert "warning: csv:gap.csv: no training image has label 1, 2;" in out
+    assert "UserWarning" not in out and "warnings.warn" not in out
+
+
 def test_convert_writes_seed004_csv(tmp_path):
     r = run_cli("convert", "digits", "--out", str(tmp_path), "--header")
     assert r.returncode == 0, r.stderr

@@ -1,5 +1,7 @@
 """Every registered data set, the file search order, the validation split and the batch loader."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -59,6 +61,19 @@ def test_csv_train_and_optional_test(tmp_path):
     assert len(d.train_x) == 70 and len(d.test_x) == 20 and torch.equal(d.train_x, torch.from_numpy(x))
     d2 = load_dataset(f"csv:{tmp_path / 'tr.csv'}")
     assert len(d2.train_x) + len(d2.test_x) == 70 and len(d2.test_x) == 10
+
+
+def test_csv_label_gap_is_warned(tmp_path):
+    """Class indices run 0..max label; a label never used in training is worth a warning, not silence."""
+    x = np.zeros((30, 1, 28, 28), dtype=np.uint8)
+    write_csv(tmp_path / "ok.csv", x, np.arange(30) % 3)
+    write_csv(tmp_path / "gap.csv", x, np.array([0, 1, 5] * 10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_dataset(f"csv:{tmp_path / 'ok.csv'},{tmp_path / 'ok.csv'}").info.num_classes == 3
+    with pytest.warns(UserWarning, match="no training image has label 2, 3, 4; the model still gets 6 outputs"):
+        d = load_dataset(f"csv:{tmp_path / 'gap.csv'},{tmp_path / 'ok.csv'}")
+    assert d.info.num_classes == 6
 
 
 def test_search_order_data_dir_then_env(tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ import json
 import os
 import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -408,6 +409,8 @@ def main(argv: list[str] | None = None) -> None:
 
     args = list(sys.argv[1:] if argv is None else argv)
     _DEBUG["on"] = "--debug" in args or os.environ.get("SMALLVISION_DEBUG") == "1"
+    if not _DEBUG["on"]:  # our warnings (skipped images, label gaps) as one line each, like errors
+        warnings.formatwarning = lambda message, *_a, **_k: f"warning: {message}\n"
     # typer vendors click; its usage errors derive from the public typer.TyperException.
     from typer import Abort, Exit, TyperException
 

@@ -7,6 +7,7 @@ and the `DatasetInfo` (class names, mean/std measured on the training images).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,8 +71,14 @@ def make_data(
         class_names = [str(i) for i in range(k)]
     if k > len(class_names):
         raise DataError(f"{name}: label {k - 1} out of range for {len(class_names)} classes")
-    if len(torch.unique(ty)) < 2:
+    present = torch.unique(ty)
+    if len(present) < 2:
         raise DataError(f"{name}: the training set holds a single class; a classifier needs at least two")
+    if len(present) < k:  # class indices are 0..max label: a gap is likely a labelling mistake
+        missing = sorted(set(range(k)) - set(present.tolist()))
+        shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+        warnings.warn(f"{name}: no training image has label {shown}; the model still gets {k} outputs "
+                      f"(labels 0-{k - 1}: the largest label sets the class count)", stacklevel=2)
     mean, std = channel_stats(tx)
     info = DatasetInfo(name, len(class_names), tx.shape[1], tx.shape[2], tx.shape[3], mean, std, tuple(class_names))
     return ImageData(info, tx, ty, vx, vy, source)
