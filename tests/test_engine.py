@@ -167,6 +167,40 @@ def test_tta_averages_the_image_and_its_mirror_and_travels_with_the_checkpoint(r
     assert api.evaluate(r.run_dir, report=False)["test_accuracy"] == pytest.approx(r.summary["test_accuracy"])
 
 
+def test_tta_views_follow_the_training_augmentation():
+    from smallvision.data.augment import tta_views
+
+    assert tta_views(0, False, "none") == ((0, 0, False), (0, 0, True))  # plain --tta: the mirror
+    assert tta_views(0, True, "none") == ((0, 0, False), (0, 0, True))
+    digits = tta_views(0, False, "digits")  # shifts/zooms, never a mirror for digits
+    assert len(digits) == 5 and not any(m for *_, m in digits) and (1, 0, False) in digits and (0, -1, False) in digits
+    clothes = tta_views(2, True, "none")
+    assert len(clothes) == 10 and sum(m for *_, m in clothes) == 5 and (-1, 0, True) in clothes
+    assert tta_views(0, False, "photo") == clothes  # the preset's crops and mirrors
+
+
+def test_shifted_tta_averages_one_pixel_shifts_and_travels_with_the_checkpoint(runs_dir):
+    from smallvision.models.base import shifted_view
+
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    down = shifted_view(x, 1, 0, False)  # row 0 repeats (border), rows move down one
+    assert torch.equal(down[0, 0, 0], x[0, 0, 0]) and torch.equal(down[0, 0, 1:], x[0, 0, :3])
+    left = shifted_view(x, 0, -1, True)  # shifted left one, then mirrored
+    assert torch.equal(left.flip(-1)[0, 0, :, :3], x[0, 0, :, 1:])
+
+    r = api.train(runs_dir=runs_dir, **small(epochs=1, shift=2, tta=True))
+    model, _ = load_model(r.run_dir)
+    assert len(model.tta_views) == 5
+    xb = torch.randn(6, 1, 12, 12)
+    with torch.no_grad():
+        views = model.tta_views
+        model.tta = False
+        by_hand = sum(model(shifted_view(xb, *v)) for v in views) / 5
+        model.tta = views
+        assert torch.allclose(model(xb), by_hand, atol=1e-5)
+    assert api.evaluate(r.run_dir, report=False)["test_accuracy"] == pytest.approx(r.summary["test_accuracy"])
+
+
 def test_ensemble_averages_member_probabilities(runs_dir):
     s = api.train_ensemble(k=3, runs_dir=runs_dir, **small(epochs=1, seed=7))
     assert s["members"] == 3 and len(s["member_runs"]) == 3

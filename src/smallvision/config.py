@@ -26,7 +26,7 @@ class TrainConfig:
     shift: int = 0  # random translation augmentation, pixels
     hflip: bool = False  # random horizontal flips (not for digits)
     augment: str = "none"  # a preset of random crops/zooms/rotations/mirrors (data/augment.py)
-    tta: bool = False  # test-time augmentation: evaluate/predict on the image and its mirror, average the logits
+    tta: bool = False  # test-time augmentation: average the logits over views (augment.tta_views: mirror, 1-px shifts)
     # --- model
     model: str = "cnn-fast"
     model_args: dict[str, Any] = field(default_factory=dict)

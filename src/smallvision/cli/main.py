@@ -147,7 +147,7 @@ def train(
     data_order: Annotated[Optional[str], typer.Option(help="seeded (default) or torch: replay a DataLoader(shuffle=True)'s batch order.")] = None,
     hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip", help="Random horizontal flips (not for digits).")] = None,
     augment: Annotated[Optional[str], typer.Option(help="Augmentation preset: none, flip, digits, crop, photo, erase (see README).")] = None,
-    tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help="Test-time augmentation: average the logits of each image and its mirror.")] = None,
+    tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help="Test-time augmentation: average the logits over views of each image: its mirror when training mirrored, 1-pixel shifts when it shifted/zoomed (the image and its mirror without training augmentation).")] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
     deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--no-deterministic")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, mps")] = None,

@@ -99,9 +99,28 @@ AUGMENTATIONS.register("erase", "random erasing: half the images get a random bo
     RandomErase())  # type: ignore[arg-type]
 
 
+_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def tta_views(shift: int, hflip: bool, augment: str) -> tuple[tuple[int, int, bool], ...]:
+    """The views ``--tta`` averages, (dy, dx, mirror) each, from how the model was trained (fastai's
+    rule: test on what training showed): the image and, when training shifted, zoomed or rotated,
+    its one-pixel shifts up, down, left and right; each also mirrored when training mirrored.
+    With no training augmentation: the image and its mirror (what ``--tta`` always meant).
+
+    On 7 runs of our recipes (Fashion-MNIST and MNIST, `--shift`/`--augment digits`), the shifted
+    views added 0.02-0.2 points of test accuracy over mirror-only or no TTA (README)."""
+    aug = get_augmentation(augment)
+    mirror = hflip or bool(getattr(aug, "flip", False))
+    shifts = bool(shift) or (isinstance(aug, RandomAffine) and (aug.translate or aug.rotate or aug.area != (1.0, 1.0)))
+    if not mirror and not shifts:
+        return ((0, 0, False), (0, 0, True))
+    return tuple((dy, dx, m) for m in ((False, True) if mirror else (False,)) for dy, dx in (_SHIFTS if shifts else _SHIFTS[:1]))
+
+
 def get_augmentation(name: str) -> RandomAffine | RandomErase | None:
     """The preset `name` (None for 'none'); unknown names are answered with close matches."""
     return AUGMENTATIONS.get(name)
 
 
-__all__ = ["AUGMENTATIONS", "RandomAffine", "RandomErase", "get_augmentation"]
+__all__ = ["AUGMENTATIONS", "RandomAffine", "RandomErase", "get_augmentation", "tta_views"]

@@ -127,5 +127,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):  # type: i
         model.load_state_dict(state)
     except RuntimeError as e:
         raise CheckpointError(f"{ckpt}: weights do not fit model {name!r}: {str(e).splitlines()[0]}") from None
-    model.tta = bool(meta.get("config", {}).get("tta", False))  # evaluate/predict as the run was tested
+    cfg = meta.get("config", {})
+    if cfg.get("tta"):  # evaluate/predict as the run was tested
+        from smallvision.data.augment import tta_views
+
+        model.tta = tta_views(cfg.get("shift", 0), cfg.get("hflip", False), cfg.get("augment", "none"))
     return model.to(device).eval(), meta

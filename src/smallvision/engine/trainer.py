@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from smallvision.config import TrainConfig
 from smallvision.data import DatasetInfo, TensorLoader, load_dataset, split_validation
+from smallvision.data.augment import tta_views
 from smallvision.data.folder import ImageFiles, decode_all
 from smallvision.data.loader import as_model_input, torch_order_seed, training_subset
 from smallvision.data.stream import StreamLoader
@@ -235,7 +236,8 @@ def build_model(cfg: TrainConfig, info: DatasetInfo, device: torch.device
     whose workers draw seeds), its optimiser, and the weight EMA when ``cfg.ema``."""
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, info, **cfg.model_args).to(device)
-    model.tta = cfg.tta  # eval mode only: validation and test, as every later evaluate/predict
+    model.tta = tta_views(cfg.shift, cfg.hflip, cfg.augment) if cfg.tta else ()  # eval mode only: validation,
+    # test and every later evaluate/predict
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg)

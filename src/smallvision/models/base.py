@@ -11,11 +11,24 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from smallvision.data.info import DatasetInfo
 from smallvision.errors import UsageError
 from smallvision.registry import Registry
+
+View = tuple[int, int, bool]  # a test-time view of an image: shift down dy, right dx (pixels), then mirror?
+MIRROR_VIEWS: tuple[View, ...] = ((0, 0, False), (0, 0, True))
+
+
+def shifted_view(x: torch.Tensor, dy: int, dx: int, mirror: bool) -> torch.Tensor:
+    """(B, C, H, W) shifted by (dy, dx) pixels, repeating the border pixels as training shifts do,
+    then mirrored left-right when `mirror`."""
+    if dy or dx:
+        p, (h, w) = max(abs(dy), abs(dx)), x.shape[-2:]
+        x = F.pad(x, (p, p, p, p), mode="replicate")[..., p - dy : p - dy + h, p - dx : p - dx + w]
+    return x.flip(-1) if mirror else x
 
 
 class Classifier(nn.Module):
@@ -26,9 +39,19 @@ class Classifier(nn.Module):
         # Default preprocessing, so export/serve/predict need nothing but the model.
         self.input_shape = info.input_shape
         self.mean, self.std = info.mean, info.std
-        # Test-time augmentation: in eval mode, average the logits of the image and its mirror
-        # (for models trained with --hflip; set from the config by the trainer and by load_model).
-        self.tta = False
+        # Test-time augmentation: in eval mode, average the logits over these views of each image,
+        # (dy, dx, mirror) each; set from the run's config by the trainer and by load_model
+        # (data.augment.tta_views: the views its training augmentation showed the model).
+        self.tta_views: tuple[View, ...] = ()
+
+    @property
+    def tta(self) -> bool:
+        return bool(self.tta_views)
+
+    @tta.setter
+    def tta(self, views: bool | tuple[View, ...]) -> None:
+        """True: the image and its mirror; False: off; a tuple: those views."""
+        self.tta_views = MIRROR_VIEWS if views is True else tuple(views or ())
 
     @property
     def num_features(self) -> int:
@@ -45,9 +68,9 @@ class Classifier(nn.Module):
         return self.head(f)  # (B, K)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.tta and not self.training:
-            both = self.forward_head(self.forward_features(torch.cat([x, x.flip(-1)])))  # (2B, K)
-            return (both[: len(x)] + both[len(x) :]) / 2
+        if self.tta_views and not self.training:  # one pass per view: memory stays that of one batch
+            logits = sum(self.forward_head(self.forward_features(shifted_view(x, *v))) for v in self.tta_views)
+            return logits / len(self.tta_views)  # type: ignore[operator]
         return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int, bias: bool = True) -> None:
