@@ -111,3 +111,29 @@ def test_cnn_fast_patch_stem_never_convolves_at_full_resolution(shape):
 def test_cnn_fast_bad_options(opts, msg):
     with pytest.raises(UsageError, match=msg):
         create_model("cnn-fast", info(), **opts)
+
+
+def test_resnet_small_pool_first_is_the_same_function_at_inference():
+    """Max-pooling commutes with eval-mode BatchNorm (a positive per-channel scale) and ReLU, both
+    monotone: conv → pool → BN → ReLU computes what conv → BN → ReLU → pool does, on 4× fewer values."""
+    torch.manual_seed(0)
+    last = create_model("resnet-small", info(), width=4)
+    first = create_model("resnet-small", info(), width=4, pool_first=True)
+    assert count_params(first) == count_params(last)
+    kinds = (torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.Linear)
+    a = [m for m in last.modules() if isinstance(m, kinds)]
+    b = [m for m in first.modules() if isinstance(m, kinds)]
+    assert [type(m) for m in a] == [type(m) for m in b]
+    order = [type(m).__name__ for m in first.features[:8]]
+    assert order[3:7] == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]  # the first downsampling block
+    for src, dst in zip(a, b, strict=True):
+        dst.load_state_dict(src.state_dict())
+        if isinstance(src, torch.nn.BatchNorm2d):  # non-trivial statistics, positive scales
+            for m in (src, dst):
+                m.running_mean.copy_(torch.linspace(-0.5, 0.5, m.num_features))
+                m.running_var.copy_(torch.linspace(0.5, 2.0, m.num_features))
+                m.weight.data.copy_(torch.linspace(0.5, 1.5, m.num_features))
+    last.eval(), first.eval()
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(first(x), last(x), atol=1e-4)

@@ -85,13 +85,23 @@ class Residual(nn.Module):
 
 
 @MODELS.register("resnet-small", "a ResNet-9-style net for 28-32 px inputs (best accuracy; width option)")
-def resnet_small(info: DatasetInfo, width: int = 32) -> Classifier:
+def resnet_small(info: DatasetInfo, width: int = 32, pool_first: bool = False) -> Classifier:
+    """conv → BN → ReLU → max-pool where it downsamples (ResNet-9's order), or with ``pool_first``
+    conv → max-pool → BN → ReLU, as in `cnn-fast`: BatchNorm and ReLU then work on 4× fewer values.
+    With width 16 on 28×28, bf16 + channels_last, 2 cores: 42.5 → 31.3 ms per step of 128 images
+    (a scratch timing of 30 steps, medians)."""
     w = width
+
+    def down(cin: int, cout: int) -> list[nn.Module]:
+        if pool_first:
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+        return [*conv_bn(cin, cout), nn.MaxPool2d(2)]
+
     features = nn.Sequential(
         *conv_bn(info.channels, w),  # (B, w, H, W)
-        *conv_bn(w, 2 * w), nn.MaxPool2d(2), Residual(2 * w),  # (B, 2w, H/2, W/2)
-        *conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),  # (B, 4w, H/4, W/4)
-        *conv_bn(4 * w, 8 * w), nn.MaxPool2d(2), Residual(8 * w),  # (B, 8w, H/8, W/8)
+        *down(w, 2 * w), Residual(2 * w),  # (B, 2w, H/2, W/2)
+        *down(2 * w, 4 * w),  # (B, 4w, H/4, W/4)
+        *down(4 * w, 8 * w), Residual(8 * w),  # (B, 8w, H/8, W/8)
         nn.AdaptiveMaxPool2d(1), nn.Flatten(),  # (B, 8w)
     )
     return Classifier(features, nn.Linear(8 * w, info.num_classes), info)
