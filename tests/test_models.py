@@ -137,3 +137,8 @@ def test_resnet_small_pool_first_is_the_same_function_at_inference():
     x = torch.randn(3, 1, 28, 28)
     with torch.no_grad():
         assert torch.allclose(first(x), last(x), atol=1e-4)
+
+
+def test_resnet_small_pool_first_takes_a_boolean():
+    with pytest.raises(UsageError, match="pool_first must be true or false, got 'no'"):
+        create_model("resnet-small", info(), width=4, pool_first="no")
