@@ -36,6 +36,25 @@ def test_fit_learns_and_writes_the_run_folder(runs_dir):
     assert s["images_per_second"] > 0 and s["train_seconds"] > 0
 
 
+def test_freeze_keeps_the_backbone_until_unfreeze_after(runs_dir, capsys):
+    from smallvision.engine.checkpoint import load_checkpoint
+
+    def weights(r):
+        return load_checkpoint(r.run_dir / "last.safetensors")[0]
+
+    # two frozen runs from the same seeded start at different learning rates: the same backbone
+    # (weights and BatchNorm statistics), different heads
+    a = weights(api.train(runs_dir=runs_dir, **small(epochs=1, freeze=True, name="a")))
+    b = weights(api.train(runs_dir=runs_dir, **small(epochs=1, freeze=True, lr=0.01, name="b")))
+    feats = [k for k in a if k.startswith("features.")]
+    assert feats and all(torch.equal(a[k], b[k]) for k in feats)
+    assert not torch.equal(a["head.weight"], b["head.weight"])
+    capsys.readouterr()
+    c = weights(api.train(runs_dir=runs_dir, **small(epochs=2, freeze=True, unfreeze_after=1, name="c")))
+    assert "epoch 2: backbone unfrozen" in capsys.readouterr().err
+    assert not all(torch.equal(a[k], c[k]) for k in feats)  # epoch 2 trained the backbone too
+
+
 def test_same_seed_same_weights(runs_dir):
     a = api.train(runs_dir=runs_dir, deterministic=True, **small(epochs=1))
     b = api.train(runs_dir=runs_dir, deterministic=True, **small(epochs=1))
@@ -217,5 +236,11 @@ def test_ensemble_averages_member_probabilities(runs_dir):
     expected = 100.0 * float((probs.argmax(1) == data.test_y).float().mean())
     assert s["test_accuracy"] == pytest.approx(expected, abs=1e-3)
     assert min(s["member_accuracies"]) == s["member_accuracy_min"]
+    with torch.no_grad():
+        member_preds = [load_model(run)[0](x).argmax(1) for run in s["member_runs"]]
+    wrong = torch.stack([p != data.test_y for p in member_preds])
+    assert s["errors"] == int((probs.argmax(1) != data.test_y).sum())
+    assert s["errors_of_every_member"] == int(wrong.all(0).sum())
+    assert s["errors_of_some_member"] == int(wrong.any(0).sum()) >= s["errors"]  # all members right: so is the mean
     with pytest.raises(UsageError, match="K ≥ 2"):
         api.train_ensemble(k=1, runs_dir=runs_dir, **small())

@@ -67,12 +67,16 @@ def train_ensemble(recipe: str | None = None, k: int = 5, runs_dir: str | Path =
     y = load_dataset(cfg.dataset, cfg.data_dir).test_y
     probs = torch.stack([m.test_logits.softmax(1) for m in members]).mean(0)  # type: ignore[union-attr]
     accs = [m.summary["test_accuracy"] for m in members]
+    wrong = torch.stack([m.test_logits.argmax(1) != y for m in members])  # type: ignore[union-attr]  (K, N)
     summary = {
         "run": folder.name, "run_dir": str(folder), "recipe": cfg.recipe, "members": k,
         "test_accuracy": round(100.0 * float((probs.argmax(1) == y).float().mean()), 4),
         "test_loss": round(float(torch.nn.functional.nll_loss(probs.clamp_min(1e-12).log(), y)), 6),
         "member_accuracy_mean": round(statistics.mean(accs), 4), "member_accuracy_std": round(statistics.stdev(accs), 4),
         "member_accuracy_min": min(accs), "member_accuracies": accs,
+        # how alike the members are: images every member gets wrong no averaging can fix
+        "errors": int((probs.argmax(1) != y).sum()), "errors_of_every_member": int(wrong.all(0).sum()),
+        "errors_of_some_member": int(wrong.any(0).sum()),
         "train_seconds": round(sum(m.summary["train_seconds"] for m in members), 3),
         "member_runs": [str(m.run_dir) for m in members],
     }

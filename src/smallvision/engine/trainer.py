@@ -273,6 +273,63 @@ def write_run_report(cfg: TrainConfig, run_dir: Path, data: Prepared, test: Eval
 
 
 # ----------------------------------------------------------------------------- the loop
+def _train_mode(model: torch.nn.Module, cfg: TrainConfig, epoch: int, progress: Progress, starting: bool) -> None:
+    """Training mode for `epoch`: a frozen backbone (--freeze, until --unfreeze-after) takes no
+    gradients and keeps its BatchNorm statistics."""
+    model.train()
+    frozen = cfg.freeze and not (cfg.unfreeze_after and epoch > cfg.unfreeze_after)
+    model.features.requires_grad_(not frozen)
+    if frozen:
+        model.features.eval()  # a frozen backbone keeps its BatchNorm statistics
+    elif cfg.freeze and cfg.unfreeze_after and epoch == cfg.unfreeze_after + 1 and starting:
+        progress.log(f"epoch {epoch}: backbone unfrozen")
+
+
+def _backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:  # fp16: scale the loss so small gradients survive
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+
+
+def _log_tensorboard(tb: Any, row: dict[str, Any]) -> None:
+    for key, value in row.items():
+        if key not in ("epoch", "step") and value is not None:
+            tb.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
+    tb.flush()
+
+
+def _stop_reason(cfg: TrainConfig, val: EvalResult | None, bad_epochs: int, train_time: float, epoch: int) -> str:
+    """Why training stops after this evaluation ('' to go on); the rules watch validation only."""
+    if cfg.target_accuracy and val is not None and val.accuracy >= cfg.target_accuracy:
+        return f"reached target validation accuracy {cfg.target_accuracy:g}% at epoch {epoch}"
+    if cfg.patience and bad_epochs >= cfg.patience:
+        return f"early stop: no better validation accuracy for {cfg.patience} evaluations"
+    if cfg.max_time and train_time >= cfg.max_time:
+        return f"time limit {cfg.max_time:g}s reached after epoch {epoch}"
+    return ""
+
+
+def _summary(cfg: TrainConfig, run_dir: Path, data: Prepared, final: torch.nn.Module, loop: dict[str, Any],
+             test: EvalResult, stopped: str, device: torch.device, precision: str, skipped: int) -> dict[str, Any]:
+    """The run's summary.json: what it trained, how far, how fast, and its test figures."""
+    return {
+        "run": run_dir.name, "run_dir": str(run_dir), "recipe": cfg.recipe, "dataset": data.info.name,
+        "model": cfg.model, "params": count_params(final), "epochs_run": loop["history"][-1]["epoch"],
+        "best_epoch": loop["best_epoch"], "steps": loop["step"],
+        "val_accuracy": loop["best_acc"] if data.val is not None else None,
+        "test_accuracy": round(test.accuracy, 4), "test_loss": round(test.loss, 6),
+        "train_seconds": round(loop["elapsed"], 3),
+        "images_per_second": round(loop["images_seen"] / max(loop["step_time"], 1e-9), 1),
+        "stopped": stopped, "device": str(device), "precision": precision, "threads": torch.get_num_threads(),
+        "data_source": data.source, "skipped_images": skipped,
+    }
+
+
 def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | None = None,
         command: str = "", resume: str | Path | None = None) -> TrainResult:
     """Train `cfg`; with `resume` (a run folder) continue that run exactly where it stopped."""
@@ -355,13 +412,7 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
         with _StopSignal() as stop:
             for epoch in range(loop["epoch"], cfg.epochs + 1):
                 # --- train one epoch (from step_in_epoch when resuming mid-epoch)
-                model.train()
-                frozen = cfg.freeze and not (cfg.unfreeze_after and epoch > cfg.unfreeze_after)
-                model.features.requires_grad_(not frozen)
-                if frozen:
-                    model.features.eval()  # a frozen backbone keeps its BatchNorm statistics
-                    if cfg.unfreeze_after and epoch == cfg.unfreeze_after + 1 and loop["step_in_epoch"] == 0:
-                        progress.log(f"epoch {epoch}: backbone unfrozen")
+                _train_mode(model, cfg, epoch, progress, starting=loop["step_in_epoch"] == 0)
                 t0 = time.perf_counter()
                 loss_sum, n_correct, n_seen = loop["acc"]
                 loss_acc = torch.zeros((), device=device, dtype=torch.float64)
@@ -382,14 +433,7 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
                         raise DivergenceError(
                             f"loss became {loss.item()} at step {step + 1} (epoch {epoch}); the learning rate "
                             f"{lr:g} is likely too high. Last good checkpoint: {run_dir / 'last.safetensors'}")
-                    optimizer.zero_grad(set_to_none=True)
-                    if scaler is not None:
-                        scaler.scale(loss).backward()
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        loss.backward()
-                        optimizer.step()
+                    _backward_step(loss, optimizer, scaler)
                     if ema is not None:
                         ema.update_parameters(model)
                     loss_acc += loss.detach() * len(yb)
@@ -442,10 +486,7 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
                        "seconds": round(train_time, 3)}
                 history.append(row)
                 if tb is not None:
-                    for key, value in row.items():
-                        if key not in ("epoch", "step") and value is not None:
-                            tb.add_scalar(key.replace("_", "/", 1), value, epoch)
-                    tb.flush()
+                    _log_tensorboard(tb, row)
                 improved = val is None or (val.accuracy, -val.loss) > (loop["best_acc"], -loop["best_loss"])
                 meta = {**meta_base, "epoch": epoch, "step": loop["step"], "metrics": row}
                 state = eval_model().state_dict()
@@ -465,15 +506,9 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
                 progress.end_epoch(f"epoch {epoch:>3}/{cfg.epochs}  lr {lr:.3g}  train {row['train_accuracy']:.2f}% "
                                    f"(loss {train_loss:.4f})  val {_fmt(val)}" + (f"  test {_fmt(test)}" if test else "")
                                    + f"  [{train_time:.1f}s]")
-                # --- stop rules (validation only)
-                if cfg.target_accuracy and val is not None and val.accuracy >= cfg.target_accuracy:
-                    stopped = f"reached target validation accuracy {cfg.target_accuracy:g}% at epoch {epoch}"
-                    break
-                if cfg.patience and loop["bad_epochs"] >= cfg.patience:
-                    stopped = f"early stop: no better validation accuracy for {cfg.patience} evaluations"
-                    break
-                if cfg.max_time and train_time >= cfg.max_time:
-                    stopped = f"time limit {cfg.max_time:g}s reached after epoch {epoch}"
+                reason = _stop_reason(cfg, val, loop["bad_epochs"], train_time, epoch)
+                if reason:
+                    stopped = reason
                     break
     except torch.OutOfMemoryError:
         progress.close()
@@ -483,7 +518,6 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
     progress.close()
     if tb is not None:
         tb.close()
-    train_time = loop["elapsed"]
     loop["finished"] = stopped
     save_state()
 
@@ -493,17 +527,7 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
         final.load_state_dict(best_state)
     test = evaluate(judge(), *test_xy, autocast=amp, keep_logits=True)
     skipped = data.skipped + (data.train.skipped if isinstance(data.train, StreamLoader) else [])
-    summary = {
-        "run": run_dir.name, "run_dir": str(run_dir), "recipe": cfg.recipe, "dataset": data.info.name,
-        "model": cfg.model, "params": count_params(final), "epochs_run": history[-1]["epoch"],
-        "best_epoch": loop["best_epoch"], "steps": loop["step"],
-        "val_accuracy": loop["best_acc"] if data.val is not None else None,
-        "test_accuracy": round(test.accuracy, 4), "test_loss": round(test.loss, 6),
-        "train_seconds": round(train_time, 3),
-        "images_per_second": round(loop["images_seen"] / max(loop["step_time"], 1e-9), 1),
-        "stopped": stopped, "device": str(device), "precision": precision, "threads": torch.get_num_threads(),
-        "data_source": data.source, "skipped_images": len(skipped),
-    }
+    summary = _summary(cfg, run_dir, data, final, loop, test, stopped, device, precision, len(skipped))
     if cache_seconds is not None:
         summary["feature_cache_seconds"] = round(cache_seconds, 3)
     if data.val is None:  # no validation: "best" is the final model; keep the file for tools that expect it
