@@ -74,7 +74,7 @@ def train_ensemble(recipe: str | None = None, k: int = 5, runs_dir: str | Path =
         "test_loss": round(float(torch.nn.functional.nll_loss(probs.clamp_min(1e-12).log(), y)), 6),
         "member_accuracy_mean": round(statistics.mean(accs), 4), "member_accuracy_std": round(statistics.stdev(accs), 4),
         "member_accuracy_min": min(accs), "member_accuracies": accs,
-        # how alike the members are: images every member gets wrong no averaging can fix
+        # how alike the members are: averaging seldom fixes an image that every member gets wrong
         "errors": int((probs.argmax(1) != y).sum()), "errors_of_every_member": int(wrong.all(0).sum()),
         "errors_of_some_member": int(wrong.any(0).sum()),
         "train_seconds": round(sum(m.summary["train_seconds"] for m in members), 3),
