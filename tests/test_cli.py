@@ -55,6 +55,7 @@ def test_flags_override_a_recipe(tmp_path):
     (["train", "--model", "cnn-fats", "--dataset", FAKE], "did you mean cnn-fast"),
     (["train", "--dataset", "csv:/nonexistent.csv"], "file not found"),
     (["evaluate", "/nonexistent/run"], "no such checkpoint or run folder"),
+    (["ensemble", "/nonexistent/a", "/nonexistent/b"], "no such checkpoint or run folder"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, args, msg):
     r = run_cli(*args, "--runs-dir", str(tmp_path)) if args[0] == "train" else run_cli(*args)

@@ -242,5 +242,12 @@ def test_ensemble_averages_member_probabilities(runs_dir):
     assert s["errors"] == int((probs.argmax(1) != data.test_y).sum())
     assert s["errors_of_every_member"] == int(wrong.all(0).sum())
     assert s["errors_of_some_member"] == int(wrong.any(0).sum()) >= s["errors"]  # all members right: so is the mean
+    # the same ensemble from the saved runs (`smallvision ensemble RUN...`) gives the same figures
+    e = api.evaluate_ensemble(s["member_runs"])
+    assert e["members"] == 3 and e["images"] == len(data.test_y)
+    for key in ("test_accuracy", "errors", "errors_of_every_member", "errors_of_some_member", "member_accuracies"):
+        assert e[key] == s[key], key
+    with pytest.raises(UsageError, match="2 or more"):
+        api.evaluate_ensemble(s["member_runs"][:1])
     with pytest.raises(UsageError, match="K ≥ 2"):
         api.train_ensemble(k=1, runs_dir=runs_dir, **small())

@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "evaluate", "train", "train_ensemble"]
+__all__ = ["__version__", "evaluate", "evaluate_ensemble", "train", "train_ensemble"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("train", "evaluate", "train_ensemble"):
+    if name in ("train", "evaluate", "evaluate_ensemble", "train_ensemble"):
         from smallvision import api
 
         return getattr(api, name)

@@ -38,6 +38,26 @@ def train(recipe: str | None = None, runs_dir: str | Path = "runs", progress: bo
     return fit(cfg, runs_dir=runs_dir, progress=Progress(enabled=progress), command=command)
 
 
+def _ensemble_figures(logits: list[Any], y: Any, split: str) -> dict[str, Any]:
+    """Accuracy and loss of the mean of the members' probabilities, each member's accuracy, and how
+    alike the members are: averaging seldom fixes an image that every member gets wrong."""
+    import statistics
+
+    import torch
+
+    probs = torch.stack([lg.float().softmax(1) for lg in logits]).mean(0)
+    wrong = torch.stack([lg.argmax(1) != y for lg in logits])  # (K, N)
+    accs = [round(100.0 * float((~w).float().mean()), 4) for w in wrong]
+    return {
+        f"{split}_accuracy": round(100.0 * float((probs.argmax(1) == y).float().mean()), 4),
+        f"{split}_loss": round(float(torch.nn.functional.nll_loss(probs.clamp_min(1e-12).log(), y)), 6),
+        "member_accuracy_mean": round(statistics.mean(accs), 4), "member_accuracy_std": round(statistics.stdev(accs), 4),
+        "member_accuracy_min": min(accs), "member_accuracies": accs,
+        "errors": int((probs.argmax(1) != y).sum()), "errors_of_every_member": int(wrong.all(0).sum()),
+        "errors_of_some_member": int(wrong.any(0).sum()),
+    }
+
+
 def train_ensemble(recipe: str | None = None, k: int = 5, runs_dir: str | Path = "runs", progress: bool = False,
                    command: str = "", **overrides: Any) -> dict[str, Any]:
     """Train `k` members of a recipe (seeds seed, seed+1, ...) and test the mean of their probabilities.
@@ -46,10 +66,6 @@ def train_ensemble(recipe: str | None = None, k: int = 5, runs_dir: str | Path =
     them); the ensemble's figures go to ``runs_dir/<name>/summary.json``. Like every run, members are
     chosen and stopped on validation only; the test set is read once per member at the end.
     """
-    import statistics
-
-    import torch
-
     from smallvision.data import load_dataset
     from smallvision.engine.progress import Progress
     from smallvision.engine.trainer import fit, new_run_dir
@@ -65,23 +81,39 @@ def train_ensemble(recipe: str | None = None, k: int = 5, runs_dir: str | Path =
         member = merge(cfg, {"seed": cfg.seed + i, "name": f"member-{i + 1}"}, "ensemble").validate()
         members.append(fit(member, runs_dir=folder, progress=Progress(enabled=progress), command=command))
     y = load_dataset(cfg.dataset, cfg.data_dir).test_y
-    probs = torch.stack([m.test_logits.softmax(1) for m in members]).mean(0)  # type: ignore[union-attr]
-    accs = [m.summary["test_accuracy"] for m in members]
-    wrong = torch.stack([m.test_logits.argmax(1) != y for m in members])  # type: ignore[union-attr]  (K, N)
     summary = {
         "run": folder.name, "run_dir": str(folder), "recipe": cfg.recipe, "members": k,
-        "test_accuracy": round(100.0 * float((probs.argmax(1) == y).float().mean()), 4),
-        "test_loss": round(float(torch.nn.functional.nll_loss(probs.clamp_min(1e-12).log(), y)), 6),
-        "member_accuracy_mean": round(statistics.mean(accs), 4), "member_accuracy_std": round(statistics.stdev(accs), 4),
-        "member_accuracy_min": min(accs), "member_accuracies": accs,
-        # how alike the members are: averaging seldom fixes an image that every member gets wrong
-        "errors": int((probs.argmax(1) != y).sum()), "errors_of_every_member": int(wrong.all(0).sum()),
-        "errors_of_some_member": int(wrong.any(0).sum()),
+        **_ensemble_figures([m.test_logits for m in members], y, "test"),  # type: ignore[misc]
         "train_seconds": round(sum(m.summary["train_seconds"] for m in members), 3),
         "member_runs": [str(m.run_dir) for m in members],
     }
     write_json(folder / "summary.json", summary)
     return summary
+
+
+def evaluate_ensemble(checkpoints: list[str | Path], dataset: str | None = None, split: str = "test",
+                      data_dir: str | None = None, device: str = "auto", batch_size: int = 2000) -> dict[str, Any]:
+    """Test the mean of several trained models' probabilities (run folders or checkpoints of any
+    recipes and architectures trained on the same classes), each tested as its own run tested
+    (its precision, memory format and TTA views). What ``--ensemble K`` reports, for runs you already have."""
+    from smallvision.errors import UsageError
+
+    if len(checkpoints) < 2:
+        raise UsageError(f"an ensemble takes 2 or more checkpoints, got {len(checkpoints)}")
+    evs = [_evaluate_checkpoint(c, dataset, split, data_dir, device, batch_size, keep_logits=True) for c in checkpoints]
+    first = evs[0]
+    for ev in evs[1:]:
+        if ev["spec"] != first["spec"] and dataset is None:
+            raise UsageError(f"{ev['ckpt']} was trained on {ev['spec']}, {first['ckpt']} on {first['spec']}; "
+                             f"name the data set to test on with --dataset")
+        if ev["res"].logits.shape[1] != first["res"].logits.shape[1]:
+            raise UsageError(f"{ev['ckpt']} predicts {ev['res'].logits.shape[1]} classes, {first['ckpt']} "
+                             f"{first['res'].logits.shape[1]}")
+        if len(ev["y"]) != len(first["y"]) or not bool((ev["y"] == first["y"]).all()):  # --split val of other seeds
+            raise UsageError("--split val: these runs held out different validation images; use --split test")
+    return {"checkpoints": [str(ev["ckpt"]) for ev in evs], "dataset": first["spec"], "split": split,
+            "images": first["res"].n, "members": len(evs),
+            **_ensemble_figures([ev["res"].logits.cpu() for ev in evs], first["y"].cpu(), split)}
 
 
 def resume(run_dir: str | Path, progress: bool = False, command: str = "", **overrides: Any) -> TrainResult:
@@ -99,17 +131,10 @@ def resume(run_dir: str | Path, progress: bool = False, command: str = "", **ove
     return fit(cfg, progress=Progress(enabled=progress), command=command, resume=run_dir)
 
 
-def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "test", data_dir: str | None = None,
-             device: str = "auto", batch_size: int = 2000, report: bool = True,
-             out: str | Path | None = None) -> dict[str, Any]:
-    """Accuracy and loss of a checkpoint (or a run folder's best one) on a data set's split.
-
-    The data set defaults to the one the model was trained on; any data set with the same
-    image shape and class count works. ``split='val'`` re-creates the run's own seeded split.
-    With `report`, writes the same report as training does into `out` (default: an
-    ``eval-<data>-<split>`` folder beside the checkpoint).
-    """
-
+def _evaluate_checkpoint(checkpoint: str | Path, dataset: str | None, split: str, data_dir: str | None,
+                         device: str, batch_size: int, keep_logits: bool) -> dict[str, Any]:
+    """One checkpoint on a data set's split, tested as its run tested: what evaluate and
+    evaluate_ensemble share."""
     import torch
 
     from smallvision.config import from_dict
@@ -152,7 +177,28 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "t
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     xs = as_model_input(x, info.mean, info.std, dev, channels_last=cfg.channels_last)
-    res = run_eval(model, xs, y.to(dev), batch_size=batch_size, autocast=amp, keep_logits=report)
+    res = run_eval(model, xs, y.to(dev), batch_size=batch_size, autocast=amp, keep_logits=keep_logits)
+    return {"ckpt": ckpt, "spec": spec, "meta": meta, "data": data, "res": res, "y": y, "xs": xs, "model": model,
+            "device": dev}
+
+
+def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "test", data_dir: str | None = None,
+             device: str = "auto", batch_size: int = 2000, report: bool = True,
+             out: str | Path | None = None) -> dict[str, Any]:
+    """Accuracy and loss of a checkpoint (or a run folder's best one) on a data set's split.
+
+    The data set defaults to the one the model was trained on; any data set with the same
+    image shape and class count works. ``split='val'`` re-creates the run's own seeded split.
+    With `report`, writes the same report as training does into `out` (default: an
+    ``eval-<data>-<split>`` folder beside the checkpoint).
+    """
+
+    from smallvision.data import DatasetInfo
+
+    ev = _evaluate_checkpoint(checkpoint, dataset, split, data_dir, device, batch_size, keep_logits=report)
+    ckpt, spec, meta, data, res, y, xs = ev["ckpt"], ev["spec"], ev["meta"], ev["data"], ev["res"], ev["y"], ev["xs"]
+    model, dev = ev["model"], ev["device"]
+    info = DatasetInfo.from_dict(meta["dataset"])
     out_doc = {"checkpoint": str(ckpt), "dataset": spec, "split": split, "images": res.n,
                f"{split}_accuracy": round(res.accuracy, 4), f"{split}_loss": round(res.loss, 6), "model": meta["model"]}
     if report:

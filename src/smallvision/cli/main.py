@@ -238,6 +238,22 @@ def evaluate(
 
 
 @app.command()
+def ensemble(
+    checkpoints: Annotated[list[str], typer.Argument(help="Two or more run folders or .safetensors files.")],
+    dataset: Annotated[Optional[str], typer.Option(help="Test on this data set (default: the one they were trained on).")] = None,
+    split: Annotated[str, typer.Option(help="test or val.")] = "test",
+    data_dir: Annotated[Optional[str], typer.Option()] = None,
+    device: Annotated[str, typer.Option()] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON line.")] = False,
+) -> None:
+    """Test the averaged probabilities of models you already trained (any recipes, same classes)."""
+    from smallvision import api
+
+    res = api.evaluate_ensemble(checkpoints, dataset=dataset, split=split, data_dir=data_dir, device=device)
+    _emit(res, as_json, f"ensemble of {len(checkpoints)}")
+
+
+@app.command()
 def convert(
     dataset: Annotated[str, typer.Argument(help="Any data-set spec, e.g. mnist.")],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("."),
