@@ -120,3 +120,23 @@ def test_resume_refuses_changed_settings_and_finished_runs(tmp_path):
         api.resume(r.run_dir)
     with pytest.raises(UsageError, match="nothing to resume"):
         api.resume(tmp_path)
+
+
+def test_a_crash_while_saving_keeps_the_last_resume_state_in_place(tmp_path, monkeypatch):
+    """The new state is written while resume.safetensors still holds the last one (the previous
+    generation is hard-linked aside, not moved): a crash mid-save never leaves it missing."""
+    from smallvision.engine import resume as rs
+
+    r = api.train(dataset="fake:1x12x12,classes=4,train=200,test=50", model="cnn-fast", epochs=1, batch_size=50,
+                  runs_dir=tmp_path, report=False, name="run")
+    before = load_checkpoint(r.run_dir / rs.RESUME)[1]["resume"]["loop"]
+
+    def crash(path, blob):
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(rs, "atomic_write_bytes", crash)
+    with pytest.raises(KeyboardInterrupt):
+        rs.save_resume(r.run_dir, torch.nn.Linear(1, 1), torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1),
+                       None, None, {"step": -1}, {})
+    assert load_checkpoint(r.run_dir / rs.RESUME)[1]["resume"]["loop"] == before
+    assert load_checkpoint(r.run_dir / rs.PREVIOUS)[1]["resume"]["loop"] == before

@@ -69,9 +69,15 @@ def save_resume(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Op
     }
     blob = checkpoint_bytes(tensors, {**meta, "resume": extra})
     path, prev = run_dir / RESUME, run_dir / PREVIOUS
-    if path.exists():
-        os.replace(path, prev)  # keep one generation back; a crash after this leaves prev to resume from
-    atomic_write_bytes(path, blob)
+    if path.exists():  # keep one generation back, and RESUME in place at every instant of the save:
+        link = run_dir / f".{PREVIOUS}.tmp"  # hard-link it to PREVIOUS (two renames' worth of time) ...
+        link.unlink(missing_ok=True)
+        try:
+            os.link(path, link)
+            os.replace(link, prev)
+        except OSError:  # a file system without hard links: move it (a crash now leaves only PREVIOUS)
+            os.replace(path, prev)
+    atomic_write_bytes(path, blob)  # ... then the new state replaces RESUME atomically
 
 
 def load_resume(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
