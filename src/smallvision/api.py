@@ -15,26 +15,40 @@ from smallvision.config import TrainConfig, merge
 from smallvision.engine.trainer import TrainResult
 
 
-def make_config(recipe: str | None = None, **overrides: Any) -> TrainConfig:
-    """Defaults < recipe < overrides, validated."""
+def make_config(recipe: str | None = None, config: str | Path | TrainConfig | None = None,
+                **overrides: Any) -> TrainConfig:
+    """Defaults < recipe < config (a recipe TOML, a run's config.json or a `TrainConfig`) < overrides, validated."""
+    from smallvision.config import read_config_file
     from smallvision.recipes import recipe_config
 
     base = recipe_config(recipe) if recipe else TrainConfig()
+    if isinstance(config, TrainConfig):
+        base = config
+    elif config is not None:
+        base = _apply(base, read_config_file(config), f"--config {config}")
+    return _apply(base, overrides, "settings").validate()
+
+
+def _apply(base: TrainConfig, overrides: dict[str, Any], source: str) -> TrainConfig:
+    """Overrides on a base; another model drops the base's model options (they were for its own
+    model); the same model, or the same data set, changes only the options given."""
     overrides = dict(overrides)
-    if overrides.get("model", base.model) != base.model:  # another model: the recipe's options were for its own
-        base = merge(base, {"model_args": {}}, "settings")
-    elif overrides.get("model_args"):  # the same model: change only the options given
-        overrides["model_args"] = {**base.model_args, **overrides["model_args"]}
-    return merge(base, overrides, "settings").validate()
+    for key, owner in (("model_args", "model"), ("data_args", "dataset")):
+        if overrides.get(owner, getattr(base, owner)) != getattr(base, owner) and key not in overrides:
+            overrides[key] = {}
+        elif overrides.get(key) and overrides.get(owner, getattr(base, owner)) == getattr(base, owner):
+            overrides[key] = {**getattr(base, key), **overrides[key]}
+    return merge(base, overrides, source)
 
 
 def train(recipe: str | None = None, runs_dir: str | Path = "runs", progress: bool = False, command: str = "",
-          **overrides: Any) -> TrainResult:
-    """Train a recipe (or the defaults) with keyword overrides of any `TrainConfig` field."""
+          config: str | Path | None = None, **overrides: Any) -> TrainResult:
+    """Train a recipe (or the defaults, or a config file) with keyword overrides of any `TrainConfig`
+    field. `command` is recorded in config.json (the CLI passes the command line that ran)."""
     from smallvision.engine.progress import Progress
     from smallvision.engine.trainer import fit
 
-    cfg = make_config(recipe, **overrides)
+    cfg = make_config(recipe, config, **overrides)
     return fit(cfg, runs_dir=runs_dir, progress=Progress(enabled=progress), command=command)
 
 
@@ -59,7 +73,7 @@ def _ensemble_figures(logits: list[Any], y: Any, split: str) -> dict[str, Any]:
 
 
 def train_ensemble(recipe: str | None = None, k: int = 5, runs_dir: str | Path = "runs", progress: bool = False,
-                   command: str = "", **overrides: Any) -> dict[str, Any]:
+                   command: str = "", config: str | Path | TrainConfig | None = None, **overrides: Any) -> dict[str, Any]:
     """Train `k` members of a recipe (seeds seed, seed+1, ...) and test the mean of their probabilities.
 
     Members are ordinary runs in ``runs_dir/<name>/member-<i>/`` (evaluate, predict and compare take
@@ -68,19 +82,20 @@ def train_ensemble(recipe: str | None = None, k: int = 5, runs_dir: str | Path =
     """
     from smallvision.data import load_dataset
     from smallvision.engine.progress import Progress
-    from smallvision.engine.trainer import fit, new_run_dir
+    from smallvision.engine.run import RunFolder, default_run_name
+    from smallvision.engine.trainer import fit
     from smallvision.errors import UsageError
     from smallvision.io import write_json
 
     if k < 2:
         raise UsageError(f"--ensemble takes K ≥ 2 members, got {k}")
-    cfg = make_config(recipe, **overrides)
-    folder = new_run_dir(runs_dir, cfg)
+    cfg = make_config(recipe, config, **overrides)
+    folder = RunFolder.create(runs_dir, default_run_name(cfg)).path
     members = []
     for i in range(k):
         member = merge(cfg, {"seed": cfg.seed + i, "name": f"member-{i + 1}"}, "ensemble").validate()
         members.append(fit(member, runs_dir=folder, progress=Progress(enabled=progress), command=command))
-    y = load_dataset(cfg.dataset, cfg.data_dir).test_y
+    y = load_dataset(cfg.dataset, cfg.data_dir, cfg.data_args).test_y
     summary = {
         "run": folder.name, "run_dir": str(folder), "recipe": cfg.recipe, "members": k,
         **_ensemble_figures([m.test_logits for m in members], y, "test"),  # type: ignore[misc]
@@ -126,9 +141,9 @@ def resume(run_dir: str | Path, progress: bool = False, command: str = "", **ove
     from smallvision.engine.resume import load_resume
     from smallvision.engine.trainer import fit
 
-    _, meta = load_resume(Path(run_dir))
-    cfg = merge(from_dict(meta["config"]), overrides, "settings").validate()
-    return fit(cfg, progress=Progress(enabled=progress), command=command, resume=run_dir)
+    saved = load_resume(Path(run_dir))  # read once: fit restores from it
+    cfg = merge(from_dict(saved[1]["config"]), overrides, "settings").validate()
+    return fit(cfg, progress=Progress(enabled=progress), command=command, resume=(Path(run_dir), saved))
 
 
 def _evaluate_checkpoint(checkpoint: str | Path, dataset: str | None, split: str, data_dir: str | None,
@@ -141,8 +156,8 @@ def _evaluate_checkpoint(checkpoint: str | Path, dataset: str | None, split: str
     from smallvision.data import DatasetInfo, load_dataset, split_validation
     from smallvision.data.loader import as_model_input, training_subset
     from smallvision.engine.checkpoint import load_model, resolve
+    from smallvision.engine.device import autocast_for, resolve_device
     from smallvision.engine.evaluate import evaluate as run_eval
-    from smallvision.engine.trainer import autocast_for, resolve_device
     from smallvision.errors import UsageError
 
     if split not in ("test", "val"):
@@ -152,7 +167,7 @@ def _evaluate_checkpoint(checkpoint: str | Path, dataset: str | None, split: str
     model, meta = load_model(ckpt, dev)
     cfg = from_dict(meta.get("config", {}))
     spec = dataset or cfg.dataset
-    data = load_dataset(spec, data_dir if data_dir is not None else cfg.data_dir)
+    data = load_dataset(spec, data_dir if data_dir is not None else cfg.data_dir, cfg.data_args if dataset is None else None)
     want = tuple(model.input_shape)
     if data.info.input_shape != want:
         raise UsageError(f"{spec}: images are {'×'.join(map(str, data.info.input_shape))} but the model "

@@ -1,6 +1,10 @@
-"""Typed training configuration: dataclass defaults < recipe file < command-line flags.
+"""Typed training configuration: dataclass defaults < recipe or ``--config`` file < command-line flags.
 
-The resolved config is written to every run folder (``config.json``) and into every
+One schema for every setting: each `TrainConfig` field carries its help text, the registry its
+value must name (``choices``), a check, and whether it changes what the run computes
+(``result``). From it come the ``train`` flags (cli/main.py), ``--set``, ``--config FILE``,
+``print-config``, validation, and the resume rule (a result-changing setting is refused on
+resume). The resolved config is written to every run folder (``config.json``) and into every
 checkpoint, so a run can be repeated and a checkpoint explains itself.
 """
 
@@ -8,110 +12,180 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from smallvision.errors import UsageError
+
+Check = tuple[Callable[[Any], bool], str]  # (predicate, what it says when false: "must be > 0")
+
+
+def setting(default: Any, help: str, *, choices: str | tuple[str, ...] | None = None, check: Check | None = None,
+            result: bool = True, flag: bool = True, metavar: str = "") -> Any:
+    """A `TrainConfig` field with its schema. ``choices`` names a registry ("model", ...) or lists
+    the values; ``result=False`` marks settings that may change on resume (they do not alter what
+    the run computes); ``flag=False`` keeps it off the command line (set by the engine)."""
+    meta = {"help": help, "choices": choices, "check": check, "result": result, "flag": flag, "metavar": metavar}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+POSITIVE: Check = (lambda v: v > 0, "must be > 0")
+NON_NEGATIVE: Check = (lambda v: v >= 0, "must be ≥ 0")
+AT_LEAST_1: Check = (lambda v: v >= 1, "must be ≥ 1")
+UNIT: Check = (lambda v: 0 <= v < 1, "must be in [0, 1)")
+
+
+DEVICE: Check = (lambda v: v in ("auto", "cpu", "cuda", "mps") or v.startswith("cuda:"), "must be auto, cpu, cuda or mps")
+
+
+def _checkpoint_rule_ok(v: str) -> bool:
+    try:
+        return not v or (float(v[:-1]) > 0 if v.endswith("s") else int(v) > 0)
+    except ValueError:
+        return False
+
+
+def _val_size_ok(v: float) -> bool:
+    """A fraction in [0, 1) or a whole count ≥ 1: 1.5 is neither (it used to keep ONE image)."""
+    return math.isfinite(v) and (0 <= v < 1 or (v >= 1 and float(v).is_integer()))
 
 
 @dataclass
 class TrainConfig:
     # --- data
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    val_size: float = 0.1  # < 1: fraction of the training set; ≥ 1: count; 0: no validation
-    train_limit: int = 0  # use a seeded subset of this many training images (0: all)
-    normalize: list[Any] | None = None  # [mean, std] on 0-1 pixels, numbers or per-channel lists; None: the data's own
-    data_order: str = "seeded"  # seeded: a function of (seed, epoch); torch: replay DataLoader(shuffle=True)'s order
-    shift: int = 0  # random translation augmentation, pixels
-    hflip: bool = False  # random horizontal flips (not for digits)
-    augment: str = "none"  # a preset of random crops/zooms/rotations/mirrors (data/augment.py)
-    tta: bool = False  # test-time augmentation: average the logits over views (augment.tta_views: mirror, 1-px shifts)
+    dataset: str = setting("mnist", "Data set NAME or NAME:PATH (mnist, fashion-mnist, kmnist, cifar10, digits, "
+                           "idx:DIR, csv:FILE, folder:DIR, fake, ...); options go in --data-arg.", choices="data set")
+    data_args: dict[str, Any] = setting({}, "Data-set option KEY=VALUE, repeatable (folder: size, workers, stream; "
+                                        "csv: test; fake: shape, classes, train, test).", metavar="KEY=VALUE")
+    data_dir: str | None = setting(None, "Folder searched first for data files.", result=False)
+    val_size: float = setting(0.1, "Validation split from the training set: a fraction in [0, 1) or a whole count; "
+                              "0: none.", check=(_val_size_ok, "must be a fraction in [0, 1) or a whole count ≥ 1"))
+    train_limit: int = setting(0, "Train on a seeded subset of N images (0: all).", check=NON_NEGATIVE)
+    normalize: list[Any] | None = setting(None, "MEAN,STD on 0-1 pixels (default: the data set's own).",
+                                          metavar="MEAN,STD")
+    data_order: str = setting("seeded", "seeded: a function of (seed, epoch); torch: replay DataLoader(shuffle=True)'s "
+                              "order.", choices=("seeded", "torch"))
+    shift: int = setting(0, "Random-shift augmentation, pixels.", check=NON_NEGATIVE)
+    hflip: bool = setting(False, "Random horizontal flips (not for digits).")
+    augment: str = setting("none", "Augmentation preset (see README).", choices="augmentation")
+    tta: bool = setting(False, "Test-time augmentation: average the logits over the views training showed.")
     # --- model
-    model: str = "cnn-fast"
-    model_args: dict[str, Any] = field(default_factory=dict)
-    freeze: bool = False  # transfer learning: train only the new head (backbone frozen, BN statistics kept)
-    unfreeze_after: int = 0  # ... then train everything from this epoch on (0: stay frozen)
-    cache_features: bool = False  # with --freeze: compute backbone features once, train the head on them
-    backbone_lr: float = 1.0  # learning-rate multiplier for the backbone (features) when it trains
+    model: str = setting("cnn-fast", "A registered model (see `smallvision models`).", choices="model")
+    model_args: dict[str, Any] = setting({}, "Model option KEY=VALUE (JSON value), repeatable.", metavar="KEY=VALUE")
+    freeze: bool = setting(False, "Transfer learning: train only the new head (BN statistics kept).")
+    unfreeze_after: int = setting(0, "With --freeze: train everything after this epoch (0: stay frozen).",
+                                  check=NON_NEGATIVE)
+    cache_features: bool = setting(False, "With --freeze: run the backbone once, train the head on cached features.")
+    backbone_lr: float = setting(1.0, "Learning-rate multiplier for the backbone.", check=POSITIVE)
     # --- optimisation
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0
-    batch_size: int = 64  # 0: the whole training set per step (full-batch gradient descent)
-    epochs: int = 10  # full-batch mode: one epoch is one step
-    # --- learning-rate schedule (a pure function of the step, see engine/schedule.py)
-    scheduler: str = "constant"
-    warmup_epochs: float = 0.0
-    step_size: int = 7  # step: epochs between decays
-    gamma: float = 0.1  # step/multistep/exponential/plateau: decay factor
-    milestones: list[int] = field(default_factory=lambda: [30, 80])  # multistep: epochs
-    pct_start: float = 0.25  # onecycle: fraction of steps spent warming up
-    final_lr_ratio: float = 0.0  # onecycle/cosine: last lr as a fraction of lr
-    plateau_patience: int = 2  # plateau: epochs without a better validation loss
-    ema: float = 0.0  # exponential moving average of weights (decay per step, e.g. 0.999); 0: off
+    optimizer: str = setting("adam", "Optimiser (see `smallvision print-config --help`).", choices="optimizer")
+    lr: float = setting(1e-3, "Peak learning rate.", check=POSITIVE)
+    momentum: float = setting(0.0, "Momentum (sgd, rmsprop).", check=NON_NEGATIVE)
+    nesterov: bool = setting(False, "Nesterov momentum (sgd).")
+    weight_decay: float = setting(0.0, "Weight decay.", check=NON_NEGATIVE)
+    label_smoothing: float = setting(0.0, "Label smoothing.", check=UNIT)
+    batch_size: int = setting(64, "Batch size per step; 0 = the whole training set (full batch).",
+                              check=(lambda v: v >= 0, "must be ≥ 1 (or 0 for full batch)"))
+    epochs: int = setting(10, "Epochs (full-batch: steps).", check=AT_LEAST_1)
+    # --- learning-rate schedule (a pure function of the step, engine/optim.py)
+    scheduler: str = setting("constant", "Learning-rate schedule.", choices="scheduler")
+    warmup_epochs: float = setting(0.0, "Linear warm-up, epochs.", check=NON_NEGATIVE)
+    step_size: int = setting(7, "step scheduler: epochs between decays.", check=AT_LEAST_1)
+    gamma: float = setting(0.1, "Decay factor for step/multistep/exponential/plateau.")
+    milestones: list[int] = setting([30, 80], "multistep: epochs, comma-separated (30,80).", metavar="E1,E2,...")
+    pct_start: float = setting(0.25, "onecycle: fraction of steps spent warming up.", check=UNIT)
+    final_lr_ratio: float = setting(0.0, "onecycle/cosine: last lr as a fraction of lr.", check=NON_NEGATIVE)
+    plateau_patience: int = setting(2, "plateau: evaluations without a better validation loss.", check=NON_NEGATIVE)
+    ema: float = setting(0.0, "EMA decay of weights per step (e.g. 0.999); 0 = off.", check=UNIT)
     # --- run control
-    seed: int = 0
-    deterministic: bool = False
-    device: str = "auto"  # auto | cpu | cuda | mps
-    precision: str = "auto"  # auto (bf16 on CUDA, else fp32) | fast (bf16 where native) | fp32 | bf16 | fp16
-    channels_last: bool = False
-    compile: bool = False  # torch.compile the model (weights are saved from the uncompiled one)
-    threads: int = 0  # CPU threads for torch (0: torch's default)
-    patience: int = 0  # early stopping: epochs without a better validation accuracy (0: off)
-    target_accuracy: float = 0.0  # stop once validation accuracy (%) reaches this (0: off)
-    max_time: float = 0.0  # stop after this many seconds of training (0: off)
-    eval_every: int = 1  # validate every N epochs (full-batch recipes use more)
-    test_every_epoch: bool = False  # also report test accuracy per epoch, as the seeds print it
-    checkpoint_every: str = ""  # also save the resume state every N steps ("500") or seconds ("60s")
-    tensorboard: bool = False  # also log metrics as TensorBoard event files (runs/<name>/tensorboard)
-    report: bool = True  # write report.{html,md,json} and plots into the run folder
-    name: str = ""  # run folder name (default: recipe or dataset-model plus a time stamp)
-    recipe: str = ""  # the recipe this came from, for the record
+    seed: int = setting(0, "Seed of everything (weights, split, order, augmentation).")
+    deterministic: bool = setting(False, "Deterministic kernels (torch.use_deterministic_algorithms).")
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps.", check=DEVICE, result=False)
+    precision: str = setting("auto", "auto (bf16 on CUDA, else fp32), fast (bf16 where native), fp32, bf16, fp16.",
+                             choices=("auto", "fast", "fp32", "bf16", "fp16"))
+    channels_last: bool = setting(False, "channels_last memory format.")
+    compile: bool = setting(False, "torch.compile the model (weights are saved from the uncompiled one).")
+    threads: int = setting(0, "CPU threads for torch (0: torch's default).", check=NON_NEGATIVE, result=False)
+    patience: int = setting(0, "Early stopping after N evaluations without a better validation accuracy (0: off).",
+                            check=NON_NEGATIVE, result=False)
+    target_accuracy: float = setting(0.0, "Stop at this validation accuracy, % (0: off).",
+                                     check=(lambda v: 0 <= v <= 100, "is a percentage"), result=False)
+    max_time: float = setting(0.0, "Stop after this many seconds of training (0: off).", check=NON_NEGATIVE,
+                              result=False)
+    eval_every: int = setting(1, "Validate every N epochs.", check=AT_LEAST_1)
+    test_every_epoch: bool = setting(False, "Also report test accuracy per epoch (reported, never used).",
+                                     result=False)
+    checkpoint_every: str = setting("", "Also save resume state every N steps (500) or seconds (60s).", result=False,
+                                    check=(_checkpoint_rule_ok, "takes STEPS or SECONDS followed by s (e.g. 500 or 60s)"))
+    tensorboard: bool = setting(False, "Also write TensorBoard event files (runs/<name>/tensorboard).", result=False)
+    report: bool = setting(True, "Write the run report (HTML/MD/JSON + PNGs).", result=False)
+    name: str = setting("", "Run folder name (default: recipe or dataset-model plus a time stamp).", result=False)
+    recipe: str = setting("", "The recipe this came from, for the record.", flag=False, result=False)
 
     def validate(self) -> TrainConfig:
-        checks = [
-            (self.lr > 0, f"--lr must be > 0, got {self.lr:g}"),
-            (self.batch_size >= 0, f"--batch-size must be ≥ 1 (or 0 for full batch), got {self.batch_size}"),
-            (self.epochs >= 1, f"--epochs must be ≥ 1, got {self.epochs}"),
-            (self.val_size >= 0, f"--val-size must be ≥ 0, got {self.val_size:g}"),
-            (self.momentum >= 0, f"--momentum must be ≥ 0, got {self.momentum:g}"),
-            (self.weight_decay >= 0, f"--weight-decay must be ≥ 0, got {self.weight_decay:g}"),
-            (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing:g}"),
-            (self.eval_every >= 1, f"--eval-every must be ≥ 1, got {self.eval_every}"),
-            (self.backbone_lr > 0, f"--backbone-lr must be > 0, got {self.backbone_lr:g}"),
-            (self.unfreeze_after >= 0, f"--unfreeze-after must be ≥ 0, got {self.unfreeze_after}"),
-            (self.threads >= 0, f"--threads must be ≥ 0, got {self.threads}"),
-            (self.shift >= 0, f"--shift must be ≥ 0, got {self.shift}"),
-            (0 <= self.ema < 1, f"--ema must be in [0, 1), got {self.ema:g}"),
+        for f in dataclasses.fields(self):
+            check, v = f.metadata["check"], getattr(self, f.name)
+            if check is not None and not check[0](v):
+                raise UsageError(f"{flag_name(f.name)} {check[1]}, got {v:g}" if isinstance(v, float)
+                                 else f"{flag_name(f.name)} {check[1]}, got {v!r}")
+            if f.metadata["choices"] is not None:
+                check_choice(f.name, v)
+        extra = [
             (0 < self.gamma <= 1 or self.scheduler == "constant", f"--gamma must be in (0, 1], got {self.gamma:g}"),
-            (self.max_time >= 0, f"--max-time must be ≥ 0, got {self.max_time:g}"),
-            (0 <= self.target_accuracy <= 100, f"--target-accuracy is a percentage, got {self.target_accuracy:g}"),
-            (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
-             f"--device must be auto, cpu, cuda or mps, got {self.device!r}"),
-            (self.precision in ("auto", "fast", "fp32", "bf16", "fp16"),
-             f"--precision must be auto, fast, fp32, bf16 or fp16, got {self.precision!r}"),
             (self.normalize is None or len(self.normalize) == 2, "normalize must be [mean, std]"),
-            (self.data_order in ("seeded", "torch"), f"--data-order must be seeded or torch, got {self.data_order!r}"),
             (self.normalize is None or min(self.normalize[1] if isinstance(self.normalize[1], list)
                                            else [self.normalize[1]]) > 0, "normalize std must be > 0"),
+            (isinstance(self.model_args, dict) and isinstance(self.data_args, dict),
+             "model_args and data_args are tables of KEY = VALUE"),
         ]
-        for ok, msg in checks:
+        for ok, msg in extra:
             if not ok:
                 raise UsageError(msg)
-        from smallvision.data.augment import AUGMENTATIONS
-
-        AUGMENTATIONS.entry(self.augment)  # an unknown preset is answered with close matches
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def result_dict(self) -> dict[str, Any]:
+        """Only the settings that change what the run computes (what resume compares)."""
+        return {k: v for k, v in self.to_dict().items() if FIELDS[k].metadata["result"]}
+
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def flag_name(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def choices_of(key: str) -> list[str]:
+    """The allowed values of a setting: a fixed tuple, or the names in its registry."""
+    c = FIELDS[key].metadata["choices"]
+    if c is None:
+        return []
+    if isinstance(c, tuple):
+        return list(c)
+    from smallvision.registry import registry_of
+
+    return registry_of(c).names()
+
+
+def check_choice(key: str, value: Any) -> None:
+    c = FIELDS[key].metadata["choices"]
+    if isinstance(c, tuple):
+        if value not in c:
+            raise UsageError(f"{flag_name(key)} must be {', '.join(c[:-1])} or {c[-1]}, got {value!r}")
+        return
+    from smallvision.registry import registry_of
+
+    name = value.partition(":")[0] if key == "dataset" else value
+    registry_of(c).entry(name)  # an unknown name is answered with close matches
 
 
 def merge(base: TrainConfig, overrides: dict[str, Any], source: str) -> TrainConfig:
@@ -125,4 +199,44 @@ def merge(base: TrainConfig, overrides: dict[str, Any], source: str) -> TrainCon
 
 
 def from_dict(d: dict[str, Any]) -> TrainConfig:
+    """A config from a saved one (config.json, a checkpoint): keys this version does not know are ignored."""
     return merge(TrainConfig(), {k: v for k, v in d.items() if k in FIELDS}, "config")
+
+
+RECORD_ONLY = {"resolved", "command", "commands", "resolved_device"}  # what config.json adds to the settings
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Settings from a file: a recipe TOML (``[train]`` table, or top-level keys) or a run's
+    config.json. Unknown keys are an error naming the file; what a run folder records beside the
+    settings (the command, the resolved device) is skipped."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / "config.json"
+    if not p.is_file():
+        raise UsageError(f"--config {path}: no such file")
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix == ".json":
+            doc = json.loads(text)
+        else:
+            import tomllib
+
+            doc = tomllib.loads(text)
+    except ValueError as e:  # JSONDecodeError and TOMLDecodeError are both ValueErrors
+        raise UsageError(f"--config {p}: not valid {'JSON' if p.suffix == '.json' else 'TOML'} ({e})") from None
+    settings = doc.get("train", doc) if isinstance(doc, dict) else None
+    if not isinstance(settings, dict):
+        raise UsageError(f"--config {p}: expected a table of settings")
+    settings = {k: v for k, v in settings.items() if k not in RECORD_ONLY}
+    merge(TrainConfig(), settings, f"--config {p}")  # unknown keys: one line naming the file
+    return settings
+
+
+def to_toml(cfg: TrainConfig, description: str = "") -> str:
+    """The recipe format: what `print-config` writes and `--config` / recipes read back."""
+    import tomli_w
+
+    doc: dict[str, Any] = {"description": description} if description else {}
+    doc["train"] = {k: v for k, v in cfg.to_dict().items() if v is not None}
+    return tomli_w.dumps(doc)

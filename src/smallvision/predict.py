@@ -76,9 +76,11 @@ class Predictor:
         self._std = torch.tensor(self.info.std).view(-1, 1, 1)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Predictor:
+    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Predictor:
         from smallvision.engine.checkpoint import load_model
+        from smallvision.engine.device import resolve_device
 
+        device = str(resolve_device(device))  # the same rule as train and evaluate
         model, meta = load_model(path, device)
         return cls(model, meta, device)
 

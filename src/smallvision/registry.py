@@ -3,13 +3,21 @@
 Shape borrowed from timm's ``register_model``/``create_model``: a dict, a ``register``
 decorator, ``get`` and ``names``. Duplicate names raise; unknown names are answered with
 close matches so a typo is a one-line fix.
+
+Plugins: an entry is one decorated function in any module of its package; the package's
+``__init__`` imports every module it holds (`import_all`), so a new file is picked up with no
+other edit. An entry declares its contract as keyword arguments of ``register`` (a model's
+minimum input size, a data set's tiny fixture, whether a schedule decays, ...); the generated
+conformance suite (tests/test_conformance.py) checks every entry against it.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from smallvision.errors import UsageError
@@ -22,19 +30,24 @@ class Entry(Generic[T]):
     name: str
     fn: T
     description: str
+    contract: dict[str, Any] = field(default_factory=dict)  # what the entry promises; the conformance suite checks it
+
+
+_BY_KIND: dict[str, tuple[Registry[Any], str]] = {}  # kind -> (registry, the package whose import fills it)
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, package: str = "") -> None:
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
+        _BY_KIND[kind] = (self, package)
 
-    def register(self, name: str, description: str = "") -> Callable[[T], T]:
+    def register(self, name: str, description: str = "", **contract: Any) -> Callable[[T], T]:
         def deco(fn: T) -> T:
             if name in self._entries:
                 raise ValueError(f"duplicate {self.kind} name {name!r}")
             desc = description or (fn.__doc__ or "").strip().split("\n")[0]
-            self._entries[name] = Entry(name, fn, desc)
+            self._entries[name] = Entry(name, fn, desc, dict(contract))
             return fn
 
         return deco
@@ -62,3 +75,20 @@ def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known)}"
     return f"unknown {kind} {name!r}{hint}"
+
+
+def registry_of(kind: str) -> Registry[Any]:
+    """The registry of a kind ("model", "data set", ...), its package imported so it is full."""
+    packages = {"model": "smallvision.models", "data set": "smallvision.data", "optimizer": "smallvision.engine.optim",
+                "scheduler": "smallvision.engine.optim", "augmentation": "smallvision.data.augment"}
+    importlib.import_module(packages[kind])
+    return _BY_KIND[kind][0]
+
+
+def import_all(package: str, path: list[str]) -> list[str]:
+    """Import every module of a package (call from its ``__init__``): registration always runs,
+    and a plugin is one new file. Returns the module names, sorted."""
+    names = sorted(m.name for m in pkgutil.iter_modules(path) if not m.name.startswith("_"))
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from smallvision.cli.flags import option, parse_sets, settings_from_flags, with_settings
+
 app = typer.Typer(
     name="smallvision",
     help="Train, evaluate and compare small image classifiers (MNIST, Fashion-MNIST, CIFAR, folders).",
@@ -24,12 +26,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-_DEBUG = {"on": False}
 
 
 @app.callback()
 def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False) -> None:
-    _DEBUG["on"] = debug or _DEBUG["on"]
+    """(--debug is read by `main` before the command runs: it decides how errors are shown.)"""
 
 
 def _print_table(rows: list[tuple[str, str]], title: str) -> None:
@@ -78,27 +79,6 @@ def recipes() -> None:
     _print_table([(n, recipe_doc(n).get("description", "")) for n in recipe_names()], "recipes")
 
 
-def _overrides(**given: Any) -> dict[str, Any]:
-    return {k: v for k, v in given.items() if v is not None}
-
-
-def _parse_model_args(items: list[str] | None) -> dict[str, Any] | None:
-    from smallvision.errors import UsageError
-
-    if not items:
-        return None
-    out: dict[str, Any] = {}
-    for item in items:
-        key, eq, val = item.partition("=")
-        if not eq or not key:
-            raise UsageError(f"--model-arg takes KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(val)
-        except json.JSONDecodeError:
-            out[key] = val
-    return out
-
-
 def _emit(summary: dict[str, Any], as_json: bool, title: str) -> None:
     if as_json:
         print(json.dumps(summary))
@@ -113,109 +93,58 @@ def _emit(summary: dict[str, Any], as_json: bool, title: str) -> None:
     Console().print(t)
 
 
+_RECIPE = option("recipe", Optional[str], None, "--recipe", help="A named recipe (see `smallvision recipes`); flags override it.")
+_CONFIG = option("config", Optional[Path], None, "--config",
+                 help="Settings from a file: a recipe TOML (print-config writes one) or a run's config.json; flags override it.")
+_SET = option("set_", Optional[list[str]], None, "--set", help="Any setting as KEY=VALUE (JSON value), repeatable.")
+
+
+def _settings(kw: dict[str, Any]) -> dict[str, Any]:
+    return {**parse_sets(kw.get("set_")), **settings_from_flags(kw)}
+
+
 @app.command()
-def train(
-    recipe: Annotated[Optional[str], typer.Option(help="A named recipe (see `smallvision recipes`); flags override it.")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue a stopped run folder exactly where it stopped.")] = None,
-    checkpoint_every: Annotated[Optional[str], typer.Option(help="Also save resume state every N steps (500) or seconds (60s).")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="mnist, fashion-mnist, kmnist, cifar10, digits, idx:DIR, csv:TRAIN[,TEST], fake[:...]")] = None,
-    data_dir: Annotated[Optional[str], typer.Option(help="Folder searched first for data files.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="A registered model (see `smallvision models`).")] = None,
-    model_arg: Annotated[Optional[list[str]], typer.Option(help="Model option KEY=VALUE (JSON value), repeatable.")] = None,
-    freeze: Annotated[Optional[bool], typer.Option("--freeze/--no-freeze", help="Transfer learning: train only the new head.")] = None,
-    unfreeze_after: Annotated[Optional[int], typer.Option(help="With --freeze: train everything after this epoch.")] = None,
-    backbone_lr: Annotated[Optional[float], typer.Option(help="Learning-rate multiplier for the backbone.")] = None,
-    cache_features: Annotated[Optional[bool], typer.Option("--cache-features/--no-cache-features", help="With --freeze: run the backbone once, train the head on cached features.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs (full-batch: steps).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size; 0 = full batch.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="sgd, adam, adamw, adadelta, rmsprop")] = None,
-    momentum: Annotated[Optional[float], typer.Option()] = None,
-    nesterov: Annotated[Optional[bool], typer.Option("--nesterov/--no-nesterov")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option()] = None,
-    label_smoothing: Annotated[Optional[float], typer.Option()] = None,
-    scheduler: Annotated[Optional[str], typer.Option(help="constant, step, multistep, exponential, plateau, onecycle, cosine")] = None,
-    warmup_epochs: Annotated[Optional[float], typer.Option()] = None,
-    step_size: Annotated[Optional[int], typer.Option(help="step scheduler: epochs per decay")] = None,
-    gamma: Annotated[Optional[float], typer.Option(help="decay factor for step/multistep/exponential/plateau")] = None,
-    milestones: Annotated[Optional[str], typer.Option(help="multistep: comma-separated epochs, e.g. 30,80")] = None,
-    ema: Annotated[Optional[float], typer.Option(help="EMA decay of weights per step (e.g. 0.999); 0 = off")] = None,
-    val_size: Annotated[Optional[float], typer.Option(help="Validation split from the training set: fraction < 1 or count.")] = None,
-    train_limit: Annotated[Optional[int], typer.Option(help="Train on a seeded subset of N images.")] = None,
-    normalize: Annotated[Optional[str], typer.Option(help="MEAN,STD on 0-1 pixels (default: the data set's own)")] = None,
-    shift: Annotated[Optional[int], typer.Option(help="Random-shift augmentation, pixels.")] = None,
-    data_order: Annotated[Optional[str], typer.Option(help="seeded (default) or torch: replay a DataLoader(shuffle=True)'s batch order.")] = None,
-    hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip", help="Random horizontal flips (not for digits).")] = None,
-    augment: Annotated[Optional[str], typer.Option(help="Augmentation preset: none, flip, digits, crop, photo, erase (see README).")] = None,
-    tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help="Test-time augmentation: average the logits over views of each image: its mirror when training mirrored, 1-pixel shifts when it shifted/zoomed (the image and its mirror without training augmentation).")] = None,
-    seed: Annotated[Optional[int], typer.Option()] = None,
-    deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--no-deterministic")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, mps")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="auto (bf16 on CUDA), fast (bf16 where native), fp32, bf16, fp16")] = None,
-    channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last")] = None,
-    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
-    patience: Annotated[Optional[int], typer.Option(help="Early stopping after N evaluations without improvement.")] = None,
-    target_accuracy: Annotated[Optional[float], typer.Option(help="Stop at this validation accuracy (%).")] = None,
-    max_time: Annotated[Optional[float], typer.Option(help="Stop after this many seconds of training.")] = None,
-    eval_every: Annotated[Optional[int], typer.Option(help="Validate every N epochs.")] = None,
-    test_every_epoch: Annotated[Optional[bool], typer.Option("--test-every-epoch/--no-test-every-epoch")] = None,
-    report: Annotated[Optional[bool], typer.Option("--report/--no-report", help="Write the run report (HTML/MD/JSON + PNGs).")] = None,
-    tensorboard: Annotated[Optional[bool], typer.Option("--tensorboard/--no-tensorboard", help="Also write TensorBoard event files (runs/<name>/tensorboard).")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Run folder name.")] = None,
-    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
-    ensemble: Annotated[int, typer.Option(help="Train K members (seeds seed..seed+K-1) and test their averaged probabilities.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the final summary as one JSON line.")] = False,
-) -> None:
-    """Train a model; writes runs/<name>/ with config, metrics, checkpoints and a summary."""
+@with_settings(
+    _RECIPE, _CONFIG,
+    option("resume", Optional[Path], None, "--resume", help="Continue a stopped run folder from where it stopped."),
+    option("runs_dir", Path, Path("runs"), "--runs-dir", help="Where run folders go."),
+    option("ensemble", int, 0, "--ensemble", help="Train K members (seeds seed..seed+K-1) and test their averaged probabilities."),
+    option("as_json", bool, False, "--json", help="Print the final summary as one JSON line."),
+    _SET,
+)
+def train(**kw: Any) -> None:
+    """Train a model; writes runs/<name>/ with config, metrics, checkpoints, a summary and a report."""
     from smallvision import api
     from smallvision.errors import UsageError
 
-    def floats(s: str | None, n: int | None, flag: str) -> list[Any] | None:
-        if s is None:
-            return None
-        try:
-            vals = [float(v) for v in s.split(",") if v.strip()]
-        except ValueError:
-            raise UsageError(f"{flag} takes comma-separated numbers, got {s!r}") from None
-        if n is not None and len(vals) != n:
-            raise UsageError(f"{flag} takes {n} numbers, got {s!r}")
-        return vals
-
-    ms = floats(milestones, None, "--milestones")
-    over = _overrides(
-        dataset=dataset, data_dir=data_dir, model=model, model_args=_parse_model_args(model_arg), epochs=epochs,
-        batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum, nesterov=nesterov,
-        weight_decay=weight_decay, label_smoothing=label_smoothing, scheduler=scheduler, warmup_epochs=warmup_epochs,
-        step_size=step_size, gamma=gamma, milestones=[int(m) for m in ms] if ms else None, ema=ema,
-        val_size=val_size, train_limit=train_limit, data_order=data_order, normalize=floats(normalize, 2, "--normalize"), shift=shift,
-        hflip=hflip, augment=augment, tta=tta, seed=seed, deterministic=deterministic, device=device, precision=precision,
-        channels_last=channels_last, compile=compile, threads=threads, patience=patience,
-        target_accuracy=target_accuracy, max_time=max_time, eval_every=eval_every,
-        test_every_epoch=test_every_epoch, report=report, tensorboard=tensorboard, name=name,
-        checkpoint_every=checkpoint_every, freeze=freeze, unfreeze_after=unfreeze_after, backbone_lr=backbone_lr,
-        cache_features=cache_features,
-    )
-    command = "smallvision " + shlex.join(sys.argv[1:])
-    from smallvision.data.datasets import DATASETS
-    from smallvision.engine.optim import OPTIMIZERS, SCHEDULERS
-    from smallvision.models import MODELS
-
-    if resume is not None:
-        if recipe:
-            raise UsageError("--resume continues a run with its own settings; drop --recipe")
-        result = api.resume(resume, progress=not as_json, command=command, **over)
+    over, as_json = _settings(kw), kw["as_json"]
+    command = "smallvision " + shlex.join(sys.argv[1:])  # what ran, recorded in config.json
+    if kw["resume"] is not None:
+        if kw["recipe"] or kw["config"]:
+            raise UsageError("--resume continues a run with its own settings; drop --recipe/--config")
+        result = api.resume(kw["resume"], progress=not as_json, command=command, **over)
         _emit(result.summary, as_json, f"run {result.run_dir}")
         return
-    cfg = api.make_config(recipe, **over)
-    MODELS.entry(cfg.model), OPTIMIZERS.entry(cfg.optimizer), SCHEDULERS.entry(cfg.scheduler)  # names first
-    DATASETS.entry(cfg.dataset.partition(":")[0])
-    if ensemble:
-        summary = api.train_ensemble(recipe, ensemble, runs_dir=runs_dir, progress=not as_json, command=command, **over)
+    cfg = api.make_config(kw["recipe"], kw["config"], **over)  # names and values checked before any work
+    if kw["ensemble"]:
+        summary = api.train_ensemble(None, kw["ensemble"], runs_dir=kw["runs_dir"], progress=not as_json,
+                                     command=command, config=cfg)
         _emit(summary, as_json, f"ensemble {summary['run_dir']}")
         return
-    result = api.train(recipe, runs_dir=runs_dir, progress=not as_json, command=command, **over)
+    result = api.train(runs_dir=kw["runs_dir"], progress=not as_json, command=command, config=cfg)
     _emit(result.summary, as_json, f"run {result.run_dir}")
+
+
+@app.command("print-config")
+@with_settings(_RECIPE, _CONFIG, _SET)
+def print_config(**kw: Any) -> None:
+    """Print the resolved settings (defaults < recipe < --config < flags) as a recipe TOML file:
+    save it, edit it, train it with --config FILE."""
+    from smallvision import api
+    from smallvision.config import to_toml
+
+    cfg = api.make_config(kw["recipe"], kw["config"], **_settings(kw))
+    print(to_toml(cfg, f"settings of smallvision {shlex.join(sys.argv[1:])}"), end="")
 
 
 @app.command()
@@ -282,7 +211,7 @@ def predict(
     fmt: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
     invert: Annotated[str, typer.Option(help="Digit models: invert dark-on-light images (auto|yes|no).")] = "auto",
     center: Annotated[str, typer.Option(help="Digit models: crop and centre by mass as MNIST (auto|yes|no).")] = "auto",
-    device: Annotated[str, typer.Option()] = "cpu",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
 ) -> None:
     """Predict classes of your own images with the model's own preprocessing."""
     from smallvision.errors import UsageError
@@ -330,21 +259,6 @@ def check(
         sys.exit(1)
 
 
-def _parse_sets(items: list[str] | None) -> dict[str, Any]:
-    """--set KEY=VALUE pairs (VALUE parsed as JSON when it can be) as config overrides."""
-    from smallvision.config import FIELDS
-    from smallvision.errors import UsageError
-
-    out = _parse_model_args(items) or {}
-    for k in out:
-        if k not in FIELDS:
-            import difflib
-
-            close = difflib.get_close_matches(k, list(FIELDS), n=2)
-            raise UsageError(f"--set: unknown setting {k!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
-    return out
-
-
 @app.command()
 def compare(
     runs: Annotated[Optional[list[str]], typer.Argument(help="Finished run folders to include.")] = None,
@@ -360,7 +274,7 @@ def compare(
     from smallvision.compare import markdown_table
 
     names = [r.strip() for r in (recipes or "").split(",") if r.strip()]
-    rows, folder = run_compare(names, runs or [], seeds, runs_dir, out, _parse_sets(set_),
+    rows, folder = run_compare(names, runs or [], seeds, runs_dir, out, parse_sets(set_),
                                log=lambda m: print(m, file=sys.stderr, flush=True))
     if as_json:
         print(json.dumps({"rows": rows, "out": str(folder)}))
@@ -406,8 +320,8 @@ def lr_find_cmd(
 
     if steps < 10 or not 0 < start_lr < end_lr:
         raise UsageError("lr-find needs --steps ≥ 10 and 0 < --start-lr < --end-lr")
-    cfg = api.make_config(recipe, **{**_overrides(dataset=dataset, model=model, optimizer=optimizer,
-                                                   batch_size=batch_size), **_parse_sets(set_)})
+    given = {"dataset": dataset, "model": model, "optimizer": optimizer, "batch_size": batch_size}
+    cfg = api.make_config(recipe, **{k: v for k, v in given.items() if v is not None}, **parse_sets(set_))
     res = lr_find(cfg, out, start_lr, end_lr, steps)
     if as_json:
         print(json.dumps({k: v for k, v in res.items() if k not in ("lrs", "losses")}))
@@ -416,24 +330,35 @@ def lr_find_cmd(
               f"loss was lowest at {res['min_loss_lr']:.3g}\nsaved {res['plot']}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning user errors into one line and exit status 2.
+def _error_table() -> list[tuple[type[BaseException], int, str, bool]]:
+    """How each kind of failure is shown: (exception, exit status, line format, shows a traceback
+    under --debug). The first matching row wins; anything else is an internal error (exit 1)."""
+    from typer import Abort
 
-    typer's standalone mode already answers bad flags with usage text and status 2.
-    """
     from smallvision.errors import DivergenceError, Preempted, UsageError
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    _DEBUG["on"] = "--debug" in args or os.environ.get("SMALLVISION_DEBUG") == "1"
-    if not _DEBUG["on"]:  # our warnings (skipped images, label gaps) as one line each, like errors
-        warnings.formatwarning = lambda message, *_a, **_k: f"warning: {message}\n"
-    # typer vendors click; its usage errors derive from the public typer.TyperException.
-    from typer import Abort, Exit, TyperException
+    return [
+        (UsageError, 2, "error: {}", True),  # bad input: a name, a file, a value
+        (Preempted, 143, "{}", False),  # SIGTERM/SIGINT: state saved, the resume command printed
+        (DivergenceError, 3, "error: training diverged: {}", True),
+        (Abort, 130, "aborted", False),
+        (Exception, 1, "error: internal error ({kind}): {} (rerun with --debug for details)", True),
+    ]
 
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; every failure is one line on stderr and an exit status from
+    `_error_table` (``--debug`` or SMALLVISION_DEBUG=1 shows the traceback instead)."""
+    from typer import Exit, TyperException
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("SMALLVISION_DEBUG") == "1"
+    if not debug:  # our warnings (skipped images, label gaps) as one line each, like errors
+        warnings.formatwarning = lambda message, *_a, **_k: f"warning: {message}\n"
     try:
         rv = typer.main.get_command(app).main(args=args, prog_name="smallvision", standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
-    except TyperException as e:  # bad flags: one line, like every other user error
+    except TyperException as e:  # bad flags (typer vendors click): one line, like every other user error
         if not e.format_message():  # no arguments at all: the help text was shown
             sys.exit(0)
         where = e.ctx.command_path if getattr(e, "ctx", None) is not None else "smallvision"
@@ -441,24 +366,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except Exit as e:
         sys.exit(e.exit_code)
-    except Abort:
-        print("aborted", file=sys.stderr)
-        sys.exit(130)
-    except UsageError as e:
-        if _DEBUG["on"]:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except Preempted as e:
-        print(f"{e}", file=sys.stderr)
-        sys.exit(143)
-    except DivergenceError as e:
-        if _DEBUG["on"]:
-            raise
-        print(f"error: training diverged: {e}", file=sys.stderr)
-        sys.exit(3)
-    except Exception as e:  # anything unforeseen: one line, non-zero; --debug shows the traceback
-        if _DEBUG["on"]:
-            raise
-        print(f"error: internal error ({type(e).__name__}): {e} (rerun with --debug for details)", file=sys.stderr)
-        sys.exit(1)
+    except Exception as e:
+        for kind, status, fmt, traceback_on_debug in _error_table():
+            if isinstance(e, kind):
+                if debug and traceback_on_debug:
+                    raise
+                print(fmt.format(e, kind=type(e).__name__), file=sys.stderr)
+                sys.exit(status)
+        raise

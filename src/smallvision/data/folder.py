@@ -190,32 +190,17 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def parse_folder_spec(arg: str | None) -> tuple[Path, int | None, int, str]:
-    """PATH[,size=S][,workers=W][,stream=auto|yes|no] -> (path, size, workers, stream)."""
+def check_folder_options(arg: str | None, size: int | None, workers: int, stream: str) -> Path:
+    """The folder's path, once its options are known to be sane."""
     if not arg:
-        raise UsageError("folder needs a path: --dataset folder:PATH[,size=S]")
-    parts = arg.split(",")
-    path, size, workers, stream = Path(parts[0]), None, 2, "auto"
-    for opt in parts[1:]:
-        key, _, val = opt.partition("=")
-        try:
-            if key == "stream":
-                if val not in ("auto", "yes", "no"):
-                    raise UsageError(f"folder: stream takes auto, yes or no, got {val!r}")
-                stream = val
-            elif key == "size":
-                size = int(val)
-            elif key == "workers":
-                workers = int(val)
-            else:
-                raise UsageError(f"folder: unknown option {key!r}; known: size, workers, stream")
-        except ValueError:
-            raise UsageError(f"folder: {key} takes an integer, got {val!r}") from None
+        raise UsageError("folder needs a path: --dataset folder:PATH [--data-arg size=S]")
+    if stream not in ("auto", "yes", "no"):
+        raise UsageError(f"folder: stream takes auto, yes or no, got {stream!r}")
     if size is not None and not 8 <= size <= 1024:
         raise UsageError(f"folder: size must be 8-1024 pixels, got {size}")
     if workers < 0:
         raise UsageError(f"folder: workers must be ≥ 0, got {workers}")
-    return path, size, workers, stream
+    return Path(arg)
 
 
 class ImageFiles:

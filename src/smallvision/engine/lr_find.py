@@ -8,37 +8,26 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch.nn.functional as F
-
 from smallvision.config import TrainConfig
 
 
-def lr_find(cfg: TrainConfig, out: str | Path, start_lr: float = 1e-6, end_lr: float = 10.0,
-            steps: int = 100) -> dict[str, Any]:
-    from smallvision.engine.optim import build_optimizer
-    from smallvision.engine.trainer import autocast_for, prepare_data, resolve_device, seed_everything
-    from smallvision.models import create_model
-    from smallvision.report.plots import _plt, _save
+def range_test(cfg: TrainConfig, start_lr: float, end_lr: float, steps: int) -> tuple[list[float], list[float], str]:
+    """(rates, smoothed losses, data-set name): the training step of `train`, on the data and model
+    `train` would set up, at an exponentially rising rate, until the loss explodes."""
+    from smallvision.engine.setup import build_model, prepare_data, runtime
+    from smallvision.engine.trainer import train_step
 
     cfg.validate()
-    seed_everything(cfg.seed, False)
-    device = resolve_device(cfg.device)
-    amp, _ = autocast_for(device, cfg.precision)
-    data = prepare_data(cfg, device)
-    model = create_model(cfg.model, data.info, **cfg.model_args).to(device).train()
-    opt = build_optimizer(model, cfg)
+    rt = runtime(cfg)
+    data = prepare_data(cfg, rt.device)
+    model, opt, _ = build_model(cfg, data.info, rt.device)
+    model.train()
     lrs, losses, smooth, best = [], [], 0.0, math.inf
     batches = (b for epoch in range(1, 10_000) for b in data.train.batches(epoch))
     for i in range(steps):
         lr = start_lr * (end_lr / start_lr) ** (i / (steps - 1))
-        for g in opt.param_groups:
-            g["lr"] = lr
         xb, yb = next(batches)
-        with amp:
-            loss = F.cross_entropy(model(xb).float(), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss, _ = train_step(model, opt, xb, yb, lr, cfg, rt.amp, rt.scaler)
         v = loss.item()
         smooth = 0.9 * smooth + 0.1 * v  # an EMA started at 0, so debias it
         debiased = smooth / (1 - 0.9 ** (i + 1))
@@ -47,6 +36,14 @@ def lr_find(cfg: TrainConfig, out: str | Path, start_lr: float = 1e-6, end_lr: f
         best = min(best, debiased)
         lrs.append(lr)
         losses.append(debiased)
+    return lrs, losses, data.info.name
+
+
+def lr_find(cfg: TrainConfig, out: str | Path, start_lr: float = 1e-6, end_lr: float = 10.0,
+            steps: int = 100) -> dict[str, Any]:
+    from smallvision.report.plots import _plt, _save
+
+    lrs, losses, data_name = range_test(cfg, start_lr, end_lr, steps)
     # steepest descent of the smoothed loss over log(lr), searched before the loss minimum (past
     # it the run is diverging) and past the noisy first tenth
     i_min = losses.index(min(losses))
@@ -65,7 +62,7 @@ def lr_find(cfg: TrainConfig, out: str | Path, start_lr: float = 1e-6, end_lr: f
     ax.axvline(min_lr / 10, color="green", ls=":", label=f"minimum / 10: {min_lr / 10:.2g}")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss (smoothed)")
-    ax.set_title(f"LR range test: {cfg.model} on {data.info.name}, {cfg.optimizer}, batch {cfg.batch_size}")
+    ax.set_title(f"LR range test: {cfg.model} on {data_name}, {cfg.optimizer}, batch {cfg.batch_size}")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()

@@ -1,5 +1,10 @@
 """Optimiser registry and learning-rate schedules.
 
+A new optimiser or schedule is one file in ``smallvision/engine/`` with one ``@OPTIMIZERS.register``
+or ``@SCHEDULERS.register`` (imported with the package, no other edit). Contracts: an optimiser's
+``test_lr`` (a rate at which it learns the conformance fixture), a schedule's ``decays`` (its
+last rate is below its peak) and ``warms_up``.
+
 A schedule is a pure function of the step: ``lr_factor(cfg, step, steps_per_epoch)`` gives the
 multiplier on ``cfg.lr``. Nothing to save but the step, so a resumed run gets the same rate
 (the LR-reset-on-resume bug of other trainers cannot happen). Only `plateau` has state, a
@@ -17,31 +22,31 @@ from smallvision.config import TrainConfig
 from smallvision.registry import Registry
 
 OptimFn = Callable[[Iterable[torch.nn.Parameter], TrainConfig], torch.optim.Optimizer]
-OPTIMIZERS: Registry[OptimFn] = Registry("optimizer")
+OPTIMIZERS: Registry[OptimFn] = Registry("optimizer")  # contract: test_lr
 
 
-@OPTIMIZERS.register("sgd", "SGD; --momentum, --nesterov, --weight-decay")
+@OPTIMIZERS.register("sgd", "SGD; --momentum, --nesterov, --weight-decay", test_lr=0.05)
 def _sgd(params, cfg):  # type: ignore[no-untyped-def]
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
                            weight_decay=cfg.weight_decay)
 
 
-@OPTIMIZERS.register("adam", "Adam (L2 weight decay)")
+@OPTIMIZERS.register("adam", "Adam (L2 weight decay)", test_lr=3e-3)
 def _adam(params, cfg):  # type: ignore[no-untyped-def]
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-@OPTIMIZERS.register("adamw", "AdamW (decoupled weight decay)")
+@OPTIMIZERS.register("adamw", "AdamW (decoupled weight decay)", test_lr=3e-3)
 def _adamw(params, cfg):  # type: ignore[no-untyped-def]
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-@OPTIMIZERS.register("adadelta", "Adadelta (pytorch/examples MNIST uses lr 1.0)")
+@OPTIMIZERS.register("adadelta", "Adadelta (pytorch/examples MNIST uses lr 1.0)", test_lr=1.0)
 def _adadelta(params, cfg):  # type: ignore[no-untyped-def]
     return torch.optim.Adadelta(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-@OPTIMIZERS.register("rmsprop", "RMSprop; --momentum")
+@OPTIMIZERS.register("rmsprop", "RMSprop; --momentum", test_lr=1e-3)
 def _rmsprop(params, cfg):  # type: ignore[no-untyped-def]
     return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
@@ -61,27 +66,28 @@ ScheduleFn = Callable[[TrainConfig, float, float], float]  # (cfg, epoch as floa
 SCHEDULERS: Registry[ScheduleFn] = Registry("scheduler")
 
 
-@SCHEDULERS.register("constant", "the same rate throughout")
+@SCHEDULERS.register("constant", "the same rate throughout", decays=False)
 def _constant(cfg, e, total):  # type: ignore[no-untyped-def]
     return 1.0
 
 
-@SCHEDULERS.register("step", "× gamma every step_size epochs (StepLR)")
+@SCHEDULERS.register("step", "× gamma every step_size epochs (StepLR)", decays=True)
 def _step(cfg, e, total):  # type: ignore[no-untyped-def]
     return cfg.gamma ** (int(e) // max(cfg.step_size, 1))
 
 
-@SCHEDULERS.register("multistep", "× gamma at each epoch in milestones (MultiStepLR)")
+@SCHEDULERS.register("multistep", "× gamma at each epoch in milestones (MultiStepLR)", decays=True)
 def _multistep(cfg, e, total):  # type: ignore[no-untyped-def]
     return cfg.gamma ** sum(int(e) >= m for m in cfg.milestones)
 
 
-@SCHEDULERS.register("exponential", "× gamma every epoch (ExponentialLR)")
+@SCHEDULERS.register("exponential", "× gamma every epoch (ExponentialLR)", decays=True)
 def _exponential(cfg, e, total):  # type: ignore[no-untyped-def]
     return cfg.gamma ** int(e)
 
 
-@SCHEDULERS.register("onecycle", "linear warm-up over pct_start of training, then linear decay to final_lr_ratio")
+@SCHEDULERS.register("onecycle", "linear warm-up over pct_start of training, then linear decay to final_lr_ratio",
+                    decays=True, warms_up=True)
 def _onecycle(cfg, e, total):  # type: ignore[no-untyped-def]
     peak = cfg.pct_start * total
     if e < peak:
@@ -89,14 +95,16 @@ def _onecycle(cfg, e, total):  # type: ignore[no-untyped-def]
     return 1.0 - (1.0 - cfg.final_lr_ratio) * (e - peak) / max(total - peak, 1e-9)
 
 
-@SCHEDULERS.register("cosine", "cosine decay to final_lr_ratio (with --warmup-epochs: linear warm-up first)")
+@SCHEDULERS.register("cosine", "cosine decay to final_lr_ratio (with --warmup-epochs: linear warm-up first)",
+                    decays=True)
 def _cosine(cfg, e, total):  # type: ignore[no-untyped-def]
     w = cfg.warmup_epochs
     t = min(max((e - w) / max(total - w, 1e-9), 0.0), 1.0)
     return cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-@SCHEDULERS.register("plateau", "× gamma when validation loss has not improved for plateau_patience epochs")
+@SCHEDULERS.register("plateau", "× gamma when validation loss has not improved for plateau_patience epochs",
+                    decays=False)  # its decay depends on validation, applied by PlateauState
 def _plateau(cfg, e, total):  # type: ignore[no-untyped-def]
     return 1.0  # the decay itself lives in PlateauState, applied on top
 

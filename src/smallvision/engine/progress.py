@@ -32,11 +32,14 @@ class Progress:
             self.bar.advance(self.task, n)
 
     def end_epoch(self, line: str) -> None:
+        """Close the epoch's bar and print its line ('' prints nothing: an epoch not evaluated)."""
         if self.live:
-            self.bar.remove_task(self.task)
+            if self.task is not None:
+                self.bar.remove_task(self.task)
             self.task = None
-            self.bar.console.print(line, highlight=False)
-        else:
+            if line:
+                self.bar.console.print(line, highlight=False)
+        elif line:
             print(line, file=self.stream, flush=True)
 
     def log(self, line: str) -> None:

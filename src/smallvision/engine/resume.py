@@ -124,16 +124,14 @@ def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: torch
     return extra["loop"]
 
 
-# Settings that may change on resume: they do not alter what the finished run computes.
-MAY_CHANGE = {"max_time", "threads", "device", "data_dir", "report", "tensorboard", "test_every_epoch",
-              "checkpoint_every", "name", "patience", "target_accuracy"}
-
-
 def check_compatible(saved: dict[str, Any], now: dict[str, Any]) -> None:
+    """Refuse a resume that changes a setting the schema marks as changing the result
+    (config.py: ``result=True``); run-control settings (max_time, threads, device, ...) may change."""
+    from smallvision.config import FIELDS
     from smallvision.errors import UsageError
 
     for key, val in now.items():
-        if key in MAY_CHANGE or key not in saved:
+        if key not in FIELDS or not FIELDS[key].metadata["result"] or key not in saved:
             continue
         if json.dumps(saved[key], sort_keys=True) != json.dumps(val, sort_keys=True):
             raise UsageError(f"cannot resume with a changed {key!r} (run: {saved[key]!r}, now: {val!r}); "

@@ -13,7 +13,7 @@ def conv_bn(cin: int, cout: int, k: int = 3) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-@MODELS.register("lenet5", "LeNet-5 (ReLU, max-pool): conv6 k5, conv16 k5, fc 120-84")
+@MODELS.register("lenet5", "LeNet-5 (ReLU, max-pool): conv6 k5, conv16 k5, fc 120-84", min_size=12)
 def lenet5(info: DatasetInfo) -> Classifier:
     convs = nn.Sequential(
         nn.Conv2d(info.channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # (B, 6, 14, 14) on 28×28
@@ -84,7 +84,7 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
-@MODELS.register("resnet-small", "a ResNet-9-style net for 28-32 px inputs (best accuracy; width option)")
+@MODELS.register("resnet-small", "a ResNet-9-style net for 28-32 px inputs (best accuracy; width option)", min_size=8)
 def resnet_small(info: DatasetInfo, width: int = 32, pool_first: bool = False) -> Classifier:
     """conv → BN → ReLU → max-pool where it downsamples (ResNet-9's order), or with ``pool_first``
     conv → max-pool → BN → ReLU, as in `cnn-fast`: BatchNorm and ReLU then work on 4× fewer values.

@@ -28,7 +28,7 @@ def _mlp(info: DatasetInfo, widths: list[int], act: type[nn.Module] | None, batc
     return Classifier(nn.Sequential(*layers), nn.Linear(d, info.num_classes), info)
 
 
-@MODELS.register("seed-digit-cnn", "seed 000 'Digit': conv10 k5, pool, conv20 k3, fc500, ReLU")
+@MODELS.register("seed-digit-cnn", "seed 000 'Digit': conv10 k5, pool, conv20 k3, fc500, ReLU", min_size=10)
 def seed_digit_cnn(info: DatasetInfo) -> Classifier:
     convs = nn.Sequential(
         nn.Conv2d(info.channels, 10, 5), nn.ReLU(), nn.MaxPool2d(2),  # (B, 10, 12, 12) on 28×28
@@ -59,7 +59,7 @@ def seed_mlp_batchnorm(info: DatasetInfo) -> Classifier:
     return _mlp(info, [300, 100], nn.ReLU, batchnorm=True)
 
 
-@MODELS.register("seed-simple-cnn", "seed 002 SimpleCNN: 3 conv blocks 32/64/128 (k3, pool), fc 512-64")
+@MODELS.register("seed-simple-cnn", "seed 002 SimpleCNN: 3 conv blocks 32/64/128 (k3, pool), fc 512-64", min_size=8)
 def seed_simple_cnn(info: DatasetInfo) -> Classifier:
     blocks: list[nn.Module] = []
     c = info.channels
@@ -72,7 +72,8 @@ def seed_simple_cnn(info: DatasetInfo) -> Classifier:
     return Classifier(features, nn.Linear(64, info.num_classes), info)
 
 
-@MODELS.register("seed-fashion-cnn", "seed 003: input BatchNorm, conv8 k3, pool, conv16 k3, pool, fc128, bias-free output")
+@MODELS.register("seed-fashion-cnn", "seed 003: input BatchNorm, conv8 k3, pool, conv16 k3, pool, fc128, bias-free output",
+                 min_size=10)
 def seed_fashion_cnn(info: DatasetInfo) -> Classifier:
     convs = nn.Sequential(
         nn.BatchNorm2d(info.channels),

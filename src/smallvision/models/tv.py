@@ -102,15 +102,15 @@ def _last_linear(net: nn.Module) -> tuple[nn.Module, int]:
 def _register() -> None:
     import torchvision.models as tvm
 
-    for name, build, enum, split, desc in [
-        ("resnet18", tvm.resnet18, "ResNet18_Weights", _resnet, "torchvision ResNet-18 (11.7 M params); pretrained=true"),
-        ("vgg16", tvm.vgg16, "VGG16_Weights", _last_linear, "torchvision VGG-16 (138 M params); pretrained=true"),
+    for name, build, enum, split, desc, min_size in [
+        ("resnet18", tvm.resnet18, "ResNet18_Weights", _resnet, "torchvision ResNet-18 (11.7 M params); pretrained=true", 4),
+        ("vgg16", tvm.vgg16, "VGG16_Weights", _last_linear, "torchvision VGG-16 (138 M params); pretrained=true", 32),
         ("mobilenet_v3_small", tvm.mobilenet_v3_small, "MobileNet_V3_Small_Weights", _last_linear,
-         "torchvision MobileNetV3-Small (2.5 M params); pretrained=true"),
+         "torchvision MobileNetV3-Small (2.5 M params); pretrained=true", 4),
         ("efficientnet_b0", tvm.efficientnet_b0, "EfficientNet_B0_Weights", _last_linear,
-         "torchvision EfficientNet-B0 (5.3 M params); pretrained=true"),
-    ]:
-        MODELS.register(name, desc)(_tv_entry(name, build, enum, split))
+         "torchvision EfficientNet-B0 (5.3 M params); pretrained=true", 4),
+    ]:  # five 2× poolings: VGG's flatten needs 32 px; the others pool adaptively
+        MODELS.register(name, desc, min_size=min_size, heavy=name != "mobilenet_v3_small")(_tv_entry(name, build, enum, split))
         TORCHVISION_LAYOUT.add(name)
 
 

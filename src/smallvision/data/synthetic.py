@@ -1,0 +1,73 @@
+"""Synthetic images: the ``fake`` data set's two kinds, and the tiny fixtures data-set entries declare.
+
+``prototype``: one random pattern per class plus noise (a linear model separates it; smoke tests).
+``stripes``: class k is a grating at angle k·180°/K with a random phase, frequency and position of
+its peak contrast, plus noise. Averaged over phases every class is the same grey, so no pixel
+template separates them: a model must learn orientation (local, non-linear features). It is the
+harder set the conformance suite trains on, where a broken optimiser or model stays at chance.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def prototypes(n: int, k: int, c: int, h: int, w: int, g: torch.Generator, protos: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    y = torch.arange(n) % k
+    x = protos[y] * 0.6 + torch.rand(n, c, h, w, generator=g) * 0.4
+    return (x * 255).round().to(torch.uint8).numpy(), y.numpy()
+
+
+def stripes(n: int, k: int, c: int, h: int, w: int, g: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(N, C, H, W) uint8 gratings and their int64 labels (class = orientation)."""
+    y = torch.arange(n) % k
+    theta = y.float() * math.pi / k + (torch.rand(n, generator=g) - 0.5) * (math.pi / k) * 0.3  # (N,) ± 15 % jitter
+    freq = 2 * math.pi / (3.0 + 2.0 * torch.rand(n, generator=g))  # a period of 3-5 px
+    phase = torch.rand(n, generator=g) * 2 * math.pi
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    proj = xx[None] * theta.cos()[:, None, None] + yy[None] * theta.sin()[:, None, None]  # (N, H, W)
+    wave = torch.sin(proj * freq[:, None, None] + phase[:, None, None])
+    cy, cx = torch.rand(n, generator=g) * h, torch.rand(n, generator=g) * w  # where contrast peaks
+    env = torch.exp(-((yy[None] - cy[:, None, None]) ** 2 + (xx[None] - cx[:, None, None]) ** 2) / (0.5 * h * w))
+    img = 0.5 + 0.4 * wave * env  # (N, H, W)
+    x = img[:, None].expand(n, c, h, w) + 0.15 * torch.randn(n, c, h, w, generator=g)
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy(), y.numpy()
+
+
+def small_set(kind: str = "stripes", n: int = 240, n_test: int = 80, k: int = 4, shape: tuple[int, int, int] = (1, 16, 16),
+              seed: int = 0) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """A tiny (train, test) pair for fixtures: ((x, y), (x, y)), uint8 (N, C, H, W) and int64 labels."""
+    g = torch.Generator().manual_seed(seed)
+    if kind == "stripes":
+        return stripes(n, k, *shape, g), stripes(n_test, k, *shape, g)
+    protos = torch.rand(k, *shape, generator=g)
+    return prototypes(n, k, *shape, g, protos), prototypes(n_test, k, *shape, g, protos)
+
+
+def write_idx_files(folder: Path, names: list[str], size: tuple[int, int] = (16, 16)) -> Path:
+    """Four IDX files (train/test images and labels) of a tiny stripes set, under `folder`, with `names`."""
+    from smallvision.data.idx import write_idx
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (tx, ty), (vx, vy) = small_set(shape=(1, *size), k=10, n=300, n_test=100)
+    for name, arr in zip(names, (tx[:, 0], ty.astype(np.uint8), vx[:, 0], vy.astype(np.uint8)), strict=True):
+        write_idx(folder / name, arr)
+    return folder
+
+
+def write_image_folder(root: Path, k: int = 3, n: int = 30, size: int = 20, channels: int = 3) -> Path:
+    """Class sub-folders of PNGs (train/ and test/): what ``folder:`` reads."""
+    from PIL import Image
+
+    (tx, ty), (vx, vy) = small_set(n=n * k, n_test=max(k, n // 3) * k, k=k, shape=(channels, size, size))
+    for split, xs, ys in (("train", tx, ty), ("test", vx, vy)):
+        for i, (img, label) in enumerate(zip(xs, ys, strict=True)):
+            d = root / split / f"class_{label}"
+            d.mkdir(parents=True, exist_ok=True)
+            arr = img.transpose(1, 2, 0) if channels == 3 else img[0]
+            Image.fromarray(arr).save(d / f"{i}.png")
+    return root

@@ -1,0 +1,258 @@
+"""Everything a run needs before its first step, gathered in one `Session`: device and precision,
+data on the device, model, optimiser, EMA, the run folder and the loop state (fresh or resumed).
+
+`setup` is shared by `fit`, `lr-find` and the benchmarks, so they all train what `train` trains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from smallvision.config import TrainConfig
+from smallvision.data import DatasetInfo, TensorLoader, load_dataset, split_validation
+from smallvision.data.augment import tta_views
+from smallvision.data.folder import ImageFiles, decode_all
+from smallvision.data.loader import as_model_input, training_subset
+from smallvision.data.stream import StreamLoader
+from smallvision.engine.checkpoint import load_checkpoint, versions
+from smallvision.engine.device import autocast_for, resolve_device, seed_everything
+from smallvision.engine.optim import PlateauState, build_optimizer
+from smallvision.engine.progress import Progress
+from smallvision.engine.run import LoopState, RunFolder, default_run_name
+from smallvision.errors import UsageError
+from smallvision.models import count_params, create_model
+
+XY = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class Prepared:
+    """Data on the device, ready for the loop."""
+
+    info: DatasetInfo  # with the normalisation actually applied
+    train: TensorLoader | StreamLoader
+    val: XY | None
+    test: XY
+    source: str
+    test_files: list[str] | None = None
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    amp: contextlib.AbstractContextManager  # autocast for the precision, or a null context
+    precision: str  # as resolved: fp32, bf16 or fp16
+    scaler: torch.amp.GradScaler | None  # fp16 only: loss scaling
+
+
+def runtime(cfg: TrainConfig) -> Runtime:
+    """Seeds, threads, device and precision, as every command resolves them."""
+    seed_everything(cfg.seed, cfg.deterministic)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    amp, precision = autocast_for(device, cfg.precision)
+    return Runtime(device, amp, precision, torch.amp.GradScaler("cuda") if precision == "fp16" else None)
+
+
+def _normalisation(cfg: TrainConfig, info: DatasetInfo) -> DatasetInfo:
+    if cfg.normalize is None:  # [mean, std], each a number or one per channel
+        return info
+    per_channel = lambda v: tuple(float(a) for a in v) if isinstance(v, list) else (float(v),) * info.channels  # noqa: E731
+    info = replace(info, mean=per_channel(cfg.normalize[0]), std=per_channel(cfg.normalize[1]))
+    if len(info.mean) != info.channels or len(info.std) != info.channels:
+        raise UsageError(f"normalize has {len(info.mean)} values per statistic but the images have {info.channels} channels")
+    return info
+
+
+def prepare_data(cfg: TrainConfig, device: torch.device) -> Prepared:
+    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.data_args)
+    x, y = training_subset(data.train_x, data.train_y, cfg.train_limit, cfg.seed)
+    tr_idx, va_idx = split_validation(len(x), cfg.val_size, cfg.seed)
+    info = _normalisation(cfg, data.info)
+
+    def put(xs: torch.Tensor) -> torch.Tensor:
+        return as_model_input(xs, info.mean, info.std, device, cfg.channels_last)
+
+    aug = {"shift": cfg.shift, "hflip": cfg.hflip, "augment": cfg.augment}
+    val = None
+    if isinstance(x, ImageFiles):  # a big image folder: decode each batch's files in worker processes
+        train: TensorLoader | StreamLoader = StreamLoader(x[tr_idx], info.mean, info.std, device, cfg.batch_size,
+                                                          seed=cfg.seed, channels_last=cfg.channels_last, **aug)
+        if len(va_idx):
+            vx, vy, bad = decode_all(x[va_idx].items, x.channels, x.size, x.workers)
+            val, data.skipped = (put(vx), vy.to(device)), data.skipped + bad
+    else:
+        train = TensorLoader(put(x[tr_idx]), y[tr_idx].to(device), cfg.batch_size, shuffle=True, seed=cfg.seed, **aug)
+        val = (put(x[va_idx]), y[va_idx].to(device)) if len(va_idx) else None
+    return Prepared(info, train, val, (put(data.test_x), data.test_y.to(device)), data.source, data.test_files,
+                    data.skipped)
+
+
+def build_model(cfg: TrainConfig, info: DatasetInfo, device: torch.device
+                ) -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.nn.Module | None]:
+    """The model (seeded on its own: initial weights never depend on how the data were loaded,
+    whose workers draw seeds), its optimiser, and the weight EMA when ``cfg.ema``."""
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, info, **cfg.model_args).to(device)
+    # test-time views, used in eval mode only: validation, test and every later evaluate/predict
+    model.tta = tta_views(cfg.shift, cfg.hflip, cfg.augment) if cfg.tta else ()
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, cfg)
+    ema = None
+    if cfg.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    return model, optimizer, ema
+
+
+@torch.inference_mode()
+def extract_features(model: torch.nn.Module, x: torch.Tensor, amp: contextlib.AbstractContextManager,
+                     batch_size: int = 512) -> torch.Tensor:
+    """The frozen backbone's output for every image, (N, F) float32 on the same device."""
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        with amp:
+            out.append(model.forward_features(x[i : i + batch_size]).float())
+    return torch.cat(out)
+
+
+def cache_backbone_features(cfg: TrainConfig, model: torch.nn.Module, data: Prepared,
+                            amp: contextlib.AbstractContextManager) -> tuple[TensorLoader, XY | None, XY]:
+    """Seed 002 §8: run the frozen backbone once over every split; training then only runs the
+    head. Returns the loader over the training features and the (features, labels) of val/test."""
+    if not cfg.freeze or cfg.unfreeze_after or cfg.ema or cfg.shift or cfg.hflip or cfg.tta or cfg.augment != "none":
+        raise UsageError("--cache-features needs --freeze and no --unfreeze-after, --ema, --shift, --hflip, --augment or --tta "
+                         "(the features are computed once, so the backbone and its inputs cannot change)")
+    if isinstance(data.train, TensorLoader):
+        feats, labels = extract_features(model, data.train.x, amp), data.train.y
+    else:  # streamed once from the files
+        parts = [(extract_features(model, xb, amp), yb) for xb, yb in data.train.in_order()]
+        feats, labels = torch.cat([f for f, _ in parts]), torch.cat([y for _, y in parts])
+    loader = TensorLoader(feats, labels, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    val_xy = (extract_features(model, data.val[0], amp), data.val[1]) if data.val is not None else None
+    return loader, val_xy, (extract_features(model, data.test[0], amp), data.test[1])
+
+
+@dataclass
+class Session:
+    """One run, set up: what the loop, the final test and the callbacks read and change."""
+
+    cfg: TrainConfig
+    rt: Runtime
+    run: RunFolder
+    data: Prepared
+    loader: TensorLoader | StreamLoader  # training batches (or cached backbone features)
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    ema: torch.nn.Module | None
+    val_xy: XY | None
+    test_xy: XY
+    plateau: PlateauState
+    state: LoopState
+    progress: Progress
+    meta: dict[str, Any]  # what every checkpoint of this run carries
+    fwd: Any = None  # what a training step calls: the model, torch.compile'd, or its head on cached features
+    best_weights: dict[str, torch.Tensor] | None = None
+    cache_seconds: float | None = None
+    meter: list[torch.Tensor] = field(default_factory=list)  # this epoch's unsynced loss sum and correct count
+    t_start: float = 0.0  # perf_counter at which training would have started, had it never stopped
+    step_clock: float | None = None  # inside an epoch: when step_time was last brought up to date
+
+    def eval_model(self) -> torch.nn.Module:
+        """The weights we judge and save: the EMA when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def judge(self) -> torch.nn.Module:
+        """What validation and test run: the model, or only its head on cached features."""
+        return self.model.head if self.cfg.cache_features else self.eval_model()
+
+    def sync(self) -> None:
+        """Bring the saved counters up to date (one device sync): loss/correct sums, times."""
+        now = time.perf_counter()
+        if self.meter:
+            loss, correct = self.meter
+            self.state.acc = [self.state.acc[0] + float(loss), self.state.acc[1] + int(correct), self.state.acc[2]]
+            loss.zero_(), correct.zero_()
+        if self.state.phase == "training":
+            self.state.elapsed = now - self.t_start
+        if self.step_clock is not None:
+            self.state.step_time += now - self.step_clock
+            self.step_clock = now
+
+    def save_state(self) -> None:
+        from smallvision.engine.resume import save_resume
+
+        self.sync()
+        self.state.plateau = self.plateau.state_dict()
+        save_resume(self.run.path, self.model, self.optimizer, self.ema, self.rt.scaler, self.state.to_dict(), self.meta)
+
+
+def _open_run(cfg: TrainConfig, rt: Runtime, runs_dir: str | Path, command: str,
+              resume: tuple[Path, Any] | None, model: torch.nn.Module, optimizer: Any, ema: Any, plateau: PlateauState
+              ) -> tuple[RunFolder, LoopState]:
+    """A new locked run folder with its config.json, or the resumed one with its restored state."""
+    from smallvision.engine import resume as rs
+
+    if resume is None:
+        run = RunFolder.create(runs_dir, default_run_name(cfg))
+        # from Python (no command line): the command that repeats this run
+        command = command or f"smallvision train --config {run / RunFolder.CONFIG}"
+        run.write_config(cfg.to_dict(), {"device": str(rt.device), "precision": rt.precision}, command)
+        return run, LoopState()
+    path, (tensors, meta) = resume
+    run = RunFolder(path).lock()
+    state = LoopState.from_dict(rs.restore(tensors, meta, model, optimizer, ema, rt.scaler, rt.device))
+    if state.plateau:
+        plateau.load_state_dict(state.plateau)
+    if state.phase == "reported":
+        run.unlock()
+        raise UsageError(f"{path}: this run already finished ({state.stopped}); nothing to resume")
+    return run, state
+
+
+def setup(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | None = None, command: str = "",
+          resume: tuple[Path, Any] | None = None) -> Session:
+    """Data, model, optimiser and run folder for `cfg`; with `resume` = (run folder, its loaded
+    resume state), the restored state of that run."""
+    cfg.validate()
+    if (cfg.patience or cfg.target_accuracy) and cfg.val_size == 0:
+        raise UsageError("--patience and --target-accuracy watch the validation split; set --val-size > 0")
+    if resume is not None:
+        from smallvision.engine.resume import check_compatible
+
+        check_compatible(resume[1][1]["config"], cfg.to_dict())
+    rt = runtime(cfg)
+    data = prepare_data(cfg, rt.device)
+    model, optimizer, ema = build_model(cfg, data.info, rt.device)
+    loader, val_xy, test_xy, cache_s = data.train, data.val, data.test, None
+    if cfg.cache_features:  # seed 002 §8: run the frozen backbone once, then train the head on its output
+        t0 = time.perf_counter()
+        loader, val_xy, test_xy = cache_backbone_features(cfg, model, data, rt.amp)
+        cache_s = time.perf_counter() - t0
+    plateau = PlateauState(cfg.plateau_patience, cfg.gamma)
+    run, state = _open_run(cfg, rt, runs_dir, command, resume, model, optimizer, ema, plateau)
+    meta = {"model": cfg.model, "model_args": cfg.model_args, "dataset": data.info.to_dict(), "config": cfg.to_dict(),
+            "versions": versions()}
+    s = Session(cfg, rt, run, data, loader, model, optimizer, ema, val_xy, test_xy, plateau, state,
+                progress or Progress(enabled=False), meta, cache_seconds=cache_s,
+                t_start=time.perf_counter() - state.elapsed)
+    s.fwd = model.head if cfg.cache_features else (torch.compile(model) if cfg.compile else model)
+    if resume is not None and (run / RunFolder.BEST).exists() and data.val is not None:
+        s.best_weights = load_checkpoint(run / RunFolder.BEST)[0]
+    if resume is not None:
+        s.progress.log(f"resuming {run} ({state.phase}) at epoch {state.epoch}, step {state.step_in_epoch} of {len(loader)}")
+    s.progress.log(f"run {run} | {cfg.dataset} ({len(loader.x)} train, {0 if data.val is None else len(data.val[0])}"
+                   f" val, {len(data.test[0])} test) | {cfg.model} ({count_params(model):,} params) | {rt.device}, "
+                   f"{rt.precision}")
+    return s
