@@ -14,10 +14,12 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
 
+from smallvision.api import make_config
 from smallvision.data.info import DatasetInfo
-from smallvision.models import create_model
+from smallvision.engine.device import autocast_for
+from smallvision.engine.setup import build_model
+from smallvision.engine.trainer import train_step
 
 
 def main() -> None:
@@ -32,19 +34,16 @@ def main() -> None:
     a = ap.parse_args()
     info = DatasetInfo("mnist", 10, 1, 28, 28, (0.1307,), (0.3081,))
     widths = [int(w) for w in a.widths.split(",")]
-    m = create_model("cnn-fast", info, widths=widths, downsample=a.downsample, stem=a.stem,
-                     hidden=a.hidden).to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    # the recipe's own model, optimiser and training step (engine/setup.py, engine/trainer.py)
+    cfg = make_config("mnist-fast", batch_size=a.batch, precision="fp32" if a.fp32 else "bf16", device="cpu",
+                      model_args={"widths": widths, "downsample": a.downsample, "stem": a.stem, "hidden": a.hidden})
+    m, opt, _ = build_model(cfg, info, torch.device("cpu"))
+    amp, _ = autocast_for(torch.device("cpu"), cfg.precision)
     x = torch.randn(a.batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (a.batch,))
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not a.fp32):
-            out = m(x)
-        loss = F.cross_entropy(out.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(m, opt, x, y, cfg.lr, cfg, amp)
 
     for _ in range(20):
         step()

@@ -97,7 +97,12 @@ MODELS: Registry[ModelFn] = Registry("model")
 
 def create_model(name: str, info: DatasetInfo, **kwargs: Any) -> Classifier:
     """Build a registered model for a data set. ``kwargs`` are the entry's own options (widths, ...)."""
-    fn = MODELS.get(name)
+    entry = MODELS.entry(name)
+    fn = entry.fn
+    lo = entry.contract.get("min_size", 1)
+    if min(info.height, info.width) < lo:  # the entry's declared minimum, before a layer fails deep inside
+        raise UsageError(f"input {'×'.join(map(str, info.input_shape))} is too small for this model "
+                         f"({name} needs at least {lo}×{lo} pixels)")
     weights = kwargs.pop("weights", None)
     if weights and name in TORCHVISION_LAYOUT:  # torchvision models also read torchvision's own layout
         kwargs["weights"] = weights

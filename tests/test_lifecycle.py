@@ -1,0 +1,145 @@
+"""The run lifecycle (engine/run.py): phases a killed run resumes from, the folder lock, and the
+settings schema's promises: --config reproduces a run bitwise, print-config round-trips, nonsense
+values are refused before any work."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from smallvision import api
+from smallvision.config import TrainConfig, read_config_file
+from smallvision.engine.checkpoint import load_checkpoint
+from smallvision.engine.run import LoopState, RunFolder
+from smallvision.errors import UsageError
+
+ARGS = ["--dataset", "fake:1x12x12", "--data-arg", "classes=3", "--data-arg", "train=240", "--data-arg", "test=120",
+        "--model", "lenet5", "--epochs", "2", "--val-size", "0.2", "--optimizer", "sgd", "--lr", "0.05"]
+
+
+def _train(tmp: Path, *extra: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "smallvision", "train", *ARGS, "--runs-dir", str(tmp), "--json", *extra],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+def _weights(run: Path) -> dict:
+    return load_checkpoint(run / "best.safetensors")[0]
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("ref")
+    r = _train(tmp, "--name", "ref")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("phase", ["trained", "tested"])
+def test_sigkill_in_the_final_test_or_report_then_resume_completes(phase, reference, tmp_path):
+    """Killed after the loop (so during the final test) or after the test (during the report):
+    --resume finishes the run with the figures of an uninterrupted one."""
+    r = _train(tmp_path, "--name", "k", env={"SMALLVISION_KILL_AT": phase})
+    assert r.returncode == -signal.SIGKILL
+    run = tmp_path / "k"
+    assert not (run / "report.html").exists()
+    assert (run / "summary.json").exists() == (phase == "tested")
+    r = run_cli("train", "--resume", str(run), "--json")
+    assert r.returncode == 0, r.stderr
+    resumed = json.loads(r.stdout.splitlines()[-1])
+    for key in ("test_accuracy", "test_loss", "val_accuracy", "best_epoch", "steps", "epochs_run"):
+        assert resumed[key] == reference[key], key
+    assert (run / "report.html").is_file()
+    assert _same(_weights(run), _weights(Path(reference["run_dir"])))
+    r = run_cli("train", "--resume", str(run))  # now it is finished
+    assert r.returncode == 2 and "already finished" in r.stderr
+
+
+def test_config_json_reproduces_the_run_bitwise(reference, tmp_path):
+    r = run_cli("train", "--config", str(Path(reference["run_dir"]) / "config.json"), "--runs-dir", str(tmp_path), "--json")
+    assert r.returncode == 0, r.stderr
+    again = json.loads(r.stdout.splitlines()[-1])
+    assert _same(_weights(Path(again["run_dir"])), _weights(Path(reference["run_dir"])))
+    assert again["test_loss"] == reference["test_loss"]
+    recorded = json.loads((Path(again["run_dir"]) / "config.json").read_text())["command"]
+    assert recorded.startswith("smallvision train --config")  # the command that ran, not a reconstruction
+
+
+def test_print_config_round_trips_through_config(tmp_path):
+    r = run_cli("print-config", "--recipe", "mnist-fast", "--epochs", "3", "--model-arg", "hidden=128")
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "mine.toml").write_text(r.stdout)
+    cfg = api.make_config(config=tmp_path / "mine.toml")
+    assert cfg == api.make_config("mnist-fast", epochs=3, model_args={"hidden": 128})
+    assert cfg.model_args["stem"] == "patch"  # the recipe's other model options kept
+    assert api.make_config(config=tmp_path / "mine.toml", lr=0.1).lr == 0.1  # flags over the file
+
+
+def test_config_file_errors_are_one_line(tmp_path):
+    (tmp_path / "bad.toml").write_text("[train]\nlearning_rate = 0.1\n")
+    (tmp_path / "broken.toml").write_text("[train\n")
+    for f, msg in (("bad.toml", "unknown setting 'learning_rate'"), ("broken.toml", "not valid TOML"),
+                   ("missing.toml", "no such file")):
+        r = run_cli("train", "--config", str(tmp_path / f))
+        assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_a_locked_run_folder_is_refused(reference, tmp_path):
+    run = RunFolder(tmp_path / "busy")
+    run.path.mkdir()
+    run.lock()
+    try:
+        with pytest.raises(UsageError, match="in use by another smallvision process"):
+            RunFolder(run.path).lock()
+    finally:
+        run.unlock()
+    RunFolder(run.path).lock().unlock()  # free again once released
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, 2.25, float("nan")])
+def test_val_size_must_be_a_fraction_or_a_whole_count(bad):
+    with pytest.raises(UsageError, match="--val-size must be a fraction in \\[0, 1\\) or a whole count"):
+        TrainConfig(val_size=bad).validate()
+    TrainConfig(val_size=0.25).validate(), TrainConfig(val_size=500).validate(), TrainConfig(val_size=0).validate()
+
+
+def test_every_setting_is_a_flag_and_changes_the_config():
+    """The train flags come from the schema: each field's flag sets that field (and nothing else)."""
+    from smallvision.cli.flags import settings_from_flags, setting_parameters
+
+    names = {p.name for p in setting_parameters()}
+    assert names == {f for f in TrainConfig.__dataclass_fields__ if f != "recipe"}
+    assert settings_from_flags({"milestones": "3,9", "model_args": ["widths=[8,16]"], "normalize": "0.5,0.25",
+                                "lr": None}) == {"milestones": [3, 9], "model_args": {"widths": [8, 16]},
+                                                  "normalize": [0.5, 0.25]}
+
+
+def test_result_changing_settings_are_refused_on_resume_and_others_allowed(reference):
+    from smallvision.engine.resume import check_compatible
+
+    saved = json.loads((Path(reference["run_dir"]) / "config.json").read_text())
+    check_compatible(saved, {**saved, "max_time": 5, "threads": 1, "device": "cpu", "report": False})
+    with pytest.raises(UsageError, match="changed 'data_args'"):
+        check_compatible(saved, {**saved, "data_args": {"classes": 4}})
+
+
+def test_old_resume_state_reads_as_finished():
+    old = {"epoch": 3, "step": 10, "history": [], "finished": "completed all epochs"}  # before phases existed
+    s = LoopState.from_dict(old)
+    assert s.phase == "reported" and s.stopped == "completed all epochs" and s.step == 10
+
+
+def test_read_config_file_skips_what_a_run_records(reference):
+    settings = read_config_file(Path(reference["run_dir"]))  # a run folder means its config.json
+    assert "command" not in settings and "resolved" not in settings and settings["model"] == "lenet5"
