@@ -113,4 +113,5 @@ def test_every_recipe_resolves_and_runs_one_epoch_on_fake_data(name, runs_dir):
                   report=False, **over)
     ran = json.loads((r.run_dir / "config.json").read_text())
     assert r.summary["recipe"] == name and r.summary["epochs_run"] == 1
-    assert all(ran[k] == getattr(cfg, k) for k in ("model", "optimizer", "lr", "batch_size", "scheduler", "precision"))
+    want = {**cfg.to_dict(), **over}
+    assert all(ran[k] == want[k] for k in ("model", "optimizer", "lr", "batch_size", "scheduler", "precision"))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import needs_fashion, needs_mnist
-from smallvision.data import DATASETS, TensorLoader, load_dataset, split_validation
+from smallvision.data import TensorLoader, load_dataset, split_validation
 from smallvision.data.csvdata import write_csv
 from smallvision.data.idx import write_idx
 from smallvision.data.loader import random_translate
@@ -111,12 +111,6 @@ def test_real_fashion_mnist_class_names():
     d = load_dataset("fashion-mnist")
     assert d.info.class_names[0] == "T-shirt/top" and d.info.class_names[9] == "Ankle boot"
     assert torch.bincount(d.test_y).tolist() == [1000] * 10
-
-
-def test_every_registered_dataset_is_exercised():
-    exercised = {"fake", "digits", "idx", "csv", "kmnist", "cifar10", "mnist", "fashion-mnist",
-                 "folder"}  # folder: tests/test_folders.py
-    assert set(DATASETS.names()) == exercised
 
 
 def test_validation_split_is_seeded_and_disjoint():

@@ -116,7 +116,7 @@ def test_val_size_must_be_a_fraction_or_a_whole_count(bad):
 
 def test_every_setting_is_a_flag_and_changes_the_config():
     """The train flags come from the schema: each field's flag sets that field (and nothing else)."""
-    from smallvision.cli.flags import settings_from_flags, setting_parameters
+    from smallvision.cli.flags import setting_parameters, settings_from_flags
 
     names = {p.name for p in setting_parameters()}
     assert names == {f for f in TrainConfig.__dataclass_fields__ if f != "recipe"}

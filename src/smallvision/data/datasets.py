@@ -93,6 +93,16 @@ def load_dataset(spec: str, data_dir: str | Path | None = None, options: dict[st
     return entry.fn(arg, data_dir, **opts)
 
 
+def given_path(name: str, arg: str | None, folder: bool, example: str) -> Path:
+    """The path after ``NAME:``, which must exist as a folder (or a file): else a one-line error."""
+    if not arg:
+        raise UsageError(f"{name} needs a {'folder' if folder else 'file'}: --dataset {name}:{example}")
+    path = Path(arg).expanduser()
+    if not (path.is_dir() if folder else path.is_file()):
+        raise DataError(f"{name}:{arg}: no such {'folder' if folder else 'file'}")
+    return path
+
+
 def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of uint8 images, on the [0, 1] scale (MNIST: 0.1307, 0.3081)."""
     xs = x[: min(len(x), 20000)].float().div_(255)  # a 20k sample pins both to 3 decimals
@@ -286,11 +296,7 @@ def _idx_dir_fixture(tmp: Path) -> dict[str, object]:
 @DATASETS.register("idx", "idx:DIR — any four IDX files (.gz or raw) in DIR: train/test images and labels",
                    fixture=_idx_dir_fixture)
 def _idx_dir(arg: str | None, data_dir: str | Path | None) -> ImageData:
-    if not arg:
-        raise UsageError("idx needs a folder: --dataset idx:PATH/TO/DIR")
-    folder = Path(arg).expanduser()
-    if not folder.is_dir():
-        raise DataError(f"idx:{arg}: no such folder")
+    folder = given_path("idx", arg, True, "PATH/TO/DIR")
     found: dict[tuple[str, str], Path] = {}
     for p in sorted(folder.iterdir()):
         if not p.is_file():

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from smallvision.data.datasets import DATASETS, ImageData, make_data
-from smallvision.errors import DataError, UsageError
+from smallvision.data.datasets import DATASETS, ImageData, given_path, make_data
+from smallvision.errors import DataError
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -39,11 +39,7 @@ def _fixture(tmp: Path) -> dict[str, object]:
 @DATASETS.register("npz", "npz:FILE — a NumPy archive as Keras caches it (x_train, y_train, x_test, y_test)",
                    fixture=_fixture)
 def _npz(arg: str | None, data_dir: str | Path | None) -> ImageData:
-    if not arg:
-        raise UsageError("npz needs a file: --dataset npz:PATH/TO/mnist.npz")
-    path = Path(arg).expanduser()
-    if not path.is_file():
-        raise DataError(f"npz:{arg}: file not found")
+    path = given_path("npz", arg, False, "PATH/TO/mnist.npz")
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in KEYS if k not in z.files]
