@@ -61,6 +61,7 @@ def fixtures(d: Path) -> None:
 
     (d / "evil.pt").write_bytes(pickle.dumps({"state_dict": Payload()}))
     (d / "empty-run").mkdir(exist_ok=True)
+    (d / "typo.toml").write_text("[train]\nlearning_rate = 0.1\n")
 
 
 def _run(d: Path) -> str:
@@ -118,4 +119,8 @@ CASES: list[Case] = [
     Case("an ensemble of one", lambda d: ["train", "--dataset", FAKE, "--ensemble", "1"], "--ensemble takes K ≥ 2"),
     Case("folder stream option not yes/no/auto", lambda d: ["train", "--dataset", f"folder:{d},stream=maybe"], "stream takes auto, yes or no"),
     Case("unknown --set key", lambda d: ["lr-find", "--dataset", FAKE, "--set", "learning_rate=0.1"], "unknown setting 'learning_rate'"),
+    Case("validation size neither a fraction nor a count", lambda d: ["train", "--dataset", FAKE, "--val-size", "1.5"], "--val-size must be a fraction in [0, 1) or a whole count"),
+    Case("unknown setting in a --config file", lambda d: ["train", "--config", str(d / "typo.toml")], "unknown setting 'learning_rate'; did you mean lr"),
+    Case("a data-set option the set does not take", lambda d: ["train", "--dataset", "digits", "--data-arg", "size=32"], "digits: unknown option 'size'; known: none"),
+    Case("a GAN asked of an autoencoder model", lambda d: ["gan", "train", "--dataset", "digits", "--model", "ae-mlp"], "'ae-mlp' is an autoencoder, not a GAN"),
 ]

@@ -136,7 +136,8 @@ def test_a_crash_while_saving_keeps_the_last_resume_state_in_place(tmp_path, mon
 
     monkeypatch.setattr(rs, "atomic_write_bytes", crash)
     with pytest.raises(KeyboardInterrupt):
-        rs.save_resume(r.run_dir, torch.nn.Linear(1, 1), torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1),
-                       None, None, {"step": -1}, {})
+        lin = torch.nn.Linear(1, 1)
+        rs.save_resume(r.run_dir, {"model": lin}, {"optim": torch.optim.SGD(lin.parameters(), lr=0.1)}, None,
+                       {"step": -1}, {})
     assert load_checkpoint(r.run_dir / rs.RESUME)[1]["resume"]["loop"] == before
     assert load_checkpoint(r.run_dir / rs.PREVIOUS)[1]["resume"]["loop"] == before

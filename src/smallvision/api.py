@@ -107,7 +107,8 @@ def train_ensemble(recipe: str | None = None, k: int = 5, runs_dir: str | Path =
 
 
 def evaluate_ensemble(checkpoints: list[str | Path], dataset: str | None = None, split: str = "test",
-                      data_dir: str | None = None, device: str = "auto", batch_size: int = 2000) -> dict[str, Any]:
+                      data_dir: str | None = None, device: str = "auto", batch_size: int = 2000,
+                      data_args: dict[str, Any] | None = None) -> dict[str, Any]:
     """Test the mean of several trained models' probabilities (run folders or checkpoints of any
     recipes and architectures trained on the same classes), each tested as its own run tested
     (its precision, memory format and TTA views). What ``--ensemble K`` reports, for runs you already have."""
@@ -115,7 +116,7 @@ def evaluate_ensemble(checkpoints: list[str | Path], dataset: str | None = None,
 
     if len(checkpoints) < 2:
         raise UsageError(f"an ensemble takes 2 or more checkpoints, got {len(checkpoints)}")
-    evs = [_evaluate_checkpoint(c, dataset, split, data_dir, device, batch_size, keep_logits=True) for c in checkpoints]
+    evs = [_evaluate_checkpoint(c, dataset, split, data_dir, device, batch_size, True, data_args) for c in checkpoints]
     first = evs[0]
     for ev in evs[1:]:
         if ev["spec"] != first["spec"] and dataset is None:
@@ -147,7 +148,8 @@ def resume(run_dir: str | Path, progress: bool = False, command: str = "", **ove
 
 
 def _evaluate_checkpoint(checkpoint: str | Path, dataset: str | None, split: str, data_dir: str | None,
-                         device: str, batch_size: int, keep_logits: bool) -> dict[str, Any]:
+                         device: str, batch_size: int, keep_logits: bool,
+                         data_args: dict[str, Any] | None = None) -> dict[str, Any]:
     """One checkpoint on a data set's split, tested as its run tested: what evaluate and
     evaluate_ensemble share."""
     import torch
@@ -167,7 +169,9 @@ def _evaluate_checkpoint(checkpoint: str | Path, dataset: str | None, split: str
     model, meta = load_model(ckpt, dev)
     cfg = from_dict(meta.get("config", {}))
     spec = dataset or cfg.dataset
-    data = load_dataset(spec, data_dir if data_dir is not None else cfg.data_dir, cfg.data_args if dataset is None else None)
+    # the run's own data options, unless another data set (with its own options) is named
+    opts = data_args if data_args is not None else (cfg.data_args if dataset is None else None)
+    data = load_dataset(spec, data_dir if data_dir is not None else cfg.data_dir, opts)
     want = tuple(model.input_shape)
     if data.info.input_shape != want:
         raise UsageError(f"{spec}: images are {'×'.join(map(str, data.info.input_shape))} but the model "
@@ -199,7 +203,7 @@ def _evaluate_checkpoint(checkpoint: str | Path, dataset: str | None, split: str
 
 def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "test", data_dir: str | None = None,
              device: str = "auto", batch_size: int = 2000, report: bool = True,
-             out: str | Path | None = None) -> dict[str, Any]:
+             out: str | Path | None = None, data_args: dict[str, Any] | None = None) -> dict[str, Any]:
     """Accuracy and loss of a checkpoint (or a run folder's best one) on a data set's split.
 
     The data set defaults to the one the model was trained on; any data set with the same
@@ -210,7 +214,7 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "t
 
     from smallvision.data import DatasetInfo
 
-    ev = _evaluate_checkpoint(checkpoint, dataset, split, data_dir, device, batch_size, keep_logits=report)
+    ev = _evaluate_checkpoint(checkpoint, dataset, split, data_dir, device, batch_size, report, data_args)
     ckpt, spec, meta, data, res, y, xs = ev["ckpt"], ev["spec"], ev["meta"], ev["data"], ev["res"], ev["y"], ev["xs"]
     model, dev = ev["model"], ev["device"]
     info = DatasetInfo.from_dict(meta["dataset"])

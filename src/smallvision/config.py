@@ -111,6 +111,8 @@ class TrainConfig:
                              choices=("auto", "fast", "fp32", "bf16", "fp16"))
     channels_last: bool = setting(False, "channels_last memory format.")
     compile: bool = setting(False, "torch.compile the model (weights are saved from the uncompiled one).")
+    sync_bn: bool = setting(False, "Several processes (torchrun, --nproc): synchronise BatchNorm statistics across "
+                            "them (SyncBatchNorm; CUDA only).")
     threads: int = setting(0, "CPU threads for torch (0: torch's default).", check=NON_NEGATIVE, result=False)
     patience: int = setting(0, "Early stopping after N evaluations without a better validation accuracy (0: off).",
                             check=NON_NEGATIVE, result=False)
@@ -129,13 +131,7 @@ class TrainConfig:
     recipe: str = setting("", "The recipe this came from, for the record.", flag=False, result=False)
 
     def validate(self) -> TrainConfig:
-        for f in dataclasses.fields(self):
-            check, v = f.metadata["check"], getattr(self, f.name)
-            if check is not None and not check[0](v):
-                raise UsageError(f"{flag_name(f.name)} {check[1]}, got {v:g}" if isinstance(v, float)
-                                 else f"{flag_name(f.name)} {check[1]}, got {v!r}")
-            if f.metadata["choices"] is not None:
-                check_choice(f.name, v)
+        validate_fields(self)
         extra = [
             (0 < self.gamma <= 1 or self.scheduler == "constant", f"--gamma must be in (0, 1], got {self.gamma:g}"),
             (self.normalize is None or len(self.normalize) == 2, "normalize must be [mean, std]"),
@@ -160,41 +156,51 @@ class TrainConfig:
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
+def validate_fields(obj: Any) -> None:
+    """Each field's check and choices, from its schema (any dataclass built with `setting`)."""
+    for f in dataclasses.fields(obj):
+        check, v = f.metadata["check"], getattr(obj, f.name)
+        if check is not None and not check[0](v):
+            raise UsageError(f"{flag_name(f.name)} {check[1]}, got {v:g}" if isinstance(v, float)
+                             else f"{flag_name(f.name)} {check[1]}, got {v!r}")
+        if f.metadata["choices"] is not None:
+            check_choice(f, v)
+
+
 def flag_name(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def choices_of(key: str) -> list[str]:
-    """The allowed values of a setting: a fixed tuple, or the names in its registry."""
-    c = FIELDS[key].metadata["choices"]
-    if c is None:
-        return []
-    if isinstance(c, tuple):
-        return list(c)
-    from smallvision.registry import registry_of
-
-    return registry_of(c).names()
-
-
-def check_choice(key: str, value: Any) -> None:
-    c = FIELDS[key].metadata["choices"]
+def check_choice(f: dataclasses.Field, value: Any) -> None:
+    """A value among a fixed tuple, or a name in the field's registry (close matches when not)."""
+    c = f.metadata["choices"]
     if isinstance(c, tuple):
         if value not in c:
-            raise UsageError(f"{flag_name(key)} must be {', '.join(c[:-1])} or {c[-1]}, got {value!r}")
+            raise UsageError(f"{flag_name(f.name)} must be {', '.join(c[:-1])} or {c[-1]}, got {value!r}")
         return
     from smallvision.registry import registry_of
 
-    name = value.partition(":")[0] if key == "dataset" else value
-    registry_of(c).entry(name)  # an unknown name is answered with close matches
+    name = value.partition(":")[0] if c == "data set" else value
+    registry_of(c).entry(name)
+
+
+# names users bring from Keras, Lightning, timm and the tutorials
+SYNONYMS = {"learning_rate": "lr", "bs": "batch_size", "batch": "batch_size", "num_epochs": "epochs",
+            "n_epochs": "epochs", "max_epochs": "epochs", "wd": "weight_decay", "optim": "optimizer",
+            "lr_scheduler": "scheduler", "sched": "scheduler", "arch": "model", "data": "dataset", "amp": "precision"}
+
+
+def unknown_setting(key: str, source: str) -> UsageError:
+    close = [SYNONYMS[key]] if key in SYNONYMS else difflib.get_close_matches(key, list(FIELDS), n=2)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return UsageError(f"{source}: unknown setting {key!r}{hint}")
 
 
 def merge(base: TrainConfig, overrides: dict[str, Any], source: str) -> TrainConfig:
     """Return `base` with `overrides` applied; unknown keys are an error naming the source."""
     for key in overrides:
         if key not in FIELDS:
-            close = difflib.get_close_matches(key, list(FIELDS), n=2)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise UsageError(f"{source}: unknown setting {key!r}{hint}")
+            raise unknown_setting(key, source)
     return dataclasses.replace(base, **overrides)
 
 

@@ -20,17 +20,18 @@ import typer
 from smallvision.config import FIELDS, TrainConfig
 from smallvision.errors import UsageError
 
-_HINTS = typing.get_type_hints(TrainConfig)
 _REGISTRY_HELP = {"model": "see `smallvision models`", "data set": "see `smallvision datasets`",
                   "optimizer": "sgd, adam, adamw, adadelta, rmsprop, or a plugin",
                   "scheduler": "constant, step, multistep, exponential, plateau, onecycle, cosine, or a plugin",
-                  "augmentation": "none, flip, digits, crop, photo, erase"}
+                  "augmentation": "none, flip, digits, crop, photo, erase",
+                  "generative model": "gan-mlp, dcgan, ae-mlp, ae-conv, vae-mlp, vae-conv",
+                  "GAN loss": "bce (non-saturating), lsgan, hinge, wgan-gp"}
 _SINGULAR = {"model_args": "--model-arg", "data_args": "--data-arg"}  # repeatable KEY=VALUE flags
 
 
-def _kind(name: str) -> type:
+def _kind(cls: type, name: str) -> type:
     """The command-line type of a setting: bool, int, float, str, or list (KEY=VALUE, repeatable)."""
-    hint = _HINTS[name]
+    hint = typing.get_type_hints(cls)[name]
     if typing.get_origin(hint) is dict:
         return list
     args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
@@ -47,13 +48,14 @@ def _help(f: dataclasses.Field) -> str:
     return f.metadata["help"]
 
 
-def setting_parameters() -> list[inspect.Parameter]:
-    """One keyword parameter per settable field, as typer reads them: Annotated[Optional[T], Option]."""
+def setting_parameters(cls: type = TrainConfig) -> list[inspect.Parameter]:
+    """One keyword parameter per settable field of a schema dataclass, as typer reads them:
+    Annotated[Optional[T], Option]."""
     params = []
-    for f in dataclasses.fields(TrainConfig):
+    for f in dataclasses.fields(cls):
         if not f.metadata["flag"]:
             continue
-        kind, flag = _kind(f.name), "--" + f.name.replace("_", "-")
+        kind, flag = _kind(cls, f.name), "--" + f.name.replace("_", "-")
         decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [_SINGULAR.get(f.name, flag)]
         typ = Optional[list[str]] if kind is list else Optional[kind]
         opt = typer.Option(*decls, help=_help(f), metavar=f.metadata["metavar"] or None, show_default=False)
@@ -62,10 +64,10 @@ def setting_parameters() -> list[inspect.Parameter]:
     return params
 
 
-def with_settings(*extra: inspect.Parameter) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command `extra` parameters plus one flag per setting (its body takes ``**kw``)."""
+def with_settings(*extra: inspect.Parameter, cls: type = TrainConfig) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command `extra` parameters plus one flag per setting of `cls` (its body takes ``**kw``)."""
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        params = [*extra, *setting_parameters()]
+        params = [*extra, *setting_parameters(cls)]
         fn.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         fn.__annotations__ = {p.name: p.annotation for p in params}
         return fn
@@ -104,11 +106,12 @@ def _numbers(text: str, flag: str, n: int | None) -> list[float]:
     return vals
 
 
-def settings_from_flags(kw: dict[str, Any]) -> dict[str, Any]:
+def settings_from_flags(kw: dict[str, Any], cls: type = TrainConfig) -> dict[str, Any]:
     """The settings the user gave on the command line (flags left out are absent), as config values."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     out: dict[str, Any] = {}
     for name, val in kw.items():
-        if name not in FIELDS or not FIELDS[name].metadata["flag"] or val is None:
+        if name not in fields or not fields[name].metadata["flag"] or val is None:
             continue
         if name in _SINGULAR:
             val = parse_pairs(val, _SINGULAR[name])
@@ -122,11 +125,10 @@ def settings_from_flags(kw: dict[str, Any]) -> dict[str, Any]:
 
 def parse_sets(items: list[str] | None) -> dict[str, Any]:
     """--set KEY=VALUE pairs (VALUE parsed as JSON when it can be) as config overrides."""
-    import difflib
+    from smallvision.config import unknown_setting
 
     out = parse_pairs(items, "--set") or {}
     for k in out:
         if k not in FIELDS:
-            close = difflib.get_close_matches(k, list(FIELDS), n=2)
-            raise UsageError(f"--set: unknown setting {k!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+            raise unknown_setting(k, "--set")
     return out

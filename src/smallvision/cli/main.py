@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from smallvision.cli.flags import option, parse_sets, settings_from_flags, with_settings
+from smallvision.cli.flags import option, parse_pairs, parse_sets, settings_from_flags, with_settings
 
 app = typer.Typer(
     name="smallvision",
@@ -26,6 +26,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _add_generative() -> None:
+    from smallvision.cli.generative import ae_app, gan_app
+
+    app.add_typer(gan_app, name="gan")
+    app.add_typer(ae_app, name="autoencoder")
 
 
 @app.callback()
@@ -80,6 +87,8 @@ def recipes() -> None:
 
 
 def _emit(summary: dict[str, Any], as_json: bool, title: str) -> None:
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the job
+        return
     if as_json:
         print(json.dumps(summary))
         return
@@ -109,6 +118,8 @@ def _settings(kw: dict[str, Any]) -> dict[str, Any]:
     option("resume", Optional[Path], None, "--resume", help="Continue a stopped run folder from where it stopped."),
     option("runs_dir", Path, Path("runs"), "--runs-dir", help="Where run folders go."),
     option("ensemble", int, 0, "--ensemble", help="Train K members (seeds seed..seed+K-1) and test their averaged probabilities."),
+    option("nproc", int, 1, "--nproc", help="Data-parallel over N processes on this machine: runs torchrun for you "
+           "(--batch-size stays the global batch; see README, 'Several processes')."),
     option("as_json", bool, False, "--json", help="Print the final summary as one JSON line."),
     _SET,
 )
@@ -118,6 +129,8 @@ def train(**kw: Any) -> None:
     from smallvision.errors import UsageError
 
     over, as_json = _settings(kw), kw["as_json"]
+    if kw["nproc"] > 1 and "WORLD_SIZE" not in os.environ:
+        sys.exit(_torchrun(kw["nproc"]))
     command = "smallvision " + shlex.join(sys.argv[1:])  # what ran, recorded in config.json
     if kw["resume"] is not None:
         if kw["recipe"] or kw["config"]:
@@ -133,6 +146,23 @@ def train(**kw: Any) -> None:
         return
     result = api.train(runs_dir=kw["runs_dir"], progress=not as_json, command=command, config=cfg)
     _emit(result.summary, as_json, f"run {result.run_dir}")
+
+
+def _torchrun(n: int) -> int:
+    """`smallvision train --nproc N ARGS` -> `torchrun --standalone --nproc-per-node N -m smallvision train ARGS`."""
+    import subprocess
+
+    args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            args.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m", "smallvision", *args]
+    print("running: torchrun " + shlex.join(cmd[3:]), file=sys.stderr, flush=True)
+    return subprocess.run(cmd).returncode
 
 
 @app.command("print-config")
@@ -151,6 +181,7 @@ def print_config(**kw: Any) -> None:
 def evaluate(
     checkpoint: Annotated[str, typer.Argument(help="A run folder (its best checkpoint) or a .safetensors file.")],
     dataset: Annotated[Optional[str], typer.Option(help="Evaluate on another compatible data set.")] = None,
+    data_arg: Annotated[Optional[list[str]], typer.Option(help="Data-set option KEY=VALUE, repeatable.")] = None,
     split: Annotated[str, typer.Option(help="test or val (the run's own seeded validation split).")] = "test",
     data_dir: Annotated[Optional[str], typer.Option()] = None,
     device: Annotated[str, typer.Option()] = "auto",
@@ -162,7 +193,7 @@ def evaluate(
     from smallvision import api
 
     res = api.evaluate(checkpoint, dataset=dataset, split=split, data_dir=data_dir, device=device, report=report,
-                       out=out)
+                       out=out, data_args=parse_pairs(data_arg, "--data-arg"))
     _emit(res, as_json, f"evaluate {checkpoint}")
 
 
@@ -170,6 +201,7 @@ def evaluate(
 def ensemble(
     checkpoints: Annotated[list[str], typer.Argument(help="Two or more run folders or .safetensors files.")],
     dataset: Annotated[Optional[str], typer.Option(help="Test on this data set (default: the one they were trained on).")] = None,
+    data_arg: Annotated[Optional[list[str]], typer.Option(help="Data-set option KEY=VALUE, repeatable.")] = None,
     split: Annotated[str, typer.Option(help="test or val.")] = "test",
     data_dir: Annotated[Optional[str], typer.Option()] = None,
     device: Annotated[str, typer.Option()] = "auto",
@@ -178,7 +210,8 @@ def ensemble(
     """Test the averaged probabilities of models you already trained (any recipes, same classes)."""
     from smallvision import api
 
-    res = api.evaluate_ensemble(checkpoints, dataset=dataset, split=split, data_dir=data_dir, device=device)
+    res = api.evaluate_ensemble(checkpoints, dataset=dataset, split=split, data_dir=data_dir, device=device,
+                                data_args=parse_pairs(data_arg, "--data-arg"))
     _emit(res, as_json, f"ensemble of {len(checkpoints)}")
 
 
@@ -330,6 +363,9 @@ def lr_find_cmd(
               f"loss was lowest at {res['min_loss_lr']:.3g}\nsaved {res['plot']}")
 
 
+_add_generative()
+
+
 def _error_table() -> list[tuple[type[BaseException], int, str, bool]]:
     """How each kind of failure is shown: (exception, exit status, line format, shows a traceback
     under --debug). The first matching row wins; anything else is an internal error (exit 1)."""
@@ -371,6 +407,7 @@ def main(argv: list[str] | None = None) -> None:
             if isinstance(e, kind):
                 if debug and traceback_on_debug:
                     raise
-                print(fmt.format(e, kind=type(e).__name__), file=sys.stderr)
+                if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: say it once
+                    print(fmt.format(e, kind=type(e).__name__), file=sys.stderr)
                 sys.exit(status)
         raise

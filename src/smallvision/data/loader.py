@@ -138,8 +138,10 @@ class TensorLoader:
     """Batches from tensors already on the device. ``batch_size`` 0 means the full set (full-batch GD)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0,
-                 drop_last: bool = False, shift: int = 0, hflip: bool = False, augment: str = "none") -> None:
+                 drop_last: bool = False, shift: int = 0, hflip: bool = False, augment: str = "none",
+                 shard: tuple[int, int] = (0, 1)) -> None:
         self.x, self.y = x, y
+        self.rank, self.world = shard  # several processes: each keeps rows rank::world of every global batch
         self.batch_size = batch_size if batch_size > 0 else len(x)
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.shift, self.hflip = shift, hflip
@@ -170,7 +172,9 @@ class TensorLoader:
             else:
                 idx = order[lo : lo + self.batch_size]
                 xb, yb = self.x[idx], self.y[idx]
-            yield augment_batch(xb, aug_g, self.shift, self.hflip, self.augment), yb
+            xb = augment_batch(xb, aug_g, self.shift, self.hflip, self.augment)
+            # the same global batch (order and augmentation draws) on every process, then this one's rows
+            yield (xb[self.rank :: self.world], yb[self.rank :: self.world]) if self.world > 1 else (xb, yb)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.batches(0)

@@ -25,35 +25,37 @@ from smallvision.io import atomic_write_bytes
 RESUME, PREVIOUS = "resume.safetensors", "resume.prev.safetensors"
 
 
-def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _flatten_optimizer(sd: dict[str, Any], prefix: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors: dict[str, torch.Tensor] = {}
     plain: dict[str, Any] = {"param_groups": sd["param_groups"], "state": {}}
     for idx, st in sd["state"].items():
         plain["state"][str(idx)] = {}
         for k, v in st.items():
             if isinstance(v, torch.Tensor):
-                tensors[f"optim.{idx}.{k}"] = v
+                tensors[f"{prefix}.{idx}.{k}"] = v
             else:
                 plain["state"][str(idx)][k] = v
     return tensors, plain
 
 
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> dict[str, Any]:
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict[str, Any], prefix: str) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in plain["state"].items()}
     for key, t in tensors.items():
-        if key.startswith("optim."):
+        if key.startswith(prefix + "."):
             _, idx, name = key.split(".", 2)
             state.setdefault(int(idx), {})[name] = t
     return {"state": state, "param_groups": plain["param_groups"]}
 
 
-def save_resume(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                ema: torch.nn.Module | None, scaler: Any, loop: dict[str, Any], meta: dict[str, Any]) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    opt_t, opt_plain = _flatten_optimizer(optimizer.state_dict())
-    tensors.update(opt_t)
-    if ema is not None:
-        tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+def save_resume(run_dir: Path, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                scaler: Any, loop: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Write the resume state: every module's and optimiser's state under its name (a classifier:
+    ``model``, ``ema``, ``optim``; a GAN: ``G``, ``D``, ``optim_g``, ``optim_d``), RNGs, the loop."""
+    tensors = {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
+    plains = {}
+    for name, opt in optimizers.items():
+        opt_t, plains[name] = _flatten_optimizer(opt.state_dict(), name)
+        tensors.update(opt_t)
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
@@ -62,7 +64,7 @@ def save_resume(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Op
     tensors["rng.numpy"] = torch.from_numpy(np_state[1].astype(np.int64))
     py_state = random.getstate()
     extra = {
-        "loop": loop, "optimizer": opt_plain,
+        "loop": loop, "optimizers": plains,
         "scaler": scaler.state_dict() if scaler is not None else None,
         "rng": {"python": [py_state[0], list(py_state[1]), py_state[2]],
                 "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])]},
@@ -102,15 +104,15 @@ def load_resume(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
     raise CheckpointError(f"{run_dir}: nothing to resume (no {RESUME}); was it trained by smallvision?")
 
 
-def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: torch.nn.Module,
-            optimizer: torch.optim.Optimizer, ema: torch.nn.Module | None, scaler: Any,
-            device: torch.device) -> dict[str, Any]:
-    """Load states into the live objects; return the loop counters."""
+def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], modules: dict[str, torch.nn.Module],
+            optimizers: dict[str, torch.optim.Optimizer], scaler: Any, device: torch.device) -> dict[str, Any]:
+    """Load states into the live objects (named as when saved); return the loop counters."""
     extra = meta["resume"]
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    optimizer.load_state_dict(_unflatten_optimizer({k: v.to(device) for k, v in tensors.items()}, extra["optimizer"]))
-    if ema is not None:
-        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    for name, m in modules.items():
+        m.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")})
+    plains = extra.get("optimizers") or {"optim": extra["optimizer"]}  # files from before several optimisers
+    for name, opt in optimizers.items():
+        opt.load_state_dict(_unflatten_optimizer({k: v.to(device) for k, v in tensors.items()}, plains[name], name))
     if scaler is not None and extra.get("scaler"):
         scaler.load_state_dict(extra["scaler"])
     torch.set_rng_state(tensors["rng.torch"])

@@ -58,9 +58,11 @@ class LoopState:
 
 
 def crash_point(phase: str) -> None:
-    """Fault injection for the reliability tests: ``SMALLVISION_KILL_AT=<phase>`` SIGKILLs this
-    process the moment the run enters that phase (after its state is saved)."""
-    if os.environ.get("SMALLVISION_KILL_AT") == phase:
+    """Fault injection for the reliability tests: ``SMALLVISION_KILL_AT=<point>`` SIGKILLs this
+    process the moment the run reaches that point, its state saved: a phase (``trained``,
+    ``tested``) or the end of an epoch (``epoch-3``). Under torchrun only rank 0 is killed (torchrun
+    then stops the others, as when a machine fails)."""
+    if os.environ.get("SMALLVISION_KILL_AT") == phase and os.environ.get("RANK", "0") == "0":
         os.kill(os.getpid(), signal.SIGKILL)
 
 

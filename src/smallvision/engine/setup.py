@@ -7,6 +7,7 @@ data on the device, model, optimiser, EMA, the run folder and the loop state (fr
 from __future__ import annotations
 
 import contextlib
+import io
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from smallvision.data.augment import tta_views
 from smallvision.data.folder import ImageFiles, decode_all
 from smallvision.data.loader import as_model_input, training_subset
 from smallvision.data.stream import StreamLoader
+from smallvision.engine import distributed
 from smallvision.engine.checkpoint import load_checkpoint, versions
 from smallvision.engine.device import autocast_for, resolve_device, seed_everything
 from smallvision.engine.optim import PlateauState, build_optimizer
@@ -50,16 +52,20 @@ class Runtime:
     amp: contextlib.AbstractContextManager  # autocast for the precision, or a null context
     precision: str  # as resolved: fp32, bf16 or fp16
     scaler: torch.amp.GradScaler | None  # fp16 only: loss scaling
+    dist: distributed.Dist = field(default_factory=distributed.Dist)  # this process's rank among torchrun's
 
 
 def runtime(cfg: TrainConfig) -> Runtime:
-    """Seeds, threads, device and precision, as every command resolves them."""
+    """Seeds, threads, device, precision and (under torchrun) the process group, as every command resolves them."""
     seed_everything(cfg.seed, cfg.deterministic)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    d = distributed.from_environment()
+    device = distributed.init(d, resolve_device(cfg.device))
+    if d.on and cfg.sync_bn and device.type != "cuda":
+        raise UsageError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only)")
     amp, precision = autocast_for(device, cfg.precision)
-    return Runtime(device, amp, precision, torch.amp.GradScaler("cuda") if precision == "fp16" else None)
+    return Runtime(device, amp, precision, torch.amp.GradScaler("cuda") if precision == "fp16" else None, d)
 
 
 def _normalisation(cfg: TrainConfig, info: DatasetInfo) -> DatasetInfo:
@@ -72,7 +78,9 @@ def _normalisation(cfg: TrainConfig, info: DatasetInfo) -> DatasetInfo:
     return info
 
 
-def prepare_data(cfg: TrainConfig, device: torch.device) -> Prepared:
+def prepare_data(cfg: TrainConfig, device: torch.device, shard: tuple[int, int] = (0, 1)) -> Prepared:
+    """The data on `device`; with several processes each keeps its `shard` (rank, world) of every
+    training batch and of the validation split (the test split stays whole: rank 0 tests)."""
     data = load_dataset(cfg.dataset, cfg.data_dir, cfg.data_args)
     x, y = training_subset(data.train_x, data.train_y, cfg.train_limit, cfg.seed)
     tr_idx, va_idx = split_validation(len(x), cfg.val_size, cfg.seed)
@@ -81,16 +89,18 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> Prepared:
     def put(xs: torch.Tensor) -> torch.Tensor:
         return as_model_input(xs, info.mean, info.std, device, cfg.channels_last)
 
-    aug = {"shift": cfg.shift, "hflip": cfg.hflip, "augment": cfg.augment}
+    aug = {"shift": cfg.shift, "hflip": cfg.hflip, "augment": cfg.augment, "shard": shard}
+    rank, world = shard
     val = None
     if isinstance(x, ImageFiles):  # a big image folder: decode each batch's files in worker processes
         train: TensorLoader | StreamLoader = StreamLoader(x[tr_idx], info.mean, info.std, device, cfg.batch_size,
                                                           seed=cfg.seed, channels_last=cfg.channels_last, **aug)
         if len(va_idx):
-            vx, vy, bad = decode_all(x[va_idx].items, x.channels, x.size, x.workers)
+            vx, vy, bad = decode_all(x[va_idx[rank::world]].items, x.channels, x.size, x.workers)
             val, data.skipped = (put(vx), vy.to(device)), data.skipped + bad
     else:
         train = TensorLoader(put(x[tr_idx]), y[tr_idx].to(device), cfg.batch_size, shuffle=True, seed=cfg.seed, **aug)
+        va_idx = va_idx[rank::world]
         val = (put(x[va_idx]), y[va_idx].to(device)) if len(va_idx) else None
     return Prepared(info, train, val, (put(data.test_x), data.test_y.to(device)), data.source, data.test_files,
                     data.skipped)
@@ -195,7 +205,14 @@ class Session:
 
         self.sync()
         self.state.plateau = self.plateau.state_dict()
-        save_resume(self.run.path, self.model, self.optimizer, self.ema, self.rt.scaler, self.state.to_dict(), self.meta)
+        if not self.rt.dist.main:  # one writer: rank 0
+            return
+        save_resume(self.run.path, _modules(self.model, self.ema), {"optim": self.optimizer}, self.rt.scaler,
+                    self.state.to_dict(), self.meta)
+
+
+def _modules(model: torch.nn.Module, ema: torch.nn.Module | None) -> dict[str, torch.nn.Module]:
+    return {"model": model, **({"ema": ema} if ema is not None else {})}
 
 
 def _open_run(cfg: TrainConfig, rt: Runtime, runs_dir: str | Path, command: str,
@@ -204,15 +221,20 @@ def _open_run(cfg: TrainConfig, rt: Runtime, runs_dir: str | Path, command: str,
     """A new locked run folder with its config.json, or the resumed one with its restored state."""
     from smallvision.engine import resume as rs
 
+    d = rt.dist
     if resume is None:
-        run = RunFolder.create(runs_dir, default_run_name(cfg))
-        # from Python (no command line): the command that repeats this run
-        command = command or f"smallvision train --config {run / RunFolder.CONFIG}"
-        run.write_config(cfg.to_dict(), {"device": str(rt.device), "precision": rt.precision}, command)
+        created = RunFolder.create(runs_dir, default_run_name(cfg)) if d.main else None  # rank 0 names and locks it
+        run = created or RunFolder(distributed.broadcast(None, d))
+        if d.main:
+            distributed.broadcast(str(run.path), d)
+            # from Python (no command line): the command that repeats this run
+            command = command or f"smallvision train --config {run / RunFolder.CONFIG}"
+            run.write_config(cfg.to_dict(), {"device": str(rt.device), "precision": rt.precision,
+                                             "processes": d.world}, command)
         return run, LoopState()
     path, (tensors, meta) = resume
-    run = RunFolder(path).lock()
-    state = LoopState.from_dict(rs.restore(tensors, meta, model, optimizer, ema, rt.scaler, rt.device))
+    run = RunFolder(path).lock() if d.main else RunFolder(path)
+    state = LoopState.from_dict(rs.restore(tensors, meta, _modules(model, ema), {"optim": optimizer}, rt.scaler, rt.device))
     if state.plateau:
         plateau.load_state_dict(state.plateau)
     if state.phase == "reported":
@@ -233,7 +255,7 @@ def setup(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | 
 
         check_compatible(resume[1][1]["config"], cfg.to_dict())
     rt = runtime(cfg)
-    data = prepare_data(cfg, rt.device)
+    data = prepare_data(cfg, rt.device, (rt.dist.rank, rt.dist.world))
     model, optimizer, ema = build_model(cfg, data.info, rt.device)
     loader, val_xy, test_xy, cache_s = data.train, data.val, data.test, None
     if cfg.cache_features:  # seed 002 §8: run the frozen backbone once, then train the head on its output
@@ -244,15 +266,20 @@ def setup(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | 
     run, state = _open_run(cfg, rt, runs_dir, command, resume, model, optimizer, ema, plateau)
     meta = {"model": cfg.model, "model_args": cfg.model_args, "dataset": data.info.to_dict(), "config": cfg.to_dict(),
             "versions": versions()}
+    if not rt.dist.main:  # one voice: rank 0 logs
+        progress = Progress(enabled=False, stream=io.StringIO())
     s = Session(cfg, rt, run, data, loader, model, optimizer, ema, val_xy, test_xy, plateau, state,
                 progress or Progress(enabled=False), meta, cache_seconds=cache_s,
                 t_start=time.perf_counter() - state.elapsed)
-    s.fwd = model.head if cfg.cache_features else (torch.compile(model) if cfg.compile else model)
+    s.fwd = model.head if cfg.cache_features else distributed.wrap(model, rt.dist, rt.device, cfg.sync_bn)
+    if cfg.compile:
+        s.fwd = torch.compile(s.fwd)
     if resume is not None and (run / RunFolder.BEST).exists() and data.val is not None:
         s.best_weights = load_checkpoint(run / RunFolder.BEST)[0]
     if resume is not None:
         s.progress.log(f"resuming {run} ({state.phase}) at epoch {state.epoch}, step {state.step_in_epoch} of {len(loader)}")
+    procs = f" × {rt.dist.world} processes (global batch {cfg.batch_size})" if rt.dist.on else ""
     s.progress.log(f"run {run} | {cfg.dataset} ({len(loader.x)} train, {0 if data.val is None else len(data.val[0])}"
-                   f" val, {len(data.test[0])} test) | {cfg.model} ({count_params(model):,} params) | {rt.device}, "
-                   f"{rt.precision}")
+                   f" val{' per process' if rt.dist.on else ''}, {len(data.test[0])} test) | {cfg.model} ({count_params(model):,} params) | {rt.device}, "
+                   f"{rt.precision}{procs}")
     return s

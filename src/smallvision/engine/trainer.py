@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from smallvision.config import TrainConfig
 from smallvision.data.loader import torch_order_seed
 from smallvision.data.stream import StreamLoader
+from smallvision.engine import distributed
 from smallvision.engine.callbacks import PeriodicSave, ProgressBar, StopOnSignal, TensorBoardLog, call
 from smallvision.engine.checkpoint import save_checkpoint
 from smallvision.engine.evaluate import EvalResult, evaluate
@@ -110,7 +111,7 @@ def train_epoch(s: Session, epoch: int, callbacks: list[Any]) -> tuple[float, fl
         call(callbacks, "on_step", s)
     s.sync()
     s.step_clock = None
-    (loss_sum, correct, seen), st.acc = st.acc, [0.0, 0, 0]
+    (loss_sum, correct, seen), st.acc = distributed.all_sum(st.acc, s.rt.device, s.rt.dist), [0.0, 0, 0]
     st.images_seen += seen
     st.epoch, st.step_in_epoch = epoch + 1, 0
     if not math.isfinite(loss_sum / max(seen, 1)):
@@ -126,7 +127,7 @@ def _fmt(r: EvalResult | None) -> str:
 def evaluate_epoch(s: Session, epoch: int, lr: float, train_loss: float, train_acc: float
                    ) -> tuple[dict[str, Any], EvalResult | None, str]:
     """Validate (and with ``test_every_epoch`` test, for the record); the epoch's metrics row and log line."""
-    val = evaluate(s.judge(), *s.val_xy, autocast=s.rt.amp) if s.val_xy is not None else None
+    val = _reduced(s, evaluate(s.judge(), *s.val_xy, autocast=s.rt.amp)) if s.val_xy is not None else None
     test = evaluate(s.judge(), *s.test_xy, autocast=s.rt.amp) if s.cfg.test_every_epoch else None
     if val is not None and s.cfg.scheduler == "plateau":
         s.plateau.update(val.loss)
@@ -138,6 +139,14 @@ def evaluate_epoch(s: Session, epoch: int, lr: float, train_loss: float, train_a
     line = (f"epoch {epoch:>3}/{s.cfg.epochs}  lr {lr:.3g}  train {train_acc:.2f}% (loss {train_loss:.4f})  "
             f"val {_fmt(val)}" + (f"  test {_fmt(test)}" if test else "") + f"  [{s.state.elapsed:.1f}s]")
     return row, val, line
+
+
+def _reduced(s: Session, r: EvalResult) -> EvalResult:
+    """A result over every process's shard of the split (the same figures on every process)."""
+    if not s.rt.dist.on:
+        return r
+    loss, correct, n = distributed.all_sum([r.loss * r.n, r.accuracy * r.n / 100, r.n], s.rt.device, s.rt.dist)
+    return EvalResult(loss / max(n, 1), 100.0 * correct / max(n, 1), int(n))
 
 
 def write_metrics(run: RunFolder, history: list[dict[str, Any]]) -> None:
@@ -162,13 +171,16 @@ def select(s: Session, row: dict[str, Any], val: EvalResult | None) -> None:
         st.best_epoch, st.bad_epochs = row["epoch"], 0
         st.best_acc, st.best_loss = (val.accuracy, val.loss) if val else (-1.0, 0.0)
         s.best_weights = {k: v.detach().clone() for k, v in weights.items()}
-        if val is not None:
+        if val is not None and s.rt.dist.main:
             save_checkpoint(s.run / RunFolder.BEST, s.best_weights, meta)
     else:
         st.bad_epochs += 1
-    save_checkpoint(s.run / RunFolder.LAST, weights, meta)
-    write_metrics(s.run, st.history)
+    st.stopped = _stop_reason(s.cfg, val, st.bad_epochs, st.elapsed, row["epoch"])  # saved with the state below
+    if s.rt.dist.main:  # one writer
+        save_checkpoint(s.run / RunFolder.LAST, weights, meta)
+        write_metrics(s.run, st.history)
     s.save_state()
+    crash_point(f"epoch-{row['epoch']}")
 
 
 def _stop_reason(cfg: TrainConfig, val: EvalResult | None, bad_epochs: int, train_time: float, epoch: int) -> str:
@@ -211,7 +223,9 @@ def _summary(s: Session, final: torch.nn.Module, test: EvalResult) -> tuple[dict
 
 def finish(s: Session) -> TrainResult:
     """trained -> tested -> reported: the test set read once with the selected weights (best on
-    validation; the last ones without validation), summary.json, then the report."""
+    validation; the last ones without validation), summary.json, then the report. Rank 0's work."""
+    if not s.rt.dist.main:
+        return TrainResult(s.run.path, {}, s.state.history)
     final = s.eval_model()
     if s.best_weights is not None and s.data.val is not None:
         final.load_state_dict(s.best_weights)
@@ -248,6 +262,8 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
             if cfg.tensorboard:
                 callbacks.append(TensorBoardLog(str(s.run / RunFolder.TENSORBOARD)))
             for epoch in range(s.state.epoch, cfg.epochs + 1):
+                if s.state.stopped:  # a stop rule fired before a kill: resume goes on to the final test
+                    break
                 loss, acc, lr = train_epoch(s, epoch, callbacks)
                 last = epoch == cfg.epochs or (cfg.max_time and s.state.elapsed >= cfg.max_time)
                 if epoch % cfg.eval_every and not last:  # sparse evaluation (full-batch recipes)
@@ -257,11 +273,8 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
                 row, val, line = evaluate_epoch(s, epoch, lr, loss, acc)
                 select(s, row, val)
                 call(callbacks, "on_epoch_end", s, row, line)
-                s.state.stopped = _stop_reason(cfg, val, s.state.bad_epochs, s.state.elapsed, epoch)
-                if s.state.stopped:
-                    break
             s.state.stopped = s.state.stopped or "completed all epochs"
-            if s.data.val is None:  # no validation: "best" is the final model; keep the file for tools that expect it
+            if s.data.val is None and s.rt.dist.main:  # no validation: "best" is the final model (tools expect the file)
                 save_checkpoint(s.run / RunFolder.BEST, s.eval_model().state_dict(),
                                 {**s.meta, "epoch": s.state.best_epoch, "metrics": s.state.history[-1]})
             enter_phase(s, "trained")
@@ -274,3 +287,4 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
         call(callbacks, "close")
         s.progress.close()
         s.run.unlock()
+        distributed.shutdown(s.rt.dist)

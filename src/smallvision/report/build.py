@@ -59,8 +59,8 @@ def reproduce_command(config: dict[str, Any]) -> str:
         flag = "--" + key.replace("_", "-")
         if isinstance(val, bool):
             args.append(flag if val else flag.replace("--", "--no-", 1))
-        elif key == "model_args":
-            args += [x for k, v in val.items() for x in ("--model-arg", f"{k}={json.dumps(v)}")]
+        elif key in ("model_args", "data_args"):  # repeatable KEY=VALUE flags
+            args += [x for k, v in val.items() for x in (flag[:-1], f"{k}={json.dumps(v)}")]
         elif isinstance(val, list):
             args += [flag, ",".join(str(v) for v in val)]
         elif val is not None:
@@ -68,9 +68,40 @@ def reproduce_command(config: dict[str, Any]) -> str:
     return shlex.join(args)
 
 
+def render(out_dir: Path, title: str, head_rows: Sequence[dict[str, Any]], figures: Sequence[tuple[str, str]],
+           tables: Sequence[tuple[str, Sequence[dict[str, Any]]]], env: dict[str, Any], command: str) -> None:
+    """report.md and a self-contained report.html: a head table, figures (PNG/GIF files in `out_dir`,
+    embedded), titled tables, the environment and the command that reproduces the run."""
+    env_rows = [{"item": k, "value": str(v)} for k, v in env.items()]
+    tables = [*tables, ("Environment", env_rows)]
+    md = [f"# {title}", "", _table(head_rows, True), ""]
+    for f, cap in figures:
+        md += [f"## {cap}", "", f"![{cap}]({f})", ""]
+    for heading, rows in tables:
+        md += [f"## {heading}", "", _table(rows, True) or "none", ""]
+    if command:
+        md += ["## Reproduce", "", "```", command, "```", ""]
+    atomic_write_text(out_dir / "report.md", "\n".join(md))
+    css = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+           "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
+           "text-align:left;font-size:14px}th{background:#f0f0f0}img{max-width:100%;height:auto;display:block}"
+           "pre{background:#f6f6f6;padding:8px;overflow-x:auto;white-space:pre-wrap}h2{margin-top:1.6em}")
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1>", _table(head_rows, False)]
+    for f, cap in figures:
+        parts.append(f"<h2>{html.escape(cap)}</h2>{_img_tag(out_dir / f, cap)}")
+    for heading, rows in tables:
+        parts.append(f"<h2>{html.escape(heading)}</h2>" + (_table(rows, False) or "<p>none</p>"))
+    if command:
+        parts.append(f"<h2>Reproduce</h2><pre>{html.escape(command)}</pre>")
+    parts.append("</body></html>")
+    atomic_write_text(out_dir / "report.html", "\n".join(parts))
+
+
 def _img_tag(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    kind = "gif" if path.suffix == ".gif" else "png"
+    return f'<img alt="{html.escape(alt)}" src="data:image/{kind};base64,{data}">'
 
 
 def _table(rows: Sequence[dict[str, Any]], md: bool) -> str:
@@ -149,36 +180,8 @@ def write_report(
                 "stopped"):
         if summary.get(key) is not None:
             head_rows.append({"metric": key.replace("_", " "), "value": str(summary[key])})
-    env_rows = [{"item": k, "value": str(v)} for k, v in env.items()]
-
-    md = [f"# {title}", "", _table(head_rows, True), ""]
-    for f, cap in figures:
-        md += [f"## {cap}", "", f"![{cap}]({f})", ""]
-    md += ["## Per-class precision / recall / F1", "", _table(per_class, True), "",
-           "## Most confused pairs", "", _table(confused, True) or "none", "",
-           "## Environment", "", _table(env_rows, True), ""]
+    tables = [("Per-class precision / recall / F1", per_class), ("Most confused pairs", confused)]
     if skipped:
-        md += [f"## Unreadable images skipped ({len(skipped)})", ""] + [f"- {f}" for f in skipped] + [""]
-    if command:
-        md += ["## Reproduce", "", "```", command, "```", ""]
-    atomic_write_text(out_dir / "report.md", "\n".join(md))
-
-    css = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-           "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
-           "text-align:left;font-size:14px}th{background:#f0f0f0}img{max-width:100%;height:auto;display:block}"
-           "pre{background:#f6f6f6;padding:8px;overflow-x:auto;white-space:pre-wrap}h2{margin-top:1.6em}")
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1>", _table(head_rows, False)]
-    for f, cap in figures:
-        parts.append(f"<h2>{html.escape(cap)}</h2>{_img_tag(out_dir / f, cap)}")
-    parts += ["<h2>Per-class precision / recall / F1</h2>", _table(per_class, False),
-              "<h2>Most confused pairs</h2>", _table(confused, False) or "<p>none</p>",
-              "<h2>Environment</h2>", _table(env_rows, False)]
-    if skipped:
-        parts.append(f"<h2>Unreadable images skipped ({len(skipped)})</h2><ul>"
-                     + "".join(f"<li>{html.escape(f)}</li>" for f in skipped) + "</ul>")
-    if command:
-        parts.append(f"<h2>Reproduce</h2><pre>{html.escape(command)}</pre>")
-    parts.append("</body></html>")
-    atomic_write_text(out_dir / "report.html", "\n".join(parts))
+        tables.append((f"Unreadable images skipped ({len(skipped)})", [{"file": f} for f in skipped]))
+    render(out_dir, title, head_rows, figures, tables, env, command)
     return doc

@@ -1,0 +1,156 @@
+"""`smallvision gan ...` and `smallvision autoencoder ...`: thin over smallvision.generative; the
+train flags come from the `GenConfig` schema, as `train`'s come from `TrainConfig`."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from smallvision.cli.flags import option, settings_from_flags, with_settings
+from smallvision.generative.config import GenConfig
+
+gan_app = typer.Typer(help="Generative adversarial networks: train, sample, score.", no_args_is_help=True)
+ae_app = typer.Typer(help="Autoencoders (plain, convolutional, variational, denoising): train, sample, reconstruct.",
+                     no_args_is_help=True)
+
+_COMMON = (
+    option("config", Optional[Path], None, "--config", help="Settings from a file: a run's config.json or a TOML table."),
+    option("resume", Optional[Path], None, "--resume", help="Continue a stopped run folder from where it stopped."),
+    option("runs_dir", Path, Path("runs"), "--runs-dir", help="Where run folders go."),
+    option("as_json", bool, False, "--json", help="Print the final summary as one JSON line."),
+)
+
+
+def _train(kind: str, kw: dict[str, Any]) -> None:
+    from smallvision.config import read_config_file
+    from smallvision.engine.progress import Progress
+    from smallvision.errors import UsageError
+    from smallvision.generative.config import gen_config
+    from smallvision.generative.loop import saved_config
+
+    over = settings_from_flags(kw, GenConfig)
+    command = "smallvision " + shlex.join(sys.argv[1:])
+    if kw["resume"] is not None:
+        if kw["config"]:
+            raise UsageError("--resume continues a run with its own settings; drop --config")
+        base = saved_config(kw["resume"])
+        changed = [k for k, v in over.items() if base.get(k) != v and GenConfig.__dataclass_fields__[k].metadata["result"]]
+        if changed:
+            raise UsageError(f"cannot resume with a changed {changed[0]!r}; it would change the result. Start a new run")
+    else:
+        base = _read(kw["config"], read_config_file) if kw["config"] else {}
+    base.pop("kind", None)
+    cfg = gen_config(kind, base, **over)
+    if kind == "gan":
+        from smallvision.generative.gan import train_gan as run
+    else:
+        from smallvision.generative.autoencoder import train_autoencoder as run
+    summary = run(cfg, kw["runs_dir"], command, kw["resume"], Progress(enabled=not kw["as_json"]))
+    _print(summary, kw["as_json"])
+
+
+def _read(path: Path, reader: Any) -> dict[str, Any]:
+    """A generative run's config.json (or a TOML table of GenConfig settings)."""
+    import tomllib
+
+    from smallvision.errors import UsageError
+
+    p = path / "config.json" if path.is_dir() else path
+    if not p.is_file():
+        raise UsageError(f"--config {path}: no such file")
+    try:
+        doc = json.loads(p.read_text()) if p.suffix == ".json" else tomllib.loads(p.read_text()).get("gan",
+                                                                                                   tomllib.loads(p.read_text()))
+    except ValueError as e:
+        raise UsageError(f"--config {p}: cannot read it ({e})") from None
+    return {k: v for k, v in doc.items() if k not in ("resolved", "command")}
+
+
+def _print(res: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(res))
+        return
+    score = res.get("score")
+    for k, v in res.items():
+        if k != "score":
+            print(f"{k}: {v}")
+    if score:
+        real = score["real_test_images"]
+        print(f"quality (scorer {score['scorer']}; real test images in brackets):\n"
+              f"  confident samples (p ≥ 0.9): {score['confident_pct']:.1f} %  [{real['confident_pct']:.1f} %]\n"
+              f"  classes holding ≥ 5 %: {score['classes_with_5pct']} of {score['classes']}  "
+              f"(smallest {score['min_class_pct']:.1f} %, entropy {score['class_entropy']:.3f})  "
+              f"[{real['classes_with_5pct']}, {real['min_class_pct']:.1f} %, {real['class_entropy']:.3f}]\n"
+              f"  Fréchet distance to the test set: {score['frechet_distance']:.2f}  [{real['frechet_distance']:.2f}]")
+
+
+@gan_app.command("train")
+@with_settings(*_COMMON, cls=GenConfig)
+def gan_train(**kw: Any) -> None:
+    """Train a GAN (gan-mlp or dcgan; bce, lsgan, hinge or wgan-gp loss); writes runs/<name>/ with
+    per-epoch sample grids, a GIF, loss curves, checkpoints, the quality score and a report."""
+    _train("gan", kw)
+
+
+@gan_app.command("sample")
+def gan_sample(
+    checkpoint: Annotated[str, typer.Argument(help="A GAN run folder or its generator.safetensors.")],
+    n: Annotated[int, typer.Option("-n", help="How many samples.")] = 64,
+    seed: Annotated[int, typer.Option(help="Noise seed: the same seed, the same images.")] = 0,
+    label: Annotated[Optional[int], typer.Option(help="Conditional generators: draw this class only.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="The grid's PNG (default: sample_seed<S>.png in the run).")] = None,
+    score: Annotated[bool, typer.Option("--score/--no-score", help="Also score the samples.")] = False,
+    scorer: Annotated[Optional[str], typer.Option(help="Scoring classifier (default: the data set's, trained once).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where the default scorer is kept (_scorers/).")] = Path("runs"),
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Write a grid of samples from a trained generator; --score adds the quality figures."""
+    from smallvision.generative.gan import sample
+
+    _print(sample(checkpoint, n, seed, out, label, device, score, scorer, runs_dir), as_json)
+
+
+@ae_app.command("train")
+@with_settings(*_COMMON, cls=GenConfig)
+def ae_train(**kw: Any) -> None:
+    """Train an autoencoder (ae-mlp, ae-conv, vae-mlp, vae-conv; --denoise σ); writes reconstructions
+    per epoch, the latent plot, loss curves, checkpoints and a report."""
+    if kw.get("model") is None:
+        kw["model"] = "ae-conv"
+    _train("autoencoder", kw)
+
+
+@ae_app.command("sample")
+def ae_sample(
+    checkpoint: Annotated[str, typer.Argument(help="An autoencoder run folder or its autoencoder.safetensors.")],
+    n: Annotated[int, typer.Option("-n", help="How many samples.")] = 64,
+    seed: Annotated[int, typer.Option()] = 0,
+    out: Annotated[Optional[Path], typer.Option()] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Decode random codes into a grid of new images."""
+    from smallvision.generative.autoencoder import sample
+
+    _print(sample(checkpoint, n, seed, out, device), as_json)
+
+
+@ae_app.command("reconstruct")
+def ae_reconstruct(
+    checkpoint: Annotated[str, typer.Argument(help="An autoencoder run folder or its autoencoder.safetensors.")],
+    files: Annotated[Optional[list[str]], typer.Argument(help="Image files (default: the first -n test images).")] = None,
+    n: Annotated[int, typer.Option("-n")] = 16,
+    out: Annotated[Optional[Path], typer.Option()] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Input row / output row for your images or the test set, with the error per pixel."""
+    from smallvision.generative.autoencoder import reconstruct
+
+    _print(reconstruct(checkpoint, files, n, out, device), as_json)

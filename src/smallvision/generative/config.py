@@ -1,0 +1,70 @@
+"""Settings of a generative run: the same schema machinery as `TrainConfig` (config.py), so the
+``gan train`` / ``autoencoder train`` flags, ``--config`` and config.json come from one place."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from smallvision.config import AT_LEAST_1, DEVICE, NON_NEGATIVE, POSITIVE, UNIT, setting, validate_fields
+from smallvision.errors import UsageError
+
+
+@dataclass
+class GenConfig:
+    dataset: str = setting("mnist", "Data set NAME or NAME:PATH (see `smallvision datasets`).", choices="data set")
+    data_args: dict[str, Any] = setting({}, "Data-set option KEY=VALUE, repeatable.", metavar="KEY=VALUE")
+    data_dir: str | None = setting(None, "Folder searched first for data files.", result=False)
+    train_limit: int = setting(0, "Train on a seeded subset of N images (0: all).", check=NON_NEGATIVE)
+    model: str = setting("dcgan", "gan-mlp, dcgan (gan train); ae-mlp, ae-conv, vae-mlp, vae-conv (autoencoder train).",
+                         choices="generative model")
+    model_args: dict[str, Any] = setting({}, "Model option KEY=VALUE (z_dim, width, latent, hidden, ...), repeatable.",
+                                         metavar="KEY=VALUE")
+    conditional: bool = setting(False, "GAN: condition on the class (sample one digit class on request).")
+    loss: str = setting("bce", "GAN loss.", choices="GAN loss")
+    gp_weight: float = setting(10.0, "wgan-gp: weight of the gradient penalty.", check=NON_NEGATIVE)
+    d_steps: int = setting(1, "GAN: discriminator steps per generator step.", check=AT_LEAST_1)
+    lr: float = setting(2e-4, "Adam learning rate (both networks).", check=POSITIVE)
+    beta1: float = setting(0.5, "Adam beta1 (DCGAN: 0.5).", check=UNIT)
+    batch_size: int = setting(128, "Batch size.", check=AT_LEAST_1)
+    epochs: int = setting(10, "Epochs.", check=AT_LEAST_1)
+    max_time: float = setting(0.0, "Stop after this many seconds of training (0: off).", check=NON_NEGATIVE, result=False)
+    kl_weight: float = setting(1.0, "VAE: weight of the KL term.", check=NON_NEGATIVE)
+    denoise: float = setting(0.0, "Autoencoder: train to remove Gaussian noise of this std (0: off).", check=NON_NEGATIVE)
+    samples: int = setting(64, "Images in each fixed-noise grid.", check=AT_LEAST_1)
+    gif: bool = setting(True, "Also write the per-epoch grids as an animated GIF.", result=False)
+    score: bool = setting(True, "Score the generator at the end with a smallvision classifier (GAN).", result=False)
+    scorer: str = setting("", "Run folder or checkpoint of the scoring classifier (default: one trained on the data "
+                          "set with its fast recipe, kept in <runs-dir>/_scorers).", result=False)
+    score_samples: int = setting(5000, "Generated images scored.", check=AT_LEAST_1, result=False)
+    seed: int = setting(0, "Seed of everything.")
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps.", check=DEVICE, result=False)
+    threads: int = setting(0, "CPU threads for torch (0: torch's default).", check=NON_NEGATIVE, result=False)
+    report: bool = setting(True, "Write report.{html,md,json}.", result=False)
+    name: str = setting("", "Run folder name (default: dataset-model plus a time stamp).", result=False)
+    kind: str = setting("gan", "gan or autoencoder (set by the command).", flag=False)
+
+    def validate(self) -> GenConfig:
+        validate_fields(self)
+        if not isinstance(self.model_args, dict) or not isinstance(self.data_args, dict):
+            raise UsageError("model_args and data_args are tables of KEY = VALUE")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def gen_config(kind: str, base: dict[str, Any] | None = None, **overrides: Any) -> GenConfig:
+    """Defaults < a saved or file config < overrides, validated; unknown keys are one-line errors."""
+    import difflib
+
+    fields = {f.name for f in dataclasses.fields(GenConfig)}
+    given = {**(base or {}), **overrides, "kind": kind}
+    for key in given:
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=2)
+            raise UsageError(f"unknown setting {key!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    if "model" not in given:
+        given["model"] = "dcgan" if kind == "gan" else "ae-conv"
+    return GenConfig(**given).validate()

@@ -1,0 +1,203 @@
+"""`smallvision gan train|sample`: the GAN loop (pytorch/examples' dcgan shape) and sampling.
+
+Per step: one discriminator update on a real and a generated batch (plus the gradient penalty for
+WGAN-GP), then, every ``d_steps`` steps, one generator update through the updated discriminator.
+Per epoch: a grid of the same fixed noise (so the frames of the GIF are comparable), the loss
+row, ``generator.safetensors`` and the resume state. At the end: the loss curves, the GIF, the
+quality score (score.py) and the report.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from smallvision.engine.callbacks import ProgressBar, StopOnSignal, call
+from smallvision.engine.progress import Progress
+from smallvision.errors import DivergenceError, UsageError
+from smallvision.generative.config import GenConfig
+from smallvision.generative.loop import GenSession, open_session, plot_losses, save_gif, save_grid, write_gen_report
+from smallvision.generative.nets import GAN_LOSSES, gradient_penalty
+
+
+def _noise(n: int, s: GenSession, g: torch.Generator | None = None) -> torch.Tensor:
+    return torch.randn(n, s.nets["G"].z_dim, device=s.device, generator=g)
+
+
+def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
+    """One discriminator update, then (every d_steps) one generator update; loss sums into s.meter."""
+    G, D, cfg = s.nets["G"], s.nets["D"], s.cfg
+    loss_fn, y = GAN_LOSSES.get(cfg.loss), (yb if cfg.conditional else None)
+    fake = G(_noise(len(xb), s), y)  # (B, C, H, W) in [-1, 1]
+    d_loss = loss_fn(D(xb, y), D(fake.detach(), y), False)
+    if GAN_LOSSES.entry(cfg.loss).contract.get("gradient_penalty"):
+        d_loss = d_loss + cfg.gp_weight * gradient_penalty(D, xb, fake.detach(), y)
+    s.optimizers["optim_d"].zero_grad(set_to_none=True)
+    d_loss.backward()
+    s.optimizers["optim_d"].step()
+    if s.state.step % cfg.d_steps == 0:
+        g_loss = loss_fn(None, D(fake, y), True)
+        s.optimizers["optim_g"].zero_grad(set_to_none=True)
+        g_loss.backward()
+        s.optimizers["optim_g"].step()
+        s.meter[1] += g_loss.detach() * len(xb)
+    if s.device.type == "cpu" and not torch.isfinite(d_loss):
+        raise DivergenceError(f"discriminator loss became {d_loss.item()} at step {s.state.step + 1}; "
+                              f"try a lower --lr than {cfg.lr:g}")
+    s.meter[0] += d_loss.detach() * len(xb)
+
+
+@torch.no_grad()
+def generate(G: torch.nn.Module, n: int, seed: int, device: torch.device, label: int | None = None,
+             num_classes: int = 0, batch: int = 1000) -> torch.Tensor:
+    """`n` images in [0, 1] from a seeded noise stream: the same seed, the same images. A conditional
+    generator draws `label`, or the classes in turn when no label is given."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    out = []
+    for i in range(0, n, batch):
+        m = min(batch, n - i)
+        z = torch.randn(m, G.z_dim, device=device, generator=g)
+        y = None
+        if G.embed is not None:
+            y = torch.full((m,), label, device=device) if label is not None else (torch.arange(i, i + m, device=device)
+                                                                                  % num_classes)
+        out.append((G(z, y) + 1) / 2)
+    return torch.cat(out).clamp(0, 1)
+
+
+def _epoch_end(s: GenSession, epoch: int) -> dict[str, Any]:
+    st = s.state
+    s.sync()
+    (d_sum, g_sum, seen), st.acc = st.acc, [0.0, 0, 0]
+    st.images_seen += seen
+    row = {"epoch": epoch, "step": st.step, "d_loss": d_sum / max(seen, 1), "g_loss": g_sum / max(seen, 1) * s.cfg.d_steps,
+           "seconds": round(st.elapsed, 2)}
+    st.history.append(row)
+    G = s.nets["G"].eval()
+    with torch.no_grad():
+        save_grid((G(s.fixed["z"], s.fixed.get("y")) + 1) / 2, s.run / f"samples_epoch{epoch:03d}.png")
+    G.train()
+    st.epoch, st.step_in_epoch = epoch + 1, 0
+    s.save_net("G", "generator.safetensors")
+    s.save_state()
+    return row
+
+
+def train_gan(cfg: GenConfig, runs_dir: str | Path = "runs", command: str = "", resume: str | Path | None = None,
+              progress: Progress | None = None) -> dict[str, Any]:
+    """Train a GAN; returns the run's summary (with the quality score when ``cfg.score``)."""
+    s = open_session(cfg, runs_dir, command, resume, progress)
+    g = torch.Generator(device=s.device).manual_seed(cfg.seed + 12345)
+    s.fixed = {"z": _noise(cfg.samples, s, g)}
+    if cfg.conditional:  # each grid row one class
+        s.fixed["y"] = (torch.arange(cfg.samples, device=s.device) // max(cfg.samples // s.info.num_classes, 1)
+                        ).clamp_max(s.info.num_classes - 1)
+    callbacks = [ProgressBar(), StopOnSignal()]
+    try:
+        if s.state.phase == "training":
+            _loop(s, callbacks)
+        return _finish(s)
+    finally:
+        call(callbacks, "close")
+        s.progress.close()
+        s.run.unlock()
+
+
+def _loop(s: GenSession, callbacks: list[Any]) -> None:
+    cfg, st = s.cfg, s.state
+    for epoch in range(st.epoch, cfg.epochs + 1):
+        for net in s.nets.values():
+            net.train()
+        s.meter = [torch.zeros((), device=s.device, dtype=torch.float64) for _ in range(2)]
+        s.step_clock = time.perf_counter()
+        call(callbacks, "on_epoch_start", s, epoch)
+        for xb, yb in s.loader.batches(epoch, st.step_in_epoch):
+            gan_step(s, xb, yb)
+            st.acc[2] += len(xb)
+            st.step += 1
+            st.step_in_epoch += 1
+            call(callbacks, "on_step", s)
+        row = _epoch_end(s, epoch)
+        s.step_clock = None
+        call(callbacks, "on_epoch_end", s, row, f"epoch {epoch:>3}/{cfg.epochs}  D loss {row['d_loss']:.4f}  "
+                                                f"G loss {row['g_loss']:.4f}  [{row['seconds']:.1f}s]")
+        if cfg.max_time and st.elapsed >= cfg.max_time:
+            st.stopped = f"time limit {cfg.max_time:g}s reached after epoch {epoch}"
+            break
+    st.stopped = st.stopped or "completed all epochs"
+    s.enter_phase("trained")
+
+
+def _finish(s: GenSession) -> dict[str, Any]:
+    from smallvision.generative.score import default_scorer, score_images
+
+    cfg, st = s.cfg, s.state
+    frames = sorted(s.run.path.glob("samples_epoch*.png"))
+    plot_losses(st.history, ["d_loss", "g_loss"], s.run / "losses.png", f"{cfg.model}, {cfg.loss} loss")
+    if cfg.gif:
+        save_gif(frames, s.run / "samples.gif")
+    summary: dict[str, Any] = {
+        "run": s.run.name, "run_dir": str(s.run), "model": cfg.model, "loss": cfg.loss, "dataset": s.info.name,
+        "conditional": cfg.conditional, "epochs_run": st.history[-1]["epoch"], "steps": st.step,
+        "train_seconds": round(st.elapsed, 2), "images_per_second": round(st.images_seen / max(st.step_time, 1e-9), 1),
+        "stopped": st.stopped, "device": str(s.device),
+        "params": {k: sum(p.numel() for p in v.parameters()) for k, v in s.nets.items()},
+    }
+    if cfg.score:
+        scorer = cfg.scorer or default_scorer(cfg.dataset, cfg.data_args, cfg.data_dir, s.run.path.parent,
+                                              log=s.progress.log)
+        images = generate(s.nets["G"].eval(), cfg.score_samples, cfg.seed, s.device, num_classes=s.info.num_classes)
+        summary["score"] = score_images(images, scorer, cfg.dataset, cfg.data_args, cfg.data_dir, s.device)
+    if st.phase == "trained":
+        s.enter_phase("tested")
+    figures = [(frames[-1].name, f"Fixed-noise samples after epoch {st.history[-1]['epoch']}"),
+               ("losses.png", "Discriminator and generator loss per epoch")]
+    if cfg.gif:
+        figures.append(("samples.gif", "The fixed-noise samples, epoch by epoch"))
+    tables = [("Losses per epoch", st.history)]
+    if "score" in summary:
+        sc = summary["score"]
+        tables.insert(0, ("Quality (scored by a smallvision classifier)", _score_rows(sc)))
+    write_gen_report(s, f"{s.run.name}: {cfg.model} GAN on {s.info.name}", summary, figures, tables)
+    s.enter_phase("reported")
+    return summary
+
+
+def _score_rows(sc: dict[str, Any]) -> list[dict[str, Any]]:
+    real = sc["real_test_images"]
+    names = {"confident_pct": "confident samples (p ≥ 0.9), %", "classes_with_5pct": "classes holding ≥ 5 %",
+             "min_class_pct": "smallest class share, %", "class_entropy": "class entropy / log K",
+             "frechet_distance": "Fréchet distance to the test set (classifier features)"}
+    return [{"figure": label, "samples": sc[k], "real test images": real[k]} for k, label in names.items()]
+
+
+def sample(checkpoint: str | Path, n: int = 64, seed: int = 0, out: str | Path | None = None, label: int | None = None,
+           device: str = "auto", score: bool = False, scorer: str | None = None, runs_dir: str | Path = "runs",
+           nrow: int = 8) -> dict[str, Any]:
+    """Write a grid of `n` samples from a trained generator (a run folder or generator.safetensors);
+    with `score`, the quality figures of `n` samples too."""
+    from smallvision.engine.device import resolve_device
+    from smallvision.generative.loop import load_net
+
+    dev = resolve_device(device)
+    G, meta = load_net(checkpoint, "G", dev)
+    k = meta["dataset"]["num_classes"]
+    if label is not None and (G.embed is None or not 0 <= label < k):
+        raise UsageError(f"--label needs a conditional generator and a class 0-{k - 1}" if G.embed is not None
+                         else "--label needs a generator trained with --conditional")
+    if n < 1:
+        raise UsageError(f"-n must be ≥ 1, got {n}")
+    images = generate(G, n, seed, dev, label, k)
+    path = Path(out) if out else Path(checkpoint if Path(checkpoint).is_dir() else Path(checkpoint).parent) / f"sample_seed{seed}.png"
+    save_grid(images[: min(n, 400)], path, nrow=nrow)
+    res: dict[str, Any] = {"grid": str(path), "samples": n, "seed": seed}
+    if score:
+        from smallvision.generative.score import default_scorer, score_images
+
+        cfg = meta["config"]
+        judge = scorer or default_scorer(cfg["dataset"], cfg["data_args"], cfg["data_dir"], runs_dir, log=lambda m: None)
+        res["score"] = score_images(images, judge, cfg["dataset"], cfg["data_args"], cfg["data_dir"], dev)
+    return res

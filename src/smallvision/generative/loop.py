@@ -1,0 +1,213 @@
+"""What the GAN and autoencoder loops share with each other and with the classifier engine: the
+run folder (lock, config.json, phases), data on the device, exact resume, signals, pictures and
+the report. Each loop (gan.py, autoencoder.py) is then one small `step` and its end-of-epoch work.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from smallvision.data import TensorLoader, load_dataset
+from smallvision.data.info import DatasetInfo
+from smallvision.data.loader import training_subset
+from smallvision.engine.checkpoint import load_checkpoint, save_checkpoint, versions
+from smallvision.engine.device import resolve_device, seed_everything
+from smallvision.engine.progress import Progress
+from smallvision.engine.run import LoopState, RunFolder, crash_point
+from smallvision.errors import UsageError
+from smallvision.generative.config import GenConfig
+from smallvision.generative.nets import create_generative
+from smallvision.io import write_json
+
+
+@dataclass
+class GenSession:
+    cfg: GenConfig
+    run: RunFolder
+    device: torch.device
+    info: DatasetInfo
+    loader: TensorLoader  # training images scaled to [-1, 1] (GAN) or [0, 1] (autoencoder), labels
+    test: tuple[torch.Tensor, torch.Tensor]  # the same for the test split
+    nets: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    state: LoopState
+    progress: Progress
+    meta: dict[str, Any]
+    fixed: dict[str, torch.Tensor] = field(default_factory=dict)  # fixed noise / images for the per-epoch pictures
+    meter: list[torch.Tensor] = field(default_factory=list)  # this epoch's unsynced loss sums, added to state.acc[:2]
+    t_start: float = 0.0
+    step_clock: float | None = None
+
+    def sync(self) -> None:
+        """Bring the saved counters up to date: loss sums (one device sync) and times."""
+        now = time.perf_counter()
+        if self.meter:
+            self.state.acc = [self.state.acc[0] + float(self.meter[0]), self.state.acc[1] + float(self.meter[1]),
+                              self.state.acc[2]]
+            self.meter[0].zero_(), self.meter[1].zero_()
+        if self.state.phase == "training":
+            self.state.elapsed = now - self.t_start
+        if self.step_clock is not None:
+            self.state.step_time += now - self.step_clock
+            self.step_clock = now
+
+    def save_state(self) -> None:
+        from smallvision.engine.resume import save_resume
+
+        self.sync()
+        save_resume(self.run.path, self.nets, self.optimizers, None, self.state.to_dict(), self.meta)
+
+    def enter_phase(self, phase: str) -> None:
+        self.state.phase = phase
+        self.save_state()
+        crash_point(phase)
+
+    def save_net(self, name: str, filename: str) -> Path:
+        """One network as a self-describing checkpoint (what `gan sample` / `autoencoder sample` load)."""
+        path = self.run / filename
+        save_checkpoint(path, self.nets[name].state_dict(), {**self.meta, "net": name, "epoch": self.state.epoch - 1})
+        return path
+
+
+def _images(x: torch.Tensor, kind: str, device: torch.device) -> torch.Tensor:
+    x = x.to(device).float().div_(255)  # (N, C, H, W) in [0, 1]
+    return x.mul_(2).sub_(1) if kind == "gan" else x
+
+
+def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str | Path | None,
+                 progress: Progress | None = None) -> GenSession:
+    """Data, networks, Adam optimisers and the run folder: new, or restored from `resume`."""
+    cfg.validate()
+    seed_everything(cfg.seed, False)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.data_args)
+    x, y = training_subset(data.train_x, data.train_y, cfg.train_limit, cfg.seed)
+    if len(x) < cfg.batch_size:
+        raise UsageError(f"--batch-size {cfg.batch_size} is larger than the training set ({len(x)} images)")
+    torch.manual_seed(cfg.seed)
+    args = {**cfg.model_args, **({"conditional": True} if cfg.conditional else {})}
+    nets = {k: v.to(device) for k, v in create_generative(cfg.model, data.info, cfg.kind, **args).items()}
+    optimizers = {f"optim_{k.lower()}": torch.optim.Adam(v.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+                  for k, v in nets.items()}
+    loader = TensorLoader(_images(x, cfg.kind, device), y.to(device), cfg.batch_size, shuffle=True, seed=cfg.seed)
+    test = (_images(data.test_x, cfg.kind, device), data.test_y.to(device))
+    meta = {"kind": cfg.kind, "model": cfg.model, "model_args": args, "dataset": data.info.to_dict(),
+            "config": cfg.to_dict(), "versions": versions()}
+    state = LoopState()
+    if resume is None:
+        base = cfg.name or f"{cfg.dataset.split(':')[0]}-{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run = RunFolder.create(runs_dir, base)
+        run.write_config(cfg.to_dict(), {"device": str(device)}, command)
+    else:
+        run, state = _restore(Path(resume), cfg, nets, optimizers, device)
+    s = GenSession(cfg, run, device, data.info, loader, test, nets, optimizers, state, progress or Progress(False), meta)
+    s.t_start = time.perf_counter() - state.elapsed
+    return s
+
+
+def _restore(path: Path, cfg: GenConfig, nets: dict[str, nn.Module], optimizers: dict[str, Any],
+             device: torch.device) -> tuple[RunFolder, LoopState]:
+    from smallvision.engine.resume import load_resume, restore
+
+    run = RunFolder(path).lock()
+    tensors, meta = load_resume(path)
+    state = LoopState.from_dict(restore(tensors, meta, nets, optimizers, None, device))
+    if state.phase == "reported":
+        run.unlock()
+        raise UsageError(f"{path}: this run already finished ({state.stopped}); nothing to resume")
+    return run, state
+
+
+def saved_config(run_dir: str | Path) -> dict[str, Any]:
+    """The settings of a generative run folder (for --resume), from its resume state."""
+    from smallvision.engine.resume import load_resume
+
+    meta = load_resume(Path(run_dir))[1]
+    if meta.get("kind") not in ("gan", "autoencoder"):
+        raise UsageError(f"{run_dir}: not a GAN or autoencoder run")
+    return meta["config"]
+
+
+def load_net(checkpoint: str | Path, net: str, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a generator / autoencoder from its self-describing checkpoint (a run folder works too)."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / ("generator.safetensors" if (path / "generator.safetensors").exists() else "autoencoder.safetensors")
+    if not path.is_file():
+        raise UsageError(f"{checkpoint}: no such checkpoint or run folder")
+    state, meta = load_checkpoint(path)
+    if meta.get("net") != net:
+        raise UsageError(f"{path}: holds {meta.get('net') or 'a classifier'}, not the {net} this command needs")
+    nets = create_generative(meta["model"], DatasetInfo.from_dict(meta["dataset"]), meta["kind"], **meta["model_args"])
+    model = nets[net]
+    model.load_state_dict(state)
+    return model.to(device).eval(), meta
+
+
+# ----------------------------------------------------------------------------- pictures
+def save_grid(images01: torch.Tensor, path: Path, nrow: int = 8) -> None:
+    """(N, C, H, W) in [0, 1] -> one PNG grid (2-px white gaps), written atomically."""
+    import io
+
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    from smallvision.io import atomic_write_bytes
+
+    grid = make_grid(images01.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
+    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    buf = io.BytesIO()
+    Image.fromarray(arr[..., 0] if images01.shape[1] == 1 else arr).resize(
+        (arr.shape[1] * 2, arr.shape[0] * 2), Image.NEAREST).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def save_gif(frames: list[Path], path: Path, ms: int = 400) -> None:
+    """The per-epoch grids as one animated GIF (the last frame held longer)."""
+    from PIL import Image
+
+    imgs = [Image.open(f).convert("P", palette=Image.ADAPTIVE) for f in frames]
+    if imgs:
+        durations = [ms] * (len(imgs) - 1) + [ms * 5]
+        imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=durations, loop=0)
+
+
+def plot_losses(history: list[dict[str, Any]], keys: list[str], path: Path, title: str) -> None:
+    from smallvision.report.plots import _plt, _save
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for k in keys:
+        ax.plot([h["epoch"] for h in history], [h[k] for h in history], marker="o", ms=3, label=k.replace("_", " "))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def write_gen_report(s: GenSession, title: str, summary: dict[str, Any], figures: list[tuple[str, str]],
+                     tables: list[tuple[str, list[dict[str, Any]]]]) -> None:
+    """summary.json and report.{html,md,json}, as classifier runs have them."""
+    from smallvision.report.build import environment, render
+
+    write_json(s.run / RunFolder.SUMMARY, summary)
+    if not s.cfg.report:
+        return
+    head = [{"item": k.replace("_", " "), "value": str(v)} for k, v in summary.items() if not isinstance(v, dict)]
+    env = environment(str(s.device))
+    cmd = f"smallvision {s.cfg.kind} train --config {s.run / RunFolder.CONFIG}"
+    write_json(s.run / "report.json", {"title": title, "summary": summary, "history": s.state.history,
+                                       "environment": env, "config": s.cfg.to_dict(), "reproduce": cmd,
+                                       "figures": [f for f, _ in figures]})
+    render(s.run.path, title, head, figures, tables, env, cmd)

@@ -1,0 +1,219 @@
+"""Generative networks and GAN losses, each a registry entry (timm's shape, as the classifiers).
+
+GANs work on images scaled to [-1, 1] (the generator ends in tanh); autoencoders on [0, 1]
+(the decoder ends in a sigmoid). Sizes come from the data set's `DatasetInfo`; the
+convolutional nets need sides divisible by 4 (28 and 32 both are). ``--conditional`` gives the
+generator (and discriminator) the class: a learned embedding added to the noise, and a
+projection term in the discriminator (Miyato & Koyama 2018).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from smallvision.data.info import DatasetInfo
+from smallvision.errors import UsageError
+from smallvision.registry import Registry
+
+GENERATIVE: Registry[Callable[..., dict[str, nn.Module]]] = Registry("generative model")
+GAN_LOSSES: Registry[Callable[..., torch.Tensor]] = Registry("GAN loss")
+
+
+class Generator(nn.Module):
+    """z (B, Z) [+ class] -> image (B, C, H, W) in [-1, 1]."""
+
+    def __init__(self, body: nn.Module, z_dim: int, num_classes: int, conditional: bool) -> None:
+        super().__init__()
+        self.body, self.z_dim = body, z_dim
+        self.embed = nn.Embedding(num_classes, z_dim) if conditional else None
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            if y is None:
+                raise UsageError("this generator is conditional: give the class to draw")
+            z = z + self.embed(y)
+        return self.body(z)
+
+
+class Discriminator(nn.Module):
+    """image [+ class] -> one score per image (B,): a logit, or a critic value for WGAN."""
+
+    def __init__(self, features: nn.Module, width: int, num_classes: int, conditional: bool) -> None:
+        super().__init__()
+        self.features, self.out = features, nn.Linear(width, 1)
+        self.embed = nn.Embedding(num_classes, width) if conditional else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.features(x)  # (B, width)
+        score = self.out(h).squeeze(1)
+        if self.embed is not None and y is not None:
+            score = score + (self.embed(y) * h).sum(1)  # projection discriminator
+        return score
+
+
+def _check_side(info: DatasetInfo, name: str) -> None:
+    if info.height % 4 or info.width % 4:
+        raise UsageError(f"{name} needs image sides divisible by 4, got {info.height}×{info.width}")
+
+
+@GENERATIVE.register("gan-mlp", "the tutorial's fully connected GAN: G z-1024-1024-D tanh, D D-256-256-1 LeakyReLU "
+                     "(seed 002 keeps only the chapter's headings; sizes of the common PyTorch tutorial GAN)", kind="gan")
+def gan_mlp(info: DatasetInfo, z_dim: int = 96, g_hidden: int = 1024, d_hidden: int = 256,
+            conditional: bool = False) -> dict[str, nn.Module]:
+    c, h, w = info.input_shape
+    g = nn.Sequential(nn.Linear(z_dim, g_hidden), nn.ReLU(True), nn.Linear(g_hidden, g_hidden), nn.ReLU(True),
+                      nn.Linear(g_hidden, c * h * w), nn.Tanh(), nn.Unflatten(1, (c, h, w)))
+    d = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, d_hidden), nn.LeakyReLU(0.2, True),
+                      nn.Linear(d_hidden, d_hidden), nn.LeakyReLU(0.2, True))
+    k = info.num_classes
+    return {"G": Generator(g, z_dim, k, conditional), "D": Discriminator(d, d_hidden, k, conditional)}
+
+
+@GENERATIVE.register("dcgan", "DCGAN (Radford et al.) for 28-32 px: G z-(4w·H/4·W/4)-ConvT-ConvT tanh with BatchNorm, "
+                     "D two stride-2 convolutions with LeakyReLU", kind="gan")
+def dcgan(info: DatasetInfo, z_dim: int = 64, width: int = 32, conditional: bool = False) -> dict[str, nn.Module]:
+    _check_side(info, "dcgan")
+    c, h, w = info.input_shape
+    g = nn.Sequential(
+        nn.Linear(z_dim, 4 * width * (h // 4) * (w // 4)), nn.Unflatten(1, (4 * width, h // 4, w // 4)),
+        nn.BatchNorm2d(4 * width), nn.ReLU(True),
+        nn.ConvTranspose2d(4 * width, 2 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(True),  # H/2
+        nn.ConvTranspose2d(2 * width, c, 4, 2, 1), nn.Tanh())  # (B, C, H, W)
+    d = nn.Sequential(
+        nn.Conv2d(c, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2, True),  # (B, 2w, H/2, W/2)
+        nn.Conv2d(2 * width, 4 * width, 4, 2, 1), nn.LeakyReLU(0.2, True),  # (B, 4w, H/4, W/4)
+        nn.Flatten())
+    k = info.num_classes
+    return {"G": Generator(g, z_dim, k, conditional), "D": Discriminator(d, 4 * width * (h // 4) * (w // 4), k, conditional)}
+
+
+class AutoEncoder(nn.Module):
+    """x (B, C, H, W) in [0, 1] -> (reconstruction, latent mean, latent log-variance or None)."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, latent: int, width: int, variational: bool) -> None:
+        super().__init__()
+        self.encoder, self.decoder, self.latent, self.variational = encoder, decoder, latent, variational
+        self.mu = nn.Linear(width, latent)
+        self.logvar = nn.Linear(width, latent) if variational else None
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        h = self.encoder(x)
+        return self.mu(h), (self.logvar(h) if self.logvar is not None else None)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decoder(z))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        mu, logvar = self.encode(x)
+        z = mu
+        if logvar is not None and self.training:  # the reparameterisation trick
+            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        return self.decode(z), mu, logvar
+
+
+def _mlp_ae(info: DatasetInfo, latent: int, hidden: int, variational: bool) -> AutoEncoder:
+    c, h, w = info.input_shape
+    enc = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 2 * hidden), nn.ReLU(True), nn.Linear(2 * hidden, hidden),
+                        nn.ReLU(True))
+    dec = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(True), nn.Linear(hidden, 2 * hidden), nn.ReLU(True),
+                        nn.Linear(2 * hidden, c * h * w), nn.Unflatten(1, (c, h, w)))
+    return AutoEncoder(enc, dec, latent, hidden, variational)
+
+
+def _conv_ae(info: DatasetInfo, latent: int, width: int, variational: bool) -> AutoEncoder:
+    _check_side(info, "conv autoencoder")
+    c, h, w = info.input_shape
+    flat = 2 * width * (h // 4) * (w // 4)
+    enc = nn.Sequential(nn.Conv2d(c, width, 3, 2, 1), nn.ReLU(True), nn.Conv2d(width, 2 * width, 3, 2, 1), nn.ReLU(True),
+                        nn.Flatten(), nn.Linear(flat, 128), nn.ReLU(True))  # (B, 128)
+    dec = nn.Sequential(nn.Linear(latent, flat), nn.ReLU(True), nn.Unflatten(1, (2 * width, h // 4, w // 4)),
+                        nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.ReLU(True),
+                        nn.ConvTranspose2d(width, c, 4, 2, 1))
+    return AutoEncoder(enc, dec, latent, 128, variational)
+
+
+@GENERATIVE.register("ae-mlp", "fully connected autoencoder D-512-256-latent-256-512-D", kind="autoencoder")
+def ae_mlp(info: DatasetInfo, latent: int = 2, hidden: int = 256) -> dict[str, nn.Module]:
+    return {"AE": _mlp_ae(info, latent, hidden, variational=False)}
+
+
+@GENERATIVE.register("vae-mlp", "fully connected variational autoencoder (Kingma & Welling)", kind="autoencoder")
+def vae_mlp(info: DatasetInfo, latent: int = 2, hidden: int = 256) -> dict[str, nn.Module]:
+    return {"AE": _mlp_ae(info, latent, hidden, variational=True)}
+
+
+@GENERATIVE.register("ae-conv", "convolutional autoencoder: two stride-2 convolutions, two transposed", kind="autoencoder")
+def ae_conv(info: DatasetInfo, latent: int = 16, width: int = 32) -> dict[str, nn.Module]:
+    return {"AE": _conv_ae(info, latent, width, variational=False)}
+
+
+@GENERATIVE.register("vae-conv", "convolutional variational autoencoder", kind="autoencoder")
+def vae_conv(info: DatasetInfo, latent: int = 16, width: int = 32) -> dict[str, nn.Module]:
+    return {"AE": _conv_ae(info, latent, width, variational=True)}
+
+
+def _a(kind: str) -> str:
+    """'a GAN', 'an autoencoder'."""
+    return "a GAN" if kind == "gan" else ("an " if kind[0] in "aeiou" else "a ") + kind
+
+
+def create_generative(name: str, info: DatasetInfo, kind: str, **kwargs: Any) -> dict[str, nn.Module]:
+    entry = GENERATIVE.entry(name)
+    if entry.contract["kind"] != kind:
+        raise UsageError(f"{name!r} is {_a(entry.contract['kind'])}, not {_a(kind)}; "
+                         f"{'GAN' if kind == 'gan' else kind}s: {', '.join(e.name for e in GENERATIVE if e.contract['kind'] == kind)}")
+    try:
+        return entry.fn(info, **kwargs)
+    except TypeError as e:
+        if "unexpected keyword" in str(e):
+            raise UsageError(f"model {name!r}: {str(e).split(') ', 1)[-1]}") from None
+        raise
+
+
+# ----------------------------------------------------------------------------- GAN losses
+# Each: loss(d_real, d_fake, for_generator) -> scalar; d_* are the discriminator's raw scores (B,).
+@GAN_LOSSES.register("bce", "the original GAN objective; the generator's side non-saturating (maximise log D(G(z)))")
+def bce_loss(d_real: torch.Tensor | None, d_fake: torch.Tensor, for_generator: bool) -> torch.Tensor:
+    if for_generator:
+        return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
+    assert d_real is not None
+    return (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+            + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+
+
+@GAN_LOSSES.register("lsgan", "least squares (Mao et al.): real -> 1, fake -> 0")
+def ls_loss(d_real: torch.Tensor | None, d_fake: torch.Tensor, for_generator: bool) -> torch.Tensor:
+    if for_generator:
+        return 0.5 * ((d_fake - 1) ** 2).mean()
+    assert d_real is not None
+    return 0.5 * (((d_real - 1) ** 2).mean() + (d_fake ** 2).mean())
+
+
+@GAN_LOSSES.register("hinge", "hinge loss (SAGAN, BigGAN)")
+def hinge_loss(d_real: torch.Tensor | None, d_fake: torch.Tensor, for_generator: bool) -> torch.Tensor:
+    if for_generator:
+        return -d_fake.mean()
+    assert d_real is not None
+    return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+
+
+@GAN_LOSSES.register("wgan-gp", "Wasserstein critic with gradient penalty (Gulrajani et al.; the penalty is added "
+                     "by the loop, weight --gp-weight)", gradient_penalty=True)
+def wgan_loss(d_real: torch.Tensor | None, d_fake: torch.Tensor, for_generator: bool) -> torch.Tensor:
+    if for_generator:
+        return -d_fake.mean()
+    assert d_real is not None
+    return d_fake.mean() - d_real.mean()
+
+
+def gradient_penalty(d: nn.Module, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """E[(‖∇D(x̂)‖ - 1)²] on random interpolates x̂ of real and fake images."""
+    a = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    x = (a * real + (1 - a) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(d(x, y).sum(), x, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
