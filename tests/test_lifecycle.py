@@ -86,13 +86,17 @@ def test_print_config_round_trips_through_config(tmp_path):
     assert api.make_config(config=tmp_path / "mine.toml", lr=0.1).lr == 0.1  # flags over the file
 
 
-def test_config_file_errors_are_one_line(tmp_path):
+def test_config_file_errors_are_one_line(tmp_path, capsys):
+    from smallvision.cli.main import main
+
     (tmp_path / "bad.toml").write_text("[train]\nlearning_rate = 0.1\n")
     (tmp_path / "broken.toml").write_text("[train\n")
-    for f, msg in (("bad.toml", "unknown setting 'learning_rate'"), ("broken.toml", "not valid TOML"),
+    for f, msg in (("bad.toml", "unknown setting 'learning_rate'; did you mean lr?"), ("broken.toml", "not valid TOML"),
                    ("missing.toml", "no such file")):
-        r = run_cli("train", "--config", str(tmp_path / f))
-        assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        with pytest.raises(SystemExit) as e:
+            main(["train", "--config", str(tmp_path / f)])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_a_locked_run_folder_is_refused(reference, tmp_path):

@@ -57,6 +57,45 @@ class LoopState:
         return state
 
 
+class Counted:
+    """`sync` for a session with ``state`` (LoopState), ``meter`` (two unsynced device sums of this
+    epoch: a loss sum, then correct predictions or a second loss), ``t_start`` and ``step_clock``."""
+
+    state: LoopState
+    meter: list[Any]
+    t_start: float
+    step_clock: float | None
+
+    def sync(self) -> None:
+        """Bring the saved counters up to date (one device sync): the epoch's sums and the times."""
+        import time
+
+        now = time.perf_counter()
+        if self.meter:
+            first, second = self.meter
+            self.state.acc = [self.state.acc[0] + float(first), self.state.acc[1] + second.item(), self.state.acc[2]]
+            first.zero_(), second.zero_()
+        if self.state.phase == "training":
+            self.state.elapsed = now - self.t_start
+        if self.step_clock is not None:
+            self.state.step_time += now - self.step_clock
+            self.step_clock = now
+
+    def stepped(self, images: int, callbacks: list[Any]) -> None:
+        """Count one optimiser step on `images` images, then the callbacks' ``on_step``."""
+        from smallvision.engine.callbacks import call
+
+        self.state.acc[2] += images
+        self.state.step += 1
+        self.state.step_in_epoch += 1
+        call(callbacks, "on_step", self)
+
+    def epoch_done(self) -> None:
+        """Stop the epoch's step clock, its counters brought up to date."""
+        self.sync()
+        self.step_clock = None
+
+
 def crash_point(phase: str) -> None:
     """Fault injection for the reliability tests: ``SMALLVISION_KILL_AT=<point>`` SIGKILLs this
     process the moment the run reaches that point, its state saved: a phase (``trained``,

@@ -26,7 +26,7 @@ from smallvision.engine.checkpoint import load_checkpoint, versions
 from smallvision.engine.device import autocast_for, resolve_device, seed_everything
 from smallvision.engine.optim import PlateauState, build_optimizer
 from smallvision.engine.progress import Progress
-from smallvision.engine.run import LoopState, RunFolder, default_run_name
+from smallvision.engine.run import Counted, LoopState, RunFolder, default_run_name
 from smallvision.errors import UsageError
 from smallvision.models import count_params, create_model
 
@@ -155,7 +155,7 @@ def cache_backbone_features(cfg: TrainConfig, model: torch.nn.Module, data: Prep
 
 
 @dataclass
-class Session:
+class Session(Counted):
     """One run, set up: what the loop, the final test and the callbacks read and change."""
 
     cfg: TrainConfig
@@ -186,19 +186,6 @@ class Session:
     def judge(self) -> torch.nn.Module:
         """What validation and test run: the model, or only its head on cached features."""
         return self.model.head if self.cfg.cache_features else self.eval_model()
-
-    def sync(self) -> None:
-        """Bring the saved counters up to date (one device sync): loss/correct sums, times."""
-        now = time.perf_counter()
-        if self.meter:
-            loss, correct = self.meter
-            self.state.acc = [self.state.acc[0] + float(loss), self.state.acc[1] + int(correct), self.state.acc[2]]
-            loss.zero_(), correct.zero_()
-        if self.state.phase == "training":
-            self.state.elapsed = now - self.t_start
-        if self.step_clock is not None:
-            self.state.step_time += now - self.step_clock
-            self.step_clock = now
 
     def save_state(self) -> None:
         from smallvision.engine.resume import save_resume

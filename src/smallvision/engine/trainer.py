@@ -105,12 +105,8 @@ def train_epoch(s: Session, epoch: int, callbacks: list[Any]) -> tuple[float, fl
             s.ema.update_parameters(s.model)
         s.meter[0] += loss * len(yb)
         s.meter[1] += (logits.argmax(1) == yb).sum()
-        st.acc[2] += len(yb)
-        st.step += 1
-        st.step_in_epoch += 1
-        call(callbacks, "on_step", s)
-    s.sync()
-    s.step_clock = None
+        s.stepped(len(yb), callbacks)
+    s.epoch_done()
     (loss_sum, correct, seen), st.acc = distributed.all_sum(st.acc, s.rt.device, s.rt.dist), [0.0, 0, 0]
     st.images_seen += seen
     st.epoch, st.step_in_epoch = epoch + 1, 0

@@ -10,18 +10,24 @@ for a 2-D bottleneck, else its first two principal components), coloured by clas
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from smallvision.engine.callbacks import ProgressBar, StopOnSignal, call
 from smallvision.engine.progress import Progress
 from smallvision.errors import DivergenceError, UsageError
 from smallvision.generative.config import GenConfig
-from smallvision.generative.loop import GenSession, load_net, open_session, plot_losses, save_grid, write_gen_report
+from smallvision.generative.loop import (
+    GenSession,
+    load_net,
+    open_session,
+    plot_losses,
+    run_session,
+    save_grid,
+    write_gen_report,
+)
 
 
 def _loss(ae: torch.nn.Module, x: torch.Tensor, inp: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,51 +65,27 @@ def train_autoencoder(cfg: GenConfig, runs_dir: str | Path = "runs", command: st
     s = open_session(cfg, runs_dir, command, resume, progress)
     x8 = s.test[0][:8]
     s.fixed = {"x": x8, "inp": _noisy(x8, cfg.denoise) if cfg.denoise else x8}
-    callbacks = [ProgressBar(), StopOnSignal()]
-    try:
-        if s.state.phase == "training":
-            _loop(s, callbacks)
-        return _finish(s)
-    finally:
-        call(callbacks, "close")
-        s.progress.close()
-        s.run.unlock()
+    return run_session(s, ae_step, _epoch_end, _line, _finish)
 
 
-def _loop(s: GenSession, callbacks: list[Any]) -> None:
-    cfg, st, ae = s.cfg, s.state, s.nets["AE"]
-    for epoch in range(st.epoch, cfg.epochs + 1):
-        ae.train()
-        s.meter = [torch.zeros((), device=s.device, dtype=torch.float64) for _ in range(2)]
-        s.step_clock = time.perf_counter()
-        call(callbacks, "on_epoch_start", s, epoch)
-        for xb, _ in s.loader.batches(epoch, st.step_in_epoch):
-            loss, _ = _loss(ae, xb, _noisy(xb, cfg.denoise), cfg.kl_weight)
-            s.optimizers["optim_ae"].zero_grad(set_to_none=True)
-            loss.backward()
-            s.optimizers["optim_ae"].step()
-            if s.device.type == "cpu" and not torch.isfinite(loss):
-                raise DivergenceError(f"loss became {loss.item()} at step {st.step + 1}; try a lower --lr than {cfg.lr:g}")
-            s.meter[0] += loss.detach() * len(xb)
-            st.acc[2] += len(xb)
-            st.step += 1
-            st.step_in_epoch += 1
-            call(callbacks, "on_step", s)
-        row = _epoch_end(s, epoch)
-        call(callbacks, "on_epoch_end", s, row, f"epoch {epoch:>3}/{cfg.epochs}  train loss {row['train_loss']:.2f}  "
-                                                f"test loss {row['test_loss']:.2f}  test MSE/pixel {row['test_mse']:.5f}  "
-                                                f"[{row['seconds']:.1f}s]")
-        if cfg.max_time and st.elapsed >= cfg.max_time:
-            st.stopped = f"time limit {cfg.max_time:g}s reached after epoch {epoch}"
-            break
-    st.stopped = st.stopped or "completed all epochs"
-    s.enter_phase("trained")
+def ae_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
+    """One optimiser step on the reconstruction (+ KL) loss; the loss sum into s.meter."""
+    loss, _ = _loss(s.nets["AE"], xb, _noisy(xb, s.cfg.denoise), s.cfg.kl_weight)
+    s.optimizers["optim_ae"].zero_grad(set_to_none=True)
+    loss.backward()
+    s.optimizers["optim_ae"].step()
+    if s.device.type == "cpu" and not torch.isfinite(loss):
+        raise DivergenceError(f"loss became {loss.item()} at step {s.state.step + 1}; try a lower --lr than {s.cfg.lr:g}")
+    s.meter[0] += loss.detach() * len(xb)
+
+
+def _line(row: dict[str, Any]) -> str:
+    return (f"epoch {row['epoch']:>3}  train loss {row['train_loss']:.2f}  test loss {row['test_loss']:.2f}  "
+            f"test MSE/pixel {row['test_mse']:.5f}  [{row['seconds']:.1f}s]")
 
 
 def _epoch_end(s: GenSession, epoch: int) -> dict[str, Any]:
     st = s.state
-    s.sync()
-    s.step_clock = None
     (loss_sum, _, seen), st.acc = st.acc, [0.0, 0, 0]
     st.images_seen += seen
     mse, test_loss = test_error(s)

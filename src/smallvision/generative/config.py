@@ -25,9 +25,13 @@ class GenConfig:
     loss: str = setting("bce", "GAN loss.", choices="GAN loss")
     gp_weight: float = setting(10.0, "wgan-gp: weight of the gradient penalty.", check=NON_NEGATIVE)
     d_steps: int = setting(1, "GAN: discriminator steps per generator step.", check=AT_LEAST_1)
+    ema: float = setting(0.999, "GAN: exponential moving average of the generator's weights per step (samples, "
+                         "grids, score and generator.safetensors use it); 0: off.", check=UNIT)
     lr: float = setting(2e-4, "Adam learning rate (both networks).", check=POSITIVE)
     beta1: float = setting(0.5, "Adam beta1 (DCGAN: 0.5).", check=UNIT)
     batch_size: int = setting(128, "Batch size.", check=AT_LEAST_1)
+    precision: str = setting("fast", "fast (bf16 autocast where the hardware runs it natively, else fp32), fp32, bf16.",
+                             choices=("fast", "fp32", "bf16"))
     epochs: int = setting(10, "Epochs.", check=AT_LEAST_1)
     max_time: float = setting(0.0, "Stop after this many seconds of training (0: off).", check=NON_NEGATIVE, result=False)
     kl_weight: float = setting(1.0, "VAE: weight of the KL term.", check=NON_NEGATIVE)

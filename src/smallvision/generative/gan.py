@@ -9,17 +9,23 @@ quality score (score.py) and the report.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from smallvision.engine.callbacks import ProgressBar, StopOnSignal, call
 from smallvision.engine.progress import Progress
 from smallvision.errors import DivergenceError, UsageError
 from smallvision.generative.config import GenConfig
-from smallvision.generative.loop import GenSession, open_session, plot_losses, save_gif, save_grid, write_gen_report
+from smallvision.generative.loop import (
+    GenSession,
+    open_session,
+    plot_losses,
+    run_session,
+    save_gif,
+    save_grid,
+    write_gen_report,
+)
 from smallvision.generative.nets import GAN_LOSSES, gradient_penalty
 
 
@@ -31,18 +37,24 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
     """One discriminator update, then (every d_steps) one generator update; loss sums into s.meter."""
     G, D, cfg = s.nets["G"], s.nets["D"], s.cfg
     loss_fn, y = GAN_LOSSES.get(cfg.loss), (yb if cfg.conditional else None)
-    fake = G(_noise(len(xb), s), y)  # (B, C, H, W) in [-1, 1]
-    d_loss = loss_fn(D(xb, y), D(fake.detach(), y), False)
+    with s.amp:  # the networks in the run's precision, the losses in fp32
+        fake = G(_noise(len(xb), s), y)  # (B, C, H, W) in [-1, 1]
+        d_real, d_fake = D(xb, y).float(), D(fake.detach(), y).float()
+    d_loss = loss_fn(d_real, d_fake, False)
     if GAN_LOSSES.entry(cfg.loss).contract.get("gradient_penalty"):
         d_loss = d_loss + cfg.gp_weight * gradient_penalty(D, xb, fake.detach(), y)
     s.optimizers["optim_d"].zero_grad(set_to_none=True)
     d_loss.backward()
     s.optimizers["optim_d"].step()
     if s.state.step % cfg.d_steps == 0:
-        g_loss = loss_fn(None, D(fake, y), True)
+        with s.amp:
+            d_gen = D(fake, y).float()
+        g_loss = loss_fn(None, d_gen, True)
         s.optimizers["optim_g"].zero_grad(set_to_none=True)
         g_loss.backward()
         s.optimizers["optim_g"].step()
+        if s.ema is not None:
+            s.ema.update_parameters(G)
         s.meter[1] += g_loss.detach() * len(xb)
     if s.device.type == "cpu" and not torch.isfinite(d_loss):
         raise DivergenceError(f"discriminator loss became {d_loss.item()} at step {s.state.step + 1}; "
@@ -70,13 +82,12 @@ def generate(G: torch.nn.Module, n: int, seed: int, device: torch.device, label:
 
 def _epoch_end(s: GenSession, epoch: int) -> dict[str, Any]:
     st = s.state
-    s.sync()
     (d_sum, g_sum, seen), st.acc = st.acc, [0.0, 0, 0]
     st.images_seen += seen
     row = {"epoch": epoch, "step": st.step, "d_loss": d_sum / max(seen, 1), "g_loss": g_sum / max(seen, 1) * s.cfg.d_steps,
            "seconds": round(st.elapsed, 2)}
     st.history.append(row)
-    G = s.nets["G"].eval()
+    G = s.generator().eval()
     with torch.no_grad():
         save_grid((G(s.fixed["z"], s.fixed.get("y")) + 1) / 2, s.run / f"samples_epoch{epoch:03d}.png")
     G.train()
@@ -95,40 +106,11 @@ def train_gan(cfg: GenConfig, runs_dir: str | Path = "runs", command: str = "", 
     if cfg.conditional:  # each grid row one class
         s.fixed["y"] = (torch.arange(cfg.samples, device=s.device) // max(cfg.samples // s.info.num_classes, 1)
                         ).clamp_max(s.info.num_classes - 1)
-    callbacks = [ProgressBar(), StopOnSignal()]
-    try:
-        if s.state.phase == "training":
-            _loop(s, callbacks)
-        return _finish(s)
-    finally:
-        call(callbacks, "close")
-        s.progress.close()
-        s.run.unlock()
+    return run_session(s, gan_step, _epoch_end, _line, _finish)
 
 
-def _loop(s: GenSession, callbacks: list[Any]) -> None:
-    cfg, st = s.cfg, s.state
-    for epoch in range(st.epoch, cfg.epochs + 1):
-        for net in s.nets.values():
-            net.train()
-        s.meter = [torch.zeros((), device=s.device, dtype=torch.float64) for _ in range(2)]
-        s.step_clock = time.perf_counter()
-        call(callbacks, "on_epoch_start", s, epoch)
-        for xb, yb in s.loader.batches(epoch, st.step_in_epoch):
-            gan_step(s, xb, yb)
-            st.acc[2] += len(xb)
-            st.step += 1
-            st.step_in_epoch += 1
-            call(callbacks, "on_step", s)
-        row = _epoch_end(s, epoch)
-        s.step_clock = None
-        call(callbacks, "on_epoch_end", s, row, f"epoch {epoch:>3}/{cfg.epochs}  D loss {row['d_loss']:.4f}  "
-                                                f"G loss {row['g_loss']:.4f}  [{row['seconds']:.1f}s]")
-        if cfg.max_time and st.elapsed >= cfg.max_time:
-            st.stopped = f"time limit {cfg.max_time:g}s reached after epoch {epoch}"
-            break
-    st.stopped = st.stopped or "completed all epochs"
-    s.enter_phase("trained")
+def _line(row: dict[str, Any]) -> str:
+    return f"epoch {row['epoch']:>3}  D loss {row['d_loss']:.4f}  G loss {row['g_loss']:.4f}  [{row['seconds']:.1f}s]"
 
 
 def _finish(s: GenSession) -> dict[str, Any]:
@@ -149,7 +131,7 @@ def _finish(s: GenSession) -> dict[str, Any]:
     if cfg.score:
         scorer = cfg.scorer or default_scorer(cfg.dataset, cfg.data_args, cfg.data_dir, s.run.path.parent,
                                               log=s.progress.log)
-        images = generate(s.nets["G"].eval(), cfg.score_samples, cfg.seed, s.device, num_classes=s.info.num_classes)
+        images = generate(s.generator().eval(), cfg.score_samples, cfg.seed, s.device, num_classes=s.info.num_classes)
         summary["score"] = score_images(images, scorer, cfg.dataset, cfg.data_args, cfg.data_dir, s.device)
     if st.phase == "trained":
         s.enter_phase("tested")

@@ -6,6 +6,7 @@ the report. Each loop (gan.py, autoencoder.py) is then one small `step` and its 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,11 @@ from torch import nn
 from smallvision.data import TensorLoader, load_dataset
 from smallvision.data.info import DatasetInfo
 from smallvision.data.loader import training_subset
+from smallvision.engine.callbacks import ProgressBar, StopOnSignal, call
 from smallvision.engine.checkpoint import load_checkpoint, save_checkpoint, versions
 from smallvision.engine.device import resolve_device, seed_everything
 from smallvision.engine.progress import Progress
-from smallvision.engine.run import LoopState, RunFolder, crash_point
+from smallvision.engine.run import Counted, LoopState, RunFolder, crash_point
 from smallvision.errors import UsageError
 from smallvision.generative.config import GenConfig
 from smallvision.generative.nets import create_generative
@@ -27,7 +29,7 @@ from smallvision.io import write_json
 
 
 @dataclass
-class GenSession:
+class GenSession(Counted):
     cfg: GenConfig
     run: RunFolder
     device: torch.device
@@ -39,29 +41,26 @@ class GenSession:
     state: LoopState
     progress: Progress
     meta: dict[str, Any]
+    ema: nn.Module | None = None  # GAN: the generator's weight average (AveragedModel), when cfg.ema
+    amp: Any = None  # the autocast context of cfg.precision
     fixed: dict[str, torch.Tensor] = field(default_factory=dict)  # fixed noise / images for the per-epoch pictures
     meter: list[torch.Tensor] = field(default_factory=list)  # this epoch's unsynced loss sums, added to state.acc[:2]
     t_start: float = 0.0
     step_clock: float | None = None
 
-    def sync(self) -> None:
-        """Bring the saved counters up to date: loss sums (one device sync) and times."""
-        now = time.perf_counter()
-        if self.meter:
-            self.state.acc = [self.state.acc[0] + float(self.meter[0]), self.state.acc[1] + float(self.meter[1]),
-                              self.state.acc[2]]
-            self.meter[0].zero_(), self.meter[1].zero_()
-        if self.state.phase == "training":
-            self.state.elapsed = now - self.t_start
-        if self.step_clock is not None:
-            self.state.step_time += now - self.step_clock
-            self.step_clock = now
-
     def save_state(self) -> None:
         from smallvision.engine.resume import save_resume
 
         self.sync()
-        save_resume(self.run.path, self.nets, self.optimizers, None, self.state.to_dict(), self.meta)
+        save_resume(self.run.path, self.modules(), self.optimizers, None, self.state.to_dict(), self.meta)
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Everything with weights to save and restore: the networks and the generator average."""
+        return {**self.nets, **({"G_ema": self.ema} if self.ema is not None else {})}
+
+    def generator(self) -> nn.Module:
+        """The generator we show, score and save: its weight average when there is one."""
+        return self.ema.module if self.ema is not None else self.nets["G"]
 
     def enter_phase(self, phase: str) -> None:
         self.state.phase = phase
@@ -71,7 +70,8 @@ class GenSession:
     def save_net(self, name: str, filename: str) -> Path:
         """One network as a self-describing checkpoint (what `gan sample` / `autoencoder sample` load)."""
         path = self.run / filename
-        save_checkpoint(path, self.nets[name].state_dict(), {**self.meta, "net": name, "epoch": self.state.epoch - 1})
+        net = self.generator() if name == "G" else self.nets[name]
+        save_checkpoint(path, net.state_dict(), {**self.meta, "net": name, "epoch": self.state.epoch - 1})
         return path
 
 
@@ -101,14 +101,23 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
     test = (_images(data.test_x, cfg.kind, device), data.test_y.to(device))
     meta = {"kind": cfg.kind, "model": cfg.model, "model_args": args, "dataset": data.info.to_dict(),
             "config": cfg.to_dict(), "versions": versions()}
+    ema = None
+    if cfg.kind == "gan" and cfg.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(nets["G"], multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     state = LoopState()
     if resume is None:
         base = cfg.name or f"{cfg.dataset.split(':')[0]}-{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}"
         run = RunFolder.create(runs_dir, base)
         run.write_config(cfg.to_dict(), {"device": str(device)}, command)
     else:
-        run, state = _restore(Path(resume), cfg, nets, optimizers, device)
-    s = GenSession(cfg, run, device, data.info, loader, test, nets, optimizers, state, progress or Progress(False), meta)
+        run, state = _restore(Path(resume), cfg, {**nets, **({"G_ema": ema} if ema is not None else {})}, optimizers,
+                              device)
+    from smallvision.engine.device import autocast_for
+
+    s = GenSession(cfg, run, device, data.info, loader, test, nets, optimizers, state, progress or Progress(False), meta,
+                   ema, autocast_for(device, cfg.precision)[0])
     s.t_start = time.perf_counter() - state.elapsed
     return s
 
@@ -150,6 +159,45 @@ def load_net(checkpoint: str | Path, net: str, device: torch.device) -> tuple[nn
     model = nets[net]
     model.load_state_dict(state)
     return model.to(device).eval(), meta
+
+
+# ----------------------------------------------------------------------------- the loop both share
+def run_session(s: GenSession, step: Callable[..., None], epoch_end: Callable[[GenSession, int], dict[str, Any]],
+                line: Callable[[dict[str, Any]], str], finish: Callable[[GenSession], dict[str, Any]]) -> dict[str, Any]:
+    """The epochs (unless a resumed run is past training), then `finish`; the folder unlocked whatever happens."""
+    callbacks = [ProgressBar(), StopOnSignal()]
+    try:
+        if s.state.phase == "training":
+            epoch_loop(s, callbacks, step, epoch_end, line)
+        return finish(s)
+    finally:
+        call(callbacks, "close")
+        s.progress.close()
+        s.run.unlock()
+
+
+def epoch_loop(s: GenSession, callbacks: list[Any], step: Callable[..., None],
+               epoch_end: Callable[[GenSession, int], dict[str, Any]], line: Callable[[dict[str, Any]], str]) -> None:
+    """Epochs of `step(s, xb, yb)` from wherever the state says, `epoch_end` after each (its row is
+    logged with `line`); stops at --max-time; then the run enters phase ``trained``."""
+    cfg, st = s.cfg, s.state
+    for epoch in range(st.epoch, cfg.epochs + 1):
+        for net in s.nets.values():
+            net.train()
+        s.meter = [torch.zeros((), device=s.device, dtype=torch.float64) for _ in range(2)]
+        s.step_clock = time.perf_counter()
+        call(callbacks, "on_epoch_start", s, epoch)
+        for xb, yb in s.loader.batches(epoch, st.step_in_epoch):
+            step(s, xb, yb)
+            s.stepped(len(xb), callbacks)
+        s.epoch_done()
+        row = epoch_end(s, epoch)
+        call(callbacks, "on_epoch_end", s, row, line(row))
+        if cfg.max_time and st.elapsed >= cfg.max_time:
+            st.stopped = f"time limit {cfg.max_time:g}s reached after epoch {epoch}"
+            break
+    st.stopped = st.stopped or "completed all epochs"
+    s.enter_phase("trained")
 
 
 # ----------------------------------------------------------------------------- pictures

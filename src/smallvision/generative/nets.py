@@ -76,7 +76,10 @@ def gan_mlp(info: DatasetInfo, z_dim: int = 96, g_hidden: int = 1024, d_hidden: 
 
 @GENERATIVE.register("dcgan", "DCGAN (Radford et al.) for 28-32 px: G z-(4w·H/4·W/4)-ConvT-ConvT tanh with BatchNorm, "
                      "D two stride-2 convolutions with LeakyReLU", kind="gan")
-def dcgan(info: DatasetInfo, z_dim: int = 64, width: int = 32, conditional: bool = False) -> dict[str, nn.Module]:
+def dcgan(info: DatasetInfo, z_dim: int = 64, width: int = 32, conditional: bool = False,
+          d_bn: bool = False) -> dict[str, nn.Module]:
+    """`d_bn`: BatchNorm after the discriminator's second convolution, as in Radford et al.
+    (off by default: a gradient penalty (wgan-gp) needs a critic without it)."""
     _check_side(info, "dcgan")
     c, h, w = info.input_shape
     g = nn.Sequential(
@@ -86,7 +89,8 @@ def dcgan(info: DatasetInfo, z_dim: int = 64, width: int = 32, conditional: bool
         nn.ConvTranspose2d(2 * width, c, 4, 2, 1), nn.Tanh())  # (B, C, H, W)
     d = nn.Sequential(
         nn.Conv2d(c, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2, True),  # (B, 2w, H/2, W/2)
-        nn.Conv2d(2 * width, 4 * width, 4, 2, 1), nn.LeakyReLU(0.2, True),  # (B, 4w, H/4, W/4)
+        nn.Conv2d(2 * width, 4 * width, 4, 2, 1, bias=not d_bn), *([nn.BatchNorm2d(4 * width)] if d_bn else []),
+        nn.LeakyReLU(0.2, True),  # (B, 4w, H/4, W/4)
         nn.Flatten())
     k = info.num_classes
     return {"G": Generator(g, z_dim, k, conditional), "D": Discriminator(d, 4 * width * (h // 4) * (w // 4), k, conditional)}
@@ -116,7 +120,7 @@ class AutoEncoder(nn.Module):
         return self.decode(z), mu, logvar
 
 
-def _mlp_ae(info: DatasetInfo, latent: int, hidden: int, variational: bool) -> AutoEncoder:
+def mlp_autoencoder(info: DatasetInfo, variational: bool, latent: int = 2, hidden: int = 256) -> AutoEncoder:
     c, h, w = info.input_shape
     enc = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 2 * hidden), nn.ReLU(True), nn.Linear(2 * hidden, hidden),
                         nn.ReLU(True))
@@ -125,7 +129,7 @@ def _mlp_ae(info: DatasetInfo, latent: int, hidden: int, variational: bool) -> A
     return AutoEncoder(enc, dec, latent, hidden, variational)
 
 
-def _conv_ae(info: DatasetInfo, latent: int, width: int, variational: bool) -> AutoEncoder:
+def conv_autoencoder(info: DatasetInfo, variational: bool, latent: int = 16, width: int = 32) -> AutoEncoder:
     _check_side(info, "conv autoencoder")
     c, h, w = info.input_shape
     flat = 2 * width * (h // 4) * (w // 4)
@@ -137,24 +141,21 @@ def _conv_ae(info: DatasetInfo, latent: int, width: int, variational: bool) -> A
     return AutoEncoder(enc, dec, latent, 128, variational)
 
 
-@GENERATIVE.register("ae-mlp", "fully connected autoencoder D-512-256-latent-256-512-D", kind="autoencoder")
-def ae_mlp(info: DatasetInfo, latent: int = 2, hidden: int = 256) -> dict[str, nn.Module]:
-    return {"AE": _mlp_ae(info, latent, hidden, variational=False)}
+def _autoencoder_entry(build: Callable[..., AutoEncoder], variational: bool) -> Callable[..., dict[str, nn.Module]]:
+    def entry(info: DatasetInfo, **kwargs: Any) -> dict[str, nn.Module]:
+        return {"AE": build(info, variational, **kwargs)}
+
+    return entry
 
 
-@GENERATIVE.register("vae-mlp", "fully connected variational autoencoder (Kingma & Welling)", kind="autoencoder")
-def vae_mlp(info: DatasetInfo, latent: int = 2, hidden: int = 256) -> dict[str, nn.Module]:
-    return {"AE": _mlp_ae(info, latent, hidden, variational=True)}
-
-
-@GENERATIVE.register("ae-conv", "convolutional autoencoder: two stride-2 convolutions, two transposed", kind="autoencoder")
-def ae_conv(info: DatasetInfo, latent: int = 16, width: int = 32) -> dict[str, nn.Module]:
-    return {"AE": _conv_ae(info, latent, width, variational=False)}
-
-
-@GENERATIVE.register("vae-conv", "convolutional variational autoencoder", kind="autoencoder")
-def vae_conv(info: DatasetInfo, latent: int = 16, width: int = 32) -> dict[str, nn.Module]:
-    return {"AE": _conv_ae(info, latent, width, variational=True)}
+for _name, _build, _variational, _desc in [
+    ("ae-mlp", mlp_autoencoder, False, "fully connected autoencoder D-512-256-latent-256-512-D (latent=2, hidden=256)"),
+    ("vae-mlp", mlp_autoencoder, True, "fully connected variational autoencoder (Kingma & Welling; latent=2, hidden=256)"),
+    ("ae-conv", conv_autoencoder, False, "convolutional autoencoder: two stride-2 convolutions, two transposed (latent=16, "
+                                         "width=32)"),
+    ("vae-conv", conv_autoencoder, True, "convolutional variational autoencoder (latent=16, width=32)"),
+]:
+    GENERATIVE.register(_name, _desc, kind="autoencoder")(_autoencoder_entry(_build, _variational))
 
 
 def _a(kind: str) -> str:

@@ -7,9 +7,10 @@
 - ``frechet_distance``: FID's formula, ‖μ₁-μ₂‖² + Tr(Σ₁+Σ₂-2(Σ₁Σ₂)^½), on the classifier's
   penultimate features of the samples against the real test set (0: the same distribution).
 
-The default scorer is the data set's fast recipe (mnist-fast, fashion-fast; mnist-fast's network
-for other sets) trained once without label smoothing, which would otherwise cap every
-probability near 0.9, and kept in ``<runs-dir>/_scorers/<data set>``.
+The default scorer is mnist-accurate for MNIST (99.5 %, 15 s), fashion-fast for Fashion-MNIST and
+mnist-fast's recipe for other sets, trained once without label smoothing (which would cap every
+probability near 0.9) and kept in ``<runs-dir>/_scorers/``. The real test images' own figures
+are reported beside the samples': the ceiling a perfect generator would reach.
 """
 
 from __future__ import annotations
@@ -21,20 +22,20 @@ from typing import Any
 import numpy as np
 import torch
 
-SCORER_RECIPES = {"mnist": "mnist-fast", "fashion-mnist": "fashion-fast"}
+SCORER_RECIPES = {"mnist": "mnist-accurate", "fashion-mnist": "fashion-fast"}
 
 
 def default_scorer(dataset: str, data_args: dict[str, Any], data_dir: str | None, runs_dir: str | Path,
-                   log: Any = print) -> Path:
+                   log: Any = print, recipe: str | None = None) -> Path:
     """The scoring classifier's run folder for a data set, trained now if it is not there yet."""
     from smallvision import api
 
-    tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset + str(sorted(data_args.items())))
+    recipe = recipe or SCORER_RECIPES.get(dataset, "mnist-fast")
+    tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{dataset}{sorted(data_args.items())}-{recipe}")
     folder = Path(runs_dir) / "_scorers"
     run = folder / tag
     if (run / "summary.json").is_file():
         return run
-    recipe = SCORER_RECIPES.get(dataset, "mnist-fast")
     log(f"training the scoring classifier ({recipe}, no label smoothing) into {run} ...")
     import shutil
 
