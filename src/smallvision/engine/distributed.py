@@ -62,15 +62,18 @@ def init(d: Dist, device: torch.device) -> torch.device:
     return device
 
 
-def wrap(model: torch.nn.Module, d: Dist, device: torch.device, sync_bn: bool) -> torch.nn.Module:
-    """The module training steps call: DDP around `model` (SyncBatchNorm first with `sync_bn`)."""
+def wrap(model: torch.nn.Module, d: Dist, device: torch.device, sync_bn: bool, partly_frozen: bool = False
+         ) -> torch.nn.Module:
+    """The module training steps call: DDP around `model` (SyncBatchNorm first with `sync_bn`).
+    `partly_frozen` (--freeze): some parameters get no gradient in some epochs, which DDP must expect."""
     if not d.on:
         return model
     if sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                   find_unused_parameters=partly_frozen)
 
 
 def all_sum(values: list[float], device: torch.device, d: Dist) -> list[float]:

@@ -258,7 +258,7 @@ def setup(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | 
     s = Session(cfg, rt, run, data, loader, model, optimizer, ema, val_xy, test_xy, plateau, state,
                 progress or Progress(enabled=False), meta, cache_seconds=cache_s,
                 t_start=time.perf_counter() - state.elapsed)
-    s.fwd = model.head if cfg.cache_features else distributed.wrap(model, rt.dist, rt.device, cfg.sync_bn)
+    s.fwd = model.head if cfg.cache_features else distributed.wrap(model, rt.dist, rt.device, cfg.sync_bn, cfg.freeze)
     if cfg.compile:
         s.fwd = torch.compile(s.fwd)
     if resume is not None and (run / RunFolder.BEST).exists() and data.val is not None:
