@@ -130,6 +130,10 @@ def train(**kw: Any) -> None:
 
     over, as_json = _settings(kw), kw["as_json"]
     if kw["nproc"] > 1 and "WORLD_SIZE" not in os.environ:
+        if kw["resume"] is None:  # bad settings: one line here, before any process starts
+            api.make_config(kw["recipe"], kw["config"], **over)
+        elif not (Path(kw["resume"]) / "resume.safetensors").is_file():
+            raise UsageError(f"{kw['resume']}: nothing to resume (no resume.safetensors); was it trained by smallvision?")
         sys.exit(_torchrun(kw["nproc"]))
     command = "smallvision " + shlex.join(sys.argv[1:])  # what ran, recorded in config.json
     if kw["resume"] is not None:
