@@ -123,3 +123,14 @@ def test_a_gan_killed_after_training_resumes_to_the_end(tmp_path):
 def test_bad_generative_input_is_one_line(args, msg, tmp_path):
     r = run_cli(*args, "--runs-dir", str(tmp_path)) if args[1] == "train" else run_cli(*args)
     assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_two_time_scale_learning_rates(tmp_path):
+    from smallvision.generative.loop import open_session
+
+    s = open_session(gen_config("gan", dataset="digits", lr=1e-4, d_lr=4e-4), tmp_path, "", None)
+    try:
+        assert s.optimizers["optim_g"].param_groups[0]["lr"] == 1e-4
+        assert s.optimizers["optim_d"].param_groups[0]["lr"] == 4e-4
+    finally:
+        s.run.unlock()

@@ -29,6 +29,8 @@ class GenConfig:
                          "grids, score and generator.safetensors use it); 0: off.", check=UNIT)
     lr: float = setting(2e-4, "Adam learning rate (both networks).", check=POSITIVE)
     beta1: float = setting(0.5, "Adam beta1 (DCGAN: 0.5).", check=UNIT)
+    d_lr: float = setting(0.0, "GAN: the discriminator's own learning rate (two time-scale updates, Heusel et al.); "
+                          "0: --lr.", check=NON_NEGATIVE)
     batch_size: int = setting(128, "Batch size.", check=AT_LEAST_1)
     precision: str = setting("fast", "fast (bf16 autocast where the hardware runs it natively, else fp32), fp32, bf16.",
                              choices=("fast", "fp32", "bf16"))

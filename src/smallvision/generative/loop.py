@@ -95,7 +95,8 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
     torch.manual_seed(cfg.seed)
     args = {**cfg.model_args, **({"conditional": True} if cfg.conditional else {})}
     nets = {k: v.to(device) for k, v in create_generative(cfg.model, data.info, cfg.kind, **args).items()}
-    optimizers = {f"optim_{k.lower()}": torch.optim.Adam(v.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    lrs = {"D": cfg.d_lr or cfg.lr}
+    optimizers = {f"optim_{k.lower()}": torch.optim.Adam(v.parameters(), lr=lrs.get(k, cfg.lr), betas=(cfg.beta1, 0.999))
                   for k, v in nets.items()}
     loader = TensorLoader(_images(x, cfg.kind, device), y.to(device), cfg.batch_size, shuffle=True, seed=cfg.seed)
     test = (_images(data.test_x, cfg.kind, device), data.test_y.to(device))
