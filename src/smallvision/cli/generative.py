@@ -27,7 +27,6 @@ _COMMON = (
 
 
 def _train(kind: str, kw: dict[str, Any]) -> None:
-    from smallvision.config import read_config_file
     from smallvision.engine.progress import Progress
     from smallvision.errors import UsageError
     from smallvision.generative.config import gen_config
@@ -43,7 +42,7 @@ def _train(kind: str, kw: dict[str, Any]) -> None:
         if changed:
             raise UsageError(f"cannot resume with a changed {changed[0]!r}; it would change the result. Start a new run")
     else:
-        base = _read(kw["config"], read_config_file) if kw["config"] else {}
+        base = _read(kw["config"]) if kw["config"] else {}
     base.pop("kind", None)
     cfg = gen_config(kind, base, **over)
     if kind == "gan":
@@ -54,8 +53,8 @@ def _train(kind: str, kw: dict[str, Any]) -> None:
     _print(summary, kw["as_json"])
 
 
-def _read(path: Path, reader: Any) -> dict[str, Any]:
-    """A generative run's config.json (or a TOML table of GenConfig settings)."""
+def _read(path: Path) -> dict[str, Any]:
+    """A generative run's config.json (or a TOML file: a [gan] table or top-level settings)."""
     import tomllib
 
     from smallvision.errors import UsageError
@@ -64,10 +63,10 @@ def _read(path: Path, reader: Any) -> dict[str, Any]:
     if not p.is_file():
         raise UsageError(f"--config {path}: no such file")
     try:
-        doc = json.loads(p.read_text()) if p.suffix == ".json" else tomllib.loads(p.read_text()).get("gan",
-                                                                                                   tomllib.loads(p.read_text()))
+        doc = json.loads(p.read_text()) if p.suffix == ".json" else tomllib.loads(p.read_text())
     except ValueError as e:
         raise UsageError(f"--config {p}: cannot read it ({e})") from None
+    doc = doc.get("gan", doc) if isinstance(doc, dict) else {}
     return {k: v for k, v in doc.items() if k not in ("resolved", "command")}
 
 
