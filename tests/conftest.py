@@ -37,3 +37,20 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
 @pytest.fixture
 def runs_dir(tmp_path: Path) -> Path:
     return tmp_path / "runs"
+
+
+@pytest.fixture(scope="session")
+def mnist_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real mnist-fast run (1 epoch, ~99 %), shared by the export and serve tests."""
+    if not _available("mnist"):
+        pytest.skip("MNIST files not found (set SMALLVISION_DATA)")
+    from smallvision import api
+
+    return api.train("mnist-fast", runs_dir=tmp_path_factory.mktemp("runs"), epochs=1, name="served").run_dir
+
+
+@pytest.fixture(scope="session")
+def mnist_onnx(mnist_run: Path) -> Path:
+    from smallvision.export import export
+
+    return Path(export(mnist_run, "onnx").path)

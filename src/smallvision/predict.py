@@ -74,15 +74,26 @@ class Predictor:
         self.classes = list(self.info.class_names) or [str(i) for i in range(self.info.num_classes)]
         self._mean = torch.tensor(self.info.mean).view(-1, 1, 1)
         self._std = torch.tensor(self.info.std).view(-1, 1, 1)
+        self.card: dict[str, Any] = {"model": meta.get("model"), "dataset": self.info.name}
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Predictor:
-        from smallvision.engine.checkpoint import load_model
+        """A run folder, a .safetensors checkpoint, or an exported .onnx file (run by onnxruntime
+        on the CPU, with the preprocessing stored inside it)."""
+        from smallvision.engine.checkpoint import load_model, resolve
         from smallvision.engine.device import resolve_device
+        from smallvision.export import OnnxModel, model_card
 
+        if str(path).lower().endswith(".onnx"):
+            onnx_model = OnnxModel.load(path)
+            p = cls(onnx_model, onnx_model.meta, "cpu")  # type: ignore[arg-type]
+            p.card = model_card(onnx_model.meta)
+            return p
         device = str(resolve_device(device))  # the same rule as train and evaluate
         model, meta = load_model(path, device)
-        return cls(model, meta, device)
+        p = cls(model, meta, device)
+        p.card = model_card(meta, resolve(path))
+        return p
 
     def preprocess(self, image: Any, invert: str = "auto", center: str = "auto") -> torch.Tensor:
         """A path, PIL image or array -> the model's normalised input (C, H, W)."""

@@ -242,7 +242,7 @@ def convert(
 
 @app.command()
 def predict(
-    checkpoint: Annotated[str, typer.Argument(help="A run folder or a .safetensors checkpoint.")],
+    checkpoint: Annotated[str, typer.Argument(help="A run folder, a .safetensors checkpoint or an exported .onnx file.")],
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
     top_k: Annotated[int, typer.Option(help="How many classes to list per image.")] = 3,
     fmt: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
@@ -280,6 +280,49 @@ def predict(
                 print(f"{r['file']}: {r['label']} ({r['probability']:.3f})   top-{len(r['top_k'])}: {alts}")
     if any("error" in r for r in results):
         sys.exit(1)
+
+
+@app.command("export")
+def export_cmd(
+    checkpoint: Annotated[str, typer.Argument(help="A run folder or a .safetensors checkpoint.")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx, torchscript or safetensors")] = "onnx",
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="File to write (default: model.<ext> beside the checkpoint).")] = None,
+    check_images: Annotated[int, typer.Option(help="Test images the export is checked on against PyTorch.")] = 256,
+    data_dir: Annotated[Optional[str], typer.Option(help="Where the model's data set is (for the check).")] = None,
+    opset: Annotated[Optional[int], typer.Option(help="ONNX opset (default: the exporter's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Export a model to ONNX/TorchScript/safetensors, checked against PyTorch on real test images."""
+    from smallvision.export import TOLERANCE, describe, export
+
+    r = export(checkpoint, fmt, out, data_dir, check_images, opset)
+    if as_json:
+        print(json.dumps(describe(r)))
+        return
+    print(f"wrote {r.path} ({r.format}, {r.bytes / 1e6:.2f} MB) with the preprocessing and model card inside")
+    print(f"checked on {r.checked_on}: max abs logit difference {r.max_abs_diff:.2e} (≤ {TOLERANCE:g}), "
+          f"same top class {'for all' if r.same_argmax else 'NOT for all'}")
+
+
+@app.command()
+def serve(
+    checkpoint: Annotated[str, typer.Argument(help="A run folder, a .safetensors checkpoint or an exported .onnx file.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 exposes the server to your network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest request body accepted (413 above).")] = 10.0,
+    max_pixels: Annotated[int, typer.Option(help="Largest image (width × height) decoded (413 above).")] = 25_000_000,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
+) -> None:
+    """Serve a page to draw or upload images and see the model's guess, plus a JSON API."""
+    from smallvision.errors import UsageError
+    from smallvision.serve import Limits
+    from smallvision.serve import serve as run_server
+
+    if max_upload_mb <= 0 or max_pixels <= 0:
+        raise UsageError("--max-upload-mb and --max-pixels must be positive")
+    limits = Limits(max_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=max_pixels)
+    print(f"serving {checkpoint} on http://{host}:{port}/  (API docs: /docs; Ctrl-C stops)", flush=True)
+    run_server(checkpoint, host, port, limits, device)
 
 
 @app.command()

@@ -55,7 +55,8 @@ def _split(blob: bytes, path: Path | str) -> tuple[dict[str, Any], bytes]:
     return header, blob[8 + n :]
 
 
-def checkpoint_bytes(state: dict[str, torch.Tensor], meta: dict[str, Any]) -> bytes:
+def checkpoint_bytes(state: dict[str, torch.Tensor], meta: dict[str, Any], extra: dict[str, str] | None = None) -> bytes:
+    """`extra`: more string keys in the safetensors metadata, beside the "smallvision" JSON."""
     from safetensors.torch import save
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
@@ -63,7 +64,7 @@ def checkpoint_bytes(state: dict[str, torch.Tensor], meta: dict[str, Any]) -> by
     _, data = _split(first, "<memory>")
     meta = {**meta, "format": FORMAT, "format_version": FORMAT_VERSION,
             "data_sha256": hashlib.sha256(data).hexdigest()}
-    return save(tensors, metadata={"smallvision": json.dumps(meta)})
+    return save(tensors, metadata={**(extra or {}), "smallvision": json.dumps(meta)})
 
 
 def save_checkpoint(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:

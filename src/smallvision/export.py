@@ -1,0 +1,282 @@
+"""Export a trained classifier to ONNX, TorchScript or a portable safetensors file, checked
+against PyTorch on real test images.
+
+    from smallvision.export import export
+    r = export("runs/mnist-fast-.../", fmt="onnx")      # -> runs/mnist-fast-.../model.onnx
+    r.max_abs_diff, r.same_argmax, r.checked_on
+
+Every exported file carries the same self-description as a checkpoint, inside it (ONNX
+``metadata_props``, TorchScript ``extra_files``, safetensors ``__metadata__``): the model,
+its data set (input size, channels, mean, std, class names), the preprocessing rule
+(``invert``/``center``), the model card (test accuracy, parameters) and the parity check
+that was run. `smallvision predict` and `smallvision serve` take an exported ``.onnx`` too
+(`OnnxModel`): the same preprocessing as the checkpoint, onnxruntime instead of PyTorch.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from smallvision.errors import CheckpointError, UsageError
+from smallvision.io import atomic_write_bytes
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
+EXPORT_FORMAT = "smallvision-export"
+TOLERANCE = 1e-4  # max abs logit difference accepted between PyTorch and the exported model
+
+
+@dataclass
+class ExportResult:
+    path: str
+    format: str
+    checked_on: str  # what the parity check ran on
+    images: int
+    max_abs_diff: float
+    same_argmax: bool
+    bytes: int
+
+    @property
+    def ok(self) -> bool:
+        return self.same_argmax and self.max_abs_diff <= TOLERANCE
+
+
+def preprocessing(meta: dict[str, Any]) -> dict[str, Any]:
+    """The preprocessing rule in words and numbers, for tools other than smallvision."""
+    from smallvision.data.info import DatasetInfo
+    from smallvision.predict import is_digit_style
+
+    info = DatasetInfo.from_dict(meta["dataset"])
+    digit = is_digit_style(info) and info.height == info.width
+    return {
+        "input": "float32 NCHW, (pixel/255 - mean) / std per channel",
+        "channels": info.channels, "height": info.height, "width": info.width,
+        "mean": list(info.mean), "std": list(info.std),
+        "invert": ("auto: invert when the border is light (the model saw light ink on a dark background)"
+                   if info.channels == 1 and info.mean[0] < 0.5 else "no"),
+        "center": ("mnist: crop to the ink, fit in a 20/28 box, centre by mass" if digit
+                   else "resize the short side, centre crop"),
+        "class_names": list(info.class_names) or [str(i) for i in range(info.num_classes)],
+    }
+
+
+def model_card(meta: dict[str, Any], ckpt: Path | None = None) -> dict[str, Any]:
+    """Name, data set, test accuracy (from the run's summary when the checkpoint is in its run
+    folder), parameters: what the served page and `smallvision export` show."""
+    if isinstance(meta.get("card"), dict):  # an exported file: its card was written at export
+        return meta["card"]
+    summary: dict[str, Any] = {}
+    if ckpt is not None and (ckpt.parent / "summary.json").is_file():
+        try:
+            summary = json.loads((ckpt.parent / "summary.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            summary = {}
+    metrics = meta.get("metrics") or {}
+    cfg = meta.get("config") or {}
+    return {
+        "model": meta.get("model"),
+        "dataset": cfg.get("dataset") or meta["dataset"].get("name"),
+        "recipe": cfg.get("recipe") or summary.get("recipe"),
+        "run": summary.get("run") or (ckpt.parent.name if ckpt is not None else None),
+        "test_accuracy": summary.get("test_accuracy", metrics.get("test_accuracy")),
+        "params": summary.get("params"),
+        "epoch": meta.get("epoch"),
+        "tta_views": len(_tta_views(cfg)) if cfg.get("tta") else 0,
+    }
+
+
+def _tta_views(cfg: dict[str, Any]) -> tuple:
+    from smallvision.data.augment import tta_views
+
+    return tta_views(cfg.get("shift", 0), cfg.get("hflip", False), cfg.get("augment", "none"))
+
+
+def check_images(meta: dict[str, Any], n: int, data_dir: str | None) -> tuple[torch.Tensor, str]:
+    """The first `n` test images of the model's own data set, normalised as the model expects;
+    random inputs (said so) when the data set cannot be read here."""
+    from smallvision.config import from_dict
+    from smallvision.data import load_dataset
+    from smallvision.data.info import DatasetInfo
+    from smallvision.data.loader import as_model_input
+
+    info = DatasetInfo.from_dict(meta["dataset"])
+    cfg = from_dict(meta.get("config", {}))
+    try:
+        data = load_dataset(cfg.dataset, data_dir if data_dir is not None else cfg.data_dir, cfg.data_args)
+    except UsageError as e:
+        g = torch.Generator().manual_seed(0)
+        return torch.randn(n, *info.input_shape, generator=g), f"{n} random inputs (no test images here: {str(e).split(' (')[0]})"
+    x = data.test_x[:n]
+    return as_model_input(x, info.mean, info.std, torch.device("cpu")).float(), f"{len(x)} {cfg.dataset} test images"
+
+
+def _compare(ref: torch.Tensor, got: np.ndarray | torch.Tensor) -> tuple[float, bool]:
+    got_t = torch.as_tensor(np.asarray(got)).float()
+    return float((ref - got_t).abs().max()), bool((ref.argmax(1) == got_t.argmax(1)).all())
+
+
+def export(checkpoint: str | Path, fmt: str = "onnx", out: str | Path | None = None, data_dir: str | None = None,
+           check_n: int = 256, opset: int | None = None) -> ExportResult:
+    """Write the model of `checkpoint` (a run folder or a .safetensors file) as `fmt` and check
+    it against PyTorch (fp32) on `check_n` real test images. Raises UsageError when the check fails
+    (the file is kept, for inspection, with a ``.failed`` suffix)."""
+    from smallvision.engine.checkpoint import load_model, resolve
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if check_n < 1:
+        raise UsageError(f"--check-images must be ≥ 1, got {check_n}")
+    ckpt = resolve(checkpoint)
+    model, meta = load_model(ckpt, "cpu")
+    model = model.float().eval()
+    dest = Path(out) if out else ckpt.parent / f"model{FORMATS[fmt]}"
+    if dest.is_dir():
+        raise UsageError(f"{dest}: is a folder; give the file to write")
+    if not dest.parent.is_dir():
+        raise UsageError(f"{dest.parent}: no such folder")
+    x, checked_on = check_images(meta, check_n, data_dir)
+    with torch.inference_mode():
+        ref = model(x).float()
+    doc = {**{k: v for k, v in meta.items() if k not in ("format", "format_version", "data_sha256")},
+           "format": EXPORT_FORMAT, "exported_as": fmt, "preprocessing": preprocessing(meta),
+           "card": model_card(meta, ckpt), "source": str(ckpt)}
+    writer = {"onnx": _write_onnx, "torchscript": _write_torchscript, "safetensors": _write_safetensors}[fmt]
+    blob = writer(model, x[:2], doc, opset)
+    diff, same = _check(fmt, blob, x, ref)
+    result = ExportResult(str(dest), fmt, checked_on, len(x), diff, same, len(blob))
+    if not result.ok:
+        atomic_write_bytes(str(dest) + ".failed", blob)
+        raise UsageError(f"{dest}: the exported model differs from PyTorch on {checked_on} (max abs logit "
+                         f"difference {diff:.2e}, same top class: {same}); kept as {dest}.failed")
+    atomic_write_bytes(dest, blob)
+    return result
+
+
+def _write_onnx(model: torch.nn.Module, example: torch.Tensor, doc: dict[str, Any], opset: int | None) -> bytes:
+    import io
+
+    import onnx
+
+    buf = io.BytesIO()
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prog = torch.onnx.export(model, (example,), dynamo=True, input_names=["image"], output_names=["logits"],
+                                 dynamic_shapes=({0: batch},), opset_version=opset, verbose=False)
+    prog.save(buf)  # type: ignore[union-attr]
+    proto = onnx.load_from_string(buf.getvalue())
+    pre = doc["preprocessing"]
+    onnx.helper.set_model_props(proto, {
+        "smallvision": json.dumps(doc),  # everything; the flat keys are for other tools
+        "class_names": json.dumps(pre["class_names"]), "mean": json.dumps(pre["mean"]), "std": json.dumps(pre["std"]),
+        "input_size": f"{pre['channels']}x{pre['height']}x{pre['width']}",
+    })
+    proto.doc_string = f"smallvision {doc['model']} trained on {doc['card']['dataset']}"
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def _write_torchscript(model: torch.nn.Module, example: torch.Tensor, doc: dict[str, Any], _opset: int | None) -> bytes:
+    import io
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript is in maintenance; tracing still works
+        traced = torch.jit.trace(model, example, check_trace=False)
+        buf = io.BytesIO()
+        torch.jit.save(traced, buf, _extra_files={"smallvision.json": json.dumps(doc)})
+    return buf.getvalue()
+
+
+def _write_safetensors(model: torch.nn.Module, _example: torch.Tensor, doc: dict[str, Any], _opset: int | None) -> bytes:
+    """A smallvision checkpoint (loadable by predict/serve/evaluate) whose metadata also carries
+    flat string keys, so other safetensors readers see the classes and normalisation."""
+    from smallvision.engine.checkpoint import checkpoint_bytes
+
+    pre = doc["preprocessing"]
+    meta = {k: v for k, v in doc.items() if k != "format"}
+    flat = {"model": str(doc["model"]), "class_names": json.dumps(pre["class_names"]), "mean": json.dumps(pre["mean"]),
+            "std": json.dumps(pre["std"]), "input_size": f"{pre['channels']}x{pre['height']}x{pre['width']}"}
+    return checkpoint_bytes(model.state_dict(), meta, extra=flat)
+
+
+def _check(fmt: str, blob: bytes, x: torch.Tensor, ref: torch.Tensor) -> tuple[float, bool]:
+    """Run the exported bytes as a user would load them and compare the logits."""
+    import io
+
+    if fmt == "onnx":
+        return _compare(ref, OnnxModel.from_bytes(blob).run(x.numpy()))
+    if fmt == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = torch.jit.load(io.BytesIO(blob), map_location="cpu")
+        with torch.inference_mode():
+            return _compare(ref, loaded(x))
+    import tempfile
+
+    from smallvision.engine.checkpoint import load_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "m.safetensors"
+        p.write_bytes(blob)
+        m, _ = load_model(p, "cpu")
+        with torch.inference_mode():
+            return _compare(ref, m.float()(x))
+
+
+class OnnxModel:
+    """An exported .onnx file run by onnxruntime, callable like the PyTorch model it came from:
+    (B, C, H, W) float tensor -> logits tensor. `meta` is the self-description stored inside."""
+
+    def __init__(self, session: Any, meta: dict[str, Any]) -> None:
+        self.session, self.meta = session, meta
+        self.input_name = session.get_inputs()[0].name
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, where: str = "<memory>", threads: int = 0) -> OnnxModel:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        try:
+            sess = ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own types for malformed files
+            raise CheckpointError(f"{where}: not a readable ONNX model ({str(e).splitlines()[0][:200]})") from None
+        raw = sess.get_modelmeta().custom_metadata_map.get("smallvision")
+        try:
+            meta = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            meta = None
+        if not isinstance(meta, dict) or "dataset" not in meta:
+            raise CheckpointError(f"{where}: an ONNX model without smallvision metadata (export it with "
+                                  "`smallvision export`)")
+        return cls(sess, meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> OnnxModel:
+        p = Path(path)
+        try:
+            blob = p.read_bytes()
+        except FileNotFoundError:
+            raise CheckpointError(f"{p}: no such file") from None
+        return cls.from_bytes(blob, str(p))
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.run(x.detach().float().cpu().numpy()))
+
+    def eval(self) -> OnnxModel:
+        return self
+
+
+def describe(result: ExportResult) -> dict[str, Any]:
+    return {**asdict(result), "ok": result.ok, "tolerance": TOLERANCE}

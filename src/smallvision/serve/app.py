@@ -1,0 +1,211 @@
+"""The FastAPI app behind `smallvision serve`; see the package docstring."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request  # at module level: FastAPI resolves the endpoints' annotations here
+
+from smallvision.errors import UsageError
+
+# Decoders allowed for uploads: the common formats only (Pillow knows dozens, some rarely fuzzed).
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 10 * 1024 * 1024  # request body
+    max_pixels: int = 25_000_000  # width × height, checked from the header before decoding
+    max_top_k: int = 20
+
+
+class BadImage(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def decode_image(data: bytes, max_pixels: int):  # type: ignore[no-untyped-def]
+    """Bytes of an uploaded file -> a fully decoded PIL image, or BadImage (4xx) naming the
+    problem. The size is read from the header first: a decompression bomb is refused unread."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise BadImage(400, "empty upload: send an image file (PNG, JPEG, ...)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: our own cap decides
+        try:
+            im = Image.open(io.BytesIO(data), formats=FORMATS)
+        except UnidentifiedImageError:
+            raise BadImage(400, f"not an image this server reads ({', '.join(FORMATS)})") from None
+        except Image.DecompressionBombError:
+            raise BadImage(413, f"image has too many pixels (limit {max_pixels:,})") from None
+        except Exception as e:  # a malformed header
+            raise BadImage(400, f"unreadable image ({type(e).__name__})") from None
+        w, h = im.size
+        if w * h > max_pixels:
+            raise BadImage(413, f"image is {w} × {h} = {w * h:,} pixels; the limit is {max_pixels:,}")
+        if w < 1 or h < 1:
+            raise BadImage(400, "image has no pixels")
+        try:
+            im.load()
+        except Exception as e:  # truncated or corrupt data
+            msg = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+            raise BadImage(400, f"corrupt or truncated image ({msg})") from None
+    return im
+
+
+class _BodyLimit:
+    """ASGI middleware: 413 for a body over `max_bytes`, by its Content-Length before reading it,
+    or while it streams in when no length is given."""
+
+    class _TooLarge(Exception):
+        pass
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def _reply_413(self, send: Any) -> None:
+        body = json.dumps({"detail": f"upload too large: the limit is {self.max_bytes:,} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return await self._reply_413(send)
+        seen, started = 0, False
+
+        async def counted_receive() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise self._TooLarge
+            return message
+
+        async def tracked_send(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except self._TooLarge:
+            if not started:
+                await self._reply_413(send)
+
+
+def _page() -> str:
+    return resources.files("smallvision.serve").joinpath("page.html").read_text(encoding="utf-8")
+
+
+def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str = "auto"):  # type: ignore[no-untyped-def]
+    """The app for one model: a run folder, a .safetensors checkpoint or an exported .onnx file."""
+    from fastapi import FastAPI
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.responses import HTMLResponse, JSONResponse
+
+    from smallvision.export import preprocessing
+    from smallvision.predict import Predictor
+
+    limits = limits or Limits()
+    predictor = Predictor.from_checkpoint(checkpoint, device)
+    c, h, w = predictor.info.input_shape
+    info = {
+        "card": predictor.card,
+        "classes": predictor.classes,
+        "input": {"channels": c, "height": h, "width": w},
+        "drawable": c == 1 and max(h, w) <= 64,  # the page offers a canvas for small grayscale models
+        "preprocessing": preprocessing(predictor.meta),
+        "limits": asdict(limits),
+        "source": str(checkpoint),
+        "runtime": "onnxruntime" if str(checkpoint).lower().endswith(".onnx") else f"pytorch ({predictor.device})",
+    }
+    title = f"smallvision · {predictor.card.get('model')} on {predictor.card.get('dataset')}"
+    app = FastAPI(title=title, version="1", description="Try a smallvision classifier: POST an image to /predict.")
+    page = _page().replace("{{TITLE}}", title)
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"detail": message}, status_code=status)
+
+    async def read_upload(request: Request) -> bytes:
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "multipart/form-data":
+            try:
+                form = await request.form(max_files=1, max_fields=4)
+            except Exception as e:  # malformed multipart
+                raise BadImage(400, f"malformed multipart body ({type(e).__name__})") from None
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise BadImage(400, "multipart body without a file field named 'file'")
+            return await upload.read()
+        body = await request.body()
+        if kind == "application/json":
+            try:
+                text = json.loads(body)["image"]
+                text = text.split(",", 1)[1] if text.startswith("data:") else text  # a data URL too
+                return base64.b64decode(text, validate=True)
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError, IndexError):
+                raise BadImage(400, 'JSON body must be {"image": "<base64 of an image file>"}') from None
+            except binascii.Error:
+                raise BadImage(400, "the 'image' field is not valid base64") from None
+        return body  # the raw file as the body (curl --data-binary @digit.png)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": predictor.card.get("model")}
+
+    @app.get("/info")
+    async def get_info() -> dict[str, Any]:
+        return info
+
+    @app.post("/predict", summary="Classify one image",
+              description="Send the image as multipart field `file`, as JSON `{\"image\": base64}`, or as the raw "
+                          "body. Answers the top-k classes with probabilities.")
+    async def predict(request: Request, top_k: int = 5) -> Any:
+        t0 = time.perf_counter()
+        if not 1 <= top_k <= limits.max_top_k:
+            return error(400, f"top_k must be between 1 and {limits.max_top_k}")
+        try:
+            data = await read_upload(request)
+            image = await run_in_threadpool(decode_image, data, limits.max_pixels)
+        except BadImage as e:
+            return error(e.status, e.message)
+        (out,) = await run_in_threadpool(predictor.predict, [image], top_k)
+        if "error" in out:
+            return error(400, f"could not prepare the image: {out['error']}")
+        return {"label": out["label"], "probability": out["probability"],
+                "top_k": [{"label": lbl, "probability": p} for lbl, p in out["top_k"]],
+                "size": list(image.size), "ms": round(1000 * (time.perf_counter() - t0), 2)}
+
+    return _BodyLimit(app, limits.max_bytes) if limits.max_bytes else app
+
+
+def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
+          device: str = "auto", log_level: str = "warning") -> None:
+    """Run the server in the foreground (Ctrl-C stops it)."""
+    import uvicorn
+
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be 0-65535, got {port}")
+    app = create_app(checkpoint, limits, device)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
