@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@bash scripts/install-data.sh
+	@bash scripts/install-browser.sh
 	@touch $(STAMP)
 
 demo: setup

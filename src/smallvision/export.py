@@ -260,13 +260,14 @@ class OnnxModel:
         return cls(sess, meta)
 
     @classmethod
-    def load(cls, path: str | Path) -> OnnxModel:
+    def load(cls, path: str | Path, threads: int = 0) -> OnnxModel:
+        """`threads`: onnxruntime's intra-op threads (0: its default, every core)."""
         p = Path(path)
         try:
             blob = p.read_bytes()
         except FileNotFoundError:
             raise CheckpointError(f"{p}: no such file") from None
-        return cls.from_bytes(blob, str(p))
+        return cls.from_bytes(blob, str(p), threads)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]

@@ -77,15 +77,15 @@ class Predictor:
         self.card: dict[str, Any] = {"model": meta.get("model"), "dataset": self.info.name}
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Predictor:
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", onnx_threads: int = 0) -> Predictor:
         """A run folder, a .safetensors checkpoint, or an exported .onnx file (run by onnxruntime
-        on the CPU, with the preprocessing stored inside it)."""
+        on the CPU with `onnx_threads` threads (0: all), the preprocessing stored inside it)."""
         from smallvision.engine.checkpoint import load_model, resolve
         from smallvision.engine.device import resolve_device
         from smallvision.export import OnnxModel, model_card
 
         if str(path).lower().endswith(".onnx"):
-            onnx_model = OnnxModel.load(path)
+            onnx_model = OnnxModel.load(path, onnx_threads)
             p = cls(onnx_model, onnx_model.meta, "cpu")  # type: ignore[arg-type]
             p.card = model_card(onnx_model.meta)
             return p

@@ -312,6 +312,7 @@ def serve(
     max_upload_mb: Annotated[float, typer.Option(help="Largest request body accepted (413 above).")] = 10.0,
     max_pixels: Annotated[int, typer.Option(help="Largest image (width × height) decoded (413 above).")] = 25_000_000,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
+    threads: Annotated[int, typer.Option(help="Threads per prediction (requests run side by side).")] = 1,
 ) -> None:
     """Serve a page to draw or upload images and see the model's guess, plus a JSON API."""
     from smallvision.errors import UsageError
@@ -322,7 +323,7 @@ def serve(
         raise UsageError("--max-upload-mb and --max-pixels must be positive")
     limits = Limits(max_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=max_pixels)
     print(f"serving {checkpoint} on http://{host}:{port}/  (API docs: /docs; Ctrl-C stops)", flush=True)
-    run_server(checkpoint, host, port, limits, device)
+    run_server(checkpoint, host, port, limits, device, threads)
 
 
 @app.command()

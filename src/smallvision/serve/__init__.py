@@ -14,6 +14,6 @@ are identified from their header and refused above ``max_pixels`` before any pix
 anything unreadable is a 400 with a message. Uploads are never pickled or written to disk.
 """
 
-from smallvision.serve.app import Limits, create_app, decode_image, serve
+from smallvision.serve.app import Limits, create_app, decode_image, running, serve
 
-__all__ = ["Limits", "create_app", "decode_image", "serve"]
+__all__ = ["Limits", "create_app", "decode_image", "running", "serve"]

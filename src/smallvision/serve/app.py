@@ -8,6 +8,8 @@ import io
 import json
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -65,11 +67,9 @@ def decode_image(data: bytes, max_pixels: int):  # type: ignore[no-untyped-def]
 
 
 class _BodyLimit:
-    """ASGI middleware: 413 for a body over `max_bytes`, by its Content-Length before reading it,
-    or while it streams in when no length is given."""
-
-    class _TooLarge(Exception):
-        pass
+    """ASGI middleware: 413 for a body over `max_bytes`: by its Content-Length before a byte of it is
+    read (the HTTP server holds the body to that length), or, for a body streamed without a length,
+    as soon as the running count passes the limit (such a body is buffered, at most `max_bytes`)."""
 
     def __init__(self, app: Any, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -85,37 +85,41 @@ class _BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            return await self._reply_413(send)
-        seen, started = 0, False
-
-        async def counted_receive() -> Any:
-            nonlocal seen
+        if length is not None:
+            if not length.isdigit() or int(length) > self.max_bytes:
+                return await self._reply_413(send)
+            return await self.app(scope, receive, send)
+        chunks, seen, more = [], 0, True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise self._TooLarge
-            return message
+            if message["type"] == "http.disconnect":
+                return None
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.max_bytes:
+                return await self._reply_413(send)
+            more = message.get("more_body", False)
+        replayed = False
 
-        async def tracked_send(message: Any) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def replay() -> Any:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except self._TooLarge:
-            if not started:
-                await self._reply_413(send)
+        return await self.app(scope, replay, send)
 
 
 def _page() -> str:
     return resources.files("smallvision.serve").joinpath("page.html").read_text(encoding="utf-8")
 
 
-def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str = "auto"):  # type: ignore[no-untyped-def]
-    """The app for one model: a run folder, a .safetensors checkpoint or an exported .onnx file."""
+def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str = "auto",
+               threads: int = 0):  # type: ignore[no-untyped-def]
+    """The app for one model: a run folder, a .safetensors checkpoint or an exported .onnx file.
+    `threads` > 0 sets the threads one prediction may use (PyTorch's, process-wide, and
+    onnxruntime's); requests run side by side in the server's thread pool."""
     from fastapi import FastAPI
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import HTMLResponse, JSONResponse
@@ -124,7 +128,11 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str
     from smallvision.predict import Predictor
 
     limits = limits or Limits()
-    predictor = Predictor.from_checkpoint(checkpoint, device)
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+    predictor = Predictor.from_checkpoint(checkpoint, device, onnx_threads=threads)
     c, h, w = predictor.info.input_shape
     info = {
         "card": predictor.card,
@@ -200,12 +208,44 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str
     return _BodyLimit(app, limits.max_bytes) if limits.max_bytes else app
 
 
+@contextmanager
+def running(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve `app` from a background thread (a notebook, a test) and yield its base URL;
+    port 0 picks a free port."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.02)
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
 def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
-          device: str = "auto", log_level: str = "warning") -> None:
-    """Run the server in the foreground (Ctrl-C stops it)."""
+          device: str = "auto", threads: int = 1, log_level: str = "warning") -> None:
+    """Run the server in the foreground (Ctrl-C stops it). One thread per prediction by default:
+    one image gains little from more, and concurrent requests then share the cores without
+    oversubscribing them (benchmarks/results/serve_load.md: --threads 1 and 2 within 4 % on 2 cores)."""
     import uvicorn
 
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be 0-65535, got {port}")
-    app = create_app(checkpoint, limits, device)
+    if threads < 1:
+        raise UsageError(f"--threads must be ≥ 1, got {threads}")
+    app = create_app(checkpoint, limits, device, threads)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

@@ -1,0 +1,109 @@
+"""The served page in a real browser: Playwright drives Debian's Chromium (headless, --no-sandbox)
+against `smallvision serve` started as a user starts it. It draws a 7 stroke by stroke on the canvas
+and sees the guess, clears, uploads a PNG and sees its label. Screenshots go to artifacts/."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from smallvision.data import load_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts"
+
+
+def chromium() -> str:
+    path = os.environ.get("SMALLVISION_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        if os.environ.get("SMALLVISION_SKIP_BROWSER") == "1":
+            pytest.skip("SMALLVISION_SKIP_BROWSER=1 and no Chromium")
+        pytest.fail("no Chromium: `make setup` installs Debian's (scripts/install-browser.sh), "
+                    "or set SMALLVISION_CHROMIUM to a Chromium binary")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(mnist_run):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "smallvision", "serve", str(mnist_run), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"smallvision serve did not start: {proc.stdout.read() if proc.stdout else ''}")
+        time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+    banner = proc.stdout.read() if proc.stdout else ""
+    assert f"http://127.0.0.1:{port}/" in banner  # loopback unless told otherwise
+
+
+def draw(page, strokes):
+    box = page.locator("#canvas").bounding_box()
+    for stroke in strokes:
+        (x0, y0), rest = stroke[0], stroke[1:]
+        page.mouse.move(box["x"] + x0 * box["width"], box["y"] + y0 * box["height"])
+        page.mouse.down()
+        for x, y in rest:
+            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=10)
+        page.mouse.up()
+
+
+def settled(page):
+    page.wait_for_function("document.body.dataset.pending === '' && document.body.dataset.answered", timeout=10_000)
+    return page.locator("#label").text_content()
+
+
+def test_draw_and_upload_in_chromium(served, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    data = load_dataset("mnist")
+    i = int(np.flatnonzero(data.test_y.numpy() == 4)[0])
+    upload = tmp_path / "four.png"
+    Image.fromarray(255 - data.test_x[i, 0].numpy()).resize((140, 140)).save(upload)  # dark on light, 5× size
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1100, "height": 560})
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(served)
+        page.wait_for_selector("body[data-ready='1']")
+        assert "99" in page.locator("#card").text_content() or "test accuracy" in page.locator("#card").text_content()
+        draw(page, [[(0.25, 0.22), (0.72, 0.22)], [(0.72, 0.22), (0.60, 0.50), (0.42, 0.82)]])  # a 7, two strokes
+        assert settled(page) == "7"
+        assert page.locator("#bars .bar").count() == 5
+        page.screenshot(path=str(ARTIFACTS / "serve-draw.png"))
+        page.click("#clear")
+        assert page.locator("#label").text_content() == "–"
+        page.set_input_files("#file", str(upload))
+        page.wait_for_function("document.getElementById('label').textContent !== '–'", timeout=10_000)
+        assert settled(page) == "4"
+        assert page.locator("#preview").is_visible()
+        page.screenshot(path=str(ARTIFACTS / "serve-upload.png"))
+        browser.close()
+    assert not errors, errors
