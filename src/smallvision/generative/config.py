@@ -22,6 +22,9 @@ class GenConfig:
     model_args: dict[str, Any] = setting({}, "Model option KEY=VALUE (z_dim, width, latent, hidden, ...), repeatable.",
                                          metavar="KEY=VALUE")
     conditional: bool = setting(False, "GAN: condition on the class (sample one digit class on request).")
+    aux_weight: float = setting(0.0, "GAN: AC-GAN (Odena et al.): the discriminator also classifies real and generated "
+                                "images and the generator is trained to draw the class it is given; the weight of that "
+                                "classification loss (needs --conditional); 0: off.", check=NON_NEGATIVE)
     loss: str = setting("bce", "GAN loss.", choices="GAN loss")
     gp_weight: float = setting(10.0, "wgan-gp: weight of the gradient penalty.", check=NON_NEGATIVE)
     d_steps: int = setting(1, "GAN: discriminator steps per generator step.", check=AT_LEAST_1)
@@ -55,6 +58,8 @@ class GenConfig:
         validate_fields(self)
         if not isinstance(self.model_args, dict) or not isinstance(self.data_args, dict):
             raise UsageError("model_args and data_args are tables of KEY = VALUE")
+        if self.aux_weight > 0 and not self.conditional:
+            raise UsageError("--aux-weight (AC-GAN) needs --conditional: the generator must be told the class to draw")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from smallvision.engine.progress import Progress
 from smallvision.errors import DivergenceError, UsageError
@@ -37,10 +38,17 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
     """One discriminator update, then (every d_steps) one generator update; loss sums into s.meter."""
     G, D, cfg = s.nets["G"], s.nets["D"], s.cfg
     loss_fn, y = GAN_LOSSES.get(cfg.loss), (yb if cfg.conditional else None)
+    aux = cfg.aux_weight > 0  # AC-GAN: D also names the class of real and generated images
     with s.amp:  # the networks in the run's precision, the losses in fp32
         fake = G(_noise(len(xb), s), y)  # (B, C, H, W) in [-1, 1]
-        d_real, d_fake = D(xb, y).float(), D(fake.detach(), y).float()
+        if aux:
+            (d_real, c_real), (d_fake, c_fake) = D(xb, y, with_classes=True), D(fake.detach(), y, with_classes=True)
+        else:
+            d_real, d_fake = D(xb, y), D(fake.detach(), y)
+    d_real, d_fake = d_real.float(), d_fake.float()
     d_loss = loss_fn(d_real, d_fake, False)
+    if aux:
+        d_loss = d_loss + cfg.aux_weight * (F.cross_entropy(c_real.float(), yb) + F.cross_entropy(c_fake.float(), yb))
     if GAN_LOSSES.entry(cfg.loss).contract.get("gradient_penalty"):
         d_loss = d_loss + cfg.gp_weight * gradient_penalty(D, xb, fake.detach(), y)
     s.optimizers["optim_d"].zero_grad(set_to_none=True)
@@ -48,8 +56,11 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
     s.optimizers["optim_d"].step()
     if s.state.step % cfg.d_steps == 0:
         with s.amp:
-            d_gen = D(fake, y).float()
-        g_loss = loss_fn(None, d_gen, True)
+            out = D(fake, y, with_classes=aux)
+        d_gen, c_gen = out if aux else (out, None)
+        g_loss = loss_fn(None, d_gen.float(), True)
+        if c_gen is not None:
+            g_loss = g_loss + cfg.aux_weight * F.cross_entropy(c_gen.float(), yb)
         s.optimizers["optim_g"].zero_grad(set_to_none=True)
         g_loss.backward()
         s.optimizers["optim_g"].step()

@@ -93,7 +93,8 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
     if len(x) < cfg.batch_size:
         raise UsageError(f"--batch-size {cfg.batch_size} is larger than the training set ({len(x)} images)")
     torch.manual_seed(cfg.seed)
-    args = {**cfg.model_args, **({"conditional": True} if cfg.conditional else {})}
+    args = {**cfg.model_args, **({"conditional": True} if cfg.conditional else {}),
+            **({"aux_classes": True} if cfg.kind == "gan" and cfg.aux_weight > 0 else {})}
     nets = {k: v.to(device) for k, v in create_generative(cfg.model, data.info, cfg.kind, **args).items()}
     lrs = {"D": cfg.d_lr or cfg.lr}
     optimizers = {f"optim_{k.lower()}": torch.optim.Adam(v.parameters(), lr=lrs.get(k, cfg.lr), betas=(cfg.beta1, 0.999))

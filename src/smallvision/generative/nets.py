@@ -41,18 +41,26 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """image [+ class] -> one score per image (B,): a logit, or a critic value for WGAN."""
+    """image [+ class] -> one score per image (B,): a logit, or a critic value for WGAN. With
+    `aux_classes` (AC-GAN, Odena et al.) also class logits (B, K) when asked `with_classes`."""
 
-    def __init__(self, features: nn.Module, width: int, num_classes: int, conditional: bool) -> None:
+    def __init__(self, features: nn.Module, width: int, num_classes: int, conditional: bool,
+                 aux_classes: bool = False) -> None:
         super().__init__()
         self.features, self.out = features, nn.Linear(width, 1)
         self.embed = nn.Embedding(num_classes, width) if conditional else None
+        self.classes = nn.Linear(width, num_classes) if aux_classes else None
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
+                with_classes: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         h = self.features(x)  # (B, width)
         score = self.out(h).squeeze(1)
         if self.embed is not None and y is not None:
             score = score + (self.embed(y) * h).sum(1)  # projection discriminator
+        if with_classes:
+            if self.classes is None:
+                raise UsageError("this discriminator has no class head (build it with aux_classes)")
+            return score, self.classes(h)
         return score
 
 
@@ -64,20 +72,20 @@ def _check_side(info: DatasetInfo, name: str) -> None:
 @GENERATIVE.register("gan-mlp", "the tutorial's fully connected GAN: G z-1024-1024-D tanh, D D-256-256-1 LeakyReLU "
                      "(seed 002 keeps only the chapter's headings; sizes of the common PyTorch tutorial GAN)", kind="gan")
 def gan_mlp(info: DatasetInfo, z_dim: int = 96, g_hidden: int = 1024, d_hidden: int = 256,
-            conditional: bool = False) -> dict[str, nn.Module]:
+            conditional: bool = False, aux_classes: bool = False) -> dict[str, nn.Module]:
     c, h, w = info.input_shape
     g = nn.Sequential(nn.Linear(z_dim, g_hidden), nn.ReLU(True), nn.Linear(g_hidden, g_hidden), nn.ReLU(True),
                       nn.Linear(g_hidden, c * h * w), nn.Tanh(), nn.Unflatten(1, (c, h, w)))
     d = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, d_hidden), nn.LeakyReLU(0.2, True),
                       nn.Linear(d_hidden, d_hidden), nn.LeakyReLU(0.2, True))
     k = info.num_classes
-    return {"G": Generator(g, z_dim, k, conditional), "D": Discriminator(d, d_hidden, k, conditional)}
+    return {"G": Generator(g, z_dim, k, conditional), "D": Discriminator(d, d_hidden, k, conditional, aux_classes)}
 
 
 @GENERATIVE.register("dcgan", "DCGAN (Radford et al.) for 28-32 px: G z-(4w·H/4·W/4)-ConvT-ConvT tanh with BatchNorm, "
                      "D two stride-2 convolutions with LeakyReLU", kind="gan")
 def dcgan(info: DatasetInfo, z_dim: int = 64, width: int = 32, conditional: bool = False,
-          d_bn: bool = False) -> dict[str, nn.Module]:
+          d_bn: bool = False, aux_classes: bool = False) -> dict[str, nn.Module]:
     """`d_bn`: BatchNorm after the discriminator's second convolution, as in Radford et al.
     (off by default: a gradient penalty (wgan-gp) needs a critic without it)."""
     _check_side(info, "dcgan")
@@ -93,7 +101,8 @@ def dcgan(info: DatasetInfo, z_dim: int = 64, width: int = 32, conditional: bool
         nn.LeakyReLU(0.2, True),  # (B, 4w, H/4, W/4)
         nn.Flatten())
     k = info.num_classes
-    return {"G": Generator(g, z_dim, k, conditional), "D": Discriminator(d, 4 * width * (h // 4) * (w // 4), k, conditional)}
+    return {"G": Generator(g, z_dim, k, conditional), "D": Discriminator(d, 4 * width * (h // 4) * (w // 4), k, conditional,
+                                                                aux_classes)}
 
 
 class AutoEncoder(nn.Module):
