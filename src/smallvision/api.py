@@ -42,14 +42,15 @@ def _apply(base: TrainConfig, overrides: dict[str, Any], source: str) -> TrainCo
 
 
 def train(recipe: str | None = None, runs_dir: str | Path = "runs", progress: bool = False, command: str = "",
-          config: str | Path | None = None, **overrides: Any) -> TrainResult:
+          config: str | Path | None = None, callbacks: list[Any] | None = None, **overrides: Any) -> TrainResult:
     """Train a recipe (or the defaults, or a config file) with keyword overrides of any `TrainConfig`
-    field. `command` is recorded in config.json (the CLI passes the command line that ran)."""
+    field. `command` is recorded in config.json (the CLI passes the command line that ran);
+    `callbacks`: objects with the loop's hooks (engine/callbacks.py)."""
     from smallvision.engine.progress import Progress
     from smallvision.engine.trainer import fit
 
     cfg = make_config(recipe, config, **overrides)
-    return fit(cfg, runs_dir=runs_dir, progress=Progress(enabled=progress), command=command)
+    return fit(cfg, runs_dir=runs_dir, progress=Progress(enabled=progress), command=command, callbacks=callbacks)
 
 
 def _ensemble_figures(logits: list[Any], y: Any, split: str) -> dict[str, Any]:

@@ -121,6 +121,8 @@ class TrainConfig:
     max_time: float = setting(0.0, "Stop after this many seconds of training (0: off).", check=NON_NEGATIVE,
                               result=False)
     eval_every: int = setting(1, "Validate every N epochs.", check=AT_LEAST_1)
+    test: bool = setting(True, "Read the test set once at the end (`smallvision tune`'s trials do not: they choose on "
+                         "validation, and only the final run is tested).", result=False)
     test_every_epoch: bool = setting(False, "Also report test accuracy per epoch (reported, never used).",
                                      result=False)
     checkpoint_every: str = setting("", "Also save resume state every N steps (500) or seconds (60s).", result=False,

@@ -152,6 +152,33 @@ def train(**kw: Any) -> None:
     _emit(result.summary, as_json, f"run {result.run_dir}")
 
 
+@app.command()
+@with_settings(
+    _RECIPE, _CONFIG,
+    option("space", str, "lr,weight_decay,label_smoothing", "--space", help="Settings to search, comma-separated: NAME "
+           "(a default range) or NAME=log:LOW:HIGH, NAME=float:LOW:HIGH, NAME=int:LOW:HIGH, NAME=A|B|C."),
+    option("trials", int, 20, "--trials", help="How many trials (the time budget may end the search sooner)."),
+    option("time_budget", float, 0.0, "--time-budget", help="Seconds for the search (0: none); the final run is extra."),
+    option("jobs", int, 0, "--jobs", help="Trials side by side (0: auto, one per 2 cores from 4 cores up)."),
+    option("final", bool, True, "--final/--no-final", help="Train the best settings and read the test set, once."),
+    option("prune", bool, True, "--prune/--no-prune", help="Stop trials that fall below the median (MedianPruner)."),
+    option("out", Optional[Path], None, "--out", help="Where to write the tuned recipe (default: <tune folder>/tuned.toml)."),
+    option("runs_dir", Path, Path("runs"), "--runs-dir", help="Where the tune folder goes."),
+    _SET,
+)
+def tune(**kw: Any) -> None:
+    """Search settings on a validation split (Optuna); write them as a recipe; test the best once."""
+    from smallvision.tune import tune as run_tune
+
+    over = _settings(kw)
+    trial_val = over.pop("val_size", 0.1)  # the trials' split; the final run keeps the recipe's own
+    name = over.pop("name", "")
+    r = run_tune(kw["recipe"], kw["config"], space=kw["space"], trials=kw["trials"], time_budget=kw["time_budget"],
+                 val_size=trial_val, runs_dir=kw["runs_dir"], name=name, seed=over.get("seed", 0), jobs=kw["jobs"],
+                 final=kw["final"], prune=kw["prune"], out=kw["out"], **over)
+    print(f"tuned recipe: {r.recipe_path}   (train it: smallvision train --config {r.recipe_path})")
+
+
 def _torchrun(n: int) -> int:
     """`smallvision train --nproc N ARGS` -> `torchrun --standalone --nproc-per-node N -m smallvision train ARGS`."""
     import subprocess

@@ -198,7 +198,7 @@ def enter_phase(s: Session, phase: str) -> None:
     crash_point(phase)
 
 
-def _summary(s: Session, final: torch.nn.Module, test: EvalResult) -> tuple[dict[str, Any], list[str]]:
+def _summary(s: Session, final: torch.nn.Module, test: EvalResult | None) -> tuple[dict[str, Any], list[str]]:
     """The run's summary.json (what it trained, how far, how fast, its test figures) and the
     files left out as unreadable."""
     st, cfg = s.state, s.cfg
@@ -207,7 +207,7 @@ def _summary(s: Session, final: torch.nn.Module, test: EvalResult) -> tuple[dict
         "run": s.run.name, "run_dir": str(s.run), "recipe": cfg.recipe, "dataset": s.data.info.name,
         "model": cfg.model, "params": count_params(final), "epochs_run": st.history[-1]["epoch"],
         "best_epoch": st.best_epoch, "steps": st.step, "val_accuracy": st.best_acc if s.data.val is not None else None,
-        "test_accuracy": round(test.accuracy, 4), "test_loss": round(test.loss, 6),
+        "test_accuracy": round(test.accuracy, 4) if test else None, "test_loss": round(test.loss, 6) if test else None,
         "train_seconds": round(st.elapsed, 3), "images_per_second": round(st.images_seen / max(st.step_time, 1e-9), 1),
         "stopped": st.stopped, "device": str(s.rt.device), "precision": s.rt.precision,
         "threads": torch.get_num_threads(), "data_source": s.data.source, "skipped_images": len(skipped),
@@ -225,6 +225,11 @@ def finish(s: Session) -> TrainResult:
     final = s.eval_model()
     if s.best_weights is not None and s.data.val is not None:
         final.load_state_dict(s.best_weights)
+    if not s.cfg.test:  # chosen on validation only (tune's trials): the test set stays unread
+        summary = {**_summary(s, final, None)[0], "test_accuracy": None, "test_loss": None}
+        write_json(s.run / RunFolder.SUMMARY, summary)
+        enter_phase(s, "reported")
+        return TrainResult(s.run.path, summary, s.state.history)
     test = evaluate(s.judge(), *s.test_xy, autocast=s.rt.amp, keep_logits=True)
     summary, skipped = _summary(s, final, test)
     write_json(s.run / RunFolder.SUMMARY, summary)
@@ -243,15 +248,16 @@ def finish(s: Session) -> TrainResult:
 
 # ----------------------------------------------------------------------------- fit
 def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | None = None, command: str = "",
-        resume: str | Path | tuple[Path, Any] | None = None) -> TrainResult:
+        resume: str | Path | tuple[Path, Any] | None = None, callbacks: list[Any] | None = None) -> TrainResult:
     """Train `cfg`; with `resume` (a run folder, or (folder, its loaded resume state)) continue
-    that run from wherever it stopped: mid-epoch, or in its final test or report."""
+    that run from wherever it stopped: mid-epoch, or in its final test or report. `callbacks`:
+    more objects with the hooks of engine/callbacks.py (tune's pruning is one)."""
     if resume is not None and not isinstance(resume, tuple):
         from smallvision.engine.resume import load_resume
 
         resume = (Path(resume), load_resume(Path(resume)))
     s = setup(cfg, runs_dir, progress, command, resume)
-    callbacks: list[Any] = [ProgressBar(), PeriodicSave(cfg.checkpoint_every)]
+    callbacks = [ProgressBar(), PeriodicSave(cfg.checkpoint_every), *(callbacks or [])]
     try:
         if s.state.phase == "training":
             callbacks.append(StopOnSignal())

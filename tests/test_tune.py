@@ -1,0 +1,73 @@
+"""`smallvision tune`: the search space grammar, trials that choose on validation and never read the
+test set, the tuned recipe file, the single final test, and parallel trials in worker processes."""
+
+import json
+import tomllib
+
+import pytest
+
+from conftest import run_cli
+from smallvision.api import make_config
+from smallvision.errors import UsageError
+from smallvision.tune import Param, parse_space, plan_jobs, tune
+
+DIGITS = dict(dataset="digits", model="cnn-fast", optimizer="sgd", momentum=0.9, lr=0.05, batch_size=64)
+
+
+def test_space_grammar():
+    base = make_config(None, None, lr=0.1, epochs=2)
+    got = {p.name: p for p in parse_space("lr, weight_decay=log:1e-5:1e-2,epochs=int:1:4,optimizer=sgd|adamw,"
+                                          "label-smoothing=float:0:0.3", base)}
+    assert got["lr"] == Param("lr", "log", pytest.approx(0.01), pytest.approx(0.3))  # around the recipe's own lr
+    assert got["weight_decay"] == Param("weight_decay", "log", 1e-5, 1e-2)
+    assert got["epochs"] == Param("epochs", "int", 1, 4)
+    assert got["optimizer"].choices == ("sgd", "adamw") and got["label_smoothing"].high == 0.3
+    for bad, words in [("learning_rate", "did you mean lr"), ("lr=log:0:1", "LOW > 0"), ("lr=log:1:0.1", "LOW < HIGH"),
+                       ("lr=cubic:1:2", "kind must be"), ("epochs=int:1", "int:LOW:HIGH"), ("test", "not something"),
+                       ("val_size", "not something"), ("lr,lr", "twice"), ("", "no settings"), ("momentum=x:y:z", "kind"),
+                       ("freeze", "no default range")]:
+        with pytest.raises(UsageError, match=words):
+            parse_space(bad, base)
+
+
+def test_plan_jobs_uses_parallel_trials_only_when_cores_allow():
+    assert plan_jobs(0, cores=2) == (1, 0)  # 2 cores: one trial at a time, all threads
+    assert plan_jobs(0, cores=8) == (4, 2)
+    assert plan_jobs(2, cores=2) == (2, 1)
+    with pytest.raises(UsageError):
+        plan_jobs(-1)
+
+
+def test_trials_choose_on_validation_and_only_the_final_run_reads_the_test_set(tmp_path):
+    recipe = make_config(None, None, epochs=2, val_size=0, **DIGITS)  # a recipe that trains on everything
+    r = tune(config=recipe, space="lr,label_smoothing", trials=4, runs_dir=tmp_path, name="t", prune=False,
+             log=lambda m: None)
+    trials = sorted((tmp_path / "t" / "trials").iterdir())
+    assert len(trials) == 4
+    for t in trials:
+        summary = json.loads((t / "summary.json").read_text())
+        assert summary["test_accuracy"] is None and summary["val_accuracy"] is not None
+        assert not (t / "report.html").exists()
+        assert json.loads((t / "config.json").read_text())["val_size"] == 0.1  # the trials' split
+    vals = [row["val_accuracy"] for row in r.trials]
+    assert r.best_val == max(vals) and r.final["test_accuracy"] > 80
+    assert r.final["val_accuracy"] is None  # the final run trains as the recipe would: here no validation
+    doc = tomllib.loads(r.recipe_path.read_text())
+    assert "the test set was not read" in doc["description"]
+    assert doc["train"]["lr"] == pytest.approx(r.best_params["lr"]) and doc["train"]["val_size"] == 0.0
+    again = make_config(None, r.recipe_path)  # the recipe file reads back as the tuned settings
+    assert again.label_smoothing == pytest.approx(r.best_params["label_smoothing"]) and again.epochs == 2
+
+
+def test_parallel_trials_share_one_study(tmp_path):
+    r = tune(space="lr", trials=2, jobs=2, runs_dir=tmp_path, name="p", final=False, log=lambda m: None, epochs=1,
+             **DIGITS)
+    assert len(r.trials) == 2 and {t["state"] for t in r.trials} == {"complete"} and r.final is None
+    assert len(list((tmp_path / "p" / "trials").iterdir())) == 2
+
+
+def test_tune_cli_errors_are_one_line(tmp_path):
+    r = run_cli("tune", "--dataset", "digits", "--space", "lr=log:-1:1", "--runs-dir", str(tmp_path))
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "LOW > 0" in r.stderr
+    r = run_cli("tune", "--dataset", "digits", "--trials", "0", "--runs-dir", str(tmp_path))
+    assert r.returncode == 2 and "--trials must be ≥ 1" in r.stderr
