@@ -21,6 +21,8 @@ def make_config(recipe: str | None = None, config: str | Path | TrainConfig | No
     from smallvision.config import read_config_file
     from smallvision.recipes import recipe_config
 
+    if not recipe and config is None and "model" not in overrides and is_photo_folder(overrides.get("dataset", "")):
+        recipe = "photo-fast"  # a folder of photos and no model named: our photo recipe, not a 24k-parameter net at 224 px
     base = recipe_config(recipe) if recipe else TrainConfig()
     if isinstance(config, TrainConfig):
         base = config
@@ -29,14 +31,44 @@ def make_config(recipe: str | None = None, config: str | Path | TrainConfig | No
     return _apply(base, overrides, "settings").validate()
 
 
+def is_photo_folder(spec: str) -> bool:
+    """`folder:PATH` whose (sampled) images are larger than 64 px: photos, not digits or icons."""
+    from smallvision.data.datasets import split_spec
+
+    if not isinstance(spec, str) or not spec.startswith("folder:"):
+        return False
+    try:
+        from smallvision.data.folder import index_folder, probe_mode
+
+        _, arg, _ = split_spec(spec)
+        return probe_mode(index_folder(arg or "").train)[1] > 64
+    except Exception:  # a bad folder is reported, in one line, when the data set is loaded
+        return False
+
+
+def _portable(base: TrainConfig, spec: str) -> dict[str, Any]:
+    """The base's data options that hold for any data set of the same kind (a folder's size)."""
+    from smallvision.data import DATASETS
+
+    kind = spec.split(":")[0]
+    if kind != base.dataset.split(":")[0] or kind not in DATASETS:
+        return {}
+    keep = DATASETS.entry(kind).contract.get("portable", ())
+    return {k: v for k, v in base.data_args.items() if k in keep}
+
+
 def _apply(base: TrainConfig, overrides: dict[str, Any], source: str) -> TrainConfig:
     """Overrides on a base; another model drops the base's model options (they were for its own
-    model); the same model, or the same data set, changes only the options given."""
+    model) and another data set its data options, except those its kind declares portable (a
+    recipe's folder size holds for your folder); the same model, or the same data set, changes
+    only the options given."""
     overrides = dict(overrides)
     for key, owner in (("model_args", "model"), ("data_args", "dataset")):
-        if overrides.get(owner, getattr(base, owner)) != getattr(base, owner) and key not in overrides:
-            overrides[key] = {}
-        elif overrides.get(key) and overrides.get(owner, getattr(base, owner)) == getattr(base, owner):
+        new = overrides.get(owner, getattr(base, owner))
+        kept = _portable(base, new) if key == "data_args" else {}
+        if new != getattr(base, owner):
+            overrides[key] = {**kept, **overrides.get(key, {})}
+        elif overrides.get(key):
             overrides[key] = {**getattr(base, key), **overrides[key]}
     return merge(base, overrides, source)
 

@@ -381,7 +381,7 @@ def _folder_fixture(tmp: Path) -> dict[str, object]:
 
 @DATASETS.register("folder", "folder:PATH — image folders (class sub-folders, train/+val/, or cat.1.jpg prefixes); "
                    "--data-arg size=S, workers=W, stream=auto|yes|no", options={"size": int, "workers": int, "stream": str},
-                   fixture=_folder_fixture)
+                   fixture=_folder_fixture, portable=("size", "workers", "stream"))
 def _folder(arg: str | None, data_dir: str | Path | None, size: int | None = None, workers: int = 2,
             stream: str = "auto") -> ImageData:
     from smallvision.data.folder import STREAM_BYTES, check_folder_options, decode_all, index_folder, probe_mode

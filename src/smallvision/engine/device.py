@@ -28,14 +28,30 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+# oneDNN's ISA names (ONEDNN_MAX_CPU_ISA), lowest first; bf16 arithmetic is native from AVX512_CORE_BF16 on
+ISA_ORDER = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+             "AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_FP16", "AVX10_1_512_AMX", "AVX512_CORE_AMX",
+             "AVX10_1_512_AMX_FP16", "AVX512_CORE_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2", "ALL", "DEFAULT")
+
+
+def isa_allows_bf16(cap: str | None = None) -> bool:
+    """False when ONEDNN_MAX_CPU_ISA caps oneDNN below AVX512_CORE_BF16 (a laptop-class CPU,
+    or one measured as such): then bf16 is emulated and slower than fp32."""
+    cap = (cap if cap is not None else os.environ.get("ONEDNN_MAX_CPU_ISA", "")).strip().upper()
+    if not cap or cap not in ISA_ORDER:
+        return True
+    return ISA_ORDER.index(cap) >= ISA_ORDER.index("AVX512_CORE_BF16")
+
+
 def cpu_has_native_bf16() -> bool:
     """True on CPUs with bf16 matrix instructions (AMX or AVX512-BF16), where bf16 autocast is
-    2-3× faster than fp32; elsewhere torch emulates bf16 and it is slower."""
+    2-3× faster than fp32 (unless ONEDNN_MAX_CPU_ISA caps oneDNN below them); elsewhere torch
+    emulates bf16 and it is slower."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    return ("amx_bf16" in flags or "avx512_bf16" in flags) and isa_allows_bf16()
 
 
 def autocast_for(device: torch.device, precision: str) -> tuple[contextlib.AbstractContextManager, str]:

@@ -1,0 +1,60 @@
+"""Photos: a folder assembled from real photographs trains end to end with the default command (our
+photo recipe, chosen because the images are photos), recipe sizes carry over to your folder, the
+seed recipes hold out a fraction, and seed 002's SimpleCNN trains on CIFAR-10 python batches."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from smallvision import api
+from smallvision.data import DATASETS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    from make_photo_folder import make
+
+    return make(tmp_path_factory.mktemp("photos") / "two scenes", per_class=40)
+
+
+def test_the_default_command_on_photos_trains_the_photo_recipe(photos, tmp_path):
+    r = run_cli("train", "--dataset", f"folder:{photos}", "--runs-dir", str(tmp_path), "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["recipe"] == "photo-fast" and summary["model"] == "photo-net"
+    cfg = json.loads((Path(summary["run_dir"]) / "config.json").read_text())
+    assert cfg["data_args"] == {"size": 64} and cfg["augment"] == "photo" and cfg["val_size"] == 0.1
+    assert summary["val_accuracy"] is not None and summary["test_accuracy"] >= 85  # two scenes: easy, but learned
+    assert (Path(summary["run_dir"]) / "report.html").is_file()
+
+
+def test_recipe_options_carry_over_to_your_folder(photos, tmp_path):
+    assert api.make_config("photo-fast", dataset=f"folder:{photos}").data_args == {"size": 64}
+    assert api.make_config("photo-accurate", dataset=f"folder:{photos}").data_args == {"size": 96}
+    assert api.make_config("photo-fast", dataset=f"folder:{photos}", data_args={"size": 80}).data_args == {"size": 80}
+    assert api.make_config(dataset=f"folder:{photos}", model="cnn-fast").recipe == ""  # a named model: no recipe
+    # small images (digits, icons) are not photos: the old default (cnn-fast at their own size) stays
+    from test_folders import build_folder
+
+    digits = build_folder(tmp_path / "digits", per_class=5)
+    assert api.make_config(dataset=f"folder:{digits}").model == "cnn-fast"
+
+
+def test_seed_cats_dogs_recipe_holds_out_a_fraction_of_any_folder(photos, tmp_path):
+    cfg = api.make_config("seed-cats-dogs-resnet18", dataset=f"folder:{photos}", model_args={"pretrained": False},
+                          data_args={"size": 32}, epochs=1, report=False)
+    assert cfg.val_size == 0.08
+    res = api.train(config=cfg, runs_dir=tmp_path)  # 69 training images: a fixed 2 000 would not fit
+    assert res.summary["val_accuracy"] is not None
+
+
+def test_seed_cifar10_simple_cnn_recipe_on_python_batches(tmp_path):
+    settings = DATASETS.entry("cifar10").contract["fixture"](tmp_path)  # the batches, written as CIFAR's are
+    res = api.train("seed-cifar10-simple-cnn", runs_dir=tmp_path / "runs", epochs=25, report=False,
+                    data_dir=str(tmp_path), **{k: v for k, v in settings.items() if k != "data_dir"})
+    assert res.summary["model"] == "seed-simple-cnn" and res.summary["test_accuracy"] > 40  # 10 classes: 10 % chance
