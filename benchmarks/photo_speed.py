@@ -6,7 +6,8 @@ learning rate, bf16 autocast where native + channels_last: the photo recipes' se
     .venv/bin/python benchmarks/photo_speed.py --sizes 64,96,128 --out benchmarks/results/photo_speed.md
 
 Training: images/s over 15 steps after 5 warm-up steps (median step time); inference: images/s
-of eval-mode forward passes in batches of 256.
+of eval-mode forward passes in batches of 256, one view per image (the photo recipes' --tta
+averages 10 views, so their test pass costs 10× this).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def measure(model: str, args: dict, size: int, precision: str, batch: int = 64) 
             times.append(time.perf_counter() - t0)
     train_ips = batch / statistics.median(times)
     m.eval()
+    m.tta = False  # one view per image (photo-fast's --tta averages 10: its test pass costs 10× this)
     xe = torch.randn(256, 3, size, size).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), (amp or torch.autocast("cpu", enabled=False)):
         m(xe)

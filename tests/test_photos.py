@@ -58,3 +58,15 @@ def test_seed_cifar10_simple_cnn_recipe_on_python_batches(tmp_path):
     res = api.train("seed-cifar10-simple-cnn", runs_dir=tmp_path / "runs", epochs=25, report=False,
                     data_dir=str(tmp_path), **{k: v for k, v in settings.items() if k != "data_dir"})
     assert res.summary["model"] == "seed-simple-cnn" and res.summary["test_accuracy"] > 40  # 10 classes: 10 % chance
+
+
+def test_imagenet_weights_bring_imagenet_statistics():
+    from smallvision.data.info import DatasetInfo
+    from smallvision.engine.setup import _normalisation
+
+    info = DatasetInfo("folder:pets", 2, 3, 64, 64, (0.5, 0.4, 0.3), (0.2, 0.2, 0.2))
+    tuned = _normalisation(api.make_config(model="resnet18", model_args={"pretrained": True}), info)
+    assert tuned.mean == (0.485, 0.456, 0.406) and tuned.std == (0.229, 0.224, 0.225)
+    assert _normalisation(api.make_config(model="resnet18"), info).mean == (0.5, 0.4, 0.3)  # from scratch: the data's
+    own = _normalisation(api.make_config(model="resnet18", model_args={"pretrained": True}, normalize=[0.5, 0.25]), info)
+    assert own.mean == (0.5,) * 3  # an explicit --normalize wins

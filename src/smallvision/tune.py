@@ -144,7 +144,7 @@ class _Pruning:
 
         if row and row.get("val_accuracy") is not None:
             self.trial.report(row["val_accuracy"], row["epoch"])
-            if self.trial.should_prune():
+            if row["epoch"] < s.cfg.epochs and self.trial.should_prune():  # at the last epoch nothing is saved
                 raise optuna.TrialPruned(f"epoch {row['epoch']}: {row['val_accuracy']:.2f} % is below the median")
 
 
@@ -308,7 +308,7 @@ def tune(recipe: str | None = None, config: str | Path | TrainConfig | None = No
         recipe_path.write_text(to_toml(best_cfg.__class__(**{**best_cfg.to_dict(), "name": ""}), description))
         log(f"best: {best.value:.2f} % validation accuracy with {json.dumps(best.params)} -> {recipe_path}")
         result = TuneResult(folder.path, dict(best.params), float(best.value), rows, recipe_path,
-                            search_seconds=round(search_seconds, 1))
+                            search_seconds=round(search_seconds, 1), extra={"val": trial_val})
         if final:
             res = fit(_apply(best_cfg, {"name": f"{folder.name}-final"}, "tune").validate(), runs_dir=folder.path)
             result.final = res.summary

@@ -69,6 +69,12 @@ def runtime(cfg: TrainConfig) -> Runtime:
 
 
 def _normalisation(cfg: TrainConfig, info: DatasetInfo) -> DatasetInfo:
+    if cfg.normalize is None and cfg.model_args.get("pretrained") is True:
+        # torchvision's ImageNet weights expect ImageNet's statistics (grayscale: their mean)
+        from smallvision.models.tv import IMAGENET_MEAN, IMAGENET_STD
+
+        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if info.channels == 3 else ((0.449,), (0.226,))
+        return replace(info, mean=mean, std=std)
     if cfg.normalize is None:  # [mean, std], each a number or one per channel
         return info
     per_channel = lambda v: tuple(float(a) for a in v) if isinstance(v, list) else (float(v),) * info.channels  # noqa: E731
