@@ -237,3 +237,19 @@ def test_ensemble_averages_member_probabilities(runs_dir):
         api.evaluate_ensemble(s["member_runs"][:1])
     with pytest.raises(UsageError, match="K ≥ 2"):
         api.train_ensemble(k=1, runs_dir=runs_dir, **small())
+
+
+def test_fast_precision_respects_an_isa_cap(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA below AVX512_CORE_BF16 (a laptop-class CPU, or this one run as one): bf16
+    would be emulated, so `fast` picks fp32 (benchmarks/isa.py measures both on each cap)."""
+    from smallvision.engine import device as dev
+
+    assert not dev.isa_allows_bf16("AVX2") and not dev.isa_allows_bf16("avx512_core")
+    assert dev.isa_allows_bf16("AVX512_CORE_BF16") and dev.isa_allows_bf16("AVX512_CORE_AMX")
+    assert dev.isa_allows_bf16("") and dev.isa_allows_bf16("not-an-isa")  # no cap, or one oneDNN ignores
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    server = "flags : fpu sse avx2 avx512f avx512_bf16 amx_tile"
+    assert dev.cpu_has_native_bf16(server) and not dev.cpu_has_native_bf16("flags : fpu sse avx2")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not dev.cpu_has_native_bf16(server)
+    assert dev.autocast_for(torch.device("cpu"), "fast")[1] == "fp32"  # this machine, capped

@@ -43,14 +43,15 @@ def isa_allows_bf16(cap: str | None = None) -> bool:
     return ISA_ORDER.index(cap) >= ISA_ORDER.index("AVX512_CORE_BF16")
 
 
-def cpu_has_native_bf16() -> bool:
+def cpu_has_native_bf16(flags: str | None = None) -> bool:
     """True on CPUs with bf16 matrix instructions (AMX or AVX512-BF16), where bf16 autocast is
     2-3× faster than fp32 (unless ONEDNN_MAX_CPU_ISA caps oneDNN below them); elsewhere torch
     emulates bf16 and it is slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    if flags is None:
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
     return ("amx_bf16" in flags or "avx512_bf16" in flags) and isa_allows_bf16()
 
 

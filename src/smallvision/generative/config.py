@@ -25,6 +25,9 @@ class GenConfig:
     aux_weight: float = setting(0.0, "GAN: AC-GAN (Odena et al.): the discriminator also classifies real and generated "
                                 "images and the generator is trained to draw the class it is given; the weight of that "
                                 "classification loss (needs --conditional); 0: off.", check=NON_NEGATIVE)
+    aux_on_fakes: bool = setting(True, "AC-GAN: the discriminator's class head also learns from generated images (as "
+                                 "Odena et al.); off: from real images only, a plain classifier the generator must "
+                                 "satisfy.")
     loss: str = setting("bce", "GAN loss.", choices="GAN loss")
     gp_weight: float = setting(10.0, "wgan-gp: weight of the gradient penalty.", check=NON_NEGATIVE)
     d_steps: int = setting(1, "GAN: discriminator steps per generator step.", check=AT_LEAST_1)

@@ -48,7 +48,10 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
     d_real, d_fake = d_real.float(), d_fake.float()
     d_loss = loss_fn(d_real, d_fake, False)
     if aux:
-        d_loss = d_loss + cfg.aux_weight * (F.cross_entropy(c_real.float(), yb) + F.cross_entropy(c_fake.float(), yb))
+        aux_d = F.cross_entropy(c_real.float(), yb)
+        if cfg.aux_on_fakes:
+            aux_d = aux_d + F.cross_entropy(c_fake.float(), yb)
+        d_loss = d_loss + cfg.aux_weight * aux_d
     if GAN_LOSSES.entry(cfg.loss).contract.get("gradient_penalty"):
         d_loss = d_loss + cfg.gp_weight * gradient_penalty(D, xb, fake.detach(), y)
     s.optimizers["optim_d"].zero_grad(set_to_none=True)
