@@ -5,9 +5,10 @@ the faster one.
 
     SMALLVISION_DATA=../shared/data .venv/bin/python benchmarks/isa.py --out benchmarks/results/isa.md
 
-Rows are short runs (speed, not accuracy): mnist-fast (1 epoch, as shipped), fashion-fast
---epochs 1, photo-fast --epochs 2 on a 600-image folder assembled by scripts/make_photo_folder.py.
-images/s is the engine's training figure. A cap above what the CPU has is skipped.
+Rows are short runs (speed, not accuracy; `--no-test`): mnist-fast (1 epoch, as shipped),
+fashion-fast --epochs 1 --train-limit 20000, photo-fast --epochs 2 on a 600-image folder assembled
+by scripts/make_photo_folder.py. images/s is the engine's training figure. A cap above what the CPU
+has is skipped.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ NEEDS = {"AVX2": "avx2", "AVX512_CORE": "avx512bw", "AVX512_CORE_BF16": "avx512_
 
 def run(recipe: str, extra: list[str], cap: str, precision: str, runs: str) -> dict:
     cmd = [sys.executable, "-m", "smallvision", "train", "--recipe", recipe, "--precision", precision, "--json",
-           "--no-report", "--runs-dir", runs, *extra]
+           "--no-report", "--no-test", "--runs-dir", runs, *extra]
     p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "ONEDNN_MAX_CPU_ISA": cap})
     if p.returncode:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stderr[-2000:]}")
@@ -50,7 +51,7 @@ def main() -> None:
         from make_photo_folder import make
 
         photos = make(Path(tmp) / "photos", per_class=300)
-        recipes = [("mnist-fast", []), ("fashion-fast", ["--epochs", "1"]),
+        recipes = [("mnist-fast", []), ("fashion-fast", ["--epochs", "1", "--train-limit", "20000"]),
                    ("photo-fast", ["--dataset", f"folder:{photos}", "--epochs", "2"])]
         lines = [f"Command: `SMALLVISION_DATA=../shared/data .venv/bin/python benchmarks/isa.py --caps {a.caps}` "
                  f"(2 cores, {cpu_name()}, {time.strftime('%Y-%m-%d')})", "",

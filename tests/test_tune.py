@@ -49,6 +49,7 @@ def test_trials_choose_on_validation_and_only_the_final_run_reads_the_test_set(t
         assert summary["test_accuracy"] is None and summary["val_accuracy"] is not None
         assert not (t / "report.html").exists()
         assert json.loads((t / "config.json").read_text())["val_size"] == 0.1  # the trials' split
+    assert r.trials[0]["lr"] == 0.05 and r.trials[0]["label_smoothing"] == 0.0  # trial 0: the recipe's own
     vals = [row["val_accuracy"] for row in r.trials]
     assert r.best_val == max(vals) and r.final["test_accuracy"] > 80
     assert r.final["val_accuracy"] is None  # the final run trains as the recipe would: here no validation

@@ -13,7 +13,8 @@ epoch are stopped early (Optuna's MedianPruner). ``time_budget`` bounds the sear
 ``max_time`` is what is left of it. Trials run side by side only when the machine has at least
 4 cores (each then gets cores/jobs threads); on 2 cores one trial at a time is faster.
 
-The best settings are written as a recipe file (``tuned.toml``: `--config` or `--recipe`-style
+Trial 0 is the recipe's own settings (where they lie inside the searched ranges), so the result
+is never worse than the recipe on validation. The best settings are written as a recipe file (``tuned.toml``: `--config` or `--recipe`-style
 reading) and, unless ``final=False``, one final run trains them as the recipe would (its own
 validation setting, usually none: the whole training set) and reads the test set, once.
 """
@@ -229,6 +230,16 @@ def _pruner(prune: bool) -> Any:
     return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1) if prune else optuna.pruners.NopPruner()
 
 
+def _baseline(base: TrainConfig, params: list[Param]) -> dict[str, Any]:
+    """The recipe's own values of the searched settings that lie inside their ranges."""
+    out = {}
+    for p in params:
+        v = getattr(base, p.name)
+        if (p.kind == "choice" and v in p.choices) or (p.kind != "choice" and p.low <= v <= p.high):
+            out[p.name] = v
+    return out
+
+
 def plan_jobs(jobs: int, cores: int | None = None) -> tuple[int, int]:
     """(parallel trials, threads each). 0 = auto: one trial per 2 cores from 4 cores up, else 1."""
     cores = cores or os.cpu_count() or 1
@@ -268,6 +279,9 @@ def tune(recipe: str | None = None, config: str | Path | TrainConfig | None = No
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(direction="maximize", study_name="tune", storage=_storage(storage_path),
                                     sampler=_sampler(seed), pruner=_pruner(prune))
+        baseline = _baseline(base, params)
+        if baseline:  # trial 0: the recipe's own settings, so the best is never worse than them on validation
+            study.enqueue_trial(baseline, skip_if_exists=True)
         job = _Job(base.to_dict(), params, trial_val, str(folder / "trials"),
                    time.time() + time_budget if time_budget else 0.0, prune, threads)
         log(f"tune {folder.path}: {trials} trials of {base.recipe or base.model} on {base.dataset}, "
