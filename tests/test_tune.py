@@ -6,7 +6,6 @@ import tomllib
 
 import pytest
 
-from conftest import run_cli
 from smallvision.api import make_config
 from smallvision.errors import UsageError
 from smallvision.tune import Param, parse_space, plan_jobs, tune
@@ -67,8 +66,13 @@ def test_parallel_trials_share_one_study(tmp_path):
     assert len(list((tmp_path / "p" / "trials").iterdir())) == 2
 
 
-def test_tune_cli_errors_are_one_line(tmp_path):
-    r = run_cli("tune", "--dataset", "digits", "--space", "lr=log:-1:1", "--runs-dir", str(tmp_path))
-    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "LOW > 0" in r.stderr
-    r = run_cli("tune", "--dataset", "digits", "--trials", "0", "--runs-dir", str(tmp_path))
-    assert r.returncode == 2 and "--trials must be ≥ 1" in r.stderr
+@pytest.mark.parametrize("args,words", [(["--space", "lr=log:-1:1"], "LOW > 0"), (["--trials", "0"], "--trials must be ≥ 1"),
+                                        (["--space", "learning_rate"], "did you mean lr")])
+def test_tune_cli_errors_are_one_line(tmp_path, capsys, args, words):
+    from smallvision.cli.main import main
+
+    with pytest.raises(SystemExit) as e:  # the real command line, in-process
+        main(["tune", "--dataset", "digits", "--runs-dir", str(tmp_path), *args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.strip().count("\n") == 0 and words in err, err
+    assert not list(tmp_path.iterdir())  # nothing started
