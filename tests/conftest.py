@@ -34,6 +34,23 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
                           cwd=cwd, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
 
 
+def run_main(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real command line (the same parsing and error table) run in this process: no interpreter
+    and torch start-up per call. tests/test_cli.py keeps a few cases in real subprocesses."""
+    import contextlib
+    import io
+
+    from smallvision.cli.main import main
+
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture
 def runs_dir(tmp_path: Path) -> Path:
     return tmp_path / "runs"

@@ -10,7 +10,7 @@ import onnx
 import pytest
 import torch
 
-from conftest import needs_mnist, run_cli
+from conftest import needs_mnist, run_cli, run_main
 from smallvision import api
 from smallvision.data import load_dataset
 from smallvision.data.loader import as_model_input
@@ -97,14 +97,14 @@ def test_export_errors_are_one_line(tmp_path):
     res = api.train(runs_dir=tmp_path / "runs", dataset="digits", model="seed-mlp-plain", epochs=1, report=False)
     with pytest.raises(UsageError, match="--format must be one of onnx"):
         export(res.run_dir, "tflite")
-    r = run_cli("export", str(tmp_path / "nowhere"))
+    r = run_main("export", str(tmp_path / "nowhere"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no such checkpoint" in r.stderr
     plain = tmp_path / "plain.onnx"  # an ONNX file from elsewhere: no smallvision metadata
     torch.onnx.export(torch.nn.Linear(3, 2), (torch.zeros(1, 3),), str(plain), dynamo=False)
     with pytest.raises(CheckpointError, match="without smallvision metadata"):
         Predictor.from_checkpoint(plain)
     (tmp_path / "junk.onnx").write_text("not a model")
-    r = run_cli("predict", str(tmp_path / "junk.onnx"), str(plain))
+    r = run_main("predict", str(tmp_path / "junk.onnx"), str(plain))
     assert r.returncode == 2 and "not a readable ONNX model" in r.stderr and "Traceback" not in r.stderr
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import needs_mnist, run_cli
+from conftest import needs_mnist, run_cli, run_main
 from smallvision.engine.checkpoint import load_checkpoint
 from smallvision.generative.config import gen_config
 
@@ -121,7 +121,7 @@ def test_a_gan_killed_after_training_resumes_to_the_end(tmp_path):
     (["gan", "sample", "nowhere"], "no such checkpoint"),
 ])
 def test_bad_generative_input_is_one_line(args, msg, tmp_path):
-    r = run_cli(*args, "--runs-dir", str(tmp_path)) if args[1] == "train" else run_cli(*args)
+    r = run_main(*args, "--runs-dir", str(tmp_path)) if args[1] == "train" else run_main(*args)
     assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import run_main
 from smallvision.data import load_dataset
 from smallvision.predict import Predictor
 from smallvision.serve import Limits, create_app, decode_image, running
@@ -138,7 +138,7 @@ def test_an_exported_onnx_file_serves_the_same_answers(mnist_onnx, mnist_run, di
 
 
 def test_serve_errors_are_one_line(tmp_path):
-    r = run_cli("serve", str(tmp_path / "missing"))
+    r = run_main("serve", str(tmp_path / "missing"))
     assert r.returncode == 2 and "no such checkpoint" in r.stderr and "Traceback" not in r.stderr
-    r = run_cli("serve", str(tmp_path), "--max-upload-mb", "0")
+    r = run_main("serve", str(tmp_path), "--max-upload-mb", "0")
     assert r.returncode == 2 and "must be positive" in r.stderr
