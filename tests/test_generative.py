@@ -155,3 +155,18 @@ def test_acgan_class_head_learns_the_classes(tmp_path):
     assert accuracy > 0.5, accuracy  # 10 classes: chance is 0.1
     r = run_cli("gan", "train", "--dataset", "digits", "--aux-weight", "1", "--runs-dir", str(tmp_path))
     assert r.returncode == 2 and "needs --conditional" in r.stderr
+
+
+def test_minibatch_std_sees_a_collapsed_batch():
+    """--model-arg mbstd=true: the discriminator's extra feature is 0 for a batch of one image
+    repeated (a collapsed generator) and positive for varied images."""
+    from smallvision.data import load_dataset
+    from smallvision.generative.nets import _batch_std, create_generative
+
+    d = load_dataset("digits")
+    x = d.test_x[:16].float() / 255 * 2 - 1
+    D = create_generative("dcgan", d.info, "gan", width=8, mbstd=True)["D"].eval()
+    with torch.no_grad():
+        varied, same = _batch_std(D.features(x)), _batch_std(D.features(x[:1].expand(16, -1, -1, -1)))
+        assert D(x).shape == (16,)
+    assert torch.all(same == 0) and torch.all(varied > 0)
