@@ -22,6 +22,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit  # noqa: E402
+
 
 def run(recipe: str, epochs: int, nproc: int, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,10 +73,7 @@ def main() -> None:
     lines += ["", "Gradient all-reduce per optimiser step (fp32, ring: each process sends and receives 2(N-1)/N of the "
               "gradient):", "", "| recipe (model) | parameters | gradient MB | " + " | ".join(f"MB per process, N={n}" for n in gpus)
               + " |", "|---|---:|---:|" + "---:|" * len(gpus), *comm_rows(gpus)]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text)
+    emit(lines, a.out)
 
 
 if __name__ == "__main__":

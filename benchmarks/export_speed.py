@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import platform
 import statistics
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import cpu_name, emit  # benchmarks/_common.py
 
 from smallvision import api
 from smallvision.config import from_dict
@@ -30,16 +30,6 @@ from smallvision.data.loader import as_model_input
 from smallvision.engine.checkpoint import load_model
 from smallvision.engine.device import autocast_for
 from smallvision.export import OnnxModel, export
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timed(fn, repeats: int) -> float:
@@ -106,10 +96,7 @@ def main() -> None:
                     lines.append(f"| {model} | {name} | | | |")
                 else:
                     lines.append(f"| {model} ({recipe}) | {name} | {ms:.3f} | {ips:,.0f} | {acc} |")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit  # noqa: E402
+
 
 def read(run_dir: str) -> tuple[str, dict]:
     """A finished run's kind and summary, with the command that made it."""
@@ -76,10 +79,7 @@ def main() -> None:
                      f"{s['test_mse_per_pixel']:.5f} | {s['run']} |")
         print(lines[-1], flush=True)
     lines += ["", "Commands:", ""] + [f"- {s['run']}: `{s['command']}`" for s in gans + aes]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text)
+    emit(lines, a.out)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from export_speed import cpu_name  # noqa: E402
+from _common import cpu_name, emit  # noqa: E402
 
 from smallvision.engine.device import isa_allows_bf16  # noqa: E402
 
@@ -70,10 +70,7 @@ def main() -> None:
                 lines.append(f"| {cap} | {recipe} | {fp32:,.0f} | {bf16:,.0f} | {bf16 / fp32:.2f} | {pick} | "
                              f"{'yes' if right else 'NO'} |")
                 print(lines[-1], flush=True)
-    text = "\n".join(lines)
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
+    emit(lines, a.out)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from smallvision.engine.trainer import train_step
 from smallvision.models import count_params
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_speed import cpu_name  # noqa: E402
+from _common import cpu_name, emit  # noqa: E402
 
 NETS = [
     ("photo-net (photo-fast)", "photo-net", {}),
@@ -80,10 +80,7 @@ def main() -> None:
             tr, inf, n = measure(model, args, size, a.precision)
             lines.append(f"| {label} | {n:,} | {size} | {tr:,.0f} | {inf:,.0f} |")
             print(lines[-1], flush=True)
-    text = "\n".join(lines)
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
+    emit(lines, a.out)
 
 
 if __name__ == "__main__":

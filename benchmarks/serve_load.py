@@ -33,7 +33,7 @@ from smallvision.export import export
 from smallvision.predict import Predictor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_speed import cpu_name  # noqa: E402
+from _common import cpu_name, emit  # noqa: E402
 
 
 def start(target: str, port: int, threads: int) -> subprocess.Popen:
@@ -141,10 +141,7 @@ def main() -> None:
                      f"{r['p99']:.1f} | {r['max']:.1f} | {r['rps']:.0f} |")
         if r["wrong"]:
             lines.append(f"|  first failures: {'; '.join(r['wrong'])} |")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(lines, args.out)
     if any(r["correct"] != r["n"] for _, r in rows):
         sys.exit(1)
 

@@ -18,7 +18,7 @@ from smallvision import api
 from smallvision.tune import tune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_speed import cpu_name  # noqa: E402
+from _common import cpu_name, emit  # noqa: E402
 
 
 def main() -> None:
@@ -54,10 +54,7 @@ def main() -> None:
         lines.append(f"| {t['trial']} | {t['state']} | {v} | " + " | ".join(
             f"{t.get(k):.4g}" if isinstance(t.get(k), float) else str(t.get(k)) for k in r.best_params) + " |")
     lines += ["", "The tuned recipe file:", "", "```toml", tuned_doc.strip(), "```"]
-    text = "\n".join(lines)
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
+    emit(lines, a.out)
 
 
 if __name__ == "__main__":
