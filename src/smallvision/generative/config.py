@@ -29,6 +29,9 @@ class GenConfig:
                                  "Odena et al.); off: from real images only, a plain classifier the generator must "
                                  "satisfy.")
     loss: str = setting("bce", "GAN loss.", choices="GAN loss")
+    mode_seeking: float = setting(0.0, "GAN: mode-seeking regulariser (Mao et al. 2019, MSGAN): the generator is also "
+                                  "rewarded for drawing different images from different noise of the same class (against a "
+                                  "conditional generator ignoring its noise); its weight, 0: off.", check=NON_NEGATIVE)
     gp_weight: float = setting(10.0, "wgan-gp: weight of the gradient penalty.", check=NON_NEGATIVE)
     d_steps: int = setting(1, "GAN: discriminator steps per generator step.", check=AT_LEAST_1)
     ema: float = setting(0.999, "GAN: exponential moving average of the generator's weights per step (samples, "

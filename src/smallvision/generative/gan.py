@@ -37,33 +37,40 @@ def _noise(n: int, s: GenSession, g: torch.Generator | None = None) -> torch.Ten
 def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
     """One discriminator update, then (every d_steps) one generator update; loss sums into s.meter."""
     G, D, cfg = s.nets["G"], s.nets["D"], s.cfg
-    loss_fn, y = GAN_LOSSES.get(cfg.loss), (yb if cfg.conditional else None)
+    loss_fn = GAN_LOSSES.get(cfg.loss)
     aux = cfg.aux_weight > 0  # AC-GAN: D also names the class of real and generated images
+    z, yf = _noise(len(xb), s), yb  # the generated batch's noise and classes
+    if cfg.mode_seeking:  # pairs (i, n + i): the same class, different noise
+        half = len(xb) // 2
+        yf = torch.cat([yb[: len(xb) - half], yb[:half]])
+    yr, yg = (yb, yf) if cfg.conditional else (None, None)  # what D and G are told
     with s.amp:  # the networks in the run's precision, the losses in fp32
-        fake = G(_noise(len(xb), s), y)  # (B, C, H, W) in [-1, 1]
+        fake = G(z, yg)  # (B, C, H, W) in [-1, 1]
         if aux:
-            (d_real, c_real), (d_fake, c_fake) = D(xb, y, with_classes=True), D(fake.detach(), y, with_classes=True)
+            (d_real, c_real), (d_fake, c_fake) = D(xb, yr, with_classes=True), D(fake.detach(), yg, with_classes=True)
         else:
-            d_real, d_fake = D(xb, y), D(fake.detach(), y)
+            d_real, d_fake = D(xb, yr), D(fake.detach(), yg)
     d_real, d_fake = d_real.float(), d_fake.float()
     d_loss = loss_fn(d_real, d_fake, False)
     if aux:
         aux_d = F.cross_entropy(c_real.float(), yb)
         if cfg.aux_on_fakes:
-            aux_d = aux_d + F.cross_entropy(c_fake.float(), yb)
+            aux_d = aux_d + F.cross_entropy(c_fake.float(), yf)
         d_loss = d_loss + cfg.aux_weight * aux_d
     if GAN_LOSSES.entry(cfg.loss).contract.get("gradient_penalty"):
-        d_loss = d_loss + cfg.gp_weight * gradient_penalty(D, xb, fake.detach(), y)
+        d_loss = d_loss + cfg.gp_weight * gradient_penalty(D, xb, fake.detach(), yr)
     s.optimizers["optim_d"].zero_grad(set_to_none=True)
     d_loss.backward()
     s.optimizers["optim_d"].step()
     if s.state.step % cfg.d_steps == 0:
         with s.amp:
-            out = D(fake, y, with_classes=aux)
+            out = D(fake, yg, with_classes=aux)
         d_gen, c_gen = out if aux else (out, None)
         g_loss = loss_fn(None, d_gen.float(), True)
+        if cfg.mode_seeking:
+            g_loss = g_loss + cfg.mode_seeking * mode_seeking_loss(fake, z)
         if c_gen is not None:
-            g_loss = g_loss + cfg.aux_weight * F.cross_entropy(c_gen.float(), yb)
+            g_loss = g_loss + cfg.aux_weight * F.cross_entropy(c_gen.float(), yf)
         s.optimizers["optim_g"].zero_grad(set_to_none=True)
         g_loss.backward()
         s.optimizers["optim_g"].step()
@@ -74,6 +81,15 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
         raise DivergenceError(f"discriminator loss became {d_loss.item()} at step {s.state.step + 1}; "
                               f"try a lower --lr than {cfg.lr:g}")
     s.meter[0] += d_loss.detach() * len(xb)
+
+
+def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """MSGAN's term over pairs (i, n + i), n = B - B//2: 1 / (mean |G(z₁) - G(z₂)| / mean |z₁ - z₂| + eps),
+    small when different noise gives different images (each pair is of one class when conditional)."""
+    half = len(z) // 2
+    n = len(z) - half
+    ratio = (fake[n:].float() - fake[:half].float()).abs().mean() / (z[n:] - z[:half]).abs().mean()
+    return 1 / (ratio + eps)
 
 
 @torch.no_grad()

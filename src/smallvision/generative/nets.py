@@ -102,16 +102,25 @@ def gan_mlp(info: DatasetInfo, z_dim: int = 96, g_hidden: int = 1024, d_hidden: 
 @GENERATIVE.register("dcgan", "DCGAN (Radford et al.) for 28-32 px: G z-(4w·H/4·W/4)-ConvT-ConvT tanh with BatchNorm, "
                      "D two stride-2 convolutions with LeakyReLU", kind="gan")
 def dcgan(info: DatasetInfo, z_dim: int = 64, width: int = 32, conditional: bool = False,
-          d_bn: bool = False, aux_classes: bool = False, mbstd: bool = False) -> dict[str, nn.Module]:
+          d_bn: bool = False, aux_classes: bool = False, mbstd: bool = False, extra: int = 0,
+          sn: bool = False) -> dict[str, nn.Module]:
     """`d_bn`: BatchNorm after the discriminator's second convolution, as in Radford et al.
     (off by default: a gradient penalty (wgan-gp) needs a critic without it). `mbstd`: the
-    discriminator also sees how alike the images of its batch are (against mode collapse)."""
+    discriminator also sees how alike the images of its batch are (against mode collapse).
+    `extra`: that many 3×3 convolution-BatchNorm-ReLU blocks after each of the generator's two
+    low-resolution stages (H/4, H/2): a deeper generator, at about +30 % of its work per block.
+    `sn`: spectral normalisation of every discriminator layer (Miyato et al. 2018)."""
     _check_side(info, "dcgan")
     c, h, w = info.input_shape
+
+    def blocks(ch: int) -> list[nn.Module]:
+        return [m for _ in range(extra) for m in (nn.Conv2d(ch, ch, 3, 1, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True))]
+
     g = nn.Sequential(
         nn.Linear(z_dim, 4 * width * (h // 4) * (w // 4)), nn.Unflatten(1, (4 * width, h // 4, w // 4)),
-        nn.BatchNorm2d(4 * width), nn.ReLU(True),
+        nn.BatchNorm2d(4 * width), nn.ReLU(True), *blocks(4 * width),
         nn.ConvTranspose2d(4 * width, 2 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(True),  # H/2
+        *blocks(2 * width),
         nn.ConvTranspose2d(2 * width, c, 4, 2, 1), nn.Tanh())  # (B, C, H, W)
     d = nn.Sequential(
         nn.Conv2d(c, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2, True),  # (B, 2w, H/2, W/2)
@@ -119,8 +128,19 @@ def dcgan(info: DatasetInfo, z_dim: int = 64, width: int = 32, conditional: bool
         nn.LeakyReLU(0.2, True),  # (B, 4w, H/4, W/4)
         nn.Flatten())
     k = info.num_classes
-    return {"G": Generator(g, z_dim, k, conditional), "D": Discriminator(d, 4 * width * (h // 4) * (w // 4), k, conditional,
-                                                                aux_classes, mbstd)}
+    D = Discriminator(d, 4 * width * (h // 4) * (w // 4), k, conditional, aux_classes, mbstd)
+    if sn:
+        _spectral_norm(D)
+    return {"G": Generator(g, z_dim, k, conditional), "D": D}
+
+
+def _spectral_norm(net: nn.Module) -> None:
+    """Every convolution, linear layer and embedding of `net` divided by its largest singular value."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for m in list(net.modules()):
+        if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)):
+            spectral_norm(m)
 
 
 class AutoEncoder(nn.Module):
