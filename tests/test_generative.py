@@ -39,6 +39,7 @@ def test_gan_losses_move_and_the_run_folder_is_complete(model, loss, tmp_path):
     assert (run / "samples_epoch001.png").read_bytes() != (run / "samples_epoch004.png").read_bytes()
     meta = load_checkpoint(run / "generator.safetensors")[1]
     assert meta["net"] == "G" and meta["model"] == model and meta["dataset"]["height"] == 8
+    assert "z_dim" in meta["model_args"]  # every builder default recorded: a later default change cannot break it
 
 
 def test_sampling_is_deterministic_for_a_seed(tmp_path):
@@ -211,3 +212,12 @@ def test_mode_seeking_term_punishes_a_generator_that_ignores_its_noise(tmp_path)
     assert hist[0]["g_loss"] != hist[1]["g_loss"]
     G = load_checkpoint(Path(s["run_dir"]) / "generator.safetensors")[0]
     assert sum(1 for k, v in G.items() if k.endswith("weight") and v.dim() == 4) == 4  # 2 ConvT + 2 extra 3×3
+
+
+def test_each_gan_defaults_to_its_own_loss():
+    """Without --loss a GAN trains with the loss its registry entry names (dcgan: hinge, the
+    tutorial's fully connected GAN: bce); a given --loss wins."""
+    assert gen_config("gan").loss == "hinge"
+    assert gen_config("gan", model="gan-mlp").loss == "bce"
+    assert gen_config("gan", loss="lsgan").loss == "lsgan"
+    assert gen_config("gan", {"loss": "bce"}).loss == "bce"  # a saved config.json keeps its loss

@@ -28,7 +28,8 @@ class GenConfig:
     aux_on_fakes: bool = setting(True, "AC-GAN: the discriminator's class head also learns from generated images (as "
                                  "Odena et al.); off: from real images only, a plain classifier the generator must "
                                  "satisfy.")
-    loss: str = setting("bce", "GAN loss.", choices="GAN loss")
+    loss: str = setting("bce", "GAN loss (not given: the model's own, hinge for dcgan, bce for gan-mlp).",
+                        choices="GAN loss")
     mode_seeking: float = setting(0.0, "GAN: mode-seeking regulariser (Mao et al. 2019, MSGAN): the generator is also "
                                   "rewarded for drawing different images from different noise of the same class (against a "
                                   "conditional generator ignoring its noise); its weight, 0: off.", check=NON_NEGATIVE)
@@ -84,4 +85,9 @@ def gen_config(kind: str, base: dict[str, Any] | None = None, **overrides: Any) 
             raise UsageError(f"unknown setting {key!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
     if "model" not in given:
         given["model"] = "dcgan" if kind == "gan" else "ae-conv"
+    if kind == "gan" and "loss" not in given:  # each GAN's registry entry names the loss it was tuned with
+        from smallvision.generative.nets import GENERATIVE
+
+        given["loss"] = GENERATIVE.entry(given["model"]).contract.get("loss", "bce") if given["model"] in GENERATIVE \
+            else "bce"
     return GenConfig(**given).validate()

@@ -101,7 +101,7 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
                   for k, v in nets.items()}
     loader = TensorLoader(_images(x, cfg.kind, device), y.to(device), cfg.batch_size, shuffle=True, seed=cfg.seed)
     test = (_images(data.test_x, cfg.kind, device), data.test_y.to(device))
-    meta = {"kind": cfg.kind, "model": cfg.model, "model_args": args, "dataset": data.info.to_dict(),
+    meta = {"kind": cfg.kind, "model": cfg.model, "model_args": resolved_args(cfg.model, args), "dataset": data.info.to_dict(),
             "config": cfg.to_dict(), "versions": versions()}
     ema = None
     if cfg.kind == "gan" and cfg.ema:
@@ -145,6 +145,18 @@ def saved_config(run_dir: str | Path) -> dict[str, Any]:
     if meta.get("kind") not in ("gan", "autoencoder"):
         raise UsageError(f"{run_dir}: not a GAN or autoencoder run")
     return meta["config"]
+
+
+def resolved_args(model: str, given: dict[str, Any]) -> dict[str, Any]:
+    """`given` plus every default of the model's builder, so that a checkpoint rebuilds the same
+    network even after a later version changes a default."""
+    import inspect
+
+    from smallvision.generative.nets import GENERATIVE
+
+    sig = inspect.signature(GENERATIVE.entry(model).fn)  # follows __wrapped__ to the builder
+    defaults = {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+    return {**defaults, **given}
 
 
 def load_net(checkpoint: str | Path, net: str, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:

@@ -87,7 +87,8 @@ def _check_side(info: DatasetInfo, name: str) -> None:
 
 
 @GENERATIVE.register("gan-mlp", "the tutorial's fully connected GAN: G z-1024-1024-D tanh, D D-256-256-1 LeakyReLU "
-                     "(seed 002 keeps only the chapter's headings; sizes of the common PyTorch tutorial GAN)", kind="gan")
+                     "(seed 002 keeps only the chapter's headings; sizes of the common PyTorch tutorial GAN)", kind="gan",
+                     loss="bce")
 def gan_mlp(info: DatasetInfo, z_dim: int = 96, g_hidden: int = 1024, d_hidden: int = 256,
             conditional: bool = False, aux_classes: bool = False) -> dict[str, nn.Module]:
     c, h, w = info.input_shape
@@ -99,17 +100,21 @@ def gan_mlp(info: DatasetInfo, z_dim: int = 96, g_hidden: int = 1024, d_hidden: 
     return {"G": Generator(g, z_dim, k, conditional), "D": Discriminator(d, d_hidden, k, conditional, aux_classes)}
 
 
-@GENERATIVE.register("dcgan", "DCGAN (Radford et al.) for 28-32 px: G z-(4w·H/4·W/4)-ConvT-ConvT tanh with BatchNorm, "
-                     "D two stride-2 convolutions with LeakyReLU", kind="gan")
+@GENERATIVE.register("dcgan", "DCGAN (Radford et al.) for 28-32 px: G z-(4w·H/4·W/4)-ConvT-ConvT tanh with BatchNorm "
+                     "and a 3×3 block at each stage, D two stride-2 convolutions with LeakyReLU and spectral norm; "
+                     "hinge loss", kind="gan", loss="hinge")
 def dcgan(info: DatasetInfo, z_dim: int = 64, width: int = 32, conditional: bool = False,
-          d_bn: bool = False, aux_classes: bool = False, mbstd: bool = False, extra: int = 0,
-          sn: bool = False) -> dict[str, nn.Module]:
+          d_bn: bool = False, aux_classes: bool = False, mbstd: bool = False, extra: int = 1,
+          sn: bool = True) -> dict[str, nn.Module]:
     """`d_bn`: BatchNorm after the discriminator's second convolution, as in Radford et al.
     (off by default: a gradient penalty (wgan-gp) needs a critic without it). `mbstd`: the
     discriminator also sees how alike the images of its batch are (against mode collapse).
     `extra`: that many 3×3 convolution-BatchNorm-ReLU blocks after each of the generator's two
     low-resolution stages (H/4, H/2): a deeper generator, at about +30 % of its work per block.
-    `sn`: spectral normalisation of every discriminator layer (Miyato et al. 2018)."""
+    `sn`: spectral normalisation of every discriminator layer (Miyato et al. 2018).
+    Version 2 (extra=1, sn=True, the hinge loss by default) against version 1 (extra=0, sn=False,
+    bce), MNIST, ≤ 10 minutes on 2 cores: 59.7 % confident samples (Fréchet 2.2) against 52.1 %
+    (3.2); conditional 97.5 % (5.9) against 81.5 % (10.8) (benchmarks/results/generative-v2.md)."""
     _check_side(info, "dcgan")
     c, h, w = info.input_shape
 
@@ -192,6 +197,7 @@ def _autoencoder_entry(build: Callable[..., AutoEncoder], variational: bool) -> 
     def entry(info: DatasetInfo, **kwargs: Any) -> dict[str, nn.Module]:
         return {"AE": build(info, variational, **kwargs)}
 
+    entry.__wrapped__ = build  # type: ignore[attr-defined]  # its defaults, for the checkpoint (loop.resolved_args)
     return entry
 
 
