@@ -221,3 +221,43 @@ def test_each_gan_defaults_to_its_own_loss():
     assert gen_config("gan", model="gan-mlp").loss == "bce"
     assert gen_config("gan", loss="lsgan").loss == "lsgan"
     assert gen_config("gan", {"loss": "bce"}).loss == "bce"  # a saved config.json keeps its loss
+
+
+def test_clusters_stand_in_for_labels(tmp_path):
+    """--clusters K: a GAN conditioned on K k-means clusters of the pixels (no label read); the
+    checkpoint knows the clusters' shares, samples draw clusters in those shares, --label picks one."""
+    from smallvision.generative.loop import cluster_labels, load_net
+
+    from smallvision.data import load_dataset
+
+    d = load_dataset("digits")
+    ids, info = cluster_labels(d.train_x, 4, seed=0)
+    again, _ = cluster_labels(d.train_x, 4, seed=0)
+    assert torch.equal(ids, again) and set(ids.tolist()) == {0, 1, 2, 3} and abs(sum(info["shares"]) - 1) < 1e-9
+    run = _gan(tmp_path, epochs=1, clusters=4, model_args={"width": 8})["run_dir"]
+    G, meta = load_net(run, "G", torch.device("cpu"))
+    assert G.embed.num_embeddings == 4 and meta["clusters"]["shares"] == info["shares"]
+    assert json.loads((Path(run) / "summary.json").read_text())["clusters"] == 4
+    r = run_cli("gan", "sample", run, "-n", "8", "--label", "3", "--out", str(tmp_path / "c3.png"))
+    assert r.returncode == 0 and (tmp_path / "c3.png").is_file(), r.stderr
+    r = run_cli("gan", "sample", run, "-n", "8", "--label", "4")
+    assert r.returncode == 2 and "cluster 0-3" in r.stderr
+    r = run_cli("gan", "train", "--dataset", "digits", "--clusters", "4", "--conditional", "--runs-dir", str(tmp_path))
+    assert r.returncode == 2 and "drop --conditional" in r.stderr
+
+
+def test_generate_draws_clusters_in_their_shares():
+    from smallvision.generative.gan import generate
+    from smallvision.generative.nets import Generator
+
+    seen: list[torch.Tensor] = []
+
+    class Record(torch.nn.Module):
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(len(z), 1, 2, 2)
+
+    G = Generator(Record(), 4, 3, conditional=True)
+    G.embed.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    generate(G, 3000, seed=0, device=torch.device("cpu"), num_classes=3, shares=[0.7, 0.2, 0.1])
+    counts = torch.bincount(torch.cat(seen), minlength=3).float() / 3000
+    assert torch.allclose(counts, torch.tensor([0.7, 0.2, 0.1]), atol=0.03), counts

@@ -22,6 +22,10 @@ class GenConfig:
     model_args: dict[str, Any] = setting({}, "Model option KEY=VALUE (z_dim, width, latent, hidden, ...), repeatable.",
                                          metavar="KEY=VALUE")
     conditional: bool = setting(False, "GAN: condition on the class (sample one digit class on request).")
+    clusters: int = setting(0, "GAN: condition on K k-means clusters of the training images instead of their labels "
+                            "(no label is read; a self-conditioned GAN, Liu et al. 2020, with clusters of pixels made "
+                            "once before training); samples draw the clusters in their training shares; 0: off.",
+                            check=NON_NEGATIVE)
     aux_weight: float = setting(0.0, "GAN: AC-GAN (Odena et al.): the discriminator also classifies real and generated "
                                 "images and the generator is trained to draw the class it is given; the weight of that "
                                 "classification loss (needs --conditional); 0: off.", check=NON_NEGATIVE)
@@ -65,6 +69,10 @@ class GenConfig:
         validate_fields(self)
         if not isinstance(self.model_args, dict) or not isinstance(self.data_args, dict):
             raise UsageError("model_args and data_args are tables of KEY = VALUE")
+        if self.clusters and self.conditional:
+            raise UsageError("--clusters conditions on clusters instead of the labels; drop --conditional (or --clusters)")
+        if self.clusters == 1:
+            raise UsageError("--clusters needs at least 2 clusters (0: off)")
         if self.aux_weight > 0 and not self.conditional:
             raise UsageError("--aux-weight (AC-GAN) needs --conditional: the generator must be told the class to draw")
         return self

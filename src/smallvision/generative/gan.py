@@ -43,7 +43,7 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
     if cfg.mode_seeking:  # pairs (i, n + i): the same class, different noise
         half = len(xb) // 2
         yf = torch.cat([yb[: len(xb) - half], yb[:half]])
-    yr, yg = (yb, yf) if cfg.conditional else (None, None)  # what D and G are told
+    yr, yg = (yb, yf) if cfg.conditional or cfg.clusters else (None, None)  # what D and G are told
     with s.amp:  # the networks in the run's precision, the losses in fp32
         fake = G(z, yg)  # (B, C, H, W) in [-1, 1]
         if aux:
@@ -94,9 +94,10 @@ def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) ->
 
 @torch.no_grad()
 def generate(G: torch.nn.Module, n: int, seed: int, device: torch.device, label: int | None = None,
-             num_classes: int = 0, batch: int = 1000) -> torch.Tensor:
+             num_classes: int = 0, batch: int = 1000, shares: list[float] | None = None) -> torch.Tensor:
     """`n` images in [0, 1] from a seeded noise stream: the same seed, the same images. A conditional
-    generator draws `label`, or the classes in turn when no label is given."""
+    generator draws `label`, else the classes in turn, or, given `shares` (a generator conditioned
+    on clusters), classes drawn in those proportions."""
     g = torch.Generator(device=device).manual_seed(seed)
     out = []
     for i in range(0, n, batch):
@@ -104,8 +105,12 @@ def generate(G: torch.nn.Module, n: int, seed: int, device: torch.device, label:
         z = torch.randn(m, G.z_dim, device=device, generator=g)
         y = None
         if G.embed is not None:
-            y = torch.full((m,), label, device=device) if label is not None else (torch.arange(i, i + m, device=device)
-                                                                                  % num_classes)
+            if label is not None:
+                y = torch.full((m,), label, device=device)
+            elif shares is not None:
+                y = torch.multinomial(torch.tensor(shares, device=device), m, replacement=True, generator=g)
+            else:
+                y = torch.arange(i, i + m, device=device) % num_classes
         out.append((G(z, y) + 1) / 2)
     return torch.cat(out).clamp(0, 1)
 
@@ -133,7 +138,7 @@ def train_gan(cfg: GenConfig, runs_dir: str | Path = "runs", command: str = "", 
     s = open_session(cfg, runs_dir, command, resume, progress)
     g = torch.Generator(device=s.device).manual_seed(cfg.seed + 12345)
     s.fixed = {"z": _noise(cfg.samples, s, g)}
-    if cfg.conditional:  # each grid row one class
+    if cfg.conditional or cfg.clusters:  # each grid row one class (or cluster)
         s.fixed["y"] = (torch.arange(cfg.samples, device=s.device) // max(cfg.samples // s.info.num_classes, 1)
                         ).clamp_max(s.info.num_classes - 1)
     return run_session(s, gan_step, _epoch_end, _line, _finish)
@@ -153,7 +158,7 @@ def _finish(s: GenSession) -> dict[str, Any]:
         save_gif(frames, s.run / "samples.gif")
     summary: dict[str, Any] = {
         "run": s.run.name, "run_dir": str(s.run), "model": cfg.model, "loss": cfg.loss, "dataset": s.info.name,
-        "conditional": cfg.conditional, "epochs_run": st.history[-1]["epoch"], "steps": st.step,
+        "conditional": cfg.conditional, **_cluster_summary(s.meta), "epochs_run": st.history[-1]["epoch"], "steps": st.step,
         "train_seconds": round(st.elapsed, 2), "images_per_second": round(st.images_seen / max(st.step_time, 1e-9), 1),
         "stopped": st.stopped, "device": str(s.device),
         "params": {k: sum(p.numel() for p in v.parameters()) for k, v in s.nets.items()},
@@ -161,7 +166,8 @@ def _finish(s: GenSession) -> dict[str, Any]:
     if cfg.score:
         scorer = cfg.scorer or default_scorer(cfg.dataset, cfg.data_args, cfg.data_dir, s.run.path.parent,
                                               log=s.progress.log)
-        images = generate(s.generator().eval(), cfg.score_samples, cfg.seed, s.device, num_classes=s.info.num_classes)
+        images = generate(s.generator().eval(), cfg.score_samples, cfg.seed, s.device, num_classes=s.info.num_classes,
+                          shares=_shares(s.meta))
         summary["score"] = score_images(images, scorer, cfg.dataset, cfg.data_args, cfg.data_dir, s.device)
     if st.phase == "trained":
         s.enter_phase("tested")
@@ -176,6 +182,15 @@ def _finish(s: GenSession) -> dict[str, Any]:
     write_gen_report(s, f"{s.run.name}: {cfg.model} GAN on {s.info.name}", summary, figures, tables)
     s.enter_phase("reported")
     return summary
+
+
+def _shares(meta: dict[str, Any]) -> list[float] | None:
+    return meta["clusters"]["shares"] if meta.get("clusters") else None
+
+
+def _cluster_summary(meta: dict[str, Any]) -> dict[str, Any]:
+    c = meta.get("clusters")
+    return {"clusters": len(c["shares"]), "cluster_seconds": c["seconds"]} if c else {}
 
 
 def _score_rows(sc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -196,13 +211,14 @@ def sample(checkpoint: str | Path, n: int = 64, seed: int = 0, out: str | Path |
 
     dev = resolve_device(device)
     G, meta = load_net(checkpoint, "G", dev)
-    k = meta["dataset"]["num_classes"]
+    k = G.embed.num_embeddings if G.embed is not None else meta["dataset"]["num_classes"]
+    what = "cluster" if meta.get("clusters") else "class"
     if label is not None and (G.embed is None or not 0 <= label < k):
-        raise UsageError(f"--label needs a conditional generator and a class 0-{k - 1}" if G.embed is not None
-                         else "--label needs a generator trained with --conditional")
+        raise UsageError(f"--label needs a conditional generator and a {what} 0-{k - 1}" if G.embed is not None
+                         else "--label needs a generator trained with --conditional or --clusters")
     if n < 1:
         raise UsageError(f"-n must be ≥ 1, got {n}")
-    images = generate(G, n, seed, dev, label, k)
+    images = generate(G, n, seed, dev, label, k, shares=_shares(meta))
     path = Path(out) if out else Path(checkpoint if Path(checkpoint).is_dir() else Path(checkpoint).parent) / f"sample_seed{seed}.png"
     save_grid(images[: min(n, 400)], path, nrow=nrow)
     res: dict[str, Any] = {"grid": str(path), "samples": n, "seed": seed}

@@ -5,6 +5,7 @@ the report. Each loop (gan.py, autoencoder.py) is then one small `step` and its 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,17 +93,21 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
     x, y = training_subset(data.train_x, data.train_y, cfg.train_limit, cfg.seed)
     if len(x) < cfg.batch_size:
         raise UsageError(f"--batch-size {cfg.batch_size} is larger than the training set ({len(x)} images)")
+    info, clusters = data.info, None
+    if cfg.kind == "gan" and cfg.clusters:  # the cluster ids stand in for the labels, from here to the samples
+        y, clusters = cluster_labels(x, cfg.clusters, cfg.seed)
+        info = dataclasses.replace(info, num_classes=cfg.clusters, class_names=())
     torch.manual_seed(cfg.seed)
-    args = {**cfg.model_args, **({"conditional": True} if cfg.conditional else {}),
+    args = {**cfg.model_args, **({"conditional": True} if cfg.conditional or clusters else {}),
             **({"aux_classes": True} if cfg.kind == "gan" and cfg.aux_weight > 0 else {})}
-    nets = {k: v.to(device) for k, v in create_generative(cfg.model, data.info, cfg.kind, **args).items()}
+    nets = {k: v.to(device) for k, v in create_generative(cfg.model, info, cfg.kind, **args).items()}
     lrs = {"D": cfg.d_lr or cfg.lr}
     optimizers = {f"optim_{k.lower()}": torch.optim.Adam(v.parameters(), lr=lrs.get(k, cfg.lr), betas=(cfg.beta1, 0.999))
                   for k, v in nets.items()}
     loader = TensorLoader(_images(x, cfg.kind, device), y.to(device), cfg.batch_size, shuffle=True, seed=cfg.seed)
     test = (_images(data.test_x, cfg.kind, device), data.test_y.to(device))
     meta = {"kind": cfg.kind, "model": cfg.model, "model_args": resolved_args(cfg.model, args), "dataset": data.info.to_dict(),
-            "config": cfg.to_dict(), "versions": versions()}
+            "config": cfg.to_dict(), "versions": versions(), **({"clusters": clusters} if clusters else {})}
     ema = None
     if cfg.kind == "gan" and cfg.ema:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -118,7 +123,7 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
                               device)
     from smallvision.engine.device import autocast_for
 
-    s = GenSession(cfg, run, device, data.info, loader, test, nets, optimizers, state, progress or Progress(False), meta,
+    s = GenSession(cfg, run, device, info, loader, test, nets, optimizers, state, progress or Progress(False), meta,
                    ema, autocast_for(device, cfg.precision)[0])
     s.t_start = time.perf_counter() - state.elapsed
     return s
@@ -147,6 +152,22 @@ def saved_config(run_dir: str | Path) -> dict[str, Any]:
     return meta["config"]
 
 
+def cluster_labels(x: torch.Tensor, k: int, seed: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    """k-means (scikit-learn's mini-batch) on the training images' pixels: a cluster id per image
+    and, for the checkpoint, each cluster's share and the seconds it took."""
+    import numpy as np
+    from sklearn.cluster import MiniBatchKMeans
+
+    if k > len(x):
+        raise UsageError(f"--clusters {k} is more than the {len(x)} training images")
+    t0 = time.perf_counter()
+    flat = x.reshape(len(x), -1).float().div(255).numpy()
+    km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=4096).fit(flat)
+    labels = torch.from_numpy(km.labels_.astype(np.int64))
+    shares = (torch.bincount(labels, minlength=k).double() / len(labels)).tolist()
+    return labels, {"shares": shares, "seconds": round(time.perf_counter() - t0, 2)}
+
+
 def resolved_args(model: str, given: dict[str, Any]) -> dict[str, Any]:
     """`given` plus every default of the model's builder, so that a checkpoint rebuilds the same
     network even after a later version changes a default."""
@@ -169,7 +190,10 @@ def load_net(checkpoint: str | Path, net: str, device: torch.device) -> tuple[nn
     state, meta = load_checkpoint(path)
     if meta.get("net") != net:
         raise UsageError(f"{path}: holds {meta.get('net') or 'a classifier'}, not the {net} this command needs")
-    nets = create_generative(meta["model"], DatasetInfo.from_dict(meta["dataset"]), meta["kind"], **meta["model_args"])
+    info = DatasetInfo.from_dict(meta["dataset"])
+    if meta.get("clusters"):  # conditioned on clusters: one embedding row per cluster
+        info = dataclasses.replace(info, num_classes=len(meta["clusters"]["shares"]), class_names=())
+    nets = create_generative(meta["model"], info, meta["kind"], **meta["model_args"])
     model = nets[net]
     model.load_state_dict(state)
     return model.to(device).eval(), meta
