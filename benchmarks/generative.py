@@ -25,6 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit  # noqa: E402
 
 
+def _conditioned(s: dict) -> str:
+    """What a GAN's generator was told: the labels, k-means clusters (no labels), or nothing."""
+    return "labels" if s["conditional"] else (f"{s['clusters']} clusters" if s.get("clusters") else "—")
+
+
 def read(run_dir: str) -> tuple[str, dict]:
     """A finished run's kind and summary, with the command that made it."""
     folder = Path(run_dir)
@@ -59,11 +64,11 @@ def main() -> None:
     gans = [s for k, s in done if k == "gan"] + [run("gan", spec, a.runs) for spec in a.gan]
     aes = [s for k, s in done if k == "autoencoder"] + [run("autoencoder", spec, a.runs) for spec in a.ae]
     if gans:
-        lines += ["| GAN | loss | conditional | epochs | train s | confident % | classes ≥ 5 % | smallest class % | entropy | "
+        lines += ["| GAN | loss | conditioned on | epochs | train s | confident % | classes ≥ 5 % | smallest class % | entropy | "
                   "Fréchet | run |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for s in gans:
         sc = s["score"]
-        lines.append(f"| {s['model']} | {s['loss']} | {'yes' if s['conditional'] else 'no'} | {s['epochs_run']} | "
+        lines.append(f"| {s['model']} | {s['loss']} | {_conditioned(s)} | {s['epochs_run']} | "
                      f"{s['train_seconds']:.0f} | {sc['confident_pct']:.1f} | {sc['classes_with_5pct']} | "
                      f"{sc['min_class_pct']:.1f} | {sc['class_entropy']:.3f} | {sc['frechet_distance']:.2f} | {s['run']} |")
         real = sc["real_test_images"]
