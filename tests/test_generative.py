@@ -261,3 +261,19 @@ def test_generate_draws_clusters_in_their_shares():
     generate(G, 3000, seed=0, device=torch.device("cpu"), num_classes=3, shares=[0.7, 0.2, 0.1])
     counts = torch.bincount(torch.cat(seen), minlength=3).float() / 3000
     assert torch.allclose(counts, torch.tensor([0.7, 0.2, 0.1]), atol=0.03), counts
+
+
+def test_a_version_1_dcgan_checkpoint_still_loads(tmp_path):
+    """dcgan's defaults changed (extra=1, sn=true); a checkpoint written before builders' defaults
+    were recorded (model_args holds only what was given) rebuilds as version 1 did."""
+    from smallvision.data import load_dataset
+    from smallvision.engine.checkpoint import save_checkpoint
+    from smallvision.generative.loop import load_net
+    from smallvision.generative.nets import create_generative
+
+    info = load_dataset("digits").info
+    G = create_generative("dcgan", info, "gan", width=8, extra=0, sn=False)["G"]
+    meta = {"kind": "gan", "model": "dcgan", "model_args": {"width": 8}, "dataset": info.to_dict(), "net": "G"}
+    save_checkpoint(tmp_path / "generator.safetensors", G.state_dict(), meta)
+    loaded, _ = load_net(tmp_path, "G", torch.device("cpu"))
+    assert torch.equal(loaded(torch.zeros(2, 64)), G.eval()(torch.zeros(2, 64)))

@@ -193,7 +193,10 @@ def load_net(checkpoint: str | Path, net: str, device: torch.device) -> tuple[nn
     info = DatasetInfo.from_dict(meta["dataset"])
     if meta.get("clusters"):  # conditioned on clusters: one embedding row per cluster
         info = dataclasses.replace(info, num_classes=len(meta["clusters"]["shares"]), class_names=())
-    nets = create_generative(meta["model"], info, meta["kind"], **meta["model_args"])
+    args = dict(meta["model_args"])
+    if meta["model"] == "dcgan" and "sn" not in args:  # saved by dcgan version 1, before defaults were recorded
+        args = {"extra": 0, "sn": False, **args}
+    nets = create_generative(meta["model"], info, meta["kind"], **args)
     model = nets[net]
     model.load_state_dict(state)
     return model.to(device).eval(), meta
