@@ -76,3 +76,36 @@ def test_tune_cli_errors_are_one_line(tmp_path, capsys, args, words):
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.strip().count("\n") == 0 and words in err, err
     assert not list(tmp_path.iterdir())  # nothing started
+
+
+def test_pruning_compares_trials_at_the_same_point_of_their_schedule():
+    """A weak trial is pruned against finished trials of its own length at the same epoch, but a
+    trial of another length (its learning rate at epoch k differs) is not pruned against them."""
+    import types
+
+    import optuna
+
+    from smallvision.tune import _pruner, _Pruning
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", pruner=_pruner(True))
+    for _ in range(3):  # three finished 9-epoch trials at 90 % from epoch 1
+        t = study.ask()
+        for e in range(1, 10):
+            _Pruning(t).on_epoch_end(types.SimpleNamespace(cfg=types.SimpleNamespace(epochs=9)), {"epoch": e,
+                                     "val_accuracy": 90.0}, "")
+        study.tell(t, 90.0)
+
+    def first_epoch(epochs: int) -> bool:
+        t = study.ask()
+        try:
+            _Pruning(t).on_epoch_end(types.SimpleNamespace(cfg=types.SimpleNamespace(epochs=epochs)),
+                                     {"epoch": 1, "val_accuracy": 50.0}, "")
+        except optuna.TrialPruned:
+            return True
+        finally:
+            study.tell(t, state=optuna.trial.TrialState.FAIL)
+        return False
+
+    assert first_epoch(9) is True  # same length, same point, far below: pruned
+    assert first_epoch(7) is False  # 1/7 of its schedule: nothing to compare with

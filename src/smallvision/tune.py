@@ -135,7 +135,13 @@ def suggest(trial: Any, p: Param) -> Any:
 
 
 class _Pruning:
-    """A loop callback: report each epoch's validation accuracy; stop a trial the pruner drops."""
+    """A loop callback: report each epoch's validation accuracy; stop a trial the pruner drops.
+
+    The step reported is how far through its schedule the trial is, in thousandths (epoch 3 of 9:
+    333), not the epoch: the median pruner compares trials at equal steps, and a one-cycle or cosine
+    schedule of 7 epochs is at another learning rate at epoch 3 than one of 9. So trials of one
+    length are compared at the same point of their schedule, and a length no finished trial had
+    is not pruned against the others (a search over `epochs` pruned every other length early)."""
 
     def __init__(self, trial: Any) -> None:
         self.trial = trial
@@ -144,9 +150,14 @@ class _Pruning:
         import optuna
 
         if row and row.get("val_accuracy") is not None:
-            self.trial.report(row["val_accuracy"], row["epoch"])
+            self.trial.report(row["val_accuracy"], schedule_step(row["epoch"], s.cfg.epochs))
             if row["epoch"] < s.cfg.epochs and self.trial.should_prune():  # at the last epoch nothing is saved
                 raise optuna.TrialPruned(f"epoch {row['epoch']}: {row['val_accuracy']:.2f} % is below the median")
+
+
+def schedule_step(epoch: int, epochs: int) -> int:
+    """Epoch `epoch` of `epochs` as thousandths of the schedule (what the pruner compares)."""
+    return round(1000 * epoch / epochs)
 
 
 @dataclass
