@@ -8,8 +8,8 @@ by the final run.
 Each trial is an ordinary run (its own folder under ``<tune folder>/trials``) of the recipe with
 the trial's settings, trained on the training set minus a seeded validation split
 (``--val-size``, 0.1 unless the recipe has its own) and never tested (``test = false``): its score
-is its best validation accuracy. Trials that fall behind the median of earlier trials at the same
-epoch are stopped early (Optuna's MedianPruner). ``time_budget`` bounds the search; each trial's
+is its best validation accuracy. Trials that fall behind the median of earlier trials of the same
+length at the same point of their schedule are stopped early (Optuna's MedianPruner). ``time_budget`` bounds the search; each trial's
 ``max_time`` is what is left of it. Trials run side by side only when the machine has at least
 4 cores (each then gets cores/jobs threads); on 2 cores one trial at a time is faster.
 
