@@ -226,9 +226,8 @@ def test_each_gan_defaults_to_its_own_loss():
 def test_clusters_stand_in_for_labels(tmp_path):
     """--clusters K: a GAN conditioned on K k-means clusters of the pixels (no label read); the
     checkpoint knows the clusters' shares, samples draw clusters in those shares, --label picks one."""
-    from smallvision.generative.loop import cluster_labels, load_net
-
     from smallvision.data import load_dataset
+    from smallvision.generative.loop import cluster_labels, load_net
 
     d = load_dataset("digits")
     ids, info = cluster_labels(d.train_x, 4, seed=0)
