@@ -25,7 +25,7 @@ from smallvision.engine.progress import Progress
 from smallvision.engine.run import Counted, LoopState, RunFolder, crash_point
 from smallvision.errors import UsageError
 from smallvision.generative.config import GenConfig
-from smallvision.generative.nets import create_generative
+from smallvision.generative.nets import GENERATIVE, create_generative
 from smallvision.io import write_json
 
 
@@ -96,7 +96,7 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
     info, clusters = data.info, None
     if cfg.kind == "gan" and cfg.clusters:  # the cluster ids stand in for the labels, from here to the samples
         y, clusters = cluster_labels(x, cfg.clusters, cfg.seed)
-        info = dataclasses.replace(info, num_classes=cfg.clusters, class_names=())
+        info = _cluster_info(info, clusters)
     torch.manual_seed(cfg.seed)
     args = {**cfg.model_args, **({"conditional": True} if cfg.conditional or clusters else {}),
             **({"aux_classes": True} if cfg.kind == "gan" and cfg.aux_weight > 0 else {})}
@@ -168,12 +168,15 @@ def cluster_labels(x: torch.Tensor, k: int, seed: int) -> tuple[torch.Tensor, di
     return labels, {"shares": shares, "seconds": round(time.perf_counter() - t0, 2)}
 
 
+def _cluster_info(info: DatasetInfo, clusters: dict[str, Any]) -> DatasetInfo:
+    """The data set as the networks of a cluster-conditioned GAN see it: one class per cluster."""
+    return dataclasses.replace(info, num_classes=len(clusters["shares"]), class_names=())
+
+
 def resolved_args(model: str, given: dict[str, Any]) -> dict[str, Any]:
     """`given` plus every default of the model's builder, so that a checkpoint rebuilds the same
     network even after a later version changes a default."""
     import inspect
-
-    from smallvision.generative.nets import GENERATIVE
 
     sig = inspect.signature(GENERATIVE.entry(model).fn)  # follows __wrapped__ to the builder
     defaults = {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
@@ -191,8 +194,8 @@ def load_net(checkpoint: str | Path, net: str, device: torch.device) -> tuple[nn
     if meta.get("net") != net:
         raise UsageError(f"{path}: holds {meta.get('net') or 'a classifier'}, not the {net} this command needs")
     info = DatasetInfo.from_dict(meta["dataset"])
-    if meta.get("clusters"):  # conditioned on clusters: one embedding row per cluster
-        info = dataclasses.replace(info, num_classes=len(meta["clusters"]["shares"]), class_names=())
+    if meta.get("clusters"):
+        info = _cluster_info(info, meta["clusters"])
     args = dict(meta["model_args"])
     if meta["model"] == "dcgan" and "sn" not in args:  # saved by dcgan version 1, before defaults were recorded
         args = {"extra": 0, "sn": False, **args}
