@@ -79,10 +79,17 @@ class TrainConfig:
     model: str = setting("cnn-fast", "A registered model (see `smallvision models`).", choices="model")
     model_args: dict[str, Any] = setting({}, "Model option KEY=VALUE (JSON value), repeatable.", metavar="KEY=VALUE")
     freeze: bool = setting(False, "Transfer learning: train only the new head (BN statistics kept).")
-    unfreeze_after: int = setting(0, "With --freeze: train everything after this epoch (0: stay frozen).",
+    unfreeze_after: int = setting(0, "With --freeze: two phases, as fastai's fine_tune: the head alone for this many "
+                                  "epochs, then everything, each phase its own cycle of the schedule (0: stay frozen).",
                                   check=NON_NEGATIVE)
-    cache_features: bool = setting(False, "With --freeze: run the backbone once, train the head on cached features.")
-    backbone_lr: float = setting(1.0, "Learning-rate multiplier for the backbone.", check=POSITIVE)
+    unfreeze_lr: float = setting(1.0, "Phase 2 (after --unfreeze-after): peak learning rate as a fraction of --lr.",
+                                 check=POSITIVE)
+    cache_features: bool = setting(False, "With --freeze: run the backbone once, train the head on cached features "
+                                   "(with --unfreeze-after: phase 1 only).")
+    backbone_lr: float = setting(1.0, "Learning-rate multiplier for the backbone (with --lr-groups: for its earliest "
+                                 "group; later groups rise geometrically towards the head's 1).", check=POSITIVE)
+    lr_groups: int = setting(1, "Discriminative learning rates: split the backbone into N groups, early layers "
+                             "slowest (fastai's slice(lr * backbone_lr, lr)).", check=AT_LEAST_1)
     # --- optimisation
     optimizer: str = setting("adam", "Optimiser (see `smallvision print-config --help`).", choices="optimizer")
     lr: float = setting(1e-3, "Peak learning rate.", check=POSITIVE)
@@ -189,7 +196,7 @@ def check_choice(f: dataclasses.Field, value: Any) -> None:
 # names users bring from Keras, Lightning, timm and the tutorials
 SYNONYMS = {"learning_rate": "lr", "bs": "batch_size", "batch": "batch_size", "num_epochs": "epochs",
             "n_epochs": "epochs", "max_epochs": "epochs", "wd": "weight_decay", "optim": "optimizer",
-            "lr_scheduler": "scheduler", "sched": "scheduler", "arch": "model", "data": "dataset", "amp": "precision"}
+            "lr_scheduler": "scheduler", "freeze_epochs": "unfreeze_after", "sched": "scheduler", "arch": "model", "data": "dataset", "amp": "precision"}
 
 
 def unknown_setting(key: str, source: str) -> UsageError:

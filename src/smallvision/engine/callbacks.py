@@ -26,7 +26,7 @@ class ProgressBar:
     """A rich bar on a terminal (refreshed on a timer), one line per epoch in logs."""
 
     def on_epoch_start(self, s: Any, epoch: int) -> None:
-        s.progress.start_epoch(f"epoch {epoch}/{s.cfg.epochs}", len(s.loader))
+        s.progress.start_epoch(f"{s.phase_label(epoch)}epoch {epoch}/{s.cfg.epochs}", len(s.loader))
 
     def on_step(self, s: Any) -> None:
         s.progress.advance()

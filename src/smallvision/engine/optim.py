@@ -52,12 +52,18 @@ def _rmsprop(params, cfg):  # type: ignore[no-untyped-def]
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Two parameter groups when the model has a backbone: features (lr × backbone_lr) and head."""
+    """Parameter groups when the model has a backbone: the head at lr, the backbone at lr ×
+    backbone_lr; with ``lr_groups`` N > 1 the backbone's parameters (in network order) are cut
+    into N contiguous groups whose multipliers rise geometrically from backbone_lr (the stem) to
+    backbone_lr^(1/N) (the last group), as fastai's ``slice(lo, hi)``."""
     feats, head = getattr(model, "features", None), getattr(model, "head", None)
     if feats is None or head is None:
         return OPTIMIZERS.get(cfg.optimizer)(model.parameters(), cfg)
-    groups = [{"params": list(feats.parameters()), "lr_mult": cfg.backbone_lr},
-              {"params": list(head.parameters()), "lr_mult": 1.0}]
+    params = list(feats.parameters())
+    n = max(1, min(cfg.lr_groups, len(params)))
+    cuts = [round(i * len(params) / n) for i in range(n + 1)]
+    groups = [{"params": params[cuts[i]:cuts[i + 1]], "lr_mult": cfg.backbone_lr ** ((n - i) / n)} for i in range(n)]
+    groups.append({"params": list(head.parameters()), "lr_mult": 1.0})
     return OPTIMIZERS.get(cfg.optimizer)(groups, cfg)
 
 
@@ -110,12 +116,25 @@ def _plateau(cfg, e, total):  # type: ignore[no-untyped-def]
 
 
 def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int, plateau_factor: float = 1.0) -> float:
-    """Learning rate at global `step` (0-based)."""
-    e = step / steps_per_epoch
-    f = SCHEDULERS.get(cfg.scheduler)(cfg, e, float(cfg.epochs))
+    """Learning rate at global `step` (0-based). With --freeze --unfreeze-after U, each phase is
+    its own cycle of the schedule (fastai's fine_tune: one fit_one_cycle frozen, one unfrozen):
+    epochs [0, U) at --lr, then [U, epochs) restarted at --lr × --unfreeze-lr."""
+    e, total, peak = step / steps_per_epoch, float(cfg.epochs), cfg.lr
+    if two_phases(cfg):
+        u = cfg.unfreeze_after
+        if e < u:
+            total = float(u)
+        else:
+            e, total, peak = e - u, total - u, cfg.lr * cfg.unfreeze_lr
+    f = SCHEDULERS.get(cfg.scheduler)(cfg, e, total)
     if cfg.warmup_epochs > 0 and cfg.scheduler != "onecycle":
-        f *= min(1.0, (step + 1) / (cfg.warmup_epochs * steps_per_epoch))
-    return cfg.lr * f * plateau_factor
+        f *= min(1.0, (e * steps_per_epoch + 1) / (cfg.warmup_epochs * steps_per_epoch))
+    return peak * f * plateau_factor
+
+
+def two_phases(cfg: TrainConfig) -> bool:
+    """--freeze with --unfreeze-after U < epochs: the head alone, then everything."""
+    return cfg.freeze and 0 < cfg.unfreeze_after < cfg.epochs
 
 
 class PlateauState:

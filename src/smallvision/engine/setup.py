@@ -24,7 +24,7 @@ from smallvision.data.stream import StreamLoader
 from smallvision.engine import distributed
 from smallvision.engine.checkpoint import load_checkpoint, versions
 from smallvision.engine.device import autocast_for, resolve_device, seed_everything
-from smallvision.engine.optim import PlateauState, build_optimizer
+from smallvision.engine.optim import PlateauState, build_optimizer, two_phases
 from smallvision.engine.progress import Progress
 from smallvision.engine.run import Counted, LoopState, RunFolder, default_run_name
 from smallvision.errors import UsageError
@@ -69,12 +69,16 @@ def runtime(cfg: TrainConfig) -> Runtime:
 
 
 def _normalisation(cfg: TrainConfig, info: DatasetInfo) -> DatasetInfo:
-    if cfg.normalize is None and cfg.model_args.get("pretrained") is True:
-        # torchvision's ImageNet weights expect ImageNet's statistics (grayscale: their mean)
-        from smallvision.models.tv import IMAGENET_MEAN, IMAGENET_STD
+    from smallvision.models.pretrained import BACKBONES
 
-        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if info.channels == 3 else ((0.449,), (0.226,))
-        return replace(info, mean=mean, std=std)
+    backbone = BACKBONES.get(cfg.model)
+    if cfg.normalize is None and backbone and (cfg.model_args.get("pretrained") is True or cfg.model_args.get("weights")):
+        # pretrained weights expect their own statistics (ImageNet's for torchvision, [-1, 1] for
+        # efficientnet-lite0); grayscale images: the mean of the three channels
+        mean, std = backbone.mean, backbone.std
+        if info.channels == 1:
+            mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+        return replace(info, mean=tuple(mean), std=tuple(std))
     if cfg.normalize is None:  # [mean, std], each a number or one per channel
         return info
     per_channel = lambda v: tuple(float(a) for a in v) if isinstance(v, list) else (float(v),) * info.channels  # noqa: E731
@@ -144,12 +148,20 @@ def extract_features(model: torch.nn.Module, x: torch.Tensor, amp: contextlib.Ab
 
 
 def cache_backbone_features(cfg: TrainConfig, model: torch.nn.Module, data: Prepared,
-                            amp: contextlib.AbstractContextManager) -> tuple[TensorLoader, XY | None, XY]:
+                            amp: contextlib.AbstractContextManager, progress: Progress | None = None
+                            ) -> tuple[TensorLoader, XY | None, XY]:
     """Seed 002 §8: run the frozen backbone once over every split; training then only runs the
-    head. Returns the loader over the training features and the (features, labels) of val/test."""
-    if not cfg.freeze or cfg.unfreeze_after or cfg.ema or cfg.shift or cfg.hflip or cfg.tta or cfg.augment != "none":
-        raise UsageError("--cache-features needs --freeze and no --unfreeze-after, --ema, --shift, --hflip, --augment or --tta "
-                         "(the features are computed once, so the backbone and its inputs cannot change)")
+    head. Returns the loader over the training features and the (features, labels) of val/test.
+    With --unfreeze-after (two phases) only phase 1 trains on them: augmentation and TTA then
+    apply to phase 2 (phase 1 sees each image once, unaugmented, and validates without TTA)."""
+    augmented = cfg.shift or cfg.hflip or cfg.tta or cfg.augment != "none"
+    if not cfg.freeze or cfg.ema or (augmented and not two_phases(cfg)):
+        raise UsageError("--cache-features needs --freeze, no --ema and, without --unfreeze-after, no --shift, --hflip, "
+                         "--augment or --tta (the features are computed once, so the backbone and its inputs cannot "
+                         "change)")
+    n = len(data.train.x) + (len(data.val[0]) if data.val is not None else 0) + len(data.test[0])
+    if progress is not None:
+        progress.log(f"phase 1: computing the frozen backbone's features of {n} images once")
     if isinstance(data.train, TensorLoader):
         feats, labels = extract_features(model, data.train.x, amp), data.train.y
     else:  # streamed once from the files
@@ -189,9 +201,32 @@ class Session(Counted):
         """The weights we judge and save: the EMA when there is one."""
         return self.ema.module if self.ema is not None else self.model
 
+    cached: tuple[TensorLoader, XY | None, XY] | None = None  # backbone features (--cache-features)
+    full_fwd: Any = None  # the whole model (wrapped for several processes; compiled)
+    on_features: bool = False  # this epoch trains and judges the head on cached features
+
     def judge(self) -> torch.nn.Module:
         """What validation and test run: the model, or only its head on cached features."""
-        return self.model.head if self.cfg.cache_features else self.eval_model()
+        return self.model.head if self.on_features else self.eval_model()
+
+    def use_phase(self, epoch: int) -> None:
+        """Batches, forward and evaluation data for `epoch`: cached features in the frozen
+        phase of --cache-features, images (and the whole model) otherwise."""
+        cfg = self.cfg
+        self.on_features = cfg.cache_features and not (two_phases(cfg) and epoch > cfg.unfreeze_after)
+        if self.on_features:
+            if self.cached is None:
+                self.cached = cache_backbone_features(cfg, self.model, self.data, self.rt.amp, self.progress)
+            self.loader, self.val_xy, self.test_xy = self.cached
+            self.fwd = torch.compile(self.model.head) if cfg.compile else self.model.head
+        else:
+            self.loader, self.val_xy, self.test_xy, self.fwd = self.data.train, self.data.val, self.data.test, self.full_fwd
+
+    def phase_label(self, epoch: int) -> str:
+        """'' for one phase; 'phase 1 (head)' / 'phase 2 (all)' for --freeze --unfreeze-after."""
+        if not two_phases(self.cfg):
+            return ""
+        return "phase 1 (head) " if epoch <= self.cfg.unfreeze_after else "phase 2 (all) "
 
     def save_state(self) -> None:
         from smallvision.engine.resume import save_resume
@@ -250,29 +285,50 @@ def setup(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | 
     rt = runtime(cfg)
     data = prepare_data(cfg, rt.device, (rt.dist.rank, rt.dist.world))
     model, optimizer, ema = build_model(cfg, data.info, rt.device)
-    loader, val_xy, test_xy, cache_s = data.train, data.val, data.test, None
-    if cfg.cache_features:  # seed 002 §8: run the frozen backbone once, then train the head on its output
-        t0 = time.perf_counter()
-        loader, val_xy, test_xy = cache_backbone_features(cfg, model, data, rt.amp)
-        cache_s = time.perf_counter() - t0
     plateau = PlateauState(cfg.plateau_patience, cfg.gamma)
     run, state = _open_run(cfg, rt, runs_dir, command, resume, model, optimizer, ema, plateau)
     meta = {"model": cfg.model, "model_args": cfg.model_args, "dataset": data.info.to_dict(), "config": cfg.to_dict(),
             "versions": versions()}
     if not rt.dist.main:  # one voice: rank 0 logs
         progress = Progress(enabled=False, stream=io.StringIO())
-    s = Session(cfg, rt, run, data, loader, model, optimizer, ema, val_xy, test_xy, plateau, state,
-                progress or Progress(enabled=False), meta, cache_seconds=cache_s,
-                t_start=time.perf_counter() - state.elapsed)
-    s.fwd = model.head if cfg.cache_features else distributed.wrap(model, rt.dist, rt.device, cfg.sync_bn, cfg.freeze)
+    progress = progress or Progress(enabled=False)
+    s = Session(cfg, rt, run, data, data.train, model, optimizer, ema, data.val, data.test, plateau, state,
+                progress, meta)
+    s.full_fwd = distributed.wrap(model, rt.dist, rt.device, cfg.sync_bn, cfg.freeze)
     if cfg.compile:
-        s.fwd = torch.compile(s.fwd)
+        s.full_fwd = torch.compile(s.full_fwd)
+    _log_start(s, resume is not None)
+    t0 = time.perf_counter()
+    s.use_phase(min(state.epoch, cfg.epochs))  # seed 002 §8: features cached here when the run starts frozen
+    s.cache_seconds = time.perf_counter() - t0 if s.cached is not None else None
+    s.t_start = time.perf_counter() - state.elapsed
     if resume is not None and (run / RunFolder.BEST).exists() and data.val is not None:
         s.best_weights = load_checkpoint(run / RunFolder.BEST)[0]
-    if resume is not None:
-        s.progress.log(f"resuming {run} ({state.phase}) at epoch {state.epoch}, step {state.step_in_epoch} of {len(loader)}")
-    procs = f" × {rt.dist.world} processes (global batch {cfg.batch_size})" if rt.dist.on else ""
-    s.progress.log(f"run {run} | {cfg.dataset} ({len(loader.x)} train, {0 if data.val is None else len(data.val[0])}"
-                   f" val{' per process' if rt.dist.on else ''}, {len(data.test[0])} test) | {cfg.model} ({count_params(model):,} params) | {rt.device}, "
-                   f"{rt.precision}{procs}")
     return s
+
+
+def _log_start(s: Session, resumed: bool) -> None:
+    """The run's first line: data, model (and where its pretrained weights came from), device."""
+    cfg, rt, data, state = s.cfg, s.rt, s.data, s.state
+    if resumed:
+        s.progress.log(f"resuming {s.run} ({state.phase}) at epoch {state.epoch}, step {state.step_in_epoch} of "
+                       f"{len(s.loader)}")
+    procs = f" × {rt.dist.world} processes (global batch {cfg.batch_size})" if rt.dist.on else ""
+    s.progress.log(f"run {s.run} | {cfg.dataset} ({len(data.train.x)} train, {0 if data.val is None else len(data.val[0])}"
+                   f" val{' per process' if rt.dist.on else ''}, {len(data.test[0])} test) | {cfg.model} "
+                   f"({count_params(s.model):,} params{pretrained_note(cfg)}) | {rt.device}, {rt.precision}{procs}")
+
+
+def pretrained_note(cfg: TrainConfig) -> str:
+    """', ImageNet weights from FILE' / ', from scratch' for a backbone with published weights."""
+    from smallvision.models.pretrained import BACKBONES
+
+    b = BACKBONES.get(cfg.model)
+    if b is None:
+        return ""
+    if cfg.model_args.get("weights"):
+        return f", weights from {cfg.model_args['weights']}"
+    if cfg.model_args.get("pretrained") is True:
+        where = b.find()
+        return f", ImageNet weights from {where}" if where else ", ImageNet weights (downloaded)"
+    return ", from scratch"

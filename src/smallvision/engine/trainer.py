@@ -68,15 +68,19 @@ def train_step(model: Any, optimizer: torch.optim.Optimizer, xb: torch.Tensor, y
 
 def _train_mode(s: Session, epoch: int) -> None:
     """Training mode for `epoch`: a frozen backbone (--freeze, until --unfreeze-after) takes no
-    gradients and keeps its BatchNorm statistics."""
+    gradients and keeps its BatchNorm statistics; with --cache-features its phase trains the
+    head on the cached features."""
     cfg, model = s.cfg, s.model
+    s.use_phase(epoch)
     model.train()
     frozen = cfg.freeze and not (cfg.unfreeze_after and epoch > cfg.unfreeze_after)
     model.features.requires_grad_(not frozen)
     if frozen:
         model.features.eval()
     elif cfg.freeze and cfg.unfreeze_after and epoch == cfg.unfreeze_after + 1 and s.state.step_in_epoch == 0:
-        s.progress.log(f"epoch {epoch}: backbone unfrozen")
+        s.progress.log(f"epoch {epoch}: phase 2, backbone unfrozen (peak lr {cfg.lr * cfg.unfreeze_lr:g}"
+                       + (f", backbone × {cfg.backbone_lr:g} in {cfg.lr_groups} groups" if cfg.backbone_lr != 1 else "")
+                       + ")")
 
 
 def _diverged(s: Session, value: float, where: str, lr: float) -> DivergenceError:
@@ -132,7 +136,7 @@ def evaluate_epoch(s: Session, epoch: int, lr: float, train_loss: float, train_a
            "val_loss": val.loss if val else None, "val_accuracy": val.accuracy if val else None,
            "test_loss": test.loss if test else None, "test_accuracy": test.accuracy if test else None,
            "seconds": round(s.state.elapsed, 3)}
-    line = (f"epoch {epoch:>3}/{s.cfg.epochs}  lr {lr:.3g}  train {train_acc:.2f}% (loss {train_loss:.4f})  "
+    line = (f"{s.phase_label(epoch)}epoch {epoch:>3}/{s.cfg.epochs}  lr {lr:.3g}  train {train_acc:.2f}% (loss {train_loss:.4f})  "
             f"val {_fmt(val)}" + (f"  test {_fmt(test)}" if test else "") + f"  [{s.state.elapsed:.1f}s]")
     return row, val, line
 

@@ -10,16 +10,24 @@ set's classes; grayscale inputs are repeated to three channels.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from smallvision.data.info import DatasetInfo
-from smallvision.errors import CheckpointError, UsageError
+from smallvision.errors import CheckpointError
 from smallvision.models.base import MODELS, TORCHVISION_LAYOUT, Classifier, flat_size
+from smallvision.models.pretrained import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Backbone,
+    imagenet_state,
+    load_state,
+    register_backbone,
+)
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "GrayToRGB", "load_state"]
+
 
 
 class GrayToRGB(nn.Module):
@@ -27,43 +35,12 @@ class GrayToRGB(nn.Module):
         return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
-def load_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from .safetensors (a smallvision checkpoint or plain) or a weights-only torch file."""
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"--model-arg weights={path}: no such file")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(p))
-        except Exception as e:  # safetensors' own error type
-            raise CheckpointError(f"{p}: not a readable safetensors file ({e})") from None
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)  # refuses arbitrary pickled objects
-    except Exception as e:  # pickle errors of many kinds
-        raise CheckpointError(f"{p}: not a weights-only state dict ({str(e).splitlines()[0]})") from None
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{p}: expected a state dict, found {type(obj).__name__}")
-    return obj
-
-
-def _tv_entry(name: str, build: Callable[..., nn.Module], weights_enum: str,
+def _tv_entry(name: str, build: Callable[..., nn.Module],
               split: Callable[[nn.Module], tuple[nn.Module, int]]) -> Callable[..., Classifier]:
     def entry(info: DatasetInfo, pretrained: bool = False, weights: str | None = None) -> Classifier:
-        import torchvision.models as tvm
-
         net = build(weights=None)
-        if pretrained:
-            try:
-                state = getattr(tvm, weights_enum).DEFAULT.get_state_dict(progress=False)
-            except Exception as e:  # URLError, timeouts, ...: all mean "cannot download here"
-                raise UsageError(
-                    f"{name}: cannot download torchvision's pretrained weights ({type(e).__name__}); offline, save "
-                    f"them elsewhere with torchvision and pass --model-arg weights=PATH") from None
-            net.load_state_dict(state)
+        if pretrained and not weights:  # a given file wins over the download
+            net.load_state_dict(imagenet_state(name))
         features, width = split(net)
         flat_size(features, info.input_shape[:0] + (3,) + info.input_shape[1:])  # too-small inputs: a clear error
         model = Classifier(nn.Sequential(GrayToRGB(), features), nn.Linear(width, info.num_classes), info)
@@ -99,18 +76,33 @@ def _last_linear(net: nn.Module) -> tuple[nn.Module, int]:
     return nn.Sequential(net.features, net.avgpool, nn.Flatten(), *cls[:-1]), width
 
 
+def _convnext(net: nn.Module) -> tuple[nn.Module, int]:
+    """features + avgpool + the classifier's LayerNorm and Flatten (convnext)."""
+    cls = list(net.classifier.children())
+    return nn.Sequential(net.features, net.avgpool, *cls[:-1]), cls[-1].in_features
+
+
 def _register() -> None:
     import torchvision.models as tvm
 
-    for name, build, enum, split, desc, min_size in [
-        ("resnet18", tvm.resnet18, "ResNet18_Weights", _resnet, "torchvision ResNet-18 (11.7 M params); pretrained=true", 4),
-        ("vgg16", tvm.vgg16, "VGG16_Weights", _last_linear, "torchvision VGG-16 (138 M params); pretrained=true", 32),
-        ("mobilenet_v3_small", tvm.mobilenet_v3_small, "MobileNet_V3_Small_Weights", _last_linear,
-         "torchvision MobileNetV3-Small (2.5 M params); pretrained=true", 4),
-        ("efficientnet_b0", tvm.efficientnet_b0, "EfficientNet_B0_Weights", _last_linear,
-         "torchvision EfficientNet-B0 (5.3 M params); pretrained=true", 4),
+    for name, build, enum, split, params, min_size in [
+        ("resnet18", tvm.resnet18, "ResNet18_Weights", _resnet, "11.7 M", 4),
+        ("resnet34", tvm.resnet34, "ResNet34_Weights", _resnet, "21.8 M", 4),
+        ("resnet50", tvm.resnet50, "ResNet50_Weights", _resnet, "25.6 M", 4),
+        ("vgg16", tvm.vgg16, "VGG16_Weights", _last_linear, "138 M", 32),
+        ("mobilenet_v3_small", tvm.mobilenet_v3_small, "MobileNet_V3_Small_Weights", _last_linear, "2.5 M", 4),
+        ("mobilenet_v3_large", tvm.mobilenet_v3_large, "MobileNet_V3_Large_Weights", _last_linear, "5.5 M", 4),
+        ("efficientnet_b0", tvm.efficientnet_b0, "EfficientNet_B0_Weights", _last_linear, "5.3 M", 4),
+        ("convnext_tiny", tvm.convnext_tiny, "ConvNeXt_Tiny_Weights", _convnext, "28.6 M", 32),
     ]:  # five 2× poolings: VGG's flatten needs 32 px; the others pool adaptively
-        MODELS.register(name, desc, min_size=min_size, heavy=name != "mobilenet_v3_small")(_tv_entry(name, build, enum, split))
+        w = getattr(tvm, enum).DEFAULT  # the published file; torchvision's own transforms give size and statistics
+        t = w.transforms()
+        register_backbone(Backbone(name, int(t.crop_size[0]), tuple(t.mean), tuple(t.std),
+                                   "the pooled (pre-logit) vector; the ImageNet classifier is replaced",
+                                   url=w.url, filename=w.url.rsplit("/", 1)[-1]))
+        desc = f"torchvision {name} ({params} params); pretrained=true: ImageNet weights (download, or weights=PATH)"
+        MODELS.register(name, desc, min_size=min_size, heavy=name not in ("mobilenet_v3_small",),
+                        pretrained=True)(_tv_entry(name, build, split))
         TORCHVISION_LAYOUT.add(name)
 
 
