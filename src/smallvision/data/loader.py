@@ -51,7 +51,7 @@ class NormalizedView:
 
 
 def as_model_input(x_u8: torch.Tensor, mean: Sequence[float], std: Sequence[float], device: torch.device | str,
-                   channels_last: bool = False, max_float_bytes: int = 2 << 30) -> torch.Tensor | NormalizedView:
+                   channels_last: bool = False, max_float_bytes: int = 512 << 20) -> torch.Tensor | NormalizedView:
     """Normalised float32 on `device` when it fits in `max_float_bytes`, else a NormalizedView."""
     if x_u8.numel() * 4 <= max_float_bytes:
         return normalize(x_u8, mean, std, device, channels_last)

