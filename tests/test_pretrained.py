@@ -50,19 +50,22 @@ def cats_dogs(tmp_path_factory):
         for c in ("cats", "dogs"):
             (root / split / c).mkdir(parents=True)
             for f in sorted((CATS_DOGS / split / c).iterdir())[:n]:
-                (root / split / c / f.name).symlink_to(f)
+                (root / split / c / f.name).symlink_to(f.resolve())
     return root
 
 
 @needs_photos
 @needs_weights
 def test_real_weights_see_cats_in_real_cat_photos():
+    """ImageNet top-5 of real cat photos holds a cat class (281-285) for nearly all of them (one
+    black cat of the first 20 reads as a black dog breed), of dog photos almost never."""
     model = create_model("efficientnet-lite0", info(1000, 224), pretrained=True, imagenet_head=True).eval()
-    files = sorted((CATS_DOGS / "validation" / "cats").iterdir())[:6]
-    with torch.no_grad():
-        top5 = model(_photo_batch(files)).topk(5).indices
-    for f, row in zip(files, top5.tolist(), strict=True):
-        assert set(row) & set(range(281, 286)), f"{f.name}: ImageNet top-5 {row} holds no cat class (281-285)"
+    hits = {}
+    for c in ("cats", "dogs"):
+        with torch.no_grad():
+            top5 = model(_photo_batch(sorted((CATS_DOGS / "validation" / c).iterdir())[:20])).topk(5).indices
+        hits[c] = sum(bool(set(row) & set(range(281, 286))) for row in top5.tolist())
+    assert hits["cats"] >= 18 and hits["dogs"] <= 4, hits
 
 
 @needs_photos
@@ -157,8 +160,8 @@ def test_the_default_on_real_photos_fine_tunes_imagenet_weights_past_90(cats_dog
     """The default command on 200 real photos: photo-transfer (both phases), > 90 % on 100 held out."""
     import json
 
-    r = run_main("train", "--dataset", f"folder:{cats_dogs}", "--data-arg", "size=128", "--epochs", "3",
-                 "--unfreeze-after", "2", "--runs-dir", str(tmp_path), "--json")
+    r = run_main("train", "--dataset", f"folder:{cats_dogs}", "--data-arg", "size=160", "--runs-dir", str(tmp_path),
+                 "--json")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["recipe"] == "photo-transfer" and summary["model"] == "efficientnet-lite0"

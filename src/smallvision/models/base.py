@@ -118,7 +118,7 @@ def create_model(name: str, info: DatasetInfo, **kwargs: Any) -> Classifier:
     return model
 
 
-TORCHVISION_LAYOUT: set[str] = set()  # filled by models/tv.py
+TORCHVISION_LAYOUT: set[str] = set()  # models whose entry reads weights=PATH itself (publisher layouts): tv.py, efficientnet_lite.py
 
 
 def load_backbone(model: Classifier, path: str, name: str) -> None:
