@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 SHARED := $(wildcard ../shared/data)
 export SMALLVISION_DATA ?= $(SHARED)
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-all lint bench clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,9 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: setup
+	$(BIN)/python -m pytest -q
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

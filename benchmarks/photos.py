@@ -12,7 +12,9 @@ training loop, "features s" the frozen backbone's one pass over every photo (--c
 set's held-out folder (cats-vs-dogs-3000: validation/, 1 000 photos; hymenoptera: val/, 153) or,
 for flowers-128 (no split), the folder loader's fixed seeded 1/7 held out (616 photos); model
 selection only sees 10 % of the training photos. Rows: one per (set, recipe) with the median over
-seeds and every seed's figure.
+seeds and every seed's figure. "images/s" is the run's summary figure: training images per
+second of step time, over both phases (a step on cached features runs only the head, so
+photo-transfer-fast's figure is that of a linear layer, not of the backbone).
 """
 
 from __future__ import annotations

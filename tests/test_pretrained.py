@@ -170,6 +170,17 @@ def test_the_default_on_real_photos_fine_tunes_imagenet_weights_past_90(cats_dog
     assert "ImageNet weights from" in r.stderr.splitlines()[0]
     html = (Path(summary["run_dir"]) / "report.html").read_text()
     assert "ImageNet weights from" in html
+    # the fine-tuned model in ONNX: parity on the 100 real held-out photos; predict agrees with it
+    from smallvision.export import export
+    from smallvision.predict import Predictor
+
+    res = export(summary["run_dir"], "onnx", check_n=100)
+    assert res.images == 100 and res.same_argmax and "test" in res.checked_on
+    files = sorted(str(p) for p in (cats_dogs / "validation").rglob("*.jpg"))[::5]
+    a = Predictor.from_checkpoint(summary["run_dir"]).predict(files)
+    b = Predictor.from_checkpoint(res.path).predict(files)
+    assert [p["label"] for p in a] == [p["label"] for p in b]
+    assert sum(p["label"] == Path(p["file"]).parent.name for p in a) >= 16  # of 20
 
 
 @needs_weights

@@ -26,7 +26,8 @@ class ProgressBar:
     """A rich bar on a terminal (refreshed on a timer), one line per epoch in logs."""
 
     def on_epoch_start(self, s: Any, epoch: int) -> None:
-        s.progress.start_epoch(f"{s.phase_label(epoch)}epoch {epoch}/{s.cfg.epochs}", len(s.loader))
+        phase = s.phase_label(epoch) if hasattr(s, "phase_label") else ""  # GAN/autoencoder sessions: one phase
+        s.progress.start_epoch(f"{phase}epoch {epoch}/{s.cfg.epochs}", len(s.loader))
 
     def on_step(self, s: Any) -> None:
         s.progress.advance()

@@ -155,7 +155,8 @@ def cache_backbone_features(cfg: TrainConfig, model: torch.nn.Module, data: Prep
     With --unfreeze-after (two phases) only phase 1 trains on them: augmentation and TTA then
     apply to phase 2 (phase 1 sees each image once, unaugmented, and validates without TTA)."""
     augmented = cfg.shift or cfg.hflip or cfg.tta or cfg.augment != "none"
-    if not cfg.freeze or cfg.ema or (augmented and not two_phases(cfg)):
+    if not cfg.freeze or cfg.ema or (augmented and not cfg.unfreeze_after):  # a run that never reaches phase 2
+        # (--epochs ≤ --unfreeze-after) trains and tests on the features, unaugmented, without TTA
         raise UsageError("--cache-features needs --freeze, no --ema and, without --unfreeze-after, no --shift, --hflip, "
                          "--augment or --tta (the features are computed once, so the backbone and its inputs cannot "
                          "change)")

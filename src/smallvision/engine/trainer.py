@@ -82,7 +82,7 @@ def _train_mode(s: Session, epoch: int) -> None:
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.eval()
     elif cfg.freeze and cfg.unfreeze_after and epoch == cfg.unfreeze_after + 1 and s.state.step_in_epoch == 0:
-        s.progress.log(f"epoch {epoch}: phase 2, backbone unfrozen (peak lr {cfg.lr * cfg.unfreeze_lr:g}"
+        s.progress.log(f"epoch {epoch}: backbone unfrozen (phase 2, peak lr {cfg.lr * cfg.unfreeze_lr:g}"
                        + (f", backbone × {cfg.backbone_lr:g} in {cfg.lr_groups} groups" if cfg.backbone_lr != 1 else "")
                        + ")")
 
