@@ -84,8 +84,8 @@ class TrainConfig:
                                   check=NON_NEGATIVE)
     unfreeze_lr: float = setting(1.0, "Phase 2 (after --unfreeze-after): peak learning rate as a fraction of --lr.",
                                  check=POSITIVE)
-    freeze_bn: bool = setting(False, "After --unfreeze-after: keep BatchNorm in inference mode with its pretrained "
-                              "statistics (Keras's fine-tuning advice: few photos, small batches).")
+    freeze_bn: bool = setting(False, "Whenever the backbone trains (no --freeze, or after --unfreeze-after): keep its "
+                              "BatchNorm in inference mode on its pretrained statistics (Keras's fine-tuning advice).")
     cache_features: bool = setting(False, "With --freeze: run the backbone once, train the head on cached features "
                                    "(with --unfreeze-after: phase 1 only).")
     backbone_lr: float = setting(1.0, "Learning-rate multiplier for the backbone (with --lr-groups: for its earliest "

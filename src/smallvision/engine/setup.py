@@ -207,6 +207,7 @@ class Session(Counted):
 
     cached: tuple[TensorLoader, XY | None, XY] | None = None  # backbone features (--cache-features)
     full_fwd: Any = None  # the whole model (wrapped for several processes; compiled)
+    head_fwd: Any = None  # the head alone, for steps on cached features (compiled)
     on_features: bool = False  # this epoch trains and judges the head on cached features
 
     def judge(self) -> torch.nn.Module:
@@ -222,7 +223,9 @@ class Session(Counted):
             if self.cached is None:
                 self.cached = cache_backbone_features(cfg, self.model, self.data, self.rt.amp, self.progress)
             self.loader, self.val_xy, self.test_xy = self.cached
-            self.fwd = torch.compile(self.model.head) if cfg.compile else self.model.head
+            if self.head_fwd is None:  # compiled once, not per epoch
+                self.head_fwd = torch.compile(self.model.head) if cfg.compile else self.model.head
+            self.fwd = self.head_fwd
         else:
             self.loader, self.val_xy, self.test_xy, self.fwd = self.data.train, self.data.val, self.data.test, self.full_fwd
 

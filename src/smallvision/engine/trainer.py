@@ -81,7 +81,7 @@ def _train_mode(s: Session, epoch: int) -> None:
         for m in model.features.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.eval()
-    elif cfg.freeze and cfg.unfreeze_after and epoch == cfg.unfreeze_after + 1 and s.state.step_in_epoch == 0:
+    if not frozen and cfg.freeze and cfg.unfreeze_after and epoch == cfg.unfreeze_after + 1 and s.state.step_in_epoch == 0:
         s.progress.log(f"epoch {epoch}: backbone unfrozen (phase 2, peak lr {cfg.lr * cfg.unfreeze_lr:g}"
                        + (f", backbone × {cfg.backbone_lr:g} in {cfg.lr_groups} groups" if cfg.backbone_lr != 1 else "")
                        + ")")
@@ -222,8 +222,8 @@ def _summary(s: Session, final: torch.nn.Module, test: EvalResult | None) -> tup
     }
     from smallvision.engine.setup import pretrained_note
 
-    if pretrained_note(cfg):
-        out["weights"] = pretrained_note(cfg).removeprefix(", ")
+    if note := pretrained_note(cfg):
+        out["weights"] = note.removeprefix(", ")
     if s.cache_seconds is not None:
         out["feature_cache_seconds"] = round(s.cache_seconds, 3)
     return out, skipped
