@@ -13,9 +13,9 @@ from smallvision import api
 from smallvision.config import TrainConfig
 from smallvision.data import DATASETS, load_dataset
 from smallvision.data.info import DatasetInfo
-from smallvision.engine.optim import OPTIMIZERS, SCHEDULERS, lr_at
 from smallvision.errors import UsageError
 from smallvision.models import MODELS, count_params, create_model
+from smallvision.optim import OPTIMIZERS, SCHEDULERS, lr_at
 
 STRIPES = dict(dataset="fake:1x16x16", data_args={"classes": 4, "kind": "stripes", "train": 400, "test": 200})
 CHANCE = 25.0

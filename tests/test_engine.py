@@ -10,8 +10,8 @@ from conftest import needs_mnist
 from smallvision import api
 from smallvision.config import TrainConfig
 from smallvision.engine.checkpoint import load_checkpoint, load_model, save_checkpoint
-from smallvision.engine.optim import lr_at
 from smallvision.errors import CheckpointError, DivergenceError, UsageError
+from smallvision.optim import lr_at
 
 FAKE = "fake:1x12x12,classes=4,train=400,test=100"
 
@@ -150,6 +150,7 @@ def test_evaluate_refuses_incompatible_data(runs_dir):
         api.evaluate(r.run_dir, dataset="fake:1x12x12,classes=10")
 
 
+@pytest.mark.slow  # a real-data accuracy threshold: make test-all
 @needs_mnist
 def test_real_mnist_subset_learns(runs_dir):
     """A short real-data run: 6 000 MNIST images, three epochs, must clearly learn."""

@@ -113,6 +113,7 @@ def test_train_check_predict_on_a_folder(tmp_path):
     assert len(rows) == 40 and all(len(x["top_k"]) == 2 for x in rows)
 
 
+@pytest.mark.slow  # a real-data accuracy threshold: make test-all
 @needs_mnist
 def test_mnist_model_reads_written_digits(tmp_path):
     from make_scans import make

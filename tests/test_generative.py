@@ -82,6 +82,7 @@ def test_autoencoder_learns_and_draws(model, kw, tmp_path):
     assert reconstruct(run, n=8, out=tmp_path / "r.png")["images"] == 8
 
 
+@pytest.mark.slow  # a real-data accuracy threshold: make test-all
 @needs_mnist
 def test_the_score_separates_real_digits_from_noise(tmp_path):
     from smallvision.data import load_dataset
@@ -137,6 +138,7 @@ def test_two_time_scale_learning_rates(tmp_path):
         s.run.unlock()
 
 
+@pytest.mark.slow  # a real-data accuracy threshold: make test-all
 def test_acgan_class_head_learns_the_classes(tmp_path):
     """--aux-weight: D gains a class head trained on real (and generated) images; after a short run it
     names the class of real digits far above chance."""
@@ -223,6 +225,7 @@ def test_each_gan_defaults_to_its_own_loss():
     assert gen_config("gan", {"loss": "bce"}).loss == "bce"  # a saved config.json keeps its loss
 
 
+@pytest.mark.slow  # a real-data accuracy threshold: make test-all
 def test_clusters_stand_in_for_labels(tmp_path):
     """--clusters K: a GAN conditioned on K k-means clusters of the pixels (no label read); the
     checkpoint knows the clusters' shares, samples draw clusters in those shares, --label picks one."""

@@ -128,3 +128,16 @@ def test_csv_any_text_parses_or_data_error(tmp_path, text):
     except DataError:
         return
     assert x.dtype == np.uint8 and len(x) == len(y) and x.shape[2] == x.shape[3]
+
+
+def test_set_reaches_one_option_of_a_table_and_refuses_a_string_for_a_table():
+    from smallvision import api
+    from smallvision.cli.flags import parse_sets
+    from smallvision.errors import UsageError
+
+    assert parse_sets(["data_args.size=96", "model_args.pretrained=true", "epochs=2"]) == {
+        "data_args": {"size": 96}, "model_args": {"pretrained": True}, "epochs": 2}
+    with pytest.raises(UsageError, match="unknown setting"):
+        parse_sets(["data_arg.size=96"])
+    with pytest.raises(UsageError, match="data_args is a table"):
+        api.make_config("mnist-fast", data_args="{size=96}")

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from smallvision.config import TrainConfig, merge
+from smallvision.engine.run import RunFolder
 from smallvision.engine.trainer import TrainResult
+from smallvision.errors import UsageError
 
 
 def make_config(recipe: str | None = None, config: str | Path | TrainConfig | None = None,
@@ -73,6 +75,9 @@ def _apply(base: TrainConfig, overrides: dict[str, Any], source: str) -> TrainCo
     only the options given."""
     overrides = dict(overrides)
     for key, owner in (("model_args", "model"), ("data_args", "dataset")):
+        if key in overrides and not isinstance(overrides[key], dict):
+            raise UsageError(f"{source}: {key} is a table of KEY=VALUE options, got {overrides[key]!r} (on the command "
+                             f"line: --{key.replace('_args', '-arg')} KEY=VALUE, or --set {key}.KEY=VALUE)")
         new = overrides.get(owner, getattr(base, owner))
         kept = _portable(base, new) if key == "data_args" else {}
         if new != getattr(base, owner):
@@ -144,7 +149,7 @@ def train_ensemble(recipe: str | None = None, k: int = 5, runs_dir: str | Path =
         "train_seconds": round(sum(m.summary["train_seconds"] for m in members), 3),
         "member_runs": [str(m.run_dir) for m in members],
     }
-    write_json(folder / "summary.json", summary)
+    write_json(folder / RunFolder.SUMMARY, summary)
     return summary
 
 
@@ -200,7 +205,7 @@ def _evaluate_checkpoint(checkpoint: str | Path, dataset: str | None, split: str
     from smallvision.data import DatasetInfo, load_dataset, split_validation
     from smallvision.data.loader import as_model_input, training_subset
     from smallvision.engine.checkpoint import load_model, resolve
-    from smallvision.engine.device import autocast_for, resolve_device
+    from smallvision.engine.device import resolve_device
     from smallvision.engine.evaluate import evaluate as run_eval
     from smallvision.errors import UsageError
 
@@ -232,13 +237,12 @@ def _evaluate_checkpoint(checkpoint: str | Path, dataset: str | None, split: str
     else:
         x, y = data.test_x, data.test_y
     info = DatasetInfo.from_dict(meta["dataset"])
-    # tested as the run tested: its precision (bf16 autocast where the CPU runs it natively) and
-    # memory format, so the figure matches the run's summary and comes as fast
-    amp, _ = autocast_for(dev, cfg.precision)
+    # tested as the run's final test: fp32 (whatever the training precision: the figure predict,
+    # serve and ONNX give) in the run's memory format, so the figure matches the run's summary
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     xs = as_model_input(x, info.mean, info.std, dev, channels_last=cfg.channels_last)
-    res = run_eval(model, xs, y.to(dev), batch_size=batch_size, autocast=amp, keep_logits=keep_logits)
+    res = run_eval(model, xs, y.to(dev), batch_size=batch_size, keep_logits=keep_logits)
     return {"ckpt": ckpt, "spec": spec, "meta": meta, "data": data, "res": res, "y": y, "xs": xs, "model": model,
             "device": dev}
 
@@ -272,5 +276,5 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "t
         m = classification_metrics(res.logits, y, model.num_classes)
         write_report(folder, title=f"{meta['model']} ({ckpt.parent.name}/{ckpt.name}) on {spec} {split}", info=info,
                      metrics=m, images=xs, split=split, summary=out_doc, config=meta.get("config"), device=str(dev))
-        out_doc["report"] = str(folder / "report.html")
+        out_doc["report"] = str(folder / RunFolder.REPORT)
     return out_doc

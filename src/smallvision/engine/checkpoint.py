@@ -28,7 +28,7 @@ FORMAT_VERSION = 1
 def versions() -> dict[str, str]:
     import torchvision
 
-    from smallvision import __version__
+    from smallvision._version import __version__
 
     return {"smallvision": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
             "python": platform.python_version()}
@@ -102,7 +102,9 @@ def resolve(path: str | Path) -> Path:
     """A checkpoint file, or a run folder's best checkpoint (its last one when there is no best)."""
     p = Path(path)
     if p.is_dir():
-        for name in ("best.safetensors", "last.safetensors"):
+        from smallvision.engine.run import RunFolder
+
+        for name in (RunFolder.BEST, RunFolder.LAST):
             if (p / name).is_file():
                 return p / name
         raise CheckpointError(f"{p}: no best.safetensors or last.safetensors in this folder")
@@ -128,9 +130,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):  # type: i
         model.load_state_dict(state)
     except RuntimeError as e:
         raise CheckpointError(f"{ckpt}: weights do not fit model {name!r}: {str(e).splitlines()[0]}") from None
-    cfg = meta.get("config", {})
-    if cfg.get("tta"):  # evaluate/predict as the run was tested
-        from smallvision.data.augment import tta_views
+    from smallvision.data.augment import tta_views_of
 
-        model.tta = tta_views(cfg.get("shift", 0), cfg.get("hflip", False), cfg.get("augment", "none"))
+    model.tta = tta_views_of(meta.get("config", {}))  # evaluate/predict as the run was tested
     return model.to(device).eval(), meta

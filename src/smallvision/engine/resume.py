@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from smallvision.engine.checkpoint import checkpoint_bytes, load_checkpoint
+from smallvision.engine.run import RunFolder
 from smallvision.errors import CheckpointError
 from smallvision.io import atomic_write_bytes
 
-RESUME, PREVIOUS = "resume.safetensors", "resume.prev.safetensors"
+RESUME, PREVIOUS = RunFolder.RESUME, RunFolder.RESUME_PREV
 
 
 def _flatten_optimizer(sd: dict[str, Any], prefix: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

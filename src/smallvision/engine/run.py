@@ -111,7 +111,8 @@ class RunFolder:
 
     CONFIG, METRICS_CSV, METRICS_JSON, SUMMARY = "config.json", "metrics.csv", "metrics.json", "summary.json"
     BEST, LAST, RESUME, RESUME_PREV = "best.safetensors", "last.safetensors", "resume.safetensors", "resume.prev.safetensors"
-    REPORT, TENSORBOARD, LOCK = "report.html", "tensorboard", ".lock"
+    REPORT, REPORT_MD, REPORT_JSON = "report.html", "report.md", "report.json"
+    TENSORBOARD, LOCK, STUDY = "tensorboard", ".lock", "study.journal"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

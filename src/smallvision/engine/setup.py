@@ -17,18 +17,18 @@ import torch
 
 from smallvision.config import TrainConfig
 from smallvision.data import DatasetInfo, TensorLoader, load_dataset, split_validation
-from smallvision.data.augment import tta_views
+from smallvision.data.augment import tta_views_of
 from smallvision.data.folder import ImageFiles, decode_all
 from smallvision.data.loader import as_model_input, training_subset
 from smallvision.data.stream import StreamLoader
 from smallvision.engine import distributed
 from smallvision.engine.checkpoint import load_checkpoint, versions
 from smallvision.engine.device import autocast_for, resolve_device, seed_everything
-from smallvision.engine.optim import PlateauState, build_optimizer, two_phases
 from smallvision.engine.progress import Progress
 from smallvision.engine.run import Counted, LoopState, RunFolder, default_run_name
 from smallvision.errors import UsageError
 from smallvision.models import count_params, create_model
+from smallvision.optim import PlateauState, build_optimizer, two_phases
 
 XY = tuple[torch.Tensor, torch.Tensor]
 
@@ -123,7 +123,7 @@ def build_model(cfg: TrainConfig, info: DatasetInfo, device: torch.device
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, info, **cfg.model_args).to(device)
     # test-time views, used in eval mode only: validation, test and every later evaluate/predict
-    model.tta = tta_views(cfg.shift, cfg.hflip, cfg.augment) if cfg.tta else ()
+    model.tta = tta_views_of(cfg)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg)
@@ -225,6 +225,9 @@ class Session(Counted):
             self.loader, self.val_xy, self.test_xy = self.cached
             if self.head_fwd is None:  # compiled once, not per epoch
                 self.head_fwd = torch.compile(self.model.head) if cfg.compile else self.model.head
+            # several processes: each holds every image's features and steps through the same
+            # unsharded batches, so their heads stay identical with no gradient exchange (checked
+            # by hashing each process's head after a 2-process run); only phase 2 is data-parallel
             self.fwd = self.head_fwd
         else:
             self.loader, self.val_xy, self.test_xy, self.fwd = self.data.train, self.data.val, self.data.test, self.full_fwd

@@ -28,13 +28,13 @@ from smallvision.engine import distributed
 from smallvision.engine.callbacks import PeriodicSave, ProgressBar, StopOnSignal, TensorBoardLog, call
 from smallvision.engine.checkpoint import save_checkpoint
 from smallvision.engine.evaluate import EvalResult, evaluate
-from smallvision.engine.optim import lr_at, two_phases
 from smallvision.engine.progress import Progress
 from smallvision.engine.run import RunFolder, crash_point
 from smallvision.engine.setup import Session, setup
 from smallvision.errors import DivergenceError, UsageError
 from smallvision.io import atomic_write_text, write_json
 from smallvision.models import count_params
+from smallvision.optim import lr_at, two_phases
 
 
 @dataclass
@@ -132,7 +132,7 @@ def evaluate_epoch(s: Session, epoch: int, lr: float, train_loss: float, train_a
                    ) -> tuple[dict[str, Any], EvalResult | None, str]:
     """Validate (and with ``test_every_epoch`` test, for the record); the epoch's metrics row and log line."""
     val = _reduced(s, evaluate(s.judge(), *s.val_xy, autocast=s.rt.amp)) if s.val_xy is not None else None
-    test = evaluate(s.judge(), *s.test_xy, autocast=s.rt.amp) if s.cfg.test_every_epoch else None
+    test = evaluate(s.judge(), *s.test_xy) if s.cfg.test_every_epoch else None  # fp32, as the final test
     if val is not None and s.cfg.scheduler == "plateau":
         s.plateau.update(val.loss)
     s.sync()
@@ -244,7 +244,10 @@ def finish(s: Session) -> TrainResult:
         write_json(s.run / RunFolder.SUMMARY, summary)
         enter_phase(s, "reported")
         return TrainResult(s.run.path, summary, s.state.history)
-    test = evaluate(s.judge(), *s.test_xy, autocast=s.rt.amp, keep_logits=True)
+    # the test split in fp32 whatever the training precision: the figure is then the one that
+    # predict, serve and an exported ONNX file give (bf16 autocast moved a fine-tuned photo model's
+    # accuracy on 100 held-out photos from 97 % to 95 %: borderline images flip)
+    test = evaluate(s.judge(), *s.test_xy, keep_logits=True)
     summary, skipped = _summary(s, final, test)
     write_json(s.run / RunFolder.SUMMARY, summary)
     if s.state.phase == "trained":

@@ -23,11 +23,10 @@ from smallvision.generative.loop import (
     GenSession,
     load_net,
     open_session,
-    plot_losses,
     run_session,
-    save_grid,
     write_gen_report,
 )
+from smallvision.report.plots import plot_losses, save_grid
 
 
 def _loss(ae: torch.nn.Module, x: torch.Tensor, inp: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,13 +21,11 @@ from smallvision.generative.config import GenConfig
 from smallvision.generative.loop import (
     GenSession,
     open_session,
-    plot_losses,
     run_session,
-    save_gif,
-    save_grid,
     write_gen_report,
 )
 from smallvision.generative.nets import GAN_LOSSES, gradient_penalty
+from smallvision.report.plots import plot_losses, save_gif, save_grid
 
 
 def _noise(n: int, s: GenSession, g: torch.Generator | None = None) -> torch.Tensor:

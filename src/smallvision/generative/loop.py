@@ -1,6 +1,6 @@
 """What the GAN and autoencoder loops share with each other and with the classifier engine: the
-run folder (lock, config.json, phases), data on the device, exact resume, signals, pictures and
-the report. Each loop (gan.py, autoencoder.py) is then one small `step` and its end-of-epoch work.
+run folder (lock, config.json, phases), data on the device, exact resume, signals and the
+report (its pictures: report/plots.py). Each loop (gan.py, autoencoder.py) is then one small `step` and its end-of-epoch work.
 """
 
 from __future__ import annotations
@@ -244,50 +244,7 @@ def epoch_loop(s: GenSession, callbacks: list[Any], step: Callable[..., None],
     s.enter_phase("trained")
 
 
-# ----------------------------------------------------------------------------- pictures
-def save_grid(images01: torch.Tensor, path: Path, nrow: int = 8) -> None:
-    """(N, C, H, W) in [0, 1] -> one PNG grid (2-px white gaps), written atomically."""
-    import io
-
-    from PIL import Image
-    from torchvision.utils import make_grid
-
-    from smallvision.io import atomic_write_bytes
-
-    grid = make_grid(images01.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
-    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
-    buf = io.BytesIO()
-    Image.fromarray(arr[..., 0] if images01.shape[1] == 1 else arr).resize(
-        (arr.shape[1] * 2, arr.shape[0] * 2), Image.NEAREST).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def save_gif(frames: list[Path], path: Path, ms: int = 400) -> None:
-    """The per-epoch grids as one animated GIF (the last frame held longer)."""
-    from PIL import Image
-
-    imgs = [Image.open(f).convert("P", palette=Image.ADAPTIVE) for f in frames]
-    if imgs:
-        durations = [ms] * (len(imgs) - 1) + [ms * 5]
-        imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=durations, loop=0)
-
-
-def plot_losses(history: list[dict[str, Any]], keys: list[str], path: Path, title: str) -> None:
-    from smallvision.report.plots import _plt, _save
-
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for k in keys:
-        ax.plot([h["epoch"] for h in history], [h[k] for h in history], marker="o", ms=3, label=k.replace("_", " "))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    _save(fig, path)
-
-
+# ----------------------------------------------------------------------------- report
 def write_gen_report(s: GenSession, title: str, summary: dict[str, Any], figures: list[tuple[str, str]],
                      tables: list[tuple[str, list[dict[str, Any]]]]) -> None:
     """summary.json and report.{html,md,json}, as classifier runs have them."""
@@ -299,7 +256,7 @@ def write_gen_report(s: GenSession, title: str, summary: dict[str, Any], figures
     head = [{"item": k.replace("_", " "), "value": str(v)} for k, v in summary.items() if not isinstance(v, dict)]
     env = environment(str(s.device))
     cmd = f"smallvision {s.cfg.kind} train --config {s.run / RunFolder.CONFIG}"
-    write_json(s.run / "report.json", {"title": title, "summary": summary, "history": s.state.history,
+    write_json(s.run / RunFolder.REPORT_JSON, {"title": title, "summary": summary, "history": s.state.history,
                                        "environment": env, "config": s.cfg.to_dict(), "reproduce": cmd,
                                        "figures": [f for f, _ in figures]})
     render(s.run.path, title, head, figures, tables, env, cmd)

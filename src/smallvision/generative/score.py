@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from smallvision.engine.run import RunFolder
+
 SCORER_RECIPES = {"mnist": "mnist-accurate", "fashion-mnist": "fashion-fast"}
 
 
@@ -34,7 +36,7 @@ def default_scorer(dataset: str, data_args: dict[str, Any], data_dir: str | None
     tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{dataset}{sorted(data_args.items())}-{recipe}")
     folder = Path(runs_dir) / "_scorers"
     run = folder / tag
-    if (run / "summary.json").is_file():
+    if (run / RunFolder.SUMMARY).is_file():
         return run
     log(f"training the scoring classifier ({recipe}, no label smoothing) into {run} ...")
     import shutil

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from smallvision.data.info import DatasetInfo
+from smallvision.engine.run import RunFolder
 from smallvision.io import atomic_write_text, write_json
 from smallvision.report import plots
 from smallvision.report.metrics import ClassificationMetrics
@@ -27,7 +28,7 @@ from smallvision.report.metrics import ClassificationMetrics
 def environment(device: str = "cpu") -> dict[str, Any]:
     import torchvision
 
-    from smallvision import __version__
+    from smallvision._version import __version__
 
     cpu = ""
     try:
@@ -81,7 +82,7 @@ def render(out_dir: Path, title: str, head_rows: Sequence[dict[str, Any]], figur
         md += [f"## {heading}", "", _table(rows, True) or "none", ""]
     if command:
         md += ["## Reproduce", "", "```", command, "```", ""]
-    atomic_write_text(out_dir / "report.md", "\n".join(md))
+    atomic_write_text(out_dir / RunFolder.REPORT_MD, "\n".join(md))
     css = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
            "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
            "text-align:left;font-size:14px}th{background:#f0f0f0}img{max-width:100%;height:auto;display:block}"
@@ -95,7 +96,7 @@ def render(out_dir: Path, title: str, head_rows: Sequence[dict[str, Any]], figur
     if command:
         parts.append(f"<h2>Reproduce</h2><pre>{html.escape(command)}</pre>")
     parts.append("</body></html>")
-    atomic_write_text(out_dir / "report.html", "\n".join(parts))
+    atomic_write_text(out_dir / RunFolder.REPORT, "\n".join(parts))
 
 
 def _img_tag(path: Path, alt: str) -> str:
@@ -171,7 +172,7 @@ def write_report(
         "history": list(history), "environment": env, "config": cfg, "reproduce": command,
         "figures": [f for f, _ in figures], "skipped_files": list(skipped),
     }
-    write_json(out_dir / "report.json", doc)
+    write_json(out_dir / RunFolder.REPORT_JSON, doc)
 
     head_rows = [{"metric": f"{split} accuracy", "value": f"{metrics.accuracy:.2f} %"},
                  {"metric": f"{split} loss", "value": f"{metrics.loss:.4f}"},

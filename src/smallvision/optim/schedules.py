@@ -1,6 +1,6 @@
 """Optimiser registry and learning-rate schedules.
 
-A new optimiser or schedule is one file in ``smallvision/engine/`` with one ``@OPTIMIZERS.register``
+A new optimiser or schedule is one file in ``smallvision/optim/`` with one ``@OPTIMIZERS.register``
 or ``@SCHEDULERS.register`` (imported with the package, no other edit). Contracts: an optimiser's
 ``test_lr`` (a rate at which it learns the conformance fixture), a schedule's ``decays`` (its
 last rate is below its peak) and ``warms_up``.

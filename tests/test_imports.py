@@ -1,0 +1,38 @@
+"""The reading side of a model file (predict, export, serve) does not import the training loop,
+and the package has no import circle that a fresh interpreter trips over."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+LOOP = ("smallvision.engine.trainer", "smallvision.engine.setup", "smallvision.optim", "smallvision.engine.callbacks")
+
+
+def _loaded_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys; print(' '.join(sorted(sys.modules)))"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return set(out)
+
+
+def test_predicting_from_a_run_does_not_import_the_trainer(mnist_run):
+    loaded = _loaded_after(f"from smallvision.predict import Predictor\n"
+                           f"p = Predictor.from_checkpoint({str(mnist_run)!r}, device='cpu')\n"
+                           "import smallvision.export, smallvision.serve.app")
+    assert "smallvision.predict" in loaded and "smallvision.engine.checkpoint" in loaded
+    assert not loaded & set(LOOP), sorted(loaded & set(LOOP))
+
+
+def test_each_module_imports_on_its_own():
+    """A circle shows up as an ImportError when the module in the middle is imported first."""
+    import pkgutil
+
+    import smallvision
+
+    names = [m.name for m in pkgutil.walk_packages(smallvision.__path__, "smallvision.") if not m.name.endswith("__main__")]
+    assert "smallvision.engine.trainer" in names and "smallvision.data.folder" in names
+    code = ("import importlib, sys\nfor n in sys.argv[1:]:\n"
+            "    for m in [k for k in sys.modules if k.startswith('smallvision')]: del sys.modules[m]\n"
+            "    importlib.import_module(n)\n")
+    r = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-1500:]
