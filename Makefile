@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 SHARED := $(wildcard ../shared/data)
 export SMALLVISION_DATA ?= $(SHARED)
 
-.PHONY: setup demo test test-all docs lint bench clean
+.PHONY: setup demo test test-all test-slow docs lint bench clean
 
 setup: $(STAMP)
 
@@ -22,10 +22,13 @@ demo: setup
 	@bash scripts/demo.sh
 
 test: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n auto --dist loadfile
 
 test-all: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow -n auto --dist loadfile
 
 docs: setup
 	$(BIN)/mkdocs build --strict --quiet

@@ -1,8 +1,10 @@
 """Real photos: each photo recipe on each real photo set, several seeds, one table.
 
     SMALLVISION_DATA=../shared/data .venv/bin/python benchmarks/photos.py \
-        --sets cats-vs-dogs-3000,hymenoptera,flowers-128 --recipes photo-transfer,photo-transfer-fast \
-        --seeds 0,1,2 --out benchmarks/results/photos.md
+        --sets cats-vs-dogs-3000,hymenoptera --recipes "photo-transfer,photo-transfer-fast,photo-fast" \
+        --seeds 0,1,2 --out FILE.md
+
+(benchmarks/results/photos.md lists the exact commands of its tables.)
 
 Each run is a fresh `smallvision train --recipe R --dataset folder:SET --seed S --json --no-report`
 process, one after the other (nothing else running); "peak MB" is that process's peak
@@ -10,7 +12,8 @@ resident memory (its own ru_maxrss; the decoding worker processes not included) 
 training loop, "features s" the frozen backbone's one pass over every photo (--cache-features),
 "wall s" the whole command (start-up, decoding the photos, the final test). Accuracy is on the
 set's held-out folder (cats-vs-dogs-3000: validation/, 1 000 photos; hymenoptera: val/, 153) or,
-for flowers-128 (no split), the folder loader's fixed seeded 1/7 held out (616 photos); model
+for flowers-128 (no split), the folder loader's fixed seeded share (1/7, 616 photos; with
+`--extra "--data-arg holdout=0.2"` 20 %, 863 photos); model
 selection only sees 10 % of the training photos. Rows: one per (set, recipe) with the median over
 seeds and every seed's figure. "images/s" is the run's summary figure: training images per
 second of step time, over both phases (a step on cached features runs only the head, so

@@ -14,6 +14,12 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ["SMALLVISION_OFFLINE"] = "1"
 if not os.environ.get("SMALLVISION_DATA") and (ROOT.parent / "shared" / "data").is_dir():
     os.environ["SMALLVISION_DATA"] = str(ROOT.parent / "shared" / "data")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # make test: one worker per core, so one thread each
+    # (the processes tests start inherit it); two workers of two threads on two cores thrash
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _available(name: str) -> bool:

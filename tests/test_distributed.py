@@ -55,7 +55,7 @@ def test_a_distributed_checkpoint_evaluates_in_one_process(runs):
 
 
 @needs_mnist
-@pytest.mark.parametrize("first,then", [(2, 2), pytest.param(2, 1, marks=pytest.mark.slow),
+@pytest.mark.parametrize("first,then", [pytest.param(2, 2, marks=pytest.mark.slow), pytest.param(2, 1, marks=pytest.mark.slow),
                                         pytest.param(1, 2, marks=pytest.mark.slow)])
 def test_a_killed_run_resumes_with_any_number_of_processes(first, then, runs):
     """Killed after epoch 1 (rank 0 SIGKILLed; torchrun stops the rest), resumed with 1 or 2 processes."""

@@ -50,6 +50,10 @@ def reference(tmp_path_factory) -> Path:
 def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path, reference):
     p = _train(tmp_path, "run", "--checkpoint-every", "20")
     _wait_for(tmp_path / "run" / "resume.safetensors", p)
+    t = time.time()  # the first file may be the start state: wait for a save inside an epoch
+    while load_checkpoint(tmp_path / "run" / "resume.safetensors")[1]["resume"]["loop"]["step_in_epoch"] == 0:
+        assert p.poll() is None and time.time() - t < 120, "the run ended before a mid-epoch save"
+        time.sleep(0.02)
     time.sleep(0.3)  # let it get further into the epoch, past the latest save
     p.send_signal(signal.SIGKILL)
     p.wait()
