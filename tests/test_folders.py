@@ -138,7 +138,7 @@ def test_transfer_from_a_smallvision_checkpoint_with_cached_features(tmp_path):
                   lr=0.05, optimizer="sgd", momentum=0.9, batch_size=16, val_size=0.15, report=False)
     ckpt = str(src.run_dir / "best.safetensors")
     r = api.train(**common, model_args={"weights": ckpt}, freeze=True, cache_features=True, name="cached")
-    assert r.summary["test_accuracy"] > 85 and r.summary["feature_cache_seconds"] >= 0
+    assert r.summary["test_accuracy"] > 85 and (r.summary["feature_cache_seconds"] or 0) > 0  # the pass ran, and was timed
     from smallvision.engine.checkpoint import load_checkpoint, load_model
 
     a, _ = load_checkpoint(ckpt)
