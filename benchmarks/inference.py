@@ -53,7 +53,7 @@ def main() -> None:
                 f"{1000 * statistics.median(lat):.2f} ms (median of 100) |")
     import subprocess
 
-    from smallvision.data.datasets import _IDX_FILES
+    from smallvision.data.idx import _IDX_FILES
     from smallvision.data.idx import read_idx_pair
     from smallvision.data.sources import find_files
 

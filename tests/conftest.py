@@ -23,7 +23,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # make test: one worker per core, so 
 
 
 def _available(name: str) -> bool:
-    from smallvision.data.datasets import _IDX_FILES
+    from smallvision.data.idx import _IDX_FILES
     from smallvision.data.sources import find_files
 
     found, _ = find_files(name, _IDX_FILES, None)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from smallvision.errors import DataError
+from smallvision.data.datasets import DATASETS, ImageData, make_data
+from smallvision.errors import DataError, UsageError
 
 
 def _has_header(first_line: str) -> bool:
@@ -73,3 +74,28 @@ def write_csv(path: str | Path, images: np.ndarray, labels: np.ndarray, header: 
     table = np.concatenate([labels.reshape(-1, 1).astype(np.int64), flat], axis=1)
     head = "label," + ",".join(f"p{i}" for i in range(flat.shape[1])) if header else ""
     np.savetxt(path, table, fmt="%d", delimiter=",", header=head, comments="")
+
+
+def _csv_fixture(tmp: Path) -> dict[str, object]:
+    from smallvision.data.csvdata import write_csv
+    from smallvision.data.synthetic import small_set
+
+    (tx, ty), (vx, vy) = small_set()
+    write_csv(tmp / "train, v1.csv", tx, ty)  # a comma in the path, on purpose
+    write_csv(tmp / "test.csv", vx, vy, header=False)
+    return {"dataset": f"csv:{tmp / 'train, v1.csv'}", "data_args": {"test": str(tmp / "test.csv")}}
+
+
+@DATASETS.register("csv", "csv:TRAIN — rows 'label,p0..pN' (seed 004), header or not; --data-arg test=FILE (none: a "
+                   "seeded 1/7 is held out)", options={"test": str}, positional="test", fixture=_csv_fixture)
+def _csv(arg: str | None, data_dir: str | Path | None, test: str | None = None) -> ImageData:
+    if not arg:
+        raise UsageError("csv needs a file: --dataset csv:TRAIN.csv [--data-arg test=TEST.csv]")
+    tx, ty = read_csv(arg)
+    if test:
+        vx, vy = read_csv(test)
+    else:  # no test file: hold out a fixed 1/7 (MNIST's 10k of 70k) so a test figure exists
+        perm = np.random.default_rng(0).permutation(len(tx))
+        n_test = max(1, len(tx) // 7)
+        tx, ty, vx, vy = tx[perm[n_test:]], ty[perm[n_test:]], tx[perm[:n_test]], ty[perm[:n_test]]
+    return make_data(f"csv:{Path(arg).name}", (tx, ty), (vx, vy), None, arg + (f" + {test}" if test else ""))

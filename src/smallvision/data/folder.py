@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from smallvision.data.datasets import DATASETS, ImageData, channel_stats, make_data
+from smallvision.data.info import DatasetInfo, looks_like_digits
 from smallvision.errors import DataError, UsageError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -245,3 +247,52 @@ class ImageFiles:
 
     def labels(self) -> torch.Tensor:
         return torch.tensor([c for _, c in self.items], dtype=torch.long)
+
+
+def _folder_fixture(tmp: Path) -> dict[str, object]:
+    from smallvision.data.synthetic import write_image_folder
+
+    return {"dataset": f"folder:{write_image_folder(tmp / 'pets, small')}", "data_args": {"workers": 0}}
+
+
+@DATASETS.register("folder", "folder:PATH — image folders (class sub-folders, train/+val/, or cat.1.jpg prefixes); "
+                   "--data-arg size=S, workers=W, stream=auto|yes|no, holdout=F (the seeded test share when the "
+                   "folder has no val/ or test/; 1/7 if not given)",
+                   options={"size": int, "workers": int, "stream": str, "holdout": float},
+                   fixture=_folder_fixture, portable=("size", "workers", "stream"))
+def _folder(arg: str | None, data_dir: str | Path | None, size: int | None = None, workers: int = 2,
+            stream: str = "auto", holdout: float | None = None) -> ImageData:
+    path = check_folder_options(arg, size, workers, stream, holdout)
+    idx = index_folder(path, holdout)
+    channels, native = probe_mode(idx.train)
+    if size is None:  # small images (digits, icons) keep their size; photos default to 224
+        size = native if 0 < native <= 64 else 224
+    if stream == "yes" or (stream == "auto" and len(idx.train) * channels * size * size > STREAM_BYTES):
+        return _streamed_folder(idx, channels, size, workers)
+    tx, ty, skipped = decode_all(idx.train, channels, size, workers)
+    vx, vy, skipped_test = decode_all(idx.test, channels, size, workers)
+    test_files = [str(p) for p, _ in idx.test]
+    if skipped_test:
+        bad = {s.split(" (")[0] for s in skipped_test}
+        test_files = [f for f in test_files if f not in bad]
+    data = make_data(f"folder:{idx.root.name}", (tx.numpy(), ty.numpy()), (vx.numpy(), vy.numpy()), idx.classes,
+                     f"{idx.root} ({idx.layout})")
+    data.test_files = test_files
+    data.skipped = skipped + skipped_test
+    return data
+
+
+def _streamed_folder(idx, channels: int, size: int, workers: int) -> ImageData:  # type: ignore[no-untyped-def]
+    """Training images stay files (decoded per batch while training); the test split is decoded
+    now. Normalisation statistics come from a fixed sample of 2 000 training images."""
+    files = ImageFiles(idx.train, channels, size, workers)
+    sample = files[np.random.default_rng(0).permutation(len(files))[:2000].tolist()].load()
+    vx, vy, skipped_test = decode_all(idx.test, channels, size, workers)
+    if len(torch.unique(files.labels())) < 2:
+        raise DataError(f"folder:{idx.root.name}: the training set holds a single class; a classifier needs at least two")
+    mean, std = channel_stats(sample)
+    info = DatasetInfo(f"folder:{idx.root.name}", len(idx.classes), channels, size, size, mean, std, tuple(idx.classes),
+                       looks_like_digits(idx.root.name, channels))
+    bad = {s.split(" (")[0] for s in skipped_test}
+    return ImageData(info, files, files.labels(), vx, vy, f"{idx.root} ({idx.layout}, streamed)",  # type: ignore[arg-type]
+                     [str(p) for p, _ in idx.test if str(p) not in bad], skipped_test)

