@@ -179,3 +179,17 @@ def test_streamed_folder_skips_a_broken_file_and_caches_features(tmp_path):
     head = api.train(runs_dir=tmp_path / "runs", dataset=spec, model="cnn-fast", model_args={"weights": str(res.run_dir / "best.safetensors")},
                      freeze=True, cache_features=True, epochs=3, batch_size=16, lr=0.01, val_size=0, report=False)
     assert head.summary["feature_cache_seconds"] > 0 and head.summary["test_accuracy"] > 80
+
+
+def test_a_folder_without_a_held_out_folder_takes_its_test_share_from_holdout(tmp_path):
+    from smallvision.data import load_dataset
+    from smallvision.errors import UsageError
+
+    root = build_folder(tmp_path / "d", per_class=20)  # 60 images, no val/
+    default = load_dataset(f"folder:{root}", options={"workers": 0})
+    fifth = load_dataset(f"folder:{root}", options={"workers": 0, "holdout": 0.2})
+    assert (len(default.test_x), len(fifth.test_x)) == (60 // 7, 12) and len(fifth.train_x) == 48
+    again = load_dataset(f"folder:{root}", options={"workers": 0, "holdout": 0.2})
+    assert again.test_files == fifth.test_files  # seeded: the same photos every time
+    with pytest.raises(UsageError, match="holdout"):
+        load_dataset(f"folder:{root}", options={"holdout": 1.5})
