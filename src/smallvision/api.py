@@ -129,7 +129,7 @@ def train_ensemble(recipe: str | None = None, k: int = 5, runs_dir: str | Path =
     """
     from smallvision.data import load_dataset
     from smallvision.engine.progress import Progress
-    from smallvision.engine.run import RunFolder, default_run_name
+    from smallvision.engine.run import default_run_name
     from smallvision.engine.trainer import fit
     from smallvision.errors import UsageError
     from smallvision.io import write_json

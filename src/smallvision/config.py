@@ -228,10 +228,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     config.json. Unknown keys are an error naming the file; what a run folder records beside the
     settings (the command, the resolved device) is skipped."""
     p = Path(path).expanduser()
-    if p.is_dir():
-        from smallvision.engine.run import RunFolder
-
-        p = p / RunFolder.CONFIG
+    if p.is_dir():  # a run folder: its config.json (RunFolder.CONFIG; the settings layer does not import the engine)
+        p = p / "config.json"
     if not p.is_file():
         raise UsageError(f"--config {path}: no such file")
     text = p.read_text(encoding="utf-8")
