@@ -53,8 +53,7 @@ def main() -> None:
                 f"{1000 * statistics.median(lat):.2f} ms (median of 100) |")
     import subprocess
 
-    from smallvision.data.idx import _IDX_FILES
-    from smallvision.data.idx import read_idx_pair
+    from smallvision.data.idx import _IDX_FILES, read_idx_pair
     from smallvision.data.sources import find_files
 
     files, _ = find_files("mnist", _IDX_FILES, None)

@@ -75,6 +75,9 @@ class TrainConfig:
     hflip: bool = setting(False, "Random horizontal flips (not for digits).")
     augment: str = setting("none", "Augmentation preset (see README).", choices="augmentation")
     tta: bool = setting(False, "Test-time augmentation: average the logits over the views training showed.")
+    calibrate: bool = setting(True, "After training, fit a temperature on the validation split (temperature "
+                              "scaling) so the probabilities match the accuracy; accuracy is unchanged; "
+                              "nothing happens without a validation split.")
     # --- model
     model: str = setting("cnn-fast", "A registered model (see `smallvision models`).", choices="model")
     model_args: dict[str, Any] = setting({}, "Model option KEY=VALUE (JSON value), repeatable.", metavar="KEY=VALUE")

@@ -98,6 +98,10 @@ def _emit(summary: dict[str, Any], as_json: bool, title: str) -> None:
 
     t = Table(title=title, show_header=False)
     for k, v in summary.items():
+        if k == "calibration" and isinstance(v, dict):  # one line: what the temperature did
+            v = (f"temperature {v['temperature']:.3f} (fitted on {v['val_images']} validation images); ECE on test "
+                 f"{100 * v['test_ece_before']:.2f} % -> {100 * v['test_ece_after']:.2f} %"
+                 if "test_ece_before" in v else f"temperature {v['temperature']:.3f}")
         if v is not None and v != "":
             t.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
     Console().print(t)
@@ -278,6 +282,8 @@ def predict(
     invert: Annotated[str, typer.Option(help="Digit models: invert dark-on-light images (auto|yes|no).")] = "auto",
     center: Annotated[str, typer.Option(help="Digit models: crop and centre by mass as MNIST (auto|yes|no).")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
+    explain: Annotated[Optional[Path], typer.Option("--explain", help="Also write a heatmap PNG per image (Grad-CAM; "
+                                                     "occlusion for tiny inputs) and explain.json into this folder.")] = None,
 ) -> None:
     """Predict classes of your own images with the model's own preprocessing."""
     from smallvision.errors import UsageError
@@ -288,7 +294,13 @@ def predict(
     if top_k < 1:
         raise UsageError(f"--top-k must be ≥ 1, got {top_k}")
     files = expand_inputs(inputs)
-    results = Predictor.from_checkpoint(checkpoint, device).predict(files, top_k=top_k, invert=invert, center=center)
+    if explain is not None:
+        from smallvision.explain import Explainer
+
+        results = Explainer.from_checkpoint(checkpoint, device).explain_files(files, explain, top_k, invert, center)
+        print(f"heatmaps: {explain}/ (one PNG per image, explain.json)", file=sys.stderr)
+    else:
+        results = Predictor.from_checkpoint(checkpoint, device).predict(files, top_k=top_k, invert=invert, center=center)
     if fmt == "json":
         for r in results:
             print(json.dumps(r))
@@ -309,6 +321,59 @@ def predict(
                 print(f"{r['file']}: {r['label']} ({r['probability']:.3f})   top-{len(r['top_k'])}: {alts}")
     if any("error" in r for r in results):
         sys.exit(1)
+
+
+@app.command("explain")
+def explain_cmd(
+    checkpoint: Annotated[str, typer.Argument(help="A run folder or a .safetensors checkpoint.")],
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: explain/ beside the checkpoint).")] = None,
+    top_k: Annotated[int, typer.Option(help="Classes listed per image.")] = 3,
+    layer: Annotated[Optional[str], typer.Option(help="Grad-CAM on this module of the model's features (default: its last feature map).")] = None,
+    invert: Annotated[str, typer.Option(help="Digit models: invert dark-on-light images (auto|yes|no).")] = "auto",
+    center: Annotated[str, typer.Option(help="Digit models: crop and centre by mass as MNIST (auto|yes|no).")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "cpu",
+) -> None:
+    """Why the model said what it said: per image, the image, its Grad-CAM heatmap (plus occlusion for inputs of ≤ 32 px) and the top classes."""
+    from smallvision.engine.checkpoint import resolve
+    from smallvision.errors import UsageError
+    from smallvision.explain import Explainer
+
+    if top_k < 1:
+        raise UsageError(f"--top-k must be ≥ 1, got {top_k}")
+    folder = out or resolve(checkpoint).parent / RunFolder.EXPLAIN
+    rows = Explainer.from_checkpoint(checkpoint, device, layer).explain_files(inputs, folder, top_k, invert, center)
+    for r in rows:
+        if "error" in r:
+            print(f"{r['file']}: ERROR {r['error']}")
+        else:
+            alts = ", ".join(f"{lbl} {p:.3f}" for lbl, p in r["top_k"])
+            print(f"{r['file']}: {r['label']} ({r['probability']:.3f})   top-{len(r['top_k'])}: {alts}   -> {r['figure']}")
+    print(f"saved {folder / 'explain.json'} ({', '.join(rows[0].get('methods', [])) if rows else 'no images'})")
+    if any("error" in r for r in rows):
+        sys.exit(1)
+
+
+@app.command()
+def calibrate(
+    run: Annotated[str, typer.Argument(help="A finished run folder (or its .safetensors checkpoint).")],
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Fit a temperature on the run's validation split (temperature scaling) and store it in its checkpoints: predict, serve, evaluate and export then give calibrated probabilities."""
+    from smallvision.calibration import calibrate_run
+
+    doc = calibrate_run(run, device)
+    if as_json:
+        print(json.dumps(doc))
+        return
+    print(f"temperature {doc['temperature']:.4f}, fitted on {doc['val_images']} validation images; written into "
+          f"{run}'s checkpoints")
+    for sp in ("val", "test"):
+        print(f"{sp:>4}: ECE {100 * doc[f'{sp}_ece_before']:.2f} % -> {100 * doc[f'{sp}_ece_after']:.2f} %, "
+              f"MCE {100 * doc[f'{sp}_mce_before']:.2f} % -> {100 * doc[f'{sp}_mce_after']:.2f} %, "
+              f"NLL {doc[f'{sp}_nll_before']:.4f} -> {doc[f'{sp}_nll_after']:.4f}")
+    print(f"saved {doc.get('figure', '')}")
 
 
 @app.command("export")

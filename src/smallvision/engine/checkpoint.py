@@ -133,4 +133,5 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):  # type: i
     from smallvision.data.augment import tta_views_of
 
     model.tta = tta_views_of(meta.get("config", {}))  # evaluate/predict as the run was tested
+    model.temperature = float(meta.get("calibration", {}).get("temperature", 1.0))  # calibrated probabilities
     return model.to(device).eval(), meta

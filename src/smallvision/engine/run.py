@@ -113,6 +113,8 @@ class RunFolder:
     BEST, LAST, RESUME, RESUME_PREV = "best.safetensors", "last.safetensors", "resume.safetensors", "resume.prev.safetensors"
     REPORT, REPORT_MD, REPORT_JSON = "report.html", "report.md", "report.json"
     TENSORBOARD, LOCK, STUDY = "tensorboard", ".lock", "study.journal"
+    CALIBRATION, RELIABILITY = "calibration.json", "reliability.png"
+    EXPLAIN = "explain"  # heatmaps of the report's top-loss images (a folder)
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

@@ -249,18 +249,44 @@ def finish(s: Session) -> TrainResult:
     # accuracy on 100 held-out photos from 97 % to 95 %: borderline images flip)
     test = evaluate(s.judge(), *s.test_xy, keep_logits=True)
     summary, skipped = _summary(s, final, test)
+    calib = calibrate(s, final, test)
+    if calib:
+        summary["calibration"] = {k: v for k, v in calib.items() if k != "reliability"}
     write_json(s.run / RunFolder.SUMMARY, summary)
     if s.state.phase == "trained":
         enter_phase(s, "tested")
     if s.cfg.report:
         from smallvision.report import classification_metrics, write_report
 
-        m = classification_metrics(test.logits, s.data.test[1], s.data.info.num_classes)
+        logits = test.logits / final.temperature  # the probabilities predict and serve will give
+        m = classification_metrics(logits, s.data.test[1], s.data.info.num_classes)
         write_report(s.run.path, title=f"{s.run.name}: {s.cfg.model} on {s.data.info.name}", info=s.data.info,
                      metrics=m, images=s.data.test[0], split="test", summary=summary, history=s.state.history,
-                     config=s.cfg.to_dict(), device=str(s.rt.device), labels=s.data.test_files, skipped=skipped)
+                     config=s.cfg.to_dict(), device=str(s.rt.device), labels=s.data.test_files, skipped=skipped,
+                     calibration=calib)
     enter_phase(s, "reported")
     return TrainResult(s.run.path, summary, s.state.history, test.logits)
+
+
+def calibrate(s: Session, final: torch.nn.Module, test: EvalResult) -> dict[str, Any] | None:
+    """Temperature scaling on the validation split (fp32, the selected weights), written into the
+    run's checkpoints so that evaluate, predict, serve and export give calibrated probabilities.
+    None without a validation split or with --no-calibrate. With several processes rank 0 fits on
+    its shard of the validation split."""
+    if not (s.cfg.calibrate and s.val_xy is not None and test.logits is not None):
+        return None
+    from smallvision.calibration import reliability, summarise, write_into_checkpoint
+
+    val = evaluate(s.judge(), *s.val_xy, keep_logits=True)
+    assert val.logits is not None
+    doc = summarise(val.logits, s.val_xy[1], test.logits, s.test_xy[1])
+    for name in (RunFolder.BEST, RunFolder.LAST):
+        if (s.run / name).is_file():
+            write_into_checkpoint(s.run / name, doc)
+    write_json(s.run / RunFolder.CALIBRATION, doc)
+    final.temperature = doc["temperature"]
+    y = s.test_xy[1]
+    return {**doc, "reliability": (reliability(test.logits, y), reliability(test.logits / doc["temperature"], y))}
 
 
 # ----------------------------------------------------------------------------- fit

@@ -43,6 +43,10 @@ class Classifier(nn.Module):
         # (dy, dx, mirror) each; set from the run's config by the trainer and by load_model
         # (data.augment.tta_views: the views its training augmentation showed the model).
         self.tta_views: tuple[View, ...] = ()
+        # Temperature scaling (calibration.py): in eval mode the logits are divided by it, so every
+        # probability after training (evaluate, predict, serve, an exported graph) is the calibrated
+        # one; set from the checkpoint's meta["calibration"] by load_model. 1: uncalibrated.
+        self.temperature: float = 1.0
 
     @property
     def tta(self) -> bool:
@@ -68,10 +72,14 @@ class Classifier(nn.Module):
         return self.head(f)  # (B, K)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.tta_views and not self.training:  # one pass per view: memory stays that of one batch
+        if self.training:
+            return self.forward_head(self.forward_features(x))
+        if self.tta_views:  # one pass per view: memory stays that of one batch
             logits = sum(self.forward_head(self.forward_features(shifted_view(x, *v))) for v in self.tta_views)
-            return logits / len(self.tta_views)  # type: ignore[operator]
-        return self.forward_head(self.forward_features(x))
+            logits = logits / len(self.tta_views)  # type: ignore[operator]
+        else:
+            logits = self.forward_head(self.forward_features(x))
+        return logits / self.temperature if self.temperature != 1.0 else logits
 
     def reset_classifier(self, num_classes: int, bias: bool = True) -> None:
         self.head = nn.Linear(self.num_features, num_classes, bias=bias)

@@ -133,6 +133,7 @@ def write_report(
     device: str = "cpu",
     labels: Sequence[str] | None = None,  # per-image names (file paths for image folders)
     skipped: Sequence[str] = (),  # unreadable files left out of the data
+    calibration: dict[str, Any] | None = None,  # trainer.calibrate's figures and reliability bins
 ) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(info.class_names) or [str(i) for i in range(metrics.confusion.shape[0])]
@@ -156,6 +157,19 @@ def write_report(
                               title_colors=["#b00020" if t != p else "black" for _, _, t, p, _ in wrong])
         figures.append(("top_losses.png", "Top losses: predicted (probability) / true"))
 
+    calib_rows: list[dict[str, Any]] = []
+    if calibration:
+        before, after = calibration["reliability"]
+        plots.plot_reliability(before, after, out_dir / RunFolder.RELIABILITY,
+                               f"{split} split, temperature T = {calibration['temperature']:.3f} fitted on validation")
+        figures.append((RunFolder.RELIABILITY, "Reliability: accuracy per confidence bin, before and after "
+                                               "temperature scaling (the report's probabilities are the calibrated ones)"))
+        for sp in ("val", "test"):
+            if f"{sp}_ece_before" in calibration:
+                calib_rows.append({"split": sp, **{f"{k} {w}": f"{100 * calibration[f'{sp}_{k}_{w}']:.2f} %"
+                                                   for k in ("ece", "mce") for w in ("before", "after")},
+                                   "nll before": f"{calibration[f'{sp}_nll_before']:.4f}",
+                                   "nll after": f"{calibration[f'{sp}_nll_after']:.4f}"})
     per_class = metrics.per_class_rows(names)
     confused = [{"true": names[t], "predicted": names[p], "count": c} for t, p, c in metrics.most_confused]
     cfg = config or {}
@@ -171,6 +185,7 @@ def write_report(
                        for i, lo, t, p, pp in metrics.top_losses],
         "history": list(history), "environment": env, "config": cfg, "reproduce": command,
         "figures": [f for f, _ in figures], "skipped_files": list(skipped),
+        "calibration": {k: v for k, v in (calibration or {}).items() if k != "reliability"} or None,
     }
     write_json(out_dir / RunFolder.REPORT_JSON, doc)
 
@@ -182,6 +197,9 @@ def write_report(
         if summary.get(key) is not None:
             head_rows.append({"metric": key.replace("_", " "), "value": str(summary[key])})
     tables = [("Per-class precision / recall / F1", per_class), ("Most confused pairs", confused)]
+    if calib_rows:
+        tables.insert(0, (f"Calibration (temperature {calibration['temperature']:.3f}, fitted on "  # type: ignore[index]
+                          f"{calibration['val_images']} validation images)", calib_rows))  # type: ignore[index]
     if skipped:
         tables.append((f"Unreadable images skipped ({len(skipped)})", [{"file": f} for f in skipped]))
     render(out_dir, title, head_rows, figures, tables, env, command)

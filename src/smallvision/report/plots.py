@@ -169,3 +169,95 @@ def plot_losses(history: list[dict[str, Any]], keys: list[str], path: Path, titl
     ax.legend()
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_reliability(before: dict[str, list[float]], after: dict[str, list[float]], path: Path, title: str = "") -> None:
+    """Reliability diagrams side by side (calibration.reliability's bins): accuracy per confidence
+    bin as bars against the diagonal, the gap shaded; the image count per bin under each bar."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4), sharey=True)
+    for ax, rel, name in ((axes[0], before, "before (T = 1)"), (axes[1], after, "after temperature scaling")):
+        lo, hi = np.array(rel["lower"]), np.array(rel["upper"])
+        acc, conf, n = np.array(rel["accuracy"]), np.array(rel["confidence"]), np.array(rel["count"])
+        mid, w = (lo + hi) / 2, hi - lo
+        keep = n > 0
+        ax.bar(mid[keep], acc[keep], width=w[keep], edgecolor="#1f4e79", color="#4a90d9", label="accuracy")
+        ax.bar(mid[keep], conf[keep] - acc[keep], bottom=acc[keep], width=w[keep], fill=False, hatch="///",
+               edgecolor="#c0392b", lw=0.8, label="gap to the mean confidence")
+        ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
+        total = max(int(n.sum()), 1)
+        ece = float(np.nansum(np.abs(acc - conf)[keep] * n[keep]) / total)
+        ax.set_title(f"{name}: ECE {100 * ece:.2f} %", fontsize=10)
+        ax.set_xlabel("confidence (top-1 probability); in white: images per bin")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        for m, k in zip(mid[keep], n[keep], strict=True):
+            ax.text(m, 0.02, str(int(k)), ha="center", va="bottom", fontsize=6, rotation=90, color="white")
+    axes[0].set_ylabel("accuracy in the bin")
+    axes[0].legend(loc="upper left", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _overlay(ax: Any, img: torch.Tensor, heat: torch.Tensor) -> None:
+    """img (C, H, W) in [0, 1] in grey/colour, the heatmap (H, W) in [0, 1] over it ('jet', 50 %)."""
+    _show(ax, img)
+    ax.imshow(heat.clamp(0, 1).numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1,
+              extent=(-0.5, img.shape[-1] - 0.5, img.shape[-2] - 0.5, -0.5), interpolation="bilinear")
+
+
+METHOD_TITLES = {"gradcam": "Grad-CAM", "occlusion": "occlusion"}
+
+
+def plot_explanation(img: torch.Tensor, heatmaps: dict[str, torch.Tensor], top_k: Sequence[tuple[str, float]],
+                     path: Path, title: str = "") -> None:
+    """One image: as the model saw it, each heatmap over it, and the top-k classes as bars."""
+    plt = _plt()
+    n = 1 + len(heatmaps)
+    fig, axes = plt.subplots(1, n + 1, figsize=(2.6 * n + 2.8, 2.9),
+                             gridspec_kw={"width_ratios": [1] * n + [1.1]})
+    _show(axes[0], img)
+    axes[0].set_title("input", fontsize=9)
+    for ax, (name, heat) in zip(axes[1:n], heatmaps.items(), strict=True):
+        _overlay(ax, img, heat)
+        ax.set_title(f"{METHOD_TITLES.get(name, name)} · {top_k[0][0]}", fontsize=9)
+    bar = axes[-1]
+    labels, probs = [str(lbl) for lbl, _ in top_k][::-1], [p for _, p in top_k][::-1]
+    bar.barh(range(len(labels)), probs, color=["#4a90d9"] * (len(labels) - 1) + ["#1f4e79"])
+    bar.set_yticks(range(len(labels)), labels, fontsize=8)
+    bar.set_xlim(0, 1)
+    bar.set_xlabel("probability", fontsize=8)
+    for i, p in enumerate(probs):
+        bar.text(min(p + 0.02, 0.75), i, f"{p:.2f}", va="center", fontsize=8)
+    bar.set_title(f"top {len(labels)}", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_explained_grid(images: Sequence[torch.Tensor], heatmaps: Sequence[torch.Tensor], titles: Sequence[str],
+                        path: Path, suptitle: str = "", cols: int = 6, title_colors: Sequence[str] | None = None) -> None:
+    """The top-losses grid with a heatmap row under each row of images."""
+    plt = _plt()
+    n = max(len(images), 1)
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(1.9 * cols, 4.0 * rows + 0.4), squeeze=False)
+    for i in range(rows * cols):
+        r, c = divmod(i, cols)
+        top, low = axes[2 * r, c], axes[2 * r + 1, c]
+        if i < len(images):
+            _show(top, images[i])
+            top.set_title(titles[i], fontsize=8, color=(title_colors or ["black"] * n)[i])
+            _overlay(low, images[i], heatmaps[i])
+        else:
+            top.axis("off")
+            low.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)

@@ -1,0 +1,135 @@
+"""Probabilities that mean what they say: temperature scaling (Guo et al., 2017).
+
+One number T is fitted on the validation split's logits (minimising the negative log-likelihood
+of softmax(logits / T)); every later probability divides the logits by T. T > 0 never moves an
+argmax, so accuracy is unchanged; only the confidence is. Calibration errors come from
+torchmetrics (ECE: the count-weighted mean |accuracy - confidence| over 15 equal-width
+confidence bins; MCE: the largest bin gap).
+
+    from smallvision.calibration import fit_temperature, calibration_errors
+    t = fit_temperature(val_logits, val_labels)
+    calibration_errors(test_logits / t, test_labels)   # {"ece": ..., "mce": ...}
+
+`calibrate_run(run)` does it for a finished run: it re-creates the run's seeded validation
+split, fits T, and writes it into the run's checkpoint (``meta["calibration"]``), which
+`predict`, `serve`, `evaluate` and `export` then use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+BINS = 15
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, steps: int = 200) -> float:
+    """The T > 0 that minimises NLL(softmax(logits / T), labels), by L-BFGS on log T (so T stays
+    positive), from T = 1. A degenerate split (one image, all correct at ~1.0) can push T to
+    its bounds; it is clamped to [0.05, 20]."""
+    # clones: evaluate's logits are inference-mode tensors, which autograd may not save
+    z, y = logits.detach().float().cpu().clone(), labels.detach().long().cpu().clone()
+    log_t = torch.zeros((), requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(z / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    t = float(log_t.detach().exp())
+    return min(max(t, 0.05), 20.0) if t == t else 1.0  # NaN (no usable gradient): no change
+
+
+def calibration_errors(logits: torch.Tensor, labels: torch.Tensor, bins: int = BINS) -> dict[str, float]:
+    """ECE and MCE (both in [0, 1]) and the NLL of softmax(logits)."""
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    z, y = logits.detach().float().cpu(), labels.detach().long().cpu()
+    p, k = z.softmax(1), z.shape[1]
+    return {"ece": float(multiclass_calibration_error(p, y, k, n_bins=bins, norm="l1")),
+            "mce": float(multiclass_calibration_error(p, y, k, n_bins=bins, norm="max")),
+            "nll": float(F.cross_entropy(z, y))}
+
+
+def reliability(logits: torch.Tensor, labels: torch.Tensor, bins: int = BINS) -> dict[str, list[float]]:
+    """Per confidence bin: mean confidence, accuracy and image count (the reliability diagram's bars)."""
+    p = logits.detach().float().cpu().softmax(1)
+    conf, pred = p.max(1)
+    right = (pred == labels.cpu()).float()
+    edges = torch.linspace(0, 1, bins + 1)
+    which = torch.bucketize(conf, edges[1:-1], right=True)  # bin i holds (edges[i], edges[i+1]]
+    out: dict[str, list[float]] = {"lower": edges[:-1].tolist(), "upper": edges[1:].tolist(),
+                                   "confidence": [], "accuracy": [], "count": []}
+    for i in range(bins):
+        m = which == i
+        n = int(m.sum())
+        out["count"].append(n)
+        out["confidence"].append(float(conf[m].mean()) if n else float("nan"))
+        out["accuracy"].append(float(right[m].mean()) if n else float("nan"))
+    return out
+
+
+def summarise(val_logits: torch.Tensor, val_y: torch.Tensor, test_logits: torch.Tensor | None = None,
+              test_y: torch.Tensor | None = None) -> dict[str, Any]:
+    """Fit T on validation; the errors before and after on validation (and test, when given)."""
+    t = fit_temperature(val_logits, val_y)
+    doc: dict[str, Any] = {"method": "temperature scaling", "temperature": round(t, 6), "fitted_on": "validation",
+                           "val_images": len(val_y), "bins": BINS}
+    splits = [("val", val_logits, val_y)] + ([("test", test_logits, test_y)] if test_logits is not None else [])
+    for split, z, y in splits:
+        before, after = calibration_errors(z, y), calibration_errors(z / t, y)
+        for key in before:
+            doc[f"{split}_{key}_before"], doc[f"{split}_{key}_after"] = round(before[key], 6), round(after[key], 6)
+    return doc
+
+
+def write_into_checkpoint(path: Path, calibration: dict[str, Any]) -> None:
+    """Store `calibration` in a checkpoint's metadata (the weights stay byte for byte the same)."""
+    from smallvision.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    state, meta = load_checkpoint(path)
+    meta = {k: v for k, v in meta.items() if k not in ("format", "format_version", "data_sha256")}
+    save_checkpoint(path, state, {**meta, "calibration": calibration})
+
+
+def calibrate_run(run: str | Path, device: str = "auto", report: bool = True) -> dict[str, Any]:
+    """Fit a temperature for a finished run on its own validation split (re-created from its
+    config and seed) and write it into its checkpoints; the test split's errors before/after
+    are reported next to it. Raises UsageError when the run held no validation split out."""
+    from smallvision.api import _evaluate_checkpoint
+    from smallvision.engine.checkpoint import resolve
+    from smallvision.engine.run import RunFolder
+    from smallvision.errors import UsageError
+    from smallvision.io import write_json
+
+    ckpt = resolve(run)
+    try:
+        val = _evaluate_checkpoint(ckpt, None, "val", None, device, 0, True)
+    except UsageError as e:
+        if "no validation split" in str(e):
+            raise UsageError(f"{run}: the run held no validation split out, so there is nothing honest to "
+                             "calibrate on; train it again with --val-size 0.05 (calibration then runs by itself)") from None
+        raise
+    test = _evaluate_checkpoint(ckpt, None, "test", None, device, 0, True)
+    t_old = float(val["model"].temperature)  # the logits came out divided by any earlier T: undo it
+    doc = summarise(val["res"].logits * t_old, val["y"], test["res"].logits * t_old, test["y"])
+    folder = ckpt.parent
+    for name in (RunFolder.BEST, RunFolder.LAST):
+        if (folder / name).is_file():
+            write_into_checkpoint(folder / name, doc)
+    if report:
+        from smallvision.report.plots import plot_reliability
+
+        z, y = test["res"].logits * t_old, test["y"]
+        plot_reliability(reliability(z, y), reliability(z / doc["temperature"], y), folder / RunFolder.RELIABILITY,
+                         f"test split, T = {doc['temperature']:.3f}")
+        doc["figure"] = str(folder / RunFolder.RELIABILITY)
+    write_json(folder / RunFolder.CALIBRATION, doc)
+    return doc
