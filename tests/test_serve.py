@@ -81,6 +81,26 @@ def test_info_health_page_and_docs(url, mnist_run):
         assert "/predict" in c.get("/openapi.json").json()["paths"] and c.get("/docs").status_code == 200
 
 
+def test_explain_endpoint(url, digits):
+    """POST /explain: a PNG of the model's view with the heatmap (224 px), or the map as JSON whose
+    label is /predict's; bad method/format are 400s."""
+    files, _ = digits
+    with httpx.Client(base_url=url, timeout=30) as c:
+        want = c.post("/predict", files={"file": ("d.png", files[0])}).json()["label"]
+        png = c.post("/explain", files={"file": ("d.png", files[0])})
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+        assert png.headers["x-label"] == want and png.headers["x-method"] == "occlusion"  # 28 px: occlusion's sharper map
+        assert Image.open(io.BytesIO(png.content)).size == (224, 224)
+        doc = c.post("/explain?format=json&method=gradcam", files={"file": ("d.png", files[0])}).json()
+        m = np.array(doc["heatmap"])
+        assert doc["label"] == want and doc["method"] == "gradcam" and m.shape == (28, 28)
+        assert m.min() >= 0 and m.max() == pytest.approx(1.0, abs=1e-3)
+        assert c.post("/explain?method=magic", files={"file": ("d.png", files[0])}).status_code == 400
+        assert c.post("/explain?format=gif", files={"file": ("d.png", files[0])}).status_code == 400
+        bad = c.post("/explain", files={"file": ("n.png", b"not an image")})
+        assert bad.status_code == 400 and "not an image" in bad.json()["detail"]
+
+
 ABUSE = {
     "20 MB upload": (lambda: {"files": {"file": ("big.png", b"\0" * (20 * 2**20))}}, 413, "too large"),
     "20 MB streamed without a length": (lambda: {"content": iter([b"\0" * 2**20] * 20)}, 413, "too large"),
@@ -133,6 +153,9 @@ def test_an_exported_onnx_file_serves_the_same_answers(mnist_onnx, mnist_run, di
         info = c.get("/info").json()
         assert info["runtime"] == "onnxruntime" and info["card"]["model"] == "cnn-fast"
         got = [c.post("/predict", files={"file": ("d.png", b)}).json()["label"] for b in files]
+        assert info["explain"] == []  # no gradients in an ONNX file: the page offers no heatmap
+        no = c.post("/explain", files={"file": ("d.png", files[0])})
+        assert no.status_code == 400 and "PyTorch model" in no.json()["detail"]
     want = [p["label"] for p in Predictor.from_checkpoint(mnist_run).predict([Image.open(io.BytesIO(b)) for b in files])]
     assert got == want
 

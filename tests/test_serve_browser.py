@@ -91,6 +91,9 @@ def test_draw_and_upload_in_chromium(served, tmp_path):
         page = browser.new_page(viewport={"width": 1100, "height": 560})
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        # offline, as on a machine with no internet: any request that leaves the server fails
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(served)
+                   else (errors.append("off-server request: " + route.request.url), route.abort()))
         page.goto(served)
         page.wait_for_selector("body[data-ready='1']")
         assert "99" in page.locator("#card").text_content() or "test accuracy" in page.locator("#card").text_content()
@@ -105,5 +108,20 @@ def test_draw_and_upload_in_chromium(served, tmp_path):
         assert settled(page) == "4"
         assert page.locator("#preview").is_visible()
         page.screenshot(path=str(ARTIFACTS / "serve-upload.png"))
+        # the heatmap toggle: /explain's picture of where the model looked, for the uploaded 4
+        assert not page.locator("#heatmap").is_visible()
+        page.check("#explain-toggle")
+        page.wait_for_function("document.body.dataset.heatmap", timeout=20_000)
+        assert page.locator("#heatmap").is_visible()
+        assert page.evaluate("document.getElementById('heatmap').naturalWidth") == 224
+        assert " for 4" in page.locator("#heatmap-note").text_content()
+        page.set_viewport_size({"width": 1400, "height": 620})
+        page.screenshot(path=str(ARTIFACTS / "serve-heatmap.png"), full_page=True)
+        # the API docs render from files the server itself serves (fastapi-offline), no CDN
+        page.goto(served + "/docs")
+        page.wait_for_selector(".swagger-ui .opblock", timeout=20_000)
+        paths = page.locator(".opblock-summary-path").all_text_contents()
+        assert "/predict" in paths and "/explain" in paths
+        page.screenshot(path=str(ARTIFACTS / "serve-docs.png"))
         browser.close()
     assert not errors, errors

@@ -235,3 +235,22 @@ def heatmap_rgba(m: torch.Tensor) -> Any:
 def upsample(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(H, W) map resized bilinearly to `size` (for an overlay on the original photo)."""
     return F.interpolate(m[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+
+
+def overlay_image(img01: torch.Tensor, heat: torch.Tensor, size: int = 224, alpha: float = 0.5) -> Any:
+    """The image as the model saw it (C, H, W in [0, 1]) with `heat` (H, W in [0, 1]) over it in
+    'jet', as a PIL RGB image `size` pixels on its longer side (nearest-neighbour for the pixels
+    of a tiny input, bilinear for the heatmap)."""
+    import matplotlib
+    import numpy as np
+    from PIL import Image
+
+    c, h, w = img01.shape
+    scale = size / max(h, w)
+    out = (max(1, round(w * scale)), max(1, round(h * scale)))
+    a = (img01.clamp(0, 1).numpy() * 255).astype(np.uint8)
+    base = Image.fromarray(a[0] if c == 1 else a[:3].transpose(1, 2, 0)).convert("RGB")
+    base = base.resize(out, Image.NEAREST if max(h, w) <= 64 else Image.BILINEAR)
+    hm = upsample(heat.float(), (out[1], out[0])).clamp(0, 1).numpy()
+    colour = (matplotlib.colormaps["jet"](hm)[..., :3] * 255).astype(np.uint8)
+    return Image.blend(base, Image.fromarray(colour), alpha)

@@ -120,9 +120,11 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str
     """The app for one model: a run folder, a .safetensors checkpoint or an exported .onnx file.
     `threads` > 0 sets the threads one prediction may use (PyTorch's, process-wide, and
     onnxruntime's); requests run side by side in the server's thread pool."""
-    from fastapi import FastAPI
+    import threading
+
     from fastapi.concurrency import run_in_threadpool
-    from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from fastapi_offline import FastAPIOffline
 
     from smallvision.export import preprocessing
     from smallvision.predict import Predictor
@@ -145,7 +147,17 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str
         "runtime": "onnxruntime" if str(checkpoint).lower().endswith(".onnx") else f"pytorch ({predictor.device})",
     }
     title = f"smallvision · {predictor.card.get('model')} on {predictor.card.get('dataset')}"
-    app = FastAPI(title=title, version="1", description="Try a smallvision classifier: POST an image to /predict.")
+    explainer = None
+    if not str(checkpoint).lower().endswith(".onnx"):  # heatmaps need the PyTorch model's gradients
+        from smallvision.explain import Explainer
+
+        explainer = Explainer(predictor)
+    info["explain"] = explainer.methods if explainer else []
+    explain_lock = threading.Lock()  # attribution hooks are registered on the one shared model
+    # the API docs (/docs, /redoc) from Swagger UI / ReDoc files shipped in fastapi-offline: no CDN
+    app = FastAPIOffline(title=title, version="1",
+                         description="Try a smallvision classifier: POST an image to /predict, or to /explain for "
+                                     "a heatmap of where the model looked.")
     page = _page().replace("{{TITLE}}", title)
 
     def error(status: int, message: str) -> JSONResponse:
@@ -204,6 +216,43 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str
         return {"label": out["label"], "probability": out["probability"],
                 "top_k": [{"label": lbl, "probability": p} for lbl, p in out["top_k"]],
                 "size": list(image.size), "ms": round(1000 * (time.perf_counter() - t0), 2)}
+
+    def explain_one(image: Any, method: str) -> tuple[dict[str, Any], Any, Any]:
+        with explain_lock:
+            (r,) = explainer.explain([image], top_k=1)  # type: ignore[union-attr]
+        if "error" in r:
+            raise BadImage(400, f"could not prepare the image: {r['error']}")
+        name = method if method != "auto" else explainer.methods[-1]  # type: ignore[union-attr]
+        return r, name, r["heatmaps"][name]
+
+    @app.post("/explain", summary="Where the model looked",
+              description="The same uploads as /predict. `format=png` (default): the image as the model saw it "
+                          "with the heatmap over it; `format=json`: the heatmap as an H × W array in [0, 1]. "
+                          "`method`: gradcam, occlusion (models with inputs of at most 32 px) or auto (occlusion "
+                          "where offered, else Grad-CAM).")
+    async def explain(request: Request, method: str = "auto", format: str = "png") -> Any:  # noqa: A002
+        if explainer is None:
+            return error(400, "heatmaps need the PyTorch model: serve the run folder or its .safetensors, not an ONNX file")
+        if method != "auto" and method not in explainer.methods:
+            return error(400, f"method must be auto or one of {', '.join(explainer.methods)}")
+        if format not in ("png", "json"):
+            return error(400, "format must be png or json")
+        try:
+            data = await read_upload(request)
+            image = await run_in_threadpool(decode_image, data, limits.max_pixels)
+            r, name, heat = await run_in_threadpool(explain_one, image, method)
+        except BadImage as e:
+            return error(e.status, e.message)
+        if format == "json":
+            return {"label": r["label"], "probability": r["probability"], "method": name,
+                    "height": int(heat.shape[0]), "width": int(heat.shape[1]),
+                    "heatmap": [[round(float(v), 4) for v in row] for row in heat]}
+        from smallvision.explain import overlay_image
+
+        buf = io.BytesIO()
+        overlay_image(r["input"], heat).save(buf, format="PNG")
+        return Response(buf.getvalue(), media_type="image/png",
+                        headers={"X-Label": str(r["label"]).encode("ascii", "replace").decode(), "X-Method": name})
 
     return _BodyLimit(app, limits.max_bytes) if limits.max_bytes else app
 
