@@ -47,6 +47,14 @@ def test_model_contract(name):
     model.train()
     model(x).sum().backward()
     assert count_params(model) > 0 and all(p.grad is not None for p in model.parameters())
+    # every model can be explained: Grad-CAM on its last feature map (occlusion when it has none),
+    # one (H, W) map per image, in [0, 1]
+    from smallvision.explain import cam_layer, heatmaps
+
+    model.eval()
+    maps = heatmaps(model, x)
+    assert maps.shape == (2, s, s) and maps.min() >= 0 and maps.max() <= 1 + 1e-6
+    assert cam_layer(model) is not None or not any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
     lo = entry.contract.get("min_size", 4)
     if lo > 4:  # below its declared minimum: a one-line error, not a crash inside a layer
         with pytest.raises(UsageError, match="too small"):

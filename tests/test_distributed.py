@@ -12,6 +12,10 @@ import pytest
 
 from conftest import needs_mnist, run_cli
 
+# every test here starts torchrun's processes (the shared fixture alone is 24 s on 2 cores): the
+# slow set, which `make test-slow` (and so CI) runs
+pytestmark = pytest.mark.slow
+
 # mnist-fast on a 12 000-image subset, 2 epochs (seeds 0 and 1, scratch: 98.58/98.53 % with 1 process,
 # 98.54/98.57 % with 2)
 ARGS = ["--recipe", "mnist-fast", "--train-limit", "12000", "--epochs", "2", "--val-size", "0.1", "--no-report", "--json"]

@@ -120,6 +120,7 @@ def test_the_score_separates_real_digits_from_noise(tmp_path):
     assert r["frechet_distance"] < b["frechet_distance"]
 
 
+@pytest.mark.slow  # a killed subprocess and its resume (16 s): make test-slow, run by CI
 def test_a_gan_killed_after_training_resumes_to_the_end(tmp_path):
     cmd = [sys.executable, "-m", "smallvision", "gan", "train", "--dataset", "digits", "--epochs", "2", "--no-score",
            "--model-arg", "width=8", "--runs-dir", str(tmp_path), "--name", "g", "--json"]

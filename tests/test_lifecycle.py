@@ -46,7 +46,9 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return json.loads(r.stdout.splitlines()[-1])
 
 
-@pytest.mark.parametrize("phase", ["trained", pytest.param("tested", marks=pytest.mark.slow)])
+# killed subprocesses and their resumes (13 s each on 2 cores): make test-slow, which CI runs
+@pytest.mark.parametrize("phase", [pytest.param("trained", marks=pytest.mark.slow),
+                                   pytest.param("tested", marks=pytest.mark.slow)])
 def test_sigkill_in_the_final_test_or_report_then_resume_completes(phase, reference, tmp_path):
     """Killed after the loop (so during the final test) or after the test (during the report):
     --resume finishes the run with the figures of an uninterrupted one."""

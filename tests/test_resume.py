@@ -68,6 +68,7 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path, reference)
     assert all(torch.equal(ref_best[k], run_best[k]) for k in ref_best)
 
 
+@pytest.mark.slow  # a signalled subprocess and its resume (12 s): make test-slow, run by CI
 def test_sigterm_saves_and_exits_then_resume_continues(tmp_path, reference):
     p = _train(tmp_path, "run", "--checkpoint-every", "25")
     _wait_for(tmp_path / "run" / "resume.safetensors", p)  # training is under way
@@ -83,6 +84,7 @@ def test_sigterm_saves_and_exits_then_resume_continues(tmp_path, reference):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow  # kills a subprocess mid-save (14 s): make test-slow, run by CI
 def test_kill_during_checkpoint_save_leaves_a_loadable_state(tmp_path):
     """Save every step, SIGKILL at random moments: whatever survives must load."""
     for i in range(4):

@@ -267,6 +267,7 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "t
     out_doc = {"checkpoint": str(ckpt), "dataset": spec, "split": split, "images": res.n,
                f"{split}_accuracy": round(res.accuracy, 4), f"{split}_loss": round(res.loss, 6), "model": meta["model"]}
     if report:
+        from smallvision.explain import heatmaps
         from smallvision.report import classification_metrics, write_report
 
         tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec)
@@ -275,6 +276,7 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "t
             info = DatasetInfo.from_dict({**info.to_dict(), "class_names": list(data.info.class_names)})
         m = classification_metrics(res.logits, y, model.num_classes)
         write_report(folder, title=f"{meta['model']} ({ckpt.parent.name}/{ckpt.name}) on {spec} {split}", info=info,
-                     metrics=m, images=xs, split=split, summary=out_doc, config=meta.get("config"), device=str(dev))
+                     metrics=m, images=xs, split=split, summary=out_doc, config=meta.get("config"), device=str(dev),
+                     heatmap_fn=lambda x, t: heatmaps(model, x.float(), t))
         out_doc["report"] = str(folder / RunFolder.REPORT)
     return out_doc

@@ -135,6 +135,20 @@ def occlusion(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None = N
     return _normalise(maps) if normalise else maps
 
 
+def default_method(model: nn.Module, layer: str | None = None) -> str:
+    """'occlusion' for inputs of at most TINY px or models with no spatial map, else 'gradcam'
+    (the sharper of the two where both are offered: what /explain and the report show)."""
+    h, w = model.input_shape[1:]  # type: ignore[index]
+    return "occlusion" if min(h, w) <= TINY or cam_layer(model, layer) is None else "gradcam"
+
+
+def heatmaps(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None = None, method: str = "auto"
+             ) -> torch.Tensor:
+    """(B, H, W) maps in [0, 1] by `method` (gradcam, occlusion, or auto: default_method)."""
+    method = default_method(model) if method == "auto" else method
+    return gradcam(model, x, target) if method == "gradcam" else occlusion(model, x, target)
+
+
 def mass_inside(maps: torch.Tensor, boxes: Sequence[tuple[int, int, int, int]]) -> torch.Tensor:
     """Per map, the share of its total that lies inside its box (top, left, height, width)."""
     out = []

@@ -101,7 +101,8 @@ def _emit(summary: dict[str, Any], as_json: bool, title: str) -> None:
         if k == "calibration" and isinstance(v, dict):  # one line: what the temperature did
             v = (f"temperature {v['temperature']:.3f} (fitted on {v['val_images']} validation images); ECE on test "
                  f"{100 * v['test_ece_before']:.2f} % -> {100 * v['test_ece_after']:.2f} %"
-                 if "test_ece_before" in v else f"temperature {v['temperature']:.3f}")
+                 if "test_ece_before" in v else f"temperature {v['temperature']:.3f}" if "temperature" in v
+                 else f"none ({v.get('skipped', '')})")
         if v is not None and v != "":
             t.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
     Console().print(t)

@@ -252,6 +252,7 @@ def finish(s: Session) -> TrainResult:
     calib = calibrate(s, final, test)
     if calib:
         summary["calibration"] = {k: v for k, v in calib.items() if k != "reliability"}
+        calib = calib if "temperature" in calib else None
     write_json(s.run / RunFolder.SUMMARY, summary)
     if s.state.phase == "trained":
         enter_phase(s, "tested")
@@ -263,9 +264,18 @@ def finish(s: Session) -> TrainResult:
         write_report(s.run.path, title=f"{s.run.name}: {s.cfg.model} on {s.data.info.name}", info=s.data.info,
                      metrics=m, images=s.data.test[0], split="test", summary=summary, history=s.state.history,
                      config=s.cfg.to_dict(), device=str(s.rt.device), labels=s.data.test_files, skipped=skipped,
-                     calibration=calib)
+                     calibration=calib, heatmap_fn=_heatmap_fn(final))
     enter_phase(s, "reported")
     return TrainResult(s.run.path, summary, s.state.history, test.logits)
+
+
+def _heatmap_fn(model: torch.nn.Module) -> Any:
+    """The report's heatmaps of its top-loss images (explain.heatmaps, fp32, the whole model)."""
+    def fn(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        from smallvision.explain import heatmaps
+
+        return heatmaps(model, x.float(), target)
+    return fn
 
 
 def calibrate(s: Session, final: torch.nn.Module, test: EvalResult) -> dict[str, Any] | None:
@@ -275,10 +285,13 @@ def calibrate(s: Session, final: torch.nn.Module, test: EvalResult) -> dict[str,
     its shard of the validation split."""
     if not (s.cfg.calibrate and s.val_xy is not None and test.logits is not None):
         return None
-    from smallvision.calibration import reliability, summarise, write_into_checkpoint
+    from smallvision.calibration import reliability, summarise, why_not, write_into_checkpoint
 
     val = evaluate(s.judge(), *s.val_xy, keep_logits=True)
     assert val.logits is not None
+    if reason := why_not(val.logits, s.val_xy[1]):
+        s.progress.log(f"not calibrated: {reason}")
+        return {"skipped": reason}
     doc = summarise(val.logits, s.val_xy[1], test.logits, s.test_xy[1])
     for name in (RunFolder.BEST, RunFolder.LAST):
         if (s.run / name).is_file():

@@ -134,6 +134,7 @@ def write_report(
     labels: Sequence[str] | None = None,  # per-image names (file paths for image folders)
     skipped: Sequence[str] = (),  # unreadable files left out of the data
     calibration: dict[str, Any] | None = None,  # trainer.calibrate's figures and reliability bins
+    heatmap_fn: Any = None,  # (images (B, C, H, W), predicted (B,)) -> (B, H, W) maps in [0, 1]: explain.heatmaps
 ) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(info.class_names) or [str(i) for i in range(metrics.confusion.shape[0])]
@@ -152,10 +153,28 @@ def write_report(
         titles = [f"{names[p]} ({pp:.2f}) / {names[t]}" for _, _, t, p, pp in wrong]
         if labels is not None:
             titles = [f"{tt}\n{Path(labels[i]).name}" for tt, (i, *_rest) in zip(titles, wrong, strict=True)]
-        plots.plot_image_grid([show(i) for i, *_ in wrong], titles, out_dir / "top_losses.png",
-                              suptitle=f"Highest-loss {split} images, titled predicted (probability) / true",
-                              title_colors=["#b00020" if t != p else "black" for _, _, t, p, _ in wrong])
-        figures.append(("top_losses.png", "Top losses: predicted (probability) / true"))
+        colours = ["#b00020" if t != p else "black" for _, _, t, p, _ in wrong]
+        maps = None
+        if heatmap_fn is not None:
+            idx = torch.tensor([i for i, *_ in wrong])
+            try:
+                maps = heatmap_fn(images[idx], torch.tensor([p for _, _, _, p, _ in wrong], device=images.device))
+            except Exception as e:  # a model the attribution cannot hook: the grid without its heatmaps
+                import warnings
+
+                warnings.warn(f"report: no heatmaps for the top losses ({type(e).__name__}: {e})", stacklevel=2)
+        if maps is not None:
+            plots.plot_explained_grid([show(i) for i, *_ in wrong], list(maps.cpu()), titles, out_dir / "top_losses.png",
+                                      suptitle=f"Highest-loss {split} images, titled predicted (probability) / true; "
+                                               "under each, where the model looked for its prediction",
+                                      title_colors=colours)
+        else:
+            plots.plot_image_grid([show(i) for i, *_ in wrong], titles, out_dir / "top_losses.png",
+                                  suptitle=f"Highest-loss {split} images, titled predicted (probability) / true",
+                                  title_colors=colours)
+        figures.append(("top_losses.png", "Top losses: predicted (probability) / true" +
+                        (", with a heatmap of the predicted class under each (Grad-CAM; occlusion for inputs ≤ 32 px)"
+                         if maps is not None else "")))
 
     calib_rows: list[dict[str, Any]] = []
     if calibration:
@@ -196,6 +215,10 @@ def write_report(
                 "feature_cache_seconds", "stopped"):
         if summary.get(key) is not None:
             head_rows.append({"metric": key.replace("_", " "), "value": str(summary[key])})
+    if isinstance(summary.get("calibration"), dict) and "skipped" in summary["calibration"]:
+        head_rows.append({"metric": "calibration", "value": f"none: {summary['calibration']['skipped']}"})
+    elif not calibration and split == "test" and history and all(h.get("val_loss") is None for h in history):
+        head_rows.append({"metric": "calibration", "value": "none: no validation split (--val-size 0.05 gives one)"})
     tables = [("Per-class precision / recall / F1", per_class), ("Most confused pairs", confused)]
     if calib_rows:
         tables.insert(0, (f"Calibration (temperature {calibration['temperature']:.3f}, fitted on "  # type: ignore[index]
