@@ -66,6 +66,11 @@ class TrainConfig:
     data_dir: str | None = setting(None, "Folder searched first for data files.", result=False)
     val_size: float = setting(0.1, "Validation split from the training set: a fraction in [0, 1) or a whole count; "
                               "0: none.", check=(_val_size_ok, "must be a fraction in [0, 1) or a whole count ≥ 1"))
+    folds: int = setting(0, "Cross-validation (smallvision cv sets it): split --fold-split into K stratified folds, "
+                         "train on all but --fold and test on it (0: off).",
+                         check=(lambda v: v == 0 or v >= 2, "must be 0 (off) or at least 2"))
+    fold: int = setting(0, "With --folds: the fold held out as this run's test set (0 to K-1).", check=NON_NEGATIVE)
+    fold_split: str = setting("train", "With --folds: the split the folds are made of.", choices=("train", "test"))
     train_limit: int = setting(0, "Train on a seeded subset of N images (0: all).", check=NON_NEGATIVE)
     normalize: list[Any] | None = setting(None, "MEAN,STD on 0-1 pixels (default: the data set's own).",
                                           metavar="MEAN,STD")
@@ -151,6 +156,7 @@ class TrainConfig:
             (self.normalize is None or len(self.normalize) == 2, "normalize must be [mean, std]"),
             (self.normalize is None or min(self.normalize[1] if isinstance(self.normalize[1], list)
                                            else [self.normalize[1]]) > 0, "normalize std must be > 0"),
+            (self.folds == 0 or self.fold < self.folds, f"--fold must be 0-{self.folds - 1} with --folds {self.folds}"),
             (isinstance(self.model_args, dict) and isinstance(self.data_args, dict),
              "model_args and data_args are tables of KEY = VALUE"),
         ]

@@ -423,16 +423,84 @@ def serve(
 
 @app.command()
 def check(
-    path: Annotated[Path, typer.Argument(help="An image folder (class sub-folders, train/+val/, or flat).")],
+    path: Annotated[str, typer.Argument(help="An image folder; with --labels, any data set (mnist, folder:DIR, npz:FILE, ...).")],
+    labels: Annotated[bool, typer.Option("--labels", help="Find probably mislabelled images: k-fold out-of-fold "
+                                         "predictions, then confident learning (cleanlab).")] = False,
+    split: Annotated[str, typer.Option(help="With --labels: the split to check, train or test.")] = "train",
+    folds: Annotated[int, typer.Option(help="With --labels: folds (one model trained per fold, one after another).")] = 5,
+    recipe: Annotated[Optional[str], typer.Option(help="With --labels: the folds' recipe (default: photo-transfer-fast "
+                                                  "for photos, else mnist-fast with epochs raised for small folds).")] = None,
+    data_arg: Annotated[Optional[list[str]], typer.Option(help="Data-set option KEY=VALUE, repeatable.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any training setting KEY=VALUE for the folds, repeatable.")] = None,
+    top: Annotated[int, typer.Option(help="With --labels: suspects shown in the PNG grid.")] = 50,
+    out: Annotated[Optional[Path], typer.Option(help="With --labels: output folder (default: the cv folder under --runs-dir).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where the fold runs go.")] = Path("runs"),
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Scan an image folder: unreadable/truncated images, non-images, balance, sizes, duplicates. Exit 1 on problems."""
+    """Scan an image folder (unreadable images, non-images, balance, sizes, duplicates; exit 1 on problems), or with --labels rank a data set's probable label errors."""
+    if labels:
+        from smallvision.clean import label_issues
+
+        spec = path if ":" in path or not Path(path).is_dir() else f"folder:{path}"
+        overrides = parse_sets(set_)
+        if data_arg:
+            overrides["data_args"] = {**overrides.get("data_args", {}), **(parse_pairs(data_arg, "--data-arg") or {})}
+        r = label_issues(spec, split, folds, recipe, runs_dir, out, top,
+                         log=lambda m: print(m, file=sys.stderr, flush=True), **overrides)
+        if as_json:
+            print(json.dumps({k: v for k, v in r.items() if k != "suspects"} | {"suspects": r["suspects"][:top]}))
+            return
+        print(f"{r['suspect_count']} probable label errors in {r['images']} {split} images of {spec} "
+              f"({100 * r['suspect_share']:.2f} %); {folds}-fold out-of-fold accuracy {r['oof_accuracy']:.2f} % "
+              f"(folds {r['mean_accuracy']:.2f} ± {r['std_accuracy']:.2f} %), {r['seconds']:.0f} s")
+        for row in r["suspects"][:10]:
+            where = row.get("file", f"#{row['index']}")
+            print(f"  {where}: labelled {row['given']}, looks like {row['suggested']} "
+                  f"(p(given) {row['self_confidence']:.3f})")
+        for d in r.get("near_duplicates_with_different_labels", [])[:5]:
+            print(f"  near-duplicates, different labels: {d['a']} ({d['label_a']}) ~ {d['b']} ({d['label_b']})")
+        print(f"saved {r['suspects_csv']}, {r['grid'] or ''} (fold runs in {r['cv_dir']})")
+        return
     from smallvision.data.check import check_folder, format_report
 
     r = check_folder(path)
     print(json.dumps(r) if as_json else format_report(r))
     if r["problems"]:
         sys.exit(1)
+
+
+@app.command()
+def cv(
+    recipe: Annotated[Optional[str], typer.Option(help="The recipe every fold trains (flags override it).")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Data set (default: the recipe's).")] = None,
+    data_arg: Annotated[Optional[list[str]], typer.Option(help="Data-set option KEY=VALUE, repeatable.")] = None,
+    folds: Annotated[int, typer.Option(help="K: stratified, seeded folds; one run per fold, one after another.")] = 5,
+    split: Annotated[str, typer.Option(help="The split the folds are made of: train or test.")] = "train",
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any training setting KEY=VALUE, repeatable.")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where the cv folder goes.")] = Path("runs"),
+    name: Annotated[Optional[str], typer.Option(help="The cv folder's name (default: cv-RECIPE-DATA-SPLIT-TIME).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """K-fold cross-validation: mean ± std of the fold accuracies, out-of-fold probabilities in oof.npz, every fold's run kept."""
+    from smallvision.cv import cross_validate
+
+    overrides = parse_sets(set_)
+    if dataset:
+        overrides["dataset"] = dataset
+    if data_arg:
+        overrides["data_args"] = {**overrides.get("data_args", {}), **(parse_pairs(data_arg, "--data-arg") or {})}
+    r = cross_validate(recipe, folds, split, runs_dir, name, progress=not as_json,
+                       log=lambda m: print(m, file=sys.stderr, flush=True), **overrides)
+    doc = {k: v for k, v in r.items() if k not in ("probs", "labels", "fold_of", "files", "class_names", "data")}
+    if as_json:
+        print(json.dumps(doc))
+        return
+    print(f"{folds}-fold cross-validation of {doc['recipe']} on {doc['dataset']} {split} ({doc['images']} images): "
+          f"{doc['mean_accuracy']:.2f} ± {doc['std_accuracy']:.2f} % (out-of-fold {doc['oof_accuracy']:.2f} %), "
+          f"{doc['seconds']:.0f} s")
+    for row in doc["fold_runs"]:
+        print(f"  fold {row['fold'] + 1}: {row['accuracy']:.2f} % on {row['images']} images  {row['run_dir']}")
+    print(f"saved {doc['cv_dir']}/cv.json, oof.npz")
 
 
 @app.command()

@@ -40,6 +40,7 @@ class ImageData:
     source: str  # where the files came from, for the report
     test_files: list[str] | None = None  # image folders: the file behind each test image
     skipped: list[str] = field(default_factory=list)  # unreadable files left out, named
+    train_files: list[str] | None = None  # image folders: the file behind each training image
 
 
 Loader = Callable[..., ImageData]  # (arg: str | None, data_dir: str | Path | None, **options) -> ImageData

@@ -278,6 +278,8 @@ def _folder(arg: str | None, data_dir: str | Path | None, size: int | None = Non
     data = make_data(f"folder:{idx.root.name}", (tx.numpy(), ty.numpy()), (vx.numpy(), vy.numpy()), idx.classes,
                      f"{idx.root} ({idx.layout})")
     data.test_files = test_files
+    bad_train = {s.split(" (")[0] for s in skipped}
+    data.train_files = [str(p) for p, _ in idx.train if str(p) not in bad_train]
     data.skipped = skipped + skipped_test
     return data
 
@@ -295,4 +297,5 @@ def _streamed_folder(idx, channels: int, size: int, workers: int) -> ImageData: 
                        looks_like_digits(idx.root.name, channels))
     bad = {s.split(" (")[0] for s in skipped_test}
     return ImageData(info, files, files.labels(), vx, vy, f"{idx.root} ({idx.layout}, streamed)",  # type: ignore[arg-type]
-                     [str(p) for p, _ in idx.test if str(p) not in bad], skipped_test)
+                     [str(p) for p, _ in idx.test if str(p) not in bad], skipped_test,
+                     [str(p) for p, _ in idx.train])

@@ -92,6 +92,10 @@ def prepare_data(cfg: TrainConfig, device: torch.device, shard: tuple[int, int] 
     """The data on `device`; with several processes each keeps its `shard` (rank, world) of every
     training batch and of the validation split (the test split stays whole: rank 0 tests)."""
     data = load_dataset(cfg.dataset, cfg.data_dir, cfg.data_args)
+    if cfg.folds:  # cross-validation: train on the other folds, test on this one
+        from smallvision.data.folds import take_fold
+
+        data = take_fold(data, cfg.folds, cfg.fold, cfg.fold_split, cfg.seed)
     x, y = training_subset(data.train_x, data.train_y, cfg.train_limit, cfg.seed)
     tr_idx, va_idx = split_validation(len(x), cfg.val_size, cfg.seed)
     info = _normalisation(cfg, data.info)

@@ -104,7 +104,9 @@ def plot_image_grid(images: Sequence[torch.Tensor], titles: Sequence[str], path:
     n = max(len(images), 1)
     cols = min(cols, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.1 * rows + 0.4), squeeze=False)
+    lines = max((t.count("\n") + 1 for t in titles), default=1)  # room for titles of several lines
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, (1.8 + 0.16 * lines) * rows + 0.4), squeeze=False,
+                             layout="constrained")  # constrained: a title of several lines never covers the row above
     for i, ax in enumerate(axes.flat):
         if i < len(images):
             _show(ax, images[i])
@@ -113,7 +115,6 @@ def plot_image_grid(images: Sequence[torch.Tensor], titles: Sequence[str], path:
             ax.axis("off")
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
     _save(fig, path)
 
 
