@@ -73,7 +73,7 @@ def test_check_labels_on_a_folder_names_files_and_near_duplicates(tmp_path):
     root = write_image_folder(tmp_path / "pets", k=3, n=20, size=16)
     src = sorted((root / "train" / "class_0").glob("*.png"))[0]
     Image.open(src).save(root / "train" / "class_1" / "copy.png")  # a duplicate under another label
-    r = run_main("check", str(root), "--labels", "--folds", "3", "--recipe", "mnist-fast", "--set", "epochs=2",
+    r = run_main("check", str(root), "--labels", "--folds", "2", "--recipe", "mnist-fast", "--set", "epochs=2",
                  "--runs-dir", str(tmp_path / "runs"), "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)

@@ -196,6 +196,7 @@ def test_the_default_on_real_photos_fine_tunes_imagenet_weights_past_90(cats_dog
 
 
 @needs_weights
+@pytest.mark.slow  # a killed fine-tune of real weights and its resume (14 s): make test-slow, run by CI
 def test_resume_in_the_middle_of_phase_2_is_exact(tmp_path):
     """SIGKILL mid-epoch in phase 2 (a state saved every 2 steps), resume: the same final weights."""
     import subprocess

@@ -82,6 +82,7 @@ def test_compare_recipes_over_seeds_and_run_folders(tmp_path):
     assert sorted(rows2, key=lambda r: r["name"]) == sorted(rows, key=lambda r: r["name"])
 
 
+@pytest.mark.slow  # two real-data CLI runs (12 s): make test-slow, run by CI
 def test_show_and_lr_find(tmp_path):
     r = run_cli("show", "digits", "--out", str(tmp_path / "show"), "--per-class", "4")
     assert r.returncode == 0, r.stderr
