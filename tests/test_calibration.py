@@ -93,7 +93,9 @@ def test_a_run_with_validation_is_calibrated_and_every_reader_uses_it(calibrated
         p.model.temperature = t
         calibrated = p.model(x)
     assert torch.allclose(calibrated, raw / t, atol=1e-5)
+    assert p.card["calibration"].startswith(f"temperature {t:.3f}")  # the page and predict say so
     onnx = OnnxModel.load(export(calibrated_run, "onnx", tmp_path / "m.onnx").path)
+    assert Predictor.from_checkpoint(tmp_path / "m.onnx").card["calibration"] == p.card["calibration"]
     assert np.allclose(onnx(x).numpy() if hasattr(onnx(x), "numpy") else onnx(x), calibrated.numpy(), atol=1e-4)
 
     # calibrate again: the same temperature (the stored one is undone before fitting)

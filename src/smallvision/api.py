@@ -265,7 +265,8 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "t
     model, dev = ev["model"], ev["device"]
     info = DatasetInfo.from_dict(meta["dataset"])
     out_doc = {"checkpoint": str(ckpt), "dataset": spec, "split": split, "images": res.n,
-               f"{split}_accuracy": round(res.accuracy, 4), f"{split}_loss": round(res.loss, 6), "model": meta["model"]}
+               f"{split}_accuracy": round(res.accuracy, 4), f"{split}_loss": round(res.loss, 6), "model": meta["model"],
+               "temperature": round(float(model.temperature), 6)}  # the loss is that of the calibrated probabilities
     if report:
         from smallvision.explain import heatmaps
         from smallvision.report import classification_metrics, write_report

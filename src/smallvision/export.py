@@ -92,6 +92,11 @@ def model_card(meta: dict[str, Any], ckpt: Path | None = None) -> dict[str, Any]
         "params": summary.get("params"),
         "epoch": meta.get("epoch"),
         "tta_views": len(tta_views_of(cfg)),
+        # the probabilities this model gives: temperature-scaled on its validation split, or raw
+        "calibration": (f"temperature {meta['calibration']['temperature']:.3f} fitted on "
+                        f"{meta['calibration'].get('val_images', '?')} validation images"
+                        if isinstance(meta.get("calibration"), dict) and "temperature" in meta["calibration"]
+                        else "none"),
     }
 
 

@@ -301,7 +301,12 @@ def predict(
         results = Explainer.from_checkpoint(checkpoint, device).explain_files(files, explain, top_k, invert, center)
         print(f"heatmaps: {explain}/ (one PNG per image, explain.json)", file=sys.stderr)
     else:
-        results = Predictor.from_checkpoint(checkpoint, device).predict(files, top_k=top_k, invert=invert, center=center)
+        predictor = Predictor.from_checkpoint(checkpoint, device)
+        results = predictor.predict(files, top_k=top_k, invert=invert, center=center)
+        if fmt == "table":
+            cal = predictor.card.get("calibration", "none")
+            print(f"probabilities: {'calibrated, ' + cal if cal != 'none' else 'uncalibrated (the run held no validation split out)'}",
+                  file=sys.stderr)
     if fmt == "json":
         for r in results:
             print(json.dumps(r))
