@@ -68,7 +68,7 @@ def main() -> None:
                 print(f"{run} seed {seed}: T {c['temperature']:.3f}, test ECE {100 * c['test_ece_before']:.2f} -> "
                       f"{100 * c['test_ece_after']:.2f} %", flush=True)
 
-            def med(key: str) -> float:
+            def med(key: str, docs: list = docs) -> float:
                 return statistics.median(d[key] for d in docs)
 
             each = ", ".join(f"{100 * d['test_ece_before']:.2f} → {100 * d['test_ece_after']:.2f}" for d in docs)

@@ -281,3 +281,41 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "t
                      heatmap_fn=lambda x, t: heatmaps(model, x.float(), t))
         out_doc["report"] = str(folder / RunFolder.REPORT)
     return out_doc
+
+
+def calibrate(run: str | Path, device: str = "auto", report: bool = True) -> dict[str, Any]:
+    """Temperature scaling for a finished run (calibration.py): T fitted on the run's own validation
+    split (re-created from its config and seed) and written into its checkpoints; the test split's
+    errors before/after reported next to it. UsageError when the run held no validation split out."""
+    from smallvision.calibration import reliability, summarise, why_not
+    from smallvision.engine.checkpoint import resolve, write_into_checkpoint
+    from smallvision.engine.run import RunFolder
+    from smallvision.errors import UsageError
+    from smallvision.io import write_json
+
+    ckpt = resolve(run)
+    try:
+        val = _evaluate_checkpoint(ckpt, None, "val", None, device, 0, True)
+    except UsageError as e:
+        if "no validation split" in str(e):
+            raise UsageError(f"{run}: the run held no validation split out, so there is nothing honest to "
+                             "calibrate on; train it again with --val-size 0.05 (calibration then runs by itself)") from None
+        raise
+    t_old = float(val["model"].temperature)  # the logits came out divided by any earlier T: undo it
+    if reason := why_not(val["res"].logits, val["y"]):
+        raise UsageError(f"{run}: not calibrated: {reason}; a larger --val-size gives it more to go on")
+    test = _evaluate_checkpoint(ckpt, None, "test", None, device, 0, True)
+    doc = summarise(val["res"].logits * t_old, val["y"], test["res"].logits * t_old, test["y"])
+    folder = ckpt.parent
+    for name in (RunFolder.BEST, RunFolder.LAST):
+        if (folder / name).is_file():
+            write_into_checkpoint(folder / name, doc)
+    if report:
+        from smallvision.report.plots import plot_reliability
+
+        z, y = test["res"].logits * t_old, test["y"]
+        plot_reliability(reliability(z, y), reliability(z / doc["temperature"], y), folder / RunFolder.RELIABILITY,
+                         f"test split, T = {doc['temperature']:.3f}")
+        doc["figure"] = str(folder / RunFolder.RELIABILITY)
+    write_json(folder / RunFolder.CALIBRATION, doc)
+    return doc

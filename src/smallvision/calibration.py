@@ -10,14 +10,14 @@ confidence bins; MCE: the largest bin gap).
     t = fit_temperature(val_logits, val_labels)
     calibration_errors(test_logits / t, test_labels)   # {"ece": ..., "mce": ...}
 
-`calibrate_run(run)` does it for a finished run: it re-creates the run's seeded validation
+`api.calibrate(run)` does it for a finished run: it re-creates the run's seeded validation
 split, fits T, and writes it into the run's checkpoint (``meta["calibration"]``), which
-`predict`, `serve`, `evaluate` and `export` then use.
+`predict`, `serve`, `evaluate` and `export` then use. This module is below the loops (the
+trainer calls it): it reads no run and imports no API.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -102,51 +102,4 @@ def summarise(val_logits: torch.Tensor, val_y: torch.Tensor, test_logits: torch.
         before, after = calibration_errors(z, y), calibration_errors(z / t, y)
         for key in before:
             doc[f"{split}_{key}_before"], doc[f"{split}_{key}_after"] = round(before[key], 6), round(after[key], 6)
-    return doc
-
-
-def write_into_checkpoint(path: Path, calibration: dict[str, Any]) -> None:
-    """Store `calibration` in a checkpoint's metadata (the weights stay byte for byte the same)."""
-    from smallvision.engine.checkpoint import load_checkpoint, save_checkpoint
-
-    state, meta = load_checkpoint(path)
-    meta = {k: v for k, v in meta.items() if k not in ("format", "format_version", "data_sha256")}
-    save_checkpoint(path, state, {**meta, "calibration": calibration})
-
-
-def calibrate_run(run: str | Path, device: str = "auto", report: bool = True) -> dict[str, Any]:
-    """Fit a temperature for a finished run on its own validation split (re-created from its
-    config and seed) and write it into its checkpoints; the test split's errors before/after
-    are reported next to it. Raises UsageError when the run held no validation split out."""
-    from smallvision.api import _evaluate_checkpoint
-    from smallvision.engine.checkpoint import resolve
-    from smallvision.engine.run import RunFolder
-    from smallvision.errors import UsageError
-    from smallvision.io import write_json
-
-    ckpt = resolve(run)
-    try:
-        val = _evaluate_checkpoint(ckpt, None, "val", None, device, 0, True)
-    except UsageError as e:
-        if "no validation split" in str(e):
-            raise UsageError(f"{run}: the run held no validation split out, so there is nothing honest to "
-                             "calibrate on; train it again with --val-size 0.05 (calibration then runs by itself)") from None
-        raise
-    t_old = float(val["model"].temperature)  # the logits came out divided by any earlier T: undo it
-    if reason := why_not(val["res"].logits, val["y"]):
-        raise UsageError(f"{run}: not calibrated: {reason}; a larger --val-size gives it more to go on")
-    test = _evaluate_checkpoint(ckpt, None, "test", None, device, 0, True)
-    doc = summarise(val["res"].logits * t_old, val["y"], test["res"].logits * t_old, test["y"])
-    folder = ckpt.parent
-    for name in (RunFolder.BEST, RunFolder.LAST):
-        if (folder / name).is_file():
-            write_into_checkpoint(folder / name, doc)
-    if report:
-        from smallvision.report.plots import plot_reliability
-
-        z, y = test["res"].logits * t_old, test["y"]
-        plot_reliability(reliability(z, y), reliability(z / doc["temperature"], y), folder / RunFolder.RELIABILITY,
-                         f"test split, T = {doc['temperature']:.3f}")
-        doc["figure"] = str(folder / RunFolder.RELIABILITY)
-    write_json(folder / RunFolder.CALIBRATION, doc)
     return doc

@@ -320,13 +320,17 @@ def predict(
                         ";".join(f"{lbl}:{p}" for lbl, p in r.get("top_k", [])), r.get("error", "")])
     else:
         for r in results:
-            if "error" in r:
-                print(f"{r['file']}: ERROR {r['error']}")
-            else:
-                alts = ", ".join(f"{lbl} {p:.3f}" for lbl, p in r["top_k"])
-                print(f"{r['file']}: {r['label']} ({r['probability']:.3f})   top-{len(r['top_k'])}: {alts}")
+            print(_answer_line(r))
     if any("error" in r for r in results):
         sys.exit(1)
+
+
+def _answer_line(r: dict[str, Any]) -> str:
+    """predict's and explain's line for one image: its label and top-k, or its error."""
+    if "error" in r:
+        return f"{r['file']}: ERROR {r['error']}"
+    alts = ", ".join(f"{lbl} {p:.3f}" for lbl, p in r["top_k"])
+    return f"{r['file']}: {r['label']} ({r['probability']:.3f})   top-{len(r['top_k'])}: {alts}"
 
 
 @app.command("explain")
@@ -350,11 +354,7 @@ def explain_cmd(
     folder = out or resolve(checkpoint).parent / RunFolder.EXPLAIN
     rows = Explainer.from_checkpoint(checkpoint, device, layer).explain_files(inputs, folder, top_k, invert, center)
     for r in rows:
-        if "error" in r:
-            print(f"{r['file']}: ERROR {r['error']}")
-        else:
-            alts = ", ".join(f"{lbl} {p:.3f}" for lbl, p in r["top_k"])
-            print(f"{r['file']}: {r['label']} ({r['probability']:.3f})   top-{len(r['top_k'])}: {alts}   -> {r['figure']}")
+        print(_answer_line(r) + (f"   -> {r['figure']}" if "figure" in r else ""))
     print(f"saved {folder / 'explain.json'} ({', '.join(rows[0].get('methods', [])) if rows else 'no images'})")
     if any("error" in r for r in rows):
         sys.exit(1)
@@ -367,9 +367,9 @@ def calibrate(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Fit a temperature on the run's validation split (temperature scaling) and store it in its checkpoints: predict, serve, evaluate and export then give calibrated probabilities."""
-    from smallvision.calibration import calibrate_run
+    from smallvision import api
 
-    doc = calibrate_run(run, device)
+    doc = api.calibrate(run, device)
     if as_json:
         print(json.dumps(doc))
         return

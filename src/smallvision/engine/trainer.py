@@ -272,7 +272,7 @@ def finish(s: Session) -> TrainResult:
 def _heatmap_fn(model: torch.nn.Module) -> Any:
     """The report's heatmaps of its top-loss images (explain.heatmaps, fp32, the whole model)."""
     def fn(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        from smallvision.explain import heatmaps
+        from smallvision.models.attribution import heatmaps
 
         return heatmaps(model, x.float(), target)
     return fn
@@ -285,7 +285,8 @@ def calibrate(s: Session, final: torch.nn.Module, test: EvalResult) -> dict[str,
     its shard of the validation split."""
     if not (s.cfg.calibrate and s.val_xy is not None and test.logits is not None):
         return None
-    from smallvision.calibration import reliability, summarise, why_not, write_into_checkpoint
+    from smallvision.calibration import reliability, summarise, why_not
+    from smallvision.engine.checkpoint import write_into_checkpoint
 
     val = evaluate(s.judge(), *s.val_xy, keep_logits=True)
     assert val.logits is not None
