@@ -446,7 +446,8 @@ def check(
     if labels:
         from smallvision.clean import label_issues
 
-        spec = path if ":" in path or not Path(path).is_dir() else f"folder:{path}"
+        # a folder (existing, or a path-looking argument, so a missing one is named as a folder) or a data-set spec
+        spec = path if ":" in path or not (Path(path).is_dir() or "/" in path) else f"folder:{path}"
         overrides = parse_sets(set_)
         if data_arg:
             overrides["data_args"] = {**overrides.get("data_args", {}), **(parse_pairs(data_arg, "--data-arg") or {})}
