@@ -254,3 +254,31 @@ def test_fast_precision_respects_an_isa_cap(monkeypatch):
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     assert not dev.cpu_has_native_bf16(server)
     assert dev.autocast_for(torch.device("cpu"), "fast")[1] == "fp32"  # this machine, capped
+
+
+def test_class_weights_rules_and_errors():
+    from smallvision.data.loader import class_weights
+
+    y = torch.tensor([0] * 90 + [1] * 9 + [2] * 1)
+    assert class_weights("none", y, 3) is None
+    w = class_weights("auto", y, 3)
+    counts = torch.bincount(y, minlength=3).float()
+    assert w[0] < w[1] < w[2]  # rarer classes weigh more
+    assert float((w * counts).sum() / len(y)) == pytest.approx(1.0, abs=1e-5)  # the average image keeps weight 1
+    assert float(w[2] / w[0]) == pytest.approx(((100 / 6) / (100 / 273)) ** 0.5, rel=1e-4)  # sqrt of inverse frequency
+    assert class_weights("1,2,3", y, 3).tolist() == [1.0, 2.0, 3.0]
+    with pytest.raises(UsageError, match="2 weights for 3 classes"):
+        class_weights("1,2", y, 3)
+
+
+def test_class_weights_reach_the_loss(tmp_path):
+    from smallvision import api
+    from smallvision.errors import UsageError as UE
+
+    common = dict(dataset="fake:1x8x8", data_args={"classes": 3, "train": 90, "test": 30}, model="seed-mlp-plain",
+                  epochs=1, val_size=0, runs_dir=tmp_path, report=False, seed=0)
+    plain = api.train(**common, name="plain").history[-1]["train_loss"]
+    heavy = api.train(**common, class_weights="1,1,50", name="heavy").history[-1]["train_loss"]
+    assert heavy != pytest.approx(plain, rel=1e-3)
+    with pytest.raises(UE, match="class-weights"):
+        api.train(**common, class_weights="heavy", name="bad")

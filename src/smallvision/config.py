@@ -51,6 +51,13 @@ def _checkpoint_rule_ok(v: str) -> bool:
         return False
 
 
+def _weights_ok(v: str) -> bool:
+    try:
+        return all(float(w) > 0 for w in str(v).split(","))
+    except ValueError:
+        return False
+
+
 def _val_size_ok(v: float) -> bool:
     """A fraction in [0, 1) or a whole count ≥ 1: 1.5 is neither (it used to keep ONE image)."""
     return math.isfinite(v) and (0 <= v < 1 or (v >= 1 and float(v).is_integer()))
@@ -107,6 +114,11 @@ class TrainConfig:
     nesterov: bool = setting(False, "Nesterov momentum (sgd).")
     weight_decay: float = setting(0.0, "Weight decay.", check=NON_NEGATIVE)
     label_smoothing: float = setting(0.0, "Label smoothing.", check=UNIT)
+    class_weights: str = setting("none", "Loss weight of each class, for imbalanced data: none, auto (the square root of "
+                                 "inverse class frequency in the training split, scaled so the average image keeps "
+                                 "weight 1) or W1,W2,... (one per class).",
+                                 check=(lambda v: v in ("none", "auto") or _weights_ok(v),
+                                        "takes none, auto or comma-separated positive numbers (one per class)"))
     batch_size: int = setting(64, "Batch size per step; 0 = the whole training set (full batch).",
                               check=(lambda v: v >= 0, "must be ≥ 1 (or 0 for full batch)"))
     epochs: int = setting(10, "Epochs (full-batch: steps).", check=AT_LEAST_1)

@@ -19,7 +19,7 @@ from smallvision.config import TrainConfig
 from smallvision.data import DatasetInfo, TensorLoader, load_dataset, split_validation
 from smallvision.data.augment import tta_views_of
 from smallvision.data.folder import ImageFiles, decode_all
-from smallvision.data.loader import as_model_input, training_subset
+from smallvision.data.loader import as_model_input, class_weights, training_subset
 from smallvision.data.stream import StreamLoader
 from smallvision.engine import distributed
 from smallvision.engine.checkpoint import load_checkpoint, versions
@@ -44,6 +44,7 @@ class Prepared:
     source: str
     test_files: list[str] | None = None
     skipped: list[str] = field(default_factory=list)
+    class_weight: torch.Tensor | None = None  # the loss's per-class weights (--class-weights), on the device
 
 
 @dataclass
@@ -116,8 +117,9 @@ def prepare_data(cfg: TrainConfig, device: torch.device, shard: tuple[int, int] 
         train = TensorLoader(put(x[tr_idx]), y[tr_idx].to(device), cfg.batch_size, shuffle=True, seed=cfg.seed, **aug)
         va_idx = va_idx[rank::world]
         val = (put(x[va_idx]), y[va_idx].to(device)) if len(va_idx) else None
+    weight = class_weights(cfg.class_weights, y[tr_idx], info.num_classes)  # from this run's training split
     return Prepared(info, train, val, (put(data.test_x), data.test_y.to(device)), data.source, data.test_files,
-                    data.skipped)
+                    data.skipped, weight.to(device) if weight is not None else None)
 
 
 def build_model(cfg: TrainConfig, info: DatasetInfo, device: torch.device

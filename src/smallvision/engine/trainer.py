@@ -47,14 +47,15 @@ class TrainResult:
 
 # ----------------------------------------------------------------------------- one step, one epoch
 def train_step(model: Any, optimizer: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor, lr: float,
-               cfg: TrainConfig, amp: Any, scaler: torch.amp.GradScaler | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               cfg: TrainConfig, amp: Any, scaler: torch.amp.GradScaler | None = None,
+               weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step at learning rate `lr` (× each group's ``lr_mult``); returns (loss, logits).
     Shared by the loop, lr-find and the benchmarks."""
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_mult", 1.0)
     with amp:
         logits = model(xb)
-    loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+    loss = F.cross_entropy(logits.float(), yb, weight=weight, label_smoothing=cfg.label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:  # fp16: scale the loss so small gradients survive
         scaler.scale(loss).backward()
@@ -106,7 +107,7 @@ def train_epoch(s: Session, epoch: int, callbacks: list[Any]) -> tuple[float, fl
     lr = lr_at(cfg, st.step, len(s.loader), s.plateau.factor)
     for xb, yb in s.loader.batches(epoch, st.step_in_epoch, st.perm_seed if cfg.data_order == "torch" else None):
         lr = lr_at(cfg, st.step, len(s.loader), s.plateau.factor)
-        loss, logits = train_step(s.fwd, s.optimizer, xb, yb, lr, cfg, s.rt.amp, s.rt.scaler)
+        loss, logits = train_step(s.fwd, s.optimizer, xb, yb, lr, cfg, s.rt.amp, s.rt.scaler, s.data.class_weight)
         if s.rt.device.type == "cpu" and not torch.isfinite(loss):  # free on the CPU: no device sync
             raise _diverged(s, loss.item(), f"at step {st.step + 1} (epoch {epoch})", lr)
         if s.ema is not None:
