@@ -271,7 +271,7 @@ def finish(s: Session) -> TrainResult:
 
 
 def _heatmap_fn(model: torch.nn.Module) -> Any:
-    """The report's heatmaps of its top-loss images (explain.heatmaps, fp32, the whole model)."""
+    """The report's heatmaps of its top-loss images (models/attribution.heatmaps, fp32, the whole model)."""
     def fn(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         from smallvision.models.attribution import heatmaps
 
