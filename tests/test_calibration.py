@@ -82,6 +82,7 @@ def test_a_run_with_validation_is_calibrated_and_every_reader_uses_it(calibrated
     ev = json.loads(r.stdout)
     assert ev["test_accuracy"] == summary["test_accuracy"]
     assert ev["test_loss"] == pytest.approx(doc["test_nll_after"], abs=1e-4)
+    assert summary["test_loss"] == pytest.approx(ev["test_loss"], abs=1e-4)  # the run and evaluate agree
 
     # predict and an exported ONNX file give softmax(raw logits / T)
     p = Predictor.from_checkpoint(calibrated_run, "cpu")

@@ -254,6 +254,8 @@ def finish(s: Session) -> TrainResult:
     if calib:
         summary["calibration"] = {k: v for k, v in calib.items() if k != "reliability"}
         calib = calib if "temperature" in calib else None
+        if calib:  # the loss of the probabilities the model now gives, as evaluate reports it
+            summary["test_loss"] = round(calib["test_nll_after"], 6)
     write_json(s.run / RunFolder.SUMMARY, summary)
     if s.state.phase == "trained":
         enter_phase(s, "tested")
