@@ -23,3 +23,11 @@ def emit(lines: list[str], out: str | None) -> None:
     print(text, end="")
     if out:
         Path(out).write_text(text)
+
+
+def recipe_entries(spec: str) -> list[tuple[str, list[str]]]:
+    """``photo-transfer,seed-cats-dogs-resnet18[--model-arg pretrained=false --max-time 300]``:
+    recipes, each with its own extra flags in brackets (space-separated)."""
+    import re
+
+    return [(m[1], m[2].split() if m[2] else []) for m in re.finditer(r"([\w.-]+)(?:\[([^\]]*)\])?", spec)]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shlex
 import statistics
 import subprocess
@@ -25,14 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_name, emit  # noqa: E402
-
-
-def parse(run: str) -> tuple[str, list[str]]:
-    m = re.fullmatch(r"([\w.-]+)(?:\[(.*)\])?", run.strip())
-    if not m:
-        raise SystemExit(f"bad run {run!r}: RECIPE or RECIPE[--flag value ...]")
-    return m.group(1), shlex.split(m.group(2) or "")
+from _common import cpu_name, emit, recipe_entries  # noqa: E402
 
 
 def main() -> None:
@@ -50,7 +42,7 @@ def main() -> None:
              "|---|---|---:|---:|---|---|---|---|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
         for run in a.runs:
-            recipe, flags = parse(run)
+            ((recipe, flags),) = recipe_entries(run)
             docs, accs = [], []
             for seed in seeds:
                 name = f"{recipe}-{seed}"

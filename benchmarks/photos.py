@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_name, emit  # noqa: E402
+from _common import cpu_name, emit
+from _common import recipe_entries as entries  # noqa: E402
 
 # the smallvision command, printing its own peak resident memory (KB) at exit
 PEAK = ("import atexit, resource, sys; atexit.register(lambda: print('PEAK_KB', "
@@ -53,12 +53,6 @@ def run(recipe: str, folder: Path, seed: int, extra: list[str]) -> dict:
     s["peak_mb"] = int(p.stderr.rsplit("PEAK_KB ", 1)[1].split()[0]) / 1024
     s["wall"] = wall
     return s
-
-
-def entries(spec: str) -> list[tuple[str, list[str]]]:
-    """``photo-transfer,seed-cats-dogs-resnet18[--model-arg pretrained=false --max-time 300]``:
-    recipes, each with its own extra flags in brackets."""
-    return [(m[1], m[2].split() if m[2] else []) for m in re.finditer(r"([\w.-]+)(?:\[([^\]]*)\])?", spec)]
 
 
 def main() -> None:
