@@ -55,6 +55,19 @@ def add_broken_files(root: Path) -> tuple[Path, Path]:
     return truncated, notes
 
 
+def test_check_warns_on_imbalanced_classes_and_names_the_flags(tmp_path):
+    even = check_folder(build_folder(tmp_path / "even", per_class=20))
+    assert even["warnings"] == [] and even["problems"] == 0
+    root = build_folder(tmp_path / "skewed", per_class=40)
+    for f in sorted((root / "2").iterdir())[5:]:  # class 2 keeps 5 of 40
+        f.unlink()
+    r = check_folder(root)
+    assert r["imbalance_ratio"] >= 4 and r["problems"] == 0  # a warning, not a problem: exit 0
+    assert len(r["warnings"]) == 1 and "--class-weights auto" in r["warnings"][0] and "--sampler balanced" in r["warnings"][0]
+    out = run_cli("check", str(root))
+    assert out.returncode == 0 and "warning: imbalanced classes" in out.stdout
+
+
 def test_folder_layouts(tmp_path):
     root = build_folder(tmp_path / "classes", per_class=14)
     d = load_dataset(f"folder:{root}")

@@ -119,6 +119,9 @@ class TrainConfig:
                                  "weight 1) or W1,W2,... (one per class).",
                                  check=(lambda v: v in ("none", "auto") or _weights_ok(v),
                                         "takes none, auto or comma-separated positive numbers (one per class)"))
+    sampler: str = setting("shuffle", "Training order: shuffle (each image once per epoch) or balanced (draws with "
+                           "replacement, every class the same share of each epoch: for imbalanced data).",
+                           choices=("shuffle", "balanced"))
     batch_size: int = setting(64, "Batch size per step; 0 = the whole training set (full batch).",
                               check=(lambda v: v >= 0, "must be ≥ 1 (or 0 for full batch)"))
     epochs: int = setting(10, "Epochs (full-batch: steps).", check=AT_LEAST_1)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from smallvision.data.folder import file_digest, index_folder
+from smallvision.data.loader import IMBALANCE_FLAGS, IMBALANCED, imbalance_ratio
 
 TINY, HUGE = 16, 4096  # pixels, shorter / longer side
 
@@ -37,7 +38,9 @@ def check_folder(path: str | Path) -> dict[str, Any]:
     dup_across = [[f for _, f in group] for group in digests.values() if len({s for s, _ in group}) > 1]
     dup_within = [[f for _, f in group] for group in digests.values() if len(group) > 1 and len({s for s, _ in group}) == 1]
     counts = [balance["train"][c] for c in idx.classes]
-    imbalance = max(counts) / max(min(counts), 1) if counts else 0.0
+    imbalance = imbalance_ratio(counts)
+    warnings = [f"imbalanced classes: the largest training class has {imbalance:.1f}× the images of the smallest; "
+                f"train with {IMBALANCE_FLAGS}"] if imbalance >= IMBALANCED else []
     problems = len(unreadable) + len(idx.ignored) + len(dup_across) + len(tiny) + len(huge)
     return {
         "root": str(idx.root), "layout": idx.layout, "classes": idx.classes,
@@ -45,6 +48,7 @@ def check_folder(path: str | Path) -> dict[str, Any]:
         "imbalance_ratio": round(imbalance, 2), "unreadable": unreadable,
         "not_images": [str(p) for p in idx.ignored], "tiny": tiny, "huge": huge,
         "duplicates_across_splits": dup_across, "duplicates_within_split": dup_within, "problems": problems,
+        "warnings": warnings,
     }
 
 
@@ -54,6 +58,7 @@ def format_report(r: dict[str, Any]) -> str:
     for c in r["classes"]:
         lines.append(f"{c:<24}{r['balance']['train'][c]:>8}{r['balance']['test'][c]:>8}")
     lines.append(f"class imbalance (largest/smallest train class): {r['imbalance_ratio']}")
+    lines += [f"warning: {w}" for w in r.get("warnings", [])]
     sections = [("unreadable or truncated images", r["unreadable"]), ("files that are not images", r["not_images"]),
                 (f"tiny images (< {TINY} px)", r["tiny"]), (f"huge images (> {HUGE} px)", r["huge"]),
                 ("exact duplicates across train and test", [" = ".join(g) for g in r["duplicates_across_splits"]]),

@@ -140,12 +140,34 @@ def torch_order_seed() -> int:
     return int(torch.empty((), dtype=torch.int64).random_().item())  # RandomSampler.__iter__
 
 
-def epoch_order(n: int, seed: int, epoch: int, perm_seed: int | None = None) -> torch.Tensor:
+def epoch_order(n: int, seed: int, epoch: int, perm_seed: int | None = None,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
     """The shuffled order of `n` items in `epoch`: a pure function of (seed, epoch), or of a
     DataLoader's `perm_seed` when replaying one (`torch_order_seed`). Shared by both loaders, so
-    in-memory and streamed folders see the same batches."""
+    in-memory and streamed folders see the same batches. With per-item `weights` (--sampler
+    balanced) the epoch is `n` draws with replacement in proportion to them, as PyTorch's
+    WeightedRandomSampler draws."""
     g = epoch_generator(seed, epoch) if perm_seed is None else torch.Generator().manual_seed(perm_seed)
+    if weights is not None:
+        return torch.multinomial(weights.double().cpu(), n, replacement=True, generator=g)
     return torch.randperm(n, generator=g)
+
+
+IMBALANCED = 4.0  # largest / smallest training class at which check and the report suggest the flags
+IMBALANCE_FLAGS = "--class-weights auto or --sampler balanced"
+
+
+def imbalance_ratio(counts: Sequence[int]) -> float:
+    """Largest over smallest class count (an empty class counts as 1); 0 without classes."""
+    return max(counts) / max(min(counts), 1) if len(counts) else 0.0
+
+
+def balanced_weights(y: torch.Tensor, k: int) -> torch.Tensor:
+    """--sampler balanced: each image drawn with probability 1 / (K · its class's count), so every
+    class present fills the same share of an epoch (a rare class's images repeat, a common class's
+    are subsampled; the epoch keeps its length)."""
+    counts = torch.bincount(y.cpu(), minlength=k).double()
+    return 1.0 / counts[y.cpu()]
 
 
 def step_generator(seed: int, epoch: int, step: int) -> torch.Generator:
@@ -158,8 +180,9 @@ class TensorLoader:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0,
                  drop_last: bool = False, shift: int = 0, hflip: bool = False, augment: str = "none",
-                 shard: tuple[int, int] = (0, 1)) -> None:
+                 shard: tuple[int, int] = (0, 1), sample_weights: torch.Tensor | None = None) -> None:
         self.x, self.y = x, y
+        self.sample_weights = sample_weights  # --sampler balanced: per-image draw weights (epoch_order)
         self.rank, self.world = shard  # several processes: each keeps rows rank::world of every global batch
         self.batch_size = batch_size if batch_size > 0 else len(x)
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
@@ -179,8 +202,8 @@ class TensorLoader:
         n = len(self.x)
         # One batch per epoch (full-batch GD): its gradient does not depend on the order, so skip
         # the shuffle, which would copy the whole set every step.
-        shuffle = self.shuffle and self.batch_size < n
-        order = epoch_order(n, self.seed, epoch, perm_seed).to(self.x.device) if shuffle else None
+        shuffle = self.shuffle and (self.batch_size < n or self.sample_weights is not None)
+        order = epoch_order(n, self.seed, epoch, perm_seed, self.sample_weights).to(self.x.device) if shuffle else None
         for step in range(len(self)):
             lo = step * self.batch_size
             if step < start_step:

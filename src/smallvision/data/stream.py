@@ -45,8 +45,10 @@ class _Batches(torch.utils.data.Sampler):
 class StreamLoader:
     def __init__(self, files: ImageFiles, mean: Sequence[float], std: Sequence[float], device: torch.device,
                  batch_size: int, seed: int = 0, channels_last: bool = False, shift: int = 0, hflip: bool = False,
-                 augment: str = "none", workers: int | None = None, shard: tuple[int, int] = (0, 1)) -> None:
+                 augment: str = "none", workers: int | None = None, shard: tuple[int, int] = (0, 1),
+                 sample_weights: torch.Tensor | None = None) -> None:
         self.x, self.y = files, files.labels()
+        self.sample_weights = sample_weights  # --sampler balanced (loader.epoch_order)
         self.rank, self.world = shard  # several processes: each decodes rows rank::world of every batch
         self.batch_size = batch_size if batch_size > 0 else len(files)
         self.seed, self.device, self.channels_last = seed, device, channels_last
@@ -72,7 +74,7 @@ class StreamLoader:
     def batches(self, epoch: int, start_step: int = 0, perm_seed: int | None = None
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, b = len(self.x), self.batch_size
-        order = epoch_order(n, self.seed, epoch, perm_seed).tolist()
+        order = epoch_order(n, self.seed, epoch, perm_seed, self.sample_weights).tolist()
         self._sampler.lists = [order[i : i + b][self.rank :: self.world] for i in range(start_step * b, n, b)]
         for step, (x_u8, kept, bad, errors) in enumerate(self._loader, start=start_step):
             idx = self._sampler.lists[step - start_step]

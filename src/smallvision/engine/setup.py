@@ -19,7 +19,7 @@ from smallvision.config import TrainConfig
 from smallvision.data import DatasetInfo, TensorLoader, load_dataset, split_validation
 from smallvision.data.augment import tta_views_of
 from smallvision.data.folder import ImageFiles, decode_all
-from smallvision.data.loader import as_model_input, class_weights, training_subset
+from smallvision.data.loader import as_model_input, balanced_weights, class_weights, training_subset
 from smallvision.data.stream import StreamLoader
 from smallvision.engine import distributed
 from smallvision.engine.checkpoint import load_checkpoint, versions
@@ -45,6 +45,7 @@ class Prepared:
     test_files: list[str] | None = None
     skipped: list[str] = field(default_factory=list)
     class_weight: torch.Tensor | None = None  # the loss's per-class weights (--class-weights), on the device
+    train_counts: list[int] | None = None  # images per class in the training split (the report's table)
 
 
 @dataclass
@@ -104,7 +105,9 @@ def prepare_data(cfg: TrainConfig, device: torch.device, shard: tuple[int, int] 
     def put(xs: torch.Tensor) -> torch.Tensor:
         return as_model_input(xs, info.mean, info.std, device, cfg.channels_last)
 
-    aug = {"shift": cfg.shift, "hflip": cfg.hflip, "augment": cfg.augment, "shard": shard}
+    ytr = y[tr_idx]
+    draws = balanced_weights(ytr, data.info.num_classes) if cfg.sampler == "balanced" else None
+    aug = {"shift": cfg.shift, "hflip": cfg.hflip, "augment": cfg.augment, "shard": shard, "sample_weights": draws}
     rank, world = shard
     val = None
     if isinstance(x, ImageFiles):  # a big image folder: decode each batch's files in worker processes
@@ -114,12 +117,13 @@ def prepare_data(cfg: TrainConfig, device: torch.device, shard: tuple[int, int] 
             vx, vy, bad = decode_all(x[va_idx[rank::world]].items, x.channels, x.size, x.workers)
             val, data.skipped = (put(vx), vy.to(device)), data.skipped + bad
     else:
-        train = TensorLoader(put(x[tr_idx]), y[tr_idx].to(device), cfg.batch_size, shuffle=True, seed=cfg.seed, **aug)
+        train = TensorLoader(put(x[tr_idx]), ytr.to(device), cfg.batch_size, shuffle=True, seed=cfg.seed, **aug)
         va_idx = va_idx[rank::world]
         val = (put(x[va_idx]), y[va_idx].to(device)) if len(va_idx) else None
-    weight = class_weights(cfg.class_weights, y[tr_idx], info.num_classes)  # from this run's training split
+    weight = class_weights(cfg.class_weights, ytr, info.num_classes)  # from this run's training split
     return Prepared(info, train, val, (put(data.test_x), data.test_y.to(device)), data.source, data.test_files,
-                    data.skipped, weight.to(device) if weight is not None else None)
+                    data.skipped, weight.to(device) if weight is not None else None,
+                    torch.bincount(ytr.cpu(), minlength=info.num_classes).tolist())
 
 
 def build_model(cfg: TrainConfig, info: DatasetInfo, device: torch.device
@@ -175,7 +179,8 @@ def cache_backbone_features(cfg: TrainConfig, model: torch.nn.Module, data: Prep
     else:  # streamed once from the files
         parts = [(extract_features(model, xb, amp), yb) for xb, yb in data.train.in_order()]
         feats, labels = torch.cat([f for f, _ in parts]), torch.cat([y for _, y in parts])
-    loader = TensorLoader(feats, labels, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    draws = balanced_weights(labels, data.info.num_classes) if cfg.sampler == "balanced" else None
+    loader = TensorLoader(feats, labels, cfg.batch_size, shuffle=True, seed=cfg.seed, sample_weights=draws)
     val_xy = (extract_features(model, data.val[0], amp), data.val[1]) if data.val is not None else None
     if two_phases(cfg) and not cfg.test_every_epoch:  # the final test runs the whole model on the images
         return loader, val_xy, data.test

@@ -267,7 +267,7 @@ def finish(s: Session) -> TrainResult:
         write_report(s.run.path, title=f"{s.run.name}: {s.cfg.model} on {s.data.info.name}", info=s.data.info,
                      metrics=m, images=s.data.test[0], split="test", summary=summary, history=s.state.history,
                      config=s.cfg.to_dict(), device=str(s.rt.device), labels=s.data.test_files, skipped=skipped,
-                     calibration=calib, heatmap_fn=_heatmap_fn(final))
+                     calibration=calib, heatmap_fn=_heatmap_fn(final), train_counts=s.data.train_counts)
     enter_phase(s, "reported")
     return TrainResult(s.run.path, summary, s.state.history, test.logits)
 

@@ -135,6 +135,7 @@ def write_report(
     skipped: Sequence[str] = (),  # unreadable files left out of the data
     calibration: dict[str, Any] | None = None,  # trainer.calibrate's figures and reliability bins
     heatmap_fn: Any = None,  # (images (B, C, H, W), predicted (B,)) -> (B, H, W) maps in [0, 1]: explain.heatmaps
+    train_counts: Sequence[int] | None = None,  # training images per class (imbalance is read off them)
 ) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(info.class_names) or [str(i) for i in range(metrics.confusion.shape[0])]
@@ -190,6 +191,9 @@ def write_report(
                                    "nll before": f"{calibration[f'{sp}_nll_before']:.4f}",
                                    "nll after": f"{calibration[f'{sp}_nll_after']:.4f}"})
     per_class = metrics.per_class_rows(names)
+    if train_counts is not None:
+        for row, c in zip(per_class, train_counts, strict=True):
+            row["train images"] = int(c)
     confused = [{"true": names[t], "predicted": names[p], "count": c} for t, p, c in metrics.most_confused]
     cfg = config or {}
     command = reproduce_command(cfg) if cfg else ""
@@ -219,7 +223,19 @@ def write_report(
         head_rows.append({"metric": "calibration", "value": f"none: {summary['calibration']['skipped']}"})
     elif not calibration and split == "test" and history and all(h.get("val_loss") is None for h in history):
         head_rows.append({"metric": "calibration", "value": "none: no validation split (--val-size 0.05 gives one)"})
-    tables = [("Per-class precision / recall / F1", per_class), ("Most confused pairs", confused)]
+    if train_counts is not None and len(train_counts) > 1:
+        from smallvision.data.loader import IMBALANCE_FLAGS, IMBALANCED, imbalance_ratio
+
+        ratio = imbalance_ratio(train_counts)
+        lo, hi = min(range(len(names)), key=lambda i: train_counts[i]), max(range(len(names)), key=lambda i: train_counts[i])
+        value = f"{ratio:.1f}× (largest {names[hi]}: {train_counts[hi]}, smallest {names[lo]}: {train_counts[lo]})"
+        balanced = cfg.get("class_weights", "none") != "none" or cfg.get("sampler", "shuffle") != "shuffle"
+        if ratio >= IMBALANCED:
+            value += (f"; trained with class_weights={cfg.get('class_weights')}, sampler={cfg.get('sampler')}"
+                      if balanced else f"; imbalanced: see the rare classes' recall below, and try {IMBALANCE_FLAGS}")
+        head_rows.append({"metric": "class balance (train)", "value": value})
+    tables = [("Per-class precision / recall / F1" + (" (test) and training images" if train_counts is not None else ""),
+               per_class), ("Most confused pairs", confused)]
     if calib_rows:
         tables.insert(0, (f"Calibration (temperature {calibration['temperature']:.3f}, fitted on "  # type: ignore[index]
                           f"{calibration['val_images']} validation images)", calib_rows))  # type: ignore[index]
