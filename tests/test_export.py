@@ -119,3 +119,81 @@ def test_export_without_the_data_set_says_it_checked_random_inputs(tmp_path):
     assert r.ok and r.checked_on.startswith("64 random inputs (no test images here")
     out = run_cli("export", str(res.run_dir), "--format", "torchscript", "--json")
     assert out.returncode == 0 and "random inputs" in json.loads(out.stdout)["checked_on"]
+
+
+@needs_mnist
+def test_int8_export_keeps_test_accuracy_predicts_and_serves(mnist_run, mnist_onnx, tmp_path):
+    """Static int8 (QDQ): checked by accuracy on the whole test set, a quarter of the fp32 file,
+    and `predict`/`serve` take it like any exported ONNX file."""
+    import httpx
+    from make_scans import make
+
+    from smallvision.serve import create_app
+    from test_serve import running
+
+    r = export(mnist_run, "onnx-int8", out=tmp_path / "m-int8.onnx")
+    assert r.ok and r.checked_on == "10000 mnist test images"
+    assert r.reference_accuracy > 97 and r.reference_accuracy - r.accuracy <= 0.3
+    proto = onnx.load(r.path)
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert any(t.data_type == onnx.TensorProto.INT8 for t in proto.graph.initializer)  # int8 weights stored
+    assert r.bytes < 0.5 * Path(mnist_onnx).stat().st_size
+    meta = json.loads(onnx_meta(r.path)["smallvision"])
+    assert meta["exported_as"] == "onnx-int8" and meta["quantization"]["calibration_images"] == 512
+
+    files = make(tmp_path / "scans", seed=2)
+    fp32 = [p["label"] for p in Predictor.from_checkpoint(mnist_onnx).predict(files)]
+    int8 = [p["label"] for p in Predictor.from_checkpoint(r.path).predict(files)]
+    assert sum(a == b for a, b in zip(fp32, int8, strict=True)) >= len(files) - 1
+    with running(create_app(r.path)) as base, httpx.Client(base_url=base, timeout=10) as c:
+        assert c.get("/info").json()["runtime"] == "onnxruntime"
+        got = c.post("/predict", files={"file": ("d.png", Path(files[0]).read_bytes())}).json()["label"]
+    assert got == int8[0]
+
+
+@needs_mnist
+def test_int8_export_that_loses_too_much_accuracy_is_refused_and_kept_aside(mnist_run, tmp_path):
+    dest = tmp_path / "m-int8.onnx"
+    with pytest.raises(UsageError, match=r"int8 accuracy .* below fp32's .*--max-drop"):
+        export(mnist_run, "onnx-int8", out=dest, max_drop=-1.0, calibration_n=32)  # no drop can beat -1 point
+    assert not dest.exists() and Path(str(dest) + ".failed").is_file()
+
+
+def test_int8_export_without_the_training_images_is_one_line(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {k: rng.integers(0, 255, (40, 12, 12), dtype=np.uint8) for k in ("x_train", "x_test")}
+    np.savez(tmp_path / "small.npz", **arrays, y_train=np.arange(40) % 3, y_test=np.arange(40) % 3)
+    res = api.train(runs_dir=tmp_path / "runs", dataset=f"npz:{tmp_path / 'small.npz'}", model="seed-mlp-plain",
+                    epochs=1, report=False)
+    (tmp_path / "small.npz").unlink()
+    out = run_main("export", str(res.run_dir), "--format", "onnx-int8")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "calibrates on the model's training images" in out.stderr
+
+
+@needs_mnist
+def test_benchmark_measures_every_format_side_by_side(mnist_run):
+    """One table: each format's size, accuracy on the whole test set and speed, from files that
+    `export` wrote and checked; the int8 row's delta is against fp32 ONNX."""
+    r = run_cli("benchmark", str(mnist_run), "--latency-calls", "20", "--images", "512", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    rows = {row["format"]: row for row in doc["rows"]}
+    assert list(rows) == ["pytorch-fp32", "pytorch-bf16", "torchscript", "onnx", "onnx-int8", "openvino"]
+    summary = json.loads((mnist_run / "summary.json").read_text())
+    measured = [row for row in rows.values() if "accuracy" in row]
+    for row in measured:
+        assert row["latency_ms"] > 0 and row["images_per_s"] > 0 and row["bytes"] > 0
+    # fp32 runtimes agree with the run's own test figure (bf16 and int8 may move a few images)
+    for fmt in ("pytorch-fp32", "torchscript", "onnx"):
+        assert rows[fmt]["accuracy"] == pytest.approx(summary["test_accuracy"], abs=0.02)
+    assert abs(rows["pytorch-bf16"]["accuracy"] - rows["pytorch-fp32"]["accuracy"]) < 0.3
+    assert rows["onnx-int8"]["bytes"] < 0.5 * rows["onnx"]["bytes"]
+    assert doc["int8"]["accuracy_delta"] == pytest.approx(rows["onnx-int8"]["accuracy"] - rows["onnx"]["accuracy"], abs=0.01)
+    if "accuracy" in rows["openvino"]:  # installed by make setup; else the row says how to get it
+        assert abs(rows["openvino"]["accuracy"] - rows["onnx"]["accuracy"]) < 0.1
+    else:
+        assert "pip install openvino" in rows["openvino"]["note"]
+    assert json.loads((mnist_run / "benchmark.json").read_text())["rows"] == doc["rows"]
+    bad = run_main("benchmark", str(mnist_run), "--formats", "onnx,tflite")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown tflite" in bad.stderr

@@ -106,15 +106,20 @@ def _ensemble_figures(logits: list[Any], y: Any, split: str) -> dict[str, Any]:
 
     import torch
 
-    probs = torch.stack([lg.float().softmax(1) for lg in logits]).mean(0)
-    wrong = torch.stack([lg.argmax(1) != y for lg in logits])  # (K, N)
+    multi = y.ndim == 2  # multi-label: the members' sigmoids averaged; "wrong" = not an exact match at 0.5
+    prob = (lambda lg: lg.float().sigmoid()) if multi else (lambda lg: lg.float().softmax(1))  # noqa: E731
+    miss = (lambda p: ((p >= 0.5) != (y > 0.5)).any(1)) if multi else (lambda p: p.argmax(1) != y)  # noqa: E731
+    probs = torch.stack([prob(lg) for lg in logits]).mean(0)
+    wrong = torch.stack([miss(prob(lg)) for lg in logits])  # (K, N)
     accs = [round(100.0 * float((~w).float().mean()), 4) for w in wrong]
+    loss = (torch.nn.functional.binary_cross_entropy(probs.clamp(1e-7, 1 - 1e-7), y.float()) if multi
+            else torch.nn.functional.nll_loss(probs.clamp_min(1e-12).log(), y))
     return {
-        f"{split}_accuracy": round(100.0 * float((probs.argmax(1) == y).float().mean()), 4),
-        f"{split}_loss": round(float(torch.nn.functional.nll_loss(probs.clamp_min(1e-12).log(), y)), 6),
+        f"{split}_accuracy": round(100.0 * float((~miss(probs)).float().mean()), 4),
+        f"{split}_loss": round(float(loss), 6),
         "member_accuracy_mean": round(statistics.mean(accs), 4), "member_accuracy_std": round(statistics.stdev(accs), 4),
         "member_accuracy_min": min(accs), "member_accuracies": accs,
-        "errors": int((probs.argmax(1) != y).sum()), "errors_of_every_member": int(wrong.all(0).sum()),
+        "errors": int(miss(probs).sum()), "errors_of_every_member": int(wrong.all(0).sum()),
         "errors_of_some_member": int(wrong.any(0).sum()),
     }
 
@@ -223,6 +228,10 @@ def _evaluate_checkpoint(checkpoint: str | Path, dataset: str | None, split: str
     if data.info.input_shape != want:
         raise UsageError(f"{spec}: images are {'×'.join(map(str, data.info.input_shape))} but the model "
                          f"takes {'×'.join(map(str, want))}")
+    if bool(meta["dataset"].get("multilabel")) != data.info.multilabel:
+        kinds = ("single-label", "multi-label")
+        raise UsageError(f"{spec} is a {kinds[data.info.multilabel]} set but the model is "
+                         f"{kinds[bool(meta['dataset'].get('multilabel'))]}")
     if data.info.num_classes > model.num_classes:
         raise UsageError(f"{spec}: {data.info.num_classes} classes but the model predicts {model.num_classes}")
     if split == "val":
@@ -260,13 +269,33 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "t
 
     from smallvision.data import DatasetInfo
 
-    ev = _evaluate_checkpoint(checkpoint, dataset, split, data_dir, device, batch_size, report, data_args)
+    ev = _evaluate_checkpoint(checkpoint, dataset, split, data_dir, device, batch_size, True, data_args)
     ckpt, spec, meta, data, res, y, xs = ev["ckpt"], ev["spec"], ev["meta"], ev["data"], ev["res"], ev["y"], ev["xs"]
     model, dev = ev["model"], ev["device"]
     info = DatasetInfo.from_dict(meta["dataset"])
     out_doc = {"checkpoint": str(ckpt), "dataset": spec, "split": split, "images": res.n,
                f"{split}_accuracy": round(res.accuracy, 4), f"{split}_loss": round(res.loss, 6), "model": meta["model"],
                "temperature": round(float(model.temperature), 6)}  # the loss is that of the calibrated probabilities
+    if info.multilabel:  # scored at the run's own thresholds, as predict decides
+        from smallvision.multilabel import metrics, thresholds_of
+
+        values = thresholds_of(meta)
+        m = metrics(res.logits, y, values)
+        out_doc.update({f"{split}_accuracy": m["exact_match"], f"{split}_macro_f1": m["macro_f1"],
+                        f"{split}_micro_f1": m["micro_f1"], f"{split}_map": m["map"], "thresholds": values})
+        out_doc.pop("temperature")
+        if report:
+            from smallvision.report.build import write_multilabel_report
+
+            tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec)
+            folder = Path(out) if out else ckpt.parent / f"eval-{tag}-{split}"
+            chosen = (meta.get("thresholds") or {}).get("chosen", "0.5 (the checkpoint carries none)")
+            write_multilabel_report(folder, title=f"{meta['model']} ({ckpt.parent.name}/{ckpt.name}) on {spec} {split}",
+                                    info=info, logits=res.logits, y=y, thresholds={"values": values, "chosen": chosen,
+                                                                                   "test": m},
+                                    images=xs, split=split, summary=out_doc, config=meta.get("config"), device=str(dev))
+            out_doc["report"] = str(folder / RunFolder.REPORT)
+        return out_doc
     if report:
         from smallvision.explain import heatmaps
         from smallvision.report import classification_metrics, write_report
@@ -301,6 +330,9 @@ def calibrate(run: str | Path, device: str = "auto", report: bool = True) -> dic
             raise UsageError(f"{run}: the run held no validation split out, so there is nothing honest to "
                              "calibrate on; train it again with --val-size 0.05 (calibration then runs by itself)") from None
         raise
+    if val["meta"]["dataset"].get("multilabel"):
+        raise UsageError(f"{run}: a multi-label run; its probabilities are per-class sigmoids, and its decision "
+                         "thresholds were chosen on validation when it trained (thresholds.json), not a temperature")
     t_old = float(val["model"].temperature)  # the logits came out divided by any earlier T: undo it
     if reason := why_not(val["res"].logits, val["y"]):
         raise UsageError(f"{run}: not calibrated: {reason}; a larger --val-size gives it more to go on")

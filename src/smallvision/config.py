@@ -58,6 +58,13 @@ def _weights_ok(v: str) -> bool:
         return False
 
 
+def _unit_open(v: str) -> bool:
+    try:
+        return 0 < float(v) < 1
+    except ValueError:
+        return False
+
+
 def _val_size_ok(v: float) -> bool:
     """A fraction in [0, 1) or a whole count ≥ 1: 1.5 is neither (it used to keep ONE image)."""
     return math.isfinite(v) and (0 <= v < 1 or (v >= 1 and float(v).is_integer()))
@@ -87,6 +94,10 @@ class TrainConfig:
     hflip: bool = setting(False, "Random horizontal flips (not for digits).")
     augment: str = setting("none", "Augmentation preset (see README).", choices="augmentation")
     tta: bool = setting(False, "Test-time augmentation: average the logits over the views training showed.")
+    threshold: str = setting("global", "Multi-label sets: the decision threshold, chosen on the validation split to "
+                             "maximise macro-F1: global (one for every class), per-class, or a fixed number in (0, 1).",
+                             check=(lambda v: v in ("global", "per-class") or _unit_open(v),
+                                    "takes global, per-class or a number in (0, 1)"))
     calibrate: bool = setting(True, "After training, fit a temperature on the validation split (temperature "
                               "scaling) so the probabilities match the accuracy; accuracy is unchanged; "
                               "nothing happens without a validation split.")

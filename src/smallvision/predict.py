@@ -75,6 +75,12 @@ class Predictor:
         self._mean = torch.tensor(self.info.mean).view(-1, 1, 1)
         self._std = torch.tensor(self.info.std).view(-1, 1, 1)
         self.card: dict[str, Any] = {"model": meta.get("model"), "dataset": self.info.name}
+        if self.info.multilabel:  # one sigmoid per class; every class at or above its threshold is predicted
+            from smallvision.multilabel import thresholds_of
+
+            self.thresholds: list[float] | None = thresholds_of(meta)
+        else:
+            self.thresholds = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", onnx_threads: int = 0) -> Predictor:
@@ -130,7 +136,10 @@ class Predictor:
     @torch.inference_mode()
     def predict(self, images: Sequence[Any], top_k: int = 3, invert: str = "auto", center: str = "auto",
                 batch_size: int = 256) -> list[dict[str, Any]]:
-        """One dict per input: label, probability, top_k [(label, p)...]; or error for unreadable files."""
+        """One dict per input: label, probability, top_k [(label, p)...]; or error for unreadable files.
+        A multi-label model adds ``labels`` (every class at or above its threshold, most probable
+        first; ``label`` is them joined by spaces, fastai's layout) and its probabilities are
+        per-class sigmoids, so they do not sum to 1."""
         out: list[dict[str, Any]] = []
         ready: list[tuple[int, torch.Tensor]] = []
         for i, img in enumerate(images):
@@ -146,11 +155,17 @@ class Predictor:
         for start in range(0, len(ready), batch_size):
             chunk = ready[start : start + batch_size]
             x = torch.stack([t for _, t in chunk]).to(self.device)
-            probs = self.model(x).float().softmax(1).cpu()
+            logits = self.model(x).float().cpu()
+            probs = logits.sigmoid() if self.thresholds is not None else logits.softmax(1)
             p, idx = probs.topk(k, dim=1)
             for (i, _), pi, ii in zip(chunk, p, idx, strict=True):
                 out[i].update(label=self.classes[int(ii[0])], probability=round(float(pi[0]), 4),
                               top_k=[(self.classes[int(j)], round(float(q), 4)) for q, j in zip(pi, ii, strict=True)])
+            if self.thresholds is not None:
+                from smallvision.multilabel import predicted_labels
+
+                for (i, _), names in zip(chunk, predicted_labels(probs, self.thresholds, self.classes), strict=True):
+                    out[i].update(labels=names, label=" ".join(names))
         return out
 
 

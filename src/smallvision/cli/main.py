@@ -385,23 +385,74 @@ def calibrate(
 @app.command("export")
 def export_cmd(
     checkpoint: Annotated[str, typer.Argument(help="A run folder or a .safetensors checkpoint.")],
-    fmt: Annotated[str, typer.Option("--format", help="onnx, torchscript or safetensors")] = "onnx",
+    fmt: Annotated[str, typer.Option("--format", help="onnx, onnx-int8 (static int8, checked by test accuracy), "
+                                     "torchscript or safetensors")] = "onnx",
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="File to write (default: model.<ext> beside the checkpoint).")] = None,
     check_images: Annotated[int, typer.Option(help="Test images the export is checked on against PyTorch.")] = 256,
     data_dir: Annotated[Optional[str], typer.Option(help="Where the model's data set is (for the check).")] = None,
     opset: Annotated[Optional[int], typer.Option(help="ONNX opset (default: the exporter's).")] = None,
+    max_drop: Annotated[float, typer.Option(help="onnx-int8: test accuracy points it may lose against fp32.")] = 0.3,
+    calibration_images: Annotated[int, typer.Option(help="onnx-int8: training images its ranges are calibrated on.")] = 512,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Export a model to ONNX/TorchScript/safetensors, checked against PyTorch on real test images."""
+    """Export a model to ONNX (fp32 or int8)/TorchScript/safetensors, checked against PyTorch on real test images."""
     from smallvision.export import TOLERANCE, describe, export
 
-    r = export(checkpoint, fmt, out, data_dir, check_images, opset)
+    r = export(checkpoint, fmt, out, data_dir, check_images, opset, max_drop, calibration_images)
     if as_json:
         print(json.dumps(describe(r)))
         return
     print(f"wrote {r.path} ({r.format}, {r.bytes / 1e6:.2f} MB) with the preprocessing and model card inside")
+    if r.accuracy is not None:
+        print(f"checked on {r.checked_on}: int8 {r.accuracy:.2f} %, fp32 {r.reference_accuracy:.2f} % "
+              f"(at most {r.max_drop:g} points lower allowed); top class as fp32's on {'all' if r.same_argmax else 'not all'} "
+              f"of the first {check_images}")
+        return
     print(f"checked on {r.checked_on}: max abs logit difference {r.max_abs_diff:.2e} (≤ {TOLERANCE:g}), "
           f"same top class {'for all' if r.same_argmax else 'NOT for all'}")
+
+
+@app.command()
+def benchmark(
+    checkpoint: Annotated[str, typer.Argument(help="A run folder or a .safetensors checkpoint.")],
+    formats: Annotated[str, typer.Option(help="Comma-separated, from: pytorch-fp32, pytorch-bf16, torchscript, onnx, "
+                                         "onnx-int8, openvino.")] = ",".join(("pytorch-fp32", "pytorch-bf16", "torchscript",
+                                                                              "onnx", "onnx-int8", "openvino")),
+    images: Annotated[int, typer.Option(help="Test images the batch throughput is timed on.")] = 1024,
+    batch: Annotated[int, typer.Option(help="Batch size of the throughput and accuracy passes.")] = 256,
+    latency_calls: Annotated[int, typer.Option(help="Single-image calls the latency is the median of.")] = 200,
+    threads: Annotated[int, typer.Option(help="CPU threads for every runtime (0: torch's default).")] = 0,
+    data_dir: Annotated[Optional[str], typer.Option(help="Where the model's data set is.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every export format of a model side by side: file size, test accuracy, batch-1 latency, batch throughput."""
+    from smallvision.bench import benchmark as run_benchmark
+    from smallvision.bench import markdown
+
+    doc = run_benchmark(checkpoint, data_dir, [f.strip() for f in formats.split(",") if f.strip()], images, batch,
+                        latency_calls, threads, log=lambda m: print(m, file=sys.stderr, flush=True))
+    if as_json:
+        print(json.dumps(doc))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    head, *_ = markdown(doc)
+    t = Table(title=head, header_style="bold")
+    for col in ("format", "MB", "test acc. %", "ms, batch 1", f"images/s, batch {doc['batch']}"):
+        t.add_column(col, justify="left" if col == "format" else "right", no_wrap=True)
+    for r in doc["rows"]:
+        if "accuracy" in r:
+            t.add_row(r["format"], f"{r['bytes'] / 1e6:.3f}", f"{r['accuracy']:.2f}", f"{r['latency_ms']:.3f}",
+                      f"{r['images_per_s']:,.0f}")
+    Console().print(t)
+    for r in doc["rows"]:
+        if r.get("note"):
+            print(f"{r['format']}: {r['note']}")
+    if "int8" in doc:
+        print(markdown(doc)[-1])
+    if "saved" in doc:
+        print(f"saved {doc['saved']}")
 
 
 @app.command()

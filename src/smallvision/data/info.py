@@ -24,6 +24,8 @@ class DatasetInfo:
     # inverts a dark-on-light scan and crops/centres the ink); None in checkpoints written before
     # data sets declared it (predict falls back to the name rule, `looks_like_digits`)
     digit_style: bool | None = None
+    # several labels per image (data/multilabel.py): multi-hot targets, one sigmoid per class
+    multilabel: bool = False
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -46,6 +48,7 @@ class DatasetInfo:
             std=tuple(float(v) for v in d["std"]),
             class_names=tuple(str(c) for c in d.get("class_names", ())),
             digit_style=d.get("digit_style"),
+            multilabel=bool(d.get("multilabel", False)),
         )
 
 

@@ -71,12 +71,12 @@ def save_checkpoint(path: str | Path, state: dict[str, torch.Tensor], meta: dict
     atomic_write_bytes(path, checkpoint_bytes(state, meta))
 
 
-def write_into_checkpoint(path: str | Path, calibration: dict[str, Any]) -> None:
-    """Store a calibration (calibration.summarise's doc) in a checkpoint's metadata; the weights
-    stay byte for byte the same."""
+def write_into_checkpoint(path: str | Path, calibration: dict[str, Any], key: str = "calibration") -> None:
+    """Store a calibration (calibration.summarise's doc), or under another `key` a multi-label
+    run's thresholds, in a checkpoint's metadata; the weights stay byte for byte the same."""
     state, meta = load_checkpoint(path)
     meta = {k: v for k, v in meta.items() if k not in ("format", "format_version", "data_sha256")}
-    save_checkpoint(path, state, {**meta, "calibration": calibration})
+    save_checkpoint(path, state, {**meta, key: calibration})
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

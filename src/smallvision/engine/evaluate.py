@@ -9,6 +9,25 @@ import torch
 import torch.nn.functional as F
 
 
+def task_loss(logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None, label_smoothing: float = 0.0,
+              reduction: str = "mean") -> torch.Tensor:
+    """The training loss, from the targets' form: class indices (N,) -> cross-entropy; multi-hot
+    floats (N, K), a multi-label set -> binary cross-entropy on each logit (the mean over the K
+    classes per image; ``reduction='sum'`` sums those per-image means)."""
+    if y.ndim == 2:
+        loss = F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction="sum" if reduction == "sum" else "mean")
+        return loss / y.shape[1] if reduction == "sum" else loss
+    return F.cross_entropy(logits, y, weight=weight, label_smoothing=label_smoothing, reduction=reduction)
+
+
+def n_correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Images right: the top class is the label; multi-label: every class's p ≥ 0.5 decision
+    matches (exact match, the loop's threshold-free selection figure)."""
+    if y.ndim == 2:
+        return ((logits > 0) == (y > 0.5)).all(1).sum()
+    return (logits.argmax(1) == y).sum()
+
+
 @dataclass
 class EvalResult:
     loss: float
@@ -38,8 +57,8 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
         with autocast or contextlib.nullcontext():
             logits = model(xb)
         logits = logits.float()
-        loss_sum += F.cross_entropy(logits, yb, reduction="sum")
-        correct += (logits.argmax(1) == yb).sum()
+        loss_sum += task_loss(logits, yb, reduction="sum")
+        correct += n_correct(logits, yb)
         if keep_logits:
             kept.append(logits.cpu())
     model.train(was_training)

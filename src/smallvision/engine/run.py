@@ -114,6 +114,7 @@ class RunFolder:
     REPORT, REPORT_MD, REPORT_JSON = "report.html", "report.md", "report.json"
     TENSORBOARD, LOCK, STUDY = "tensorboard", ".lock", "study.journal"
     CALIBRATION, RELIABILITY = "calibration.json", "reliability.png"
+    THRESHOLDS = "thresholds.json"  # a multi-label run's decision thresholds and its test figures at them
     EXPLAIN = "explain"  # heatmaps of the report's top-loss images (a folder)
 
     def __init__(self, path: str | Path) -> None:

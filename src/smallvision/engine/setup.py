@@ -106,6 +106,8 @@ def prepare_data(cfg: TrainConfig, device: torch.device, shard: tuple[int, int] 
         return as_model_input(xs, info.mean, info.std, device, cfg.channels_last)
 
     ytr = y[tr_idx]
+    if data.info.multilabel:
+        multilabel_guard(cfg)
     draws = balanced_weights(ytr, data.info.num_classes) if cfg.sampler == "balanced" else None
     aug = {"shift": cfg.shift, "hflip": cfg.hflip, "augment": cfg.augment, "shard": shard, "sample_weights": draws}
     rank, world = shard
@@ -121,9 +123,18 @@ def prepare_data(cfg: TrainConfig, device: torch.device, shard: tuple[int, int] 
         va_idx = va_idx[rank::world]
         val = (put(x[va_idx]), y[va_idx].to(device)) if len(va_idx) else None
     weight = class_weights(cfg.class_weights, ytr, info.num_classes)  # from this run's training split
+    counts = (ytr.sum(0).long() if info.multilabel else torch.bincount(ytr.cpu(), minlength=info.num_classes)).tolist()
     return Prepared(info, train, val, (put(data.test_x), data.test_y.to(device)), data.source, data.test_files,
-                    data.skipped, weight.to(device) if weight is not None else None,
-                    torch.bincount(ytr.cpu(), minlength=info.num_classes).tolist())
+                    data.skipped, weight.to(device) if weight is not None else None, counts)
+
+
+def multilabel_guard(cfg: TrainConfig) -> None:
+    """Settings that have no multi-label meaning here: one line each, before any training."""
+    bad = [(cfg.class_weights != "none", "--class-weights"), (cfg.sampler != "shuffle", "--sampler balanced"),
+           (cfg.label_smoothing > 0, "--label-smoothing"), (cfg.folds > 0, "cross-validation (cv, check --labels)")]
+    for on, what in bad:
+        if on:
+            raise UsageError(f"{what} is for single-label data; {cfg.dataset} is a multi-label set (one sigmoid per class)")
 
 
 def build_model(cfg: TrainConfig, info: DatasetInfo, device: torch.device

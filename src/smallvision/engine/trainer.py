@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from smallvision.config import TrainConfig
 from smallvision.data.loader import torch_order_seed
@@ -27,7 +26,7 @@ from smallvision.data.stream import StreamLoader
 from smallvision.engine import distributed
 from smallvision.engine.callbacks import PeriodicSave, ProgressBar, StopOnSignal, TensorBoardLog, call
 from smallvision.engine.checkpoint import save_checkpoint
-from smallvision.engine.evaluate import EvalResult, evaluate
+from smallvision.engine.evaluate import EvalResult, evaluate, n_correct, task_loss
 from smallvision.engine.progress import Progress
 from smallvision.engine.run import RunFolder, crash_point
 from smallvision.engine.setup import Session, setup
@@ -55,7 +54,7 @@ def train_step(model: Any, optimizer: torch.optim.Optimizer, xb: torch.Tensor, y
         group["lr"] = lr * group.get("lr_mult", 1.0)
     with amp:
         logits = model(xb)
-    loss = F.cross_entropy(logits.float(), yb, weight=weight, label_smoothing=cfg.label_smoothing)
+    loss = task_loss(logits.float(), yb, weight, cfg.label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:  # fp16: scale the loss so small gradients survive
         scaler.scale(loss).backward()
@@ -113,7 +112,7 @@ def train_epoch(s: Session, epoch: int, callbacks: list[Any]) -> tuple[float, fl
         if s.ema is not None:
             s.ema.update_parameters(s.model)
         s.meter[0] += loss * len(yb)
-        s.meter[1] += (logits.argmax(1) == yb).sum()
+        s.meter[1] += n_correct(logits, yb)
         s.stepped(len(yb), callbacks)
     s.epoch_done()
     (loss_sum, correct, seen), st.acc = distributed.all_sum(st.acc, s.rt.device, s.rt.dist), [0.0, 0, 0]
@@ -250,7 +249,10 @@ def finish(s: Session) -> TrainResult:
     # accuracy on 100 held-out photos from 97 % to 95 %: borderline images flip)
     test = evaluate(s.judge(), *s.test_xy, keep_logits=True)
     summary, skipped = _summary(s, final, test)
-    calib = calibrate(s, final, test)
+    labels_doc = choose_thresholds(s, test) if s.data.info.multilabel else None
+    calib = calibrate(s, final, test) if labels_doc is None else None
+    if labels_doc is not None:
+        summary.update(multilabel_summary(labels_doc))
     if calib:
         summary["calibration"] = {k: v for k, v in calib.items() if k != "reliability"}
         calib = calib if "temperature" in calib else None
@@ -259,7 +261,15 @@ def finish(s: Session) -> TrainResult:
     write_json(s.run / RunFolder.SUMMARY, summary)
     if s.state.phase == "trained":
         enter_phase(s, "tested")
-    if s.cfg.report:
+    if s.cfg.report and labels_doc is not None:
+        from smallvision.report.build import write_multilabel_report
+
+        write_multilabel_report(s.run.path, title=f"{s.run.name}: {s.cfg.model} on {s.data.info.name}",
+                                info=s.data.info, logits=test.logits, y=s.data.test[1], thresholds=labels_doc,
+                                images=s.data.test[0], split="test", summary=summary, history=s.state.history,
+                                config=s.cfg.to_dict(), device=str(s.rt.device), labels=s.data.test_files,
+                                skipped=skipped, train_counts=s.data.train_counts)
+    elif s.cfg.report:
         from smallvision.report import classification_metrics, write_report
 
         logits = test.logits / final.temperature  # the probabilities predict and serve will give
@@ -279,6 +289,33 @@ def _heatmap_fn(model: torch.nn.Module) -> Any:
 
         return heatmaps(model, x.float(), target)
     return fn
+
+
+def choose_thresholds(s: Session, test: EvalResult) -> dict[str, Any]:
+    """A multi-label run's decision thresholds (multilabel.py): chosen on the validation split
+    with the selected weights (0.5 without one), written into the checkpoints so predict, serve
+    and exports decide with them; the test split scored at them."""
+    from smallvision.engine.checkpoint import write_into_checkpoint
+    from smallvision.multilabel import parse_rule, summarise
+
+    val = evaluate(s.judge(), *s.val_xy, keep_logits=True) if s.val_xy is not None else None
+    assert test.logits is not None
+    doc = summarise(val.logits if val else None, s.val_xy[1] if s.val_xy is not None else None, test.logits,
+                    s.test_xy[1], parse_rule(s.cfg.threshold))
+    for name in (RunFolder.BEST, RunFolder.LAST):
+        if (s.run / name).is_file():
+            write_into_checkpoint(s.run / name, {k: v for k, v in doc.items() if k != "test"}, key="thresholds")
+    write_json(s.run / RunFolder.THRESHOLDS, doc)
+    s.progress.log(f"thresholds: {doc['chosen']}: {', '.join(f'{t:g}' for t in sorted(set(doc['values'])))}")
+    return doc
+
+
+def multilabel_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """The summary's multi-label figures: test_accuracy becomes the exact match at the chosen
+    thresholds (what predict gives), beside macro/micro-F1 and mAP."""
+    t = doc["test"]
+    return {"test_accuracy": t["exact_match"], "test_macro_f1": t["macro_f1"], "test_micro_f1": t["micro_f1"],
+            "test_map": t["map"], "thresholds": doc["chosen"]}
 
 
 def calibrate(s: Session, final: torch.nn.Module, test: EvalResult) -> dict[str, Any] | None:

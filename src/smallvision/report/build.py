@@ -243,3 +243,86 @@ def write_report(
         tables.append((f"Unreadable images skipped ({len(skipped)})", [{"file": f} for f in skipped]))
     render(out_dir, title, head_rows, figures, tables, env, command)
     return doc
+
+
+def write_multilabel_report(
+    out_dir: Path,
+    *,
+    title: str,
+    info: DatasetInfo,
+    logits: torch.Tensor,  # (N, K) of the evaluated split
+    y: torch.Tensor,  # (N, K) multi-hot
+    thresholds: dict[str, Any],  # multilabel.summarise's doc: the values and the split's figures at them
+    images: torch.Tensor,
+    split: str,
+    summary: dict[str, Any],
+    history: Sequence[dict[str, Any]] = (),
+    config: dict[str, Any] | None = None,
+    device: str = "cpu",
+    labels: Sequence[str] | None = None,
+    skipped: Sequence[str] = (),
+    train_counts: Sequence[int] | None = None,  # training images carrying each label
+) -> dict[str, Any]:
+    """The multi-label run's report: exact match, macro/micro-F1 and mAP at the chosen thresholds,
+    per-class AP/precision/recall/F1 with each class's threshold, the highest-loss images titled
+    with their predicted and true label sets."""
+    from smallvision.engine.evaluate import task_loss
+    from smallvision.multilabel import predicted_labels
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = list(info.class_names) or [str(i) for i in range(y.shape[1])]
+    mean, std = torch.tensor(info.mean).view(-1, 1, 1), torch.tensor(info.std).view(-1, 1, 1)
+    logits, y = logits.float().cpu(), y.float().cpu()
+    m, values = thresholds["test"], thresholds["values"]
+    probs = logits.sigmoid()
+    chosen = predicted_labels(probs, values, names)
+    truth = [[names[j] for j in torch.nonzero(row).flatten().tolist()] for row in y]
+    losses = torch.stack([task_loss(logits[i : i + 1], y[i : i + 1]) for i in range(len(y))])
+    top = losses.argsort(descending=True)[:16].tolist()
+    figures: list[tuple[str, str]] = []
+    if history:
+        plots.plot_curves(history, out_dir / "curves.png", title)
+        figures.append(("curves.png", "Loss and exact-match accuracy (p ≥ 0.5) per epoch (learning rate dashed, right axis)"))
+    if top:
+        show = lambda i: images[i].detach().float().cpu() * std + mean  # noqa: E731
+        titles = [f"pred {' '.join(sorted(chosen[i])) or '-'}\ntrue {' '.join(truth[i])}" for i in top]
+        if labels is not None:
+            titles = [f"{t}\n{Path(labels[i]).name}" for t, i in zip(titles, top, strict=True)]
+        colours = ["black" if sorted(chosen[i]) == sorted(truth[i]) else "#b00020" for i in top]
+        plots.plot_image_grid([show(i) for i in top], titles, out_dir / "top_losses.png",
+                              suptitle=f"Highest-loss {split} images: predicted labels (at the thresholds) / true labels",
+                              title_colors=colours)
+        figures.append(("top_losses.png", "Top losses: predicted / true label sets (red: not an exact match)"))
+    pc = m["per_class"]
+    per_class = [{"class": names[i], "AP": round(pc["ap"][i], 4), "precision": round(pc["precision"][i], 4),
+                  "recall": round(pc["recall"][i], 4), "f1": round(pc["f1"][i], 4), "threshold": values[i],
+                  "support": int(pc["support"][i]), **({"train images": int(train_counts[i])} if train_counts else {})}
+                 for i in range(len(names))]
+    cfg = config or {}
+    command = reproduce_command(cfg) if cfg else ""
+    env = environment(device)
+    doc = {"title": title, "split": split, "summary": summary, "task": "multilabel",
+           "metrics": {"exact_match": m["exact_match"], "macro_f1": m["macro_f1"], "micro_f1": m["micro_f1"],
+                       "map": m["map"], "images": m["images"]},
+           "thresholds": {k: v for k, v in thresholds.items() if k != "test"}, "per_class": per_class,
+           "class_names": names,
+           "top_losses": [{"index": i, "loss": round(float(losses[i]), 4), "predicted": sorted(chosen[i]),
+                           "true": truth[i], **({"file": labels[i]} if labels is not None else {})} for i in top],
+           "history": list(history), "environment": env, "config": cfg, "reproduce": command,
+           "figures": [f for f, _ in figures], "skipped_files": list(skipped)}
+    write_json(out_dir / RunFolder.REPORT_JSON, doc)
+    head_rows = [{"metric": f"{split} exact match", "value": f"{m['exact_match']:.2f} % (every label of the image right)"},
+                 {"metric": f"{split} macro-F1", "value": f"{m['macro_f1']:.4f}"},
+                 {"metric": f"{split} micro-F1", "value": f"{m['micro_f1']:.4f}"},
+                 {"metric": f"{split} mAP", "value": f"{m['map']:.4f} (threshold-free)"},
+                 {"metric": f"{split} images", "value": str(m["images"])},
+                 {"metric": "thresholds", "value": thresholds["chosen"]}]
+    for key in ("model", "weights", "params", "dataset", "epochs_run", "best_epoch", "train_seconds", "images_per_second",
+                "stopped"):
+        if summary.get(key) is not None:
+            head_rows.append({"metric": key.replace("_", " "), "value": str(summary[key])})
+    tables = [("Per-class average precision, and precision / recall / F1 at each class's threshold (test)", per_class)]
+    if skipped:
+        tables.append((f"Unreadable images skipped ({len(skipped)})", [{"file": f} for f in skipped]))
+    render(out_dir, title, head_rows, figures, tables, env, command)
+    return doc

@@ -214,6 +214,7 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str
         if "error" in out:
             return error(400, f"could not prepare the image: {out['error']}")
         return {"label": out["label"], "probability": out["probability"],
+                **({"labels": out["labels"]} if "labels" in out else {}),  # multi-label: every label above its threshold
                 "top_k": [{"label": lbl, "probability": p} for lbl, p in out["top_k"]],
                 "size": list(image.size), "ms": round(1000 * (time.perf_counter() - t0), 2)}
 
