@@ -93,6 +93,10 @@ class TrainConfig:
     shift: int = setting(0, "Random-shift augmentation, pixels.", check=NON_NEGATIVE)
     hflip: bool = setting(False, "Random horizontal flips (not for digits).")
     augment: str = setting("none", "Augmentation preset (see README).", choices="augmentation")
+    mixup: float = setting(0.0, "Mixup α: each batch blended with a shuffled copy of itself, λ ~ Beta(α, α), the loss "
+                           "mixed alike (timm uses 0.8); 0 = off.", check=NON_NEGATIVE)
+    cutmix: float = setting(0.0, "CutMix α: a box of a shuffled copy pasted into each image, area 1 - λ; with --mixup, "
+                            "half the batches each (timm uses 1.0); 0 = off.", check=NON_NEGATIVE)
     tta: bool = setting(False, "Test-time augmentation: average the logits over the views training showed.")
     threshold: str = setting("global", "Multi-label sets: the decision threshold, chosen on the validation split to "
                              "maximise macro-F1: global (one for every class), per-class, or a fixed number in (0, 1).",
@@ -145,6 +149,11 @@ class TrainConfig:
     pct_start: float = setting(0.25, "onecycle: fraction of steps spent warming up.", check=UNIT)
     final_lr_ratio: float = setting(0.0, "onecycle/cosine: last lr as a fraction of lr.", check=NON_NEGATIVE)
     plateau_patience: int = setting(2, "plateau: evaluations without a better validation loss.", check=NON_NEGATIVE)
+    teacher: list[str] = setting([], "Knowledge distillation: trained run folders (comma-separated) whose averaged "
+                                 "softened probabilities the student also learns.", metavar="RUN,RUN,...")
+    distill_alpha: float = setting(0.5, "With --teacher: the soft (teacher) term's weight in the loss (1: the labels' "
+                                   "term is off).", check=(lambda v: 0 <= v <= 1, "must be in [0, 1]"))
+    distill_temperature: float = setting(2.0, "With --teacher: the softening temperature T.", check=POSITIVE)
     ema: float = setting(0.0, "EMA decay of weights per step (e.g. 0.999); 0 = off.", check=UNIT)
     # --- run control
     seed: int = setting(0, "Seed of everything (weights, split, order, augmentation).")

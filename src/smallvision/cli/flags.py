@@ -115,6 +115,8 @@ def settings_from_flags(kw: dict[str, Any], cls: type = TrainConfig) -> dict[str
             continue
         if name in _SINGULAR:
             val = parse_pairs(val, _SINGULAR[name])
+        elif name == "teacher":  # run folders, comma-separated
+            val = [p.strip() for p in val.split(",") if p.strip()]
         elif name == "milestones":
             val = [int(v) for v in _numbers(val, "--milestones", None)]
         elif name == "normalize":

@@ -134,3 +134,30 @@ def get_augmentation(name: str) -> RandomAffine | RandomErase | None:
 
 
 __all__ = ["AUGMENTATIONS", "RandomAffine", "RandomErase", "get_augmentation", "tta_views"]
+
+
+def mix_batch(x: torch.Tensor, g: torch.Generator, mixup: float, cutmix: float
+              ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Batch-level mixup (Zhang et al., 2018) or CutMix (Yun et al., 2019), as timm's ``Mixup``
+    does it in batch mode: λ ~ Beta(α, α); mixup blends each image with the image at the same place
+    in a shuffled copy of the batch, CutMix pastes a box of that image covering 1 - λ of the area
+    (λ then recomputed from the clipped box). With both on, each batch takes one of them, half the
+    time each (timm's switch probability). Returns (mixed batch, the partner of each image, λ):
+    the loss is λ · loss(labels) + (1 - λ) · loss(labels[partner]). Drawn from `g` (CPU)."""
+    import numpy as np
+
+    use_cut = cutmix > 0 and (mixup <= 0 or float(torch.rand((), generator=g)) < 0.5)
+    alpha = cutmix if use_cut else mixup
+    rng = np.random.default_rng(int(torch.randint(0, 2**62, (), generator=g)))
+    lam = float(rng.beta(alpha, alpha))
+    partner = torch.randperm(x.shape[0], generator=g).to(x.device)
+    if not use_cut:
+        return x * lam + x[partner] * (1 - lam), partner, lam
+    h, w = x.shape[-2:]
+    cut = (1 - lam) ** 0.5
+    ch, cw = int(h * cut), int(w * cut)
+    cy, cx = int(rng.integers(h)), int(rng.integers(w))
+    y0, y1, x0, x1 = max(cy - ch // 2, 0), min(cy + ch // 2, h), max(cx - cw // 2, 0), min(cx + cw // 2, w)
+    out = x.clone()
+    out[..., y0:y1, x0:x1] = x[partner][..., y0:y1, x0:x1]
+    return out, partner, 1 - (y1 - y0) * (x1 - x0) / (h * w)

@@ -176,6 +176,8 @@ def cache_backbone_features(cfg: TrainConfig, model: torch.nn.Module, data: Prep
     With --unfreeze-after (two phases) only phase 1 trains on them: augmentation and TTA then
     apply to phase 2 (phase 1 sees each image once, unaugmented, and validates without TTA)."""
     augmented = cfg.shift or cfg.hflip or cfg.tta or cfg.augment != "none"
+    if cfg.mixup or cfg.cutmix or cfg.teacher:
+        raise UsageError("--cache-features trains the head on features, not images: no --mixup, --cutmix or --teacher")
     if not cfg.freeze or cfg.ema or (augmented and not cfg.unfreeze_after):  # a run that never reaches phase 2
         # (--epochs ≤ --unfreeze-after) trains and tests on the features, unaugmented, without TTA
         raise UsageError("--cache-features needs --freeze, no --ema and, without --unfreeze-after, no --shift, --hflip, "
@@ -216,6 +218,7 @@ class Session(Counted):
     state: LoopState
     progress: Progress
     meta: dict[str, Any]  # what every checkpoint of this run carries
+    teachers: Any = None  # --teacher: engine.distill.Teachers, the soft targets of each batch
     fwd: Any = None  # what a training step calls: the model, torch.compile'd, or its head on cached features
     best_weights: dict[str, torch.Tensor] | None = None
     cache_seconds: float | None = None
@@ -326,6 +329,10 @@ def setup(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | 
     progress = progress or Progress(enabled=False)
     s = Session(cfg, rt, run, data, data.train, model, optimizer, ema, data.val, data.test, plateau, state,
                 progress, meta)
+    if cfg.teacher:
+        from smallvision.engine.distill import load_teachers
+
+        s.teachers = load_teachers(cfg.teacher, data.info, rt.device, cfg.distill_temperature)
     s.full_fwd = distributed.wrap(model, rt.dist, rt.device, cfg.sync_bn, cfg.freeze)
     if cfg.compile:
         s.full_fwd = torch.compile(s.full_fwd)

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from smallvision.config import TrainConfig
-from smallvision.data.loader import torch_order_seed
+from smallvision.data.augment import mix_batch
+from smallvision.data.loader import epoch_generator, torch_order_seed
 from smallvision.data.stream import StreamLoader
 from smallvision.engine import distributed
 from smallvision.engine.callbacks import PeriodicSave, ProgressBar, StopOnSignal, TensorBoardLog, call
@@ -47,14 +48,25 @@ class TrainResult:
 # ----------------------------------------------------------------------------- one step, one epoch
 def train_step(model: Any, optimizer: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor, lr: float,
                cfg: TrainConfig, amp: Any, scaler: torch.amp.GradScaler | None = None,
-               weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               weight: torch.Tensor | None = None, mix: tuple[torch.Tensor, float] | None = None,
+               soft: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step at learning rate `lr` (× each group's ``lr_mult``); returns (loss, logits).
-    Shared by the loop, lr-find and the benchmarks."""
+    `mix`: (each image's partner, λ) of a mixup/CutMix batch (data.augment.mix_batch); `soft`: the
+    teachers' probabilities at --distill-temperature (engine/distill.py). Shared by the loop,
+    lr-find and the benchmarks."""
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_mult", 1.0)
     with amp:
         logits = model(xb)
-    loss = task_loss(logits.float(), yb, weight, cfg.label_smoothing)
+    z = logits.float()
+    loss = task_loss(z, yb, weight, cfg.label_smoothing)
+    if mix is not None:  # the labels mixed as the images were
+        partner, lam = mix
+        loss = lam * loss + (1 - lam) * task_loss(z, yb[partner], weight, cfg.label_smoothing)
+    if soft is not None:
+        from smallvision.engine.distill import distill_loss
+
+        loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * distill_loss(z, soft, cfg.distill_temperature)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:  # fp16: scale the loss so small gradients survive
         scaler.scale(loss).backward()
@@ -106,7 +118,13 @@ def train_epoch(s: Session, epoch: int, callbacks: list[Any]) -> tuple[float, fl
     lr = lr_at(cfg, st.step, len(s.loader), s.plateau.factor)
     for xb, yb in s.loader.batches(epoch, st.step_in_epoch, st.perm_seed if cfg.data_order == "torch" else None):
         lr = lr_at(cfg, st.step, len(s.loader), s.plateau.factor)
-        loss, logits = train_step(s.fwd, s.optimizer, xb, yb, lr, cfg, s.rt.amp, s.rt.scaler, s.data.class_weight)
+        mix = None
+        if cfg.mixup or cfg.cutmix:  # drawn per global step: a resumed run mixes the same way
+            xb, partner, lam = mix_batch(xb, epoch_generator(cfg.seed + 3, st.step), cfg.mixup, cfg.cutmix)
+            mix = (partner, lam)
+        soft = s.teachers.probs(xb) if s.teachers is not None else None
+        loss, logits = train_step(s.fwd, s.optimizer, xb, yb, lr, cfg, s.rt.amp, s.rt.scaler, s.data.class_weight,
+                                  mix, soft)
         if s.rt.device.type == "cpu" and not torch.isfinite(loss):  # free on the CPU: no device sync
             raise _diverged(s, loss.item(), f"at step {st.step + 1} (epoch {epoch})", lr)
         if s.ema is not None:
