@@ -18,7 +18,8 @@ from smallvision.errors import UsageError
 ARGS = ["--dataset", "fake:1x16x16,classes=5,train=4800,test=200", "--model", "cnn-fast",
         "--model-arg", "widths=[8,16]", "--epochs", "2", "--batch-size", "32", "--optimizer", "sgd",
         "--momentum", "0.9", "--lr", "0.05", "--scheduler", "onecycle", "--val-size", "0.1", "--shift", "1",
-        "--deterministic", "--threads", "1", "--ema", "0.99", "--report", "--no-tensorboard"]
+        "--deterministic", "--threads", "1", "--ema", "0.99", "--mixup", "0.2", "--cutmix", "1.0", "--average-last", "2",
+        "--report", "--no-tensorboard"]
 
 
 def _train(runs: Path, name: str, *extra: str) -> subprocess.Popen:

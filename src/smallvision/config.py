@@ -154,6 +154,9 @@ class TrainConfig:
     distill_alpha: float = setting(0.5, "With --teacher: the soft (teacher) term's weight in the loss (1: the labels' "
                                    "term is off).", check=(lambda v: 0 <= v <= 1, "must be in [0, 1]"))
     distill_temperature: float = setting(2.0, "With --teacher: the softening temperature T.", check=POSITIVE)
+    average_last: int = setting(0, "Checkpoint averaging: the final weights are the mean of the weights at the end of "
+                                "each of the last K epochs (BatchNorm statistics averaged too), replacing the selected "
+                                "ones; 0 = off.", check=NON_NEGATIVE)
     ema: float = setting(0.0, "EMA decay of weights per step (e.g. 0.999); 0 = off.", check=UNIT)
     # --- run control
     seed: int = setting(0, "Seed of everything (weights, split, order, augmentation).")

@@ -156,6 +156,16 @@ def build_model(cfg: TrainConfig, info: DatasetInfo, device: torch.device
     return model, optimizer, ema
 
 
+def build_average(cfg: TrainConfig, model: torch.nn.Module) -> torch.nn.Module | None:
+    """--average-last K: an equal-weight running mean of the weights (and buffers) taken at the end
+    of each of the last K epochs (torch.optim.swa_utils.AveragedModel, SWA's average)."""
+    if not cfg.average_last:
+        return None
+    from torch.optim.swa_utils import AveragedModel
+
+    return AveragedModel(model, use_buffers=True)
+
+
 @torch.inference_mode()
 def extract_features(model: torch.nn.Module, x: torch.Tensor, amp: contextlib.AbstractContextManager,
                      batch_size: int = 64) -> torch.Tensor:
@@ -218,6 +228,7 @@ class Session(Counted):
     state: LoopState
     progress: Progress
     meta: dict[str, Any]  # what every checkpoint of this run carries
+    avg: torch.nn.Module | None = None  # --average-last: the running mean of the last epochs' weights
     teachers: Any = None  # --teacher: engine.distill.Teachers, the soft targets of each batch
     fwd: Any = None  # what a training step calls: the model, torch.compile'd, or its head on cached features
     best_weights: dict[str, torch.Tensor] | None = None
@@ -270,17 +281,18 @@ class Session(Counted):
         self.state.plateau = self.plateau.state_dict()
         if not self.rt.dist.main:  # one writer: rank 0
             return
-        save_resume(self.run.path, _modules(self.model, self.ema), {"optim": self.optimizer}, self.rt.scaler,
+        save_resume(self.run.path, _modules(self.model, self.ema, self.avg), {"optim": self.optimizer}, self.rt.scaler,
                     self.state.to_dict(), self.meta)
 
 
-def _modules(model: torch.nn.Module, ema: torch.nn.Module | None) -> dict[str, torch.nn.Module]:
-    return {"model": model, **({"ema": ema} if ema is not None else {})}
+def _modules(model: torch.nn.Module, ema: torch.nn.Module | None, avg: torch.nn.Module | None = None
+             ) -> dict[str, torch.nn.Module]:
+    return {"model": model, **({"ema": ema} if ema is not None else {}), **({"avg": avg} if avg is not None else {})}
 
 
 def _open_run(cfg: TrainConfig, rt: Runtime, runs_dir: str | Path, command: str,
-              resume: tuple[Path, Any] | None, model: torch.nn.Module, optimizer: Any, ema: Any, plateau: PlateauState
-              ) -> tuple[RunFolder, LoopState]:
+              resume: tuple[Path, Any] | None, model: torch.nn.Module, optimizer: Any, ema: Any, plateau: PlateauState,
+              avg: Any = None) -> tuple[RunFolder, LoopState]:
     """A new locked run folder with its config.json, or the resumed one with its restored state."""
     from smallvision.engine import resume as rs
 
@@ -297,7 +309,8 @@ def _open_run(cfg: TrainConfig, rt: Runtime, runs_dir: str | Path, command: str,
         return run, LoopState()
     path, (tensors, meta) = resume
     run = RunFolder(path).lock() if d.main else RunFolder(path)
-    state = LoopState.from_dict(rs.restore(tensors, meta, _modules(model, ema), {"optim": optimizer}, rt.scaler, rt.device))
+    state = LoopState.from_dict(rs.restore(tensors, meta, _modules(model, ema, avg), {"optim": optimizer}, rt.scaler,
+                                           rt.device))
     if state.plateau:
         plateau.load_state_dict(state.plateau)
     if state.phase == "reported":
@@ -320,8 +333,9 @@ def setup(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | 
     rt = runtime(cfg)
     data = prepare_data(cfg, rt.device, (rt.dist.rank, rt.dist.world))
     model, optimizer, ema = build_model(cfg, data.info, rt.device)
+    avg = build_average(cfg, ema.module if ema is not None else model)
     plateau = PlateauState(cfg.plateau_patience, cfg.gamma)
-    run, state = _open_run(cfg, rt, runs_dir, command, resume, model, optimizer, ema, plateau)
+    run, state = _open_run(cfg, rt, runs_dir, command, resume, model, optimizer, ema, plateau, avg)
     meta = {"model": cfg.model, "model_args": cfg.model_args, "dataset": data.info.to_dict(), "config": cfg.to_dict(),
             "versions": versions()}
     if not rt.dist.main:  # one voice: rank 0 logs
@@ -329,6 +343,7 @@ def setup(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | 
     progress = progress or Progress(enabled=False)
     s = Session(cfg, rt, run, data, data.train, model, optimizer, ema, data.val, data.test, plateau, state,
                 progress, meta)
+    s.avg = avg
     if cfg.teacher:
         from smallvision.engine.distill import load_teachers
 
@@ -341,7 +356,7 @@ def setup(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | 
     s.use_phase(min(state.epoch, cfg.epochs))  # seed 002 §8: features cached here when the run starts frozen
     s.cache_seconds = time.perf_counter() - t0 if s.cached is not None else None
     s.t_start = time.perf_counter() - state.elapsed
-    if resume is not None and (run / RunFolder.BEST).exists() and data.val is not None:
+    if resume is not None and (run / RunFolder.BEST).exists() and (data.val is not None or cfg.average_last):
         s.best_weights = load_checkpoint(run / RunFolder.BEST)[0]
     return s
 

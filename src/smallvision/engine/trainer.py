@@ -255,7 +255,7 @@ def finish(s: Session) -> TrainResult:
     final = s.eval_model()
     if two_phases(s.cfg):  # the test runs the whole model on the images, whichever phase the selected weights are from
         s.use_phase(s.cfg.epochs)
-    if s.best_weights is not None and s.data.val is not None:
+    if s.best_weights is not None and (s.data.val is not None or s.cfg.average_last):
         final.load_state_dict(s.best_weights)
     if not s.cfg.test:  # chosen on validation only (tune's trials): the test set stays unread
         summary = {**_summary(s, final, None)[0], "test_accuracy": None, "test_loss": None}
@@ -382,6 +382,8 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
                 if s.state.stopped:  # a stop rule fired before a kill: resume goes on to the final test
                     break
                 loss, acc, lr = train_epoch(s, epoch, callbacks)
+                if s.avg is not None and epoch > cfg.epochs - cfg.average_last:  # one of the last K epochs
+                    s.avg.update_parameters(s.eval_model())
                 last = epoch == cfg.epochs or (cfg.max_time and s.state.elapsed >= cfg.max_time)
                 if epoch % cfg.eval_every and not last:  # sparse evaluation (full-batch recipes)
                     call(callbacks, "on_epoch_end", s, None,
@@ -391,7 +393,13 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
                 select(s, row, val)
                 call(callbacks, "on_epoch_end", s, row, line)
             s.state.stopped = s.state.stopped or "completed all epochs"
-            if s.data.val is None and s.rt.dist.main:  # no validation: "best" is the final model (tools expect the file)
+            if s.avg is not None and int(s.avg.n_averaged):  # --average-last: the average replaces the selection
+                s.best_weights = {k: v.detach().clone() for k, v in s.avg.module.state_dict().items()}
+                if s.rt.dist.main:
+                    save_checkpoint(s.run / RunFolder.BEST, s.best_weights,
+                                    {**s.meta, "epoch": s.state.history[-1]["epoch"], "metrics": s.state.history[-1],
+                                     "averaged_epochs": int(s.avg.n_averaged)})
+            elif s.data.val is None and s.rt.dist.main:  # no validation: "best" is the final model (tools expect the file)
                 save_checkpoint(s.run / RunFolder.BEST, s.eval_model().state_dict(),
                                 {**s.meta, "epoch": s.state.best_epoch, "metrics": s.state.history[-1]})
             enter_phase(s, "trained")
