@@ -5,7 +5,7 @@ reported beside it, never used to choose).
     SMALLVISION_DATA=../shared/data .venv/bin/python benchmarks/tricks.py --recipe fashion-fast --seeds 0,1,2 \
         --teacher-recipe fashion-accurate --out benchmarks/results/tricks-fashion.md
 
-Rows: mixup, CutMix, both, weight EMA, random erasing, and knowledge distillation from a teacher
+Rows: mixup, CutMix, both, weight EMA, random erasing, checkpoint averaging of the last 2 epochs, and knowledge distillation from a teacher
 trained first with --teacher-recipe (seed 0, same validation split, so the teacher never saw the
 student's validation images).
 """
@@ -32,6 +32,7 @@ VARIANTS = {
     "--mixup 0.2 --cutmix 1.0": ["--mixup", "0.2", "--cutmix", "1.0"],
     "--ema 0.999": ["--ema", "0.999"],
     "--augment erase": ["--augment", "erase"],
+    "--average-last 2": ["--average-last", "2"],
 }
 
 
