@@ -1,13 +1,16 @@
-"""GANs and autoencoders on real data, one `smallvision gan|autoencoder train` process per row, with
-the quality score (GANs) or the test reconstruction error (autoencoders) in one table.
+"""GANs, flow-matching models and autoencoders on real data, one `smallvision gan|diffusion|autoencoder
+train` process per row, with the quality score (GANs, diffusion) or the test reconstruction error
+(autoencoders) in one table.
 
     SMALLVISION_DATA=../shared/data .venv/bin/python benchmarks/generative.py \
-        --gan "dcgan --epochs 12" --gan "gan-mlp --epochs 30 --lr 3e-4" --ae "vae-conv --epochs 10" \
+        --gan "dcgan --epochs 12" --gan "gan-mlp --epochs 30 --lr 3e-4" --diffusion "unet --epochs 5" \
+        --ae "vae-conv --epochs 10" \
         --runs runs/bench-gen --out benchmarks/results/generative.md
 
 Each spec is a model name followed by extra flags; `--read RUN` adds the row of a finished run
 folder instead (its command is the one in its config.json, printed under the table). Time is the training loop's own clock
-(`train_seconds`); the score uses 5 000 samples and the data set's default scorer (score.py).
+(`train_seconds`); the score uses --score-samples (default 5 000) samples and the data set's default
+scorer (score.py); the floor row is n real training images against the same test set.
 """
 
 from __future__ import annotations
@@ -26,8 +29,20 @@ from _common import emit  # noqa: E402
 
 
 def _conditioned(s: dict) -> str:
-    """What a GAN's generator was told: the labels, k-means clusters (no labels), or nothing."""
-    return "labels" if s["conditional"] else (f"{s['clusters']} clusters" if s.get("clusters") else "—")
+    """What a generator was told: the labels (and the guidance), k-means clusters (no labels), or nothing."""
+    if s["conditional"]:
+        return "labels" + (f", guidance {s['guidance']:g}" if s.get("guidance", 1) != 1 else "")
+    return f"{s['clusters']} clusters" if s.get("clusters") else "—"
+
+
+def _what(kind: str, s: dict) -> str:
+    if kind == "diffusion":
+        return f"{s['model']} flow, {s['steps']} {s['sampler']} steps ({s['evaluations_per_sample']} calls)"
+    return f"{s['model']} GAN, {s['loss']}"
+
+
+def _f(sc: dict, key: str, fmt: str) -> str:
+    return fmt.format(sc[key] * (1000 if key == "kid" else 1)) if key in sc else "—"
 
 
 def read(run_dir: str) -> tuple[str, dict]:
@@ -39,9 +54,10 @@ def read(run_dir: str) -> tuple[str, dict]:
     return cfg["kind"], out
 
 
-def run(kind: str, spec: str, runs: str) -> dict:
+def run(kind: str, spec: str, runs: str, flags: list[str] | None = None) -> dict:
     model, *extra = shlex.split(spec)
-    cmd = [sys.executable, "-m", "smallvision", kind, "train", "--model", model, "--json", "--runs-dir", runs, *extra]
+    cmd = [sys.executable, "-m", "smallvision", kind, "train", "--model", model, "--json", "--runs-dir", runs, *extra,
+           *(flags or [])]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode:
         raise SystemExit(f"failed: {shlex.join(cmd)}\n{p.stderr[-2000:]}")
@@ -54,6 +70,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--gan", action="append", default=[])
     ap.add_argument("--ae", action="append", default=[])
+    ap.add_argument("--diffusion", action="append", default=[])
+    ap.add_argument("--score-samples", type=int, default=5000)
     ap.add_argument("--runs", default="runs/bench-gen")
     ap.add_argument("--read", action="append", default=[])
     ap.add_argument("--out")
@@ -61,29 +79,36 @@ def main() -> None:
     lines = [f"Command: `{shlex.join(['python', 'benchmarks/generative.py'] + sys.argv[1:])}`", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores", ""]
     done = [read(r) for r in a.read]
-    gans = [s for k, s in done if k == "gan"] + [run("gan", spec, a.runs) for spec in a.gan]
+    flags = ["--score-samples", str(a.score_samples)]
+    gens = [(k, s) for k, s in done if k in ("gan", "diffusion")] + \
+        [("gan", run("gan", spec, a.runs, flags)) for spec in a.gan] + \
+        [("diffusion", run("diffusion", spec, a.runs, flags)) for spec in a.diffusion]
     aes = [s for k, s in done if k == "autoencoder"] + [run("autoencoder", spec, a.runs) for spec in a.ae]
-    if gans:
-        lines += ["| GAN | loss | conditioned on | epochs | train s | confident % | classes ≥ 5 % | smallest class % | entropy | "
-                  "Fréchet | run |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for s in gans:
+    if gens:
+        lines += ["| generator | seed | conditioned on | epochs | train s | IS | FID | KID ×1000 | near copies % | "
+                  "confident % | asked class % | smallest class % | run |",
+                  "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for kind, s in gens:
         sc = s["score"]
-        lines.append(f"| {s['model']} | {s['loss']} | {_conditioned(s)} | {s['epochs_run']} | "
-                     f"{s['train_seconds']:.0f} | {sc['confident_pct']:.1f} | {sc['classes_with_5pct']} | "
-                     f"{sc['min_class_pct']:.1f} | {sc['class_entropy']:.3f} | {sc['frechet_distance']:.2f} | {s['run']} |")
-        real = sc["real_test_images"]
+        lines.append(f"| {_what(kind, s)} | {s.get('seed', '')} | {_conditioned(s)} | {s['epochs_run']} | "
+                     f"{s['train_seconds']:.0f} | {_f(sc, 'inception_score', '{:.2f}')} | {_f(sc, 'frechet_distance', '{:.2f}')} | "
+                     f"{_f(sc, 'kid', '{:.2f}')} | {_f(sc, 'memorised_pct', '{:.1f}')} | {sc['confident_pct']:.1f} | "
+                     f"{_f(sc, 'asked_class_pct', '{:.1f}')} | {sc['min_class_pct']:.1f} | {s['run']} |")
         print(lines[-1], flush=True)
-    if gans:
-        lines += ["", f"Real test images, same scorer: confident {real['confident_pct']:.1f} %, classes ≥ 5 %: "
-                  f"{real['classes_with_5pct']}, smallest {real['min_class_pct']:.1f} %, entropy {real['class_entropy']:.3f}, "
-                  f"Fréchet (half the test set against the other half) {real['frechet_distance']:.2f}.", ""]
+    if gens:
+        real, floor = gens[-1][1]["score"]["real_test_images"], gens[-1][1]["score"].get("floor")
+        lines += ["", f"Real test images, same scorer: IS {real.get('inception_score', float('nan')):.2f}, "
+                  f"confident {real['confident_pct']:.1f} %, smallest class {real['min_class_pct']:.1f} %."
+                  + (f" The floor at the same n ({floor['what']}): FID {floor['frechet_distance']:.2f}, "
+                     f"KID×1000 {floor['kid'] * 1000:.2f}; near copies of unseen real images: 5 % by construction."
+                     if floor else ""), ""]
     if aes:
         lines += ["| autoencoder | latent | denoise | epochs | train s | test MSE per pixel | run |", "|---|---:|---:|---:|---:|---:|---|"]
     for s in aes:
         lines.append(f"| {s['model']} | {s['latent']} | {s['denoise']} | {s['epochs_run']} | {s['train_seconds']:.0f} | "
                      f"{s['test_mse_per_pixel']:.5f} | {s['run']} |")
         print(lines[-1], flush=True)
-    lines += ["", "Commands:", ""] + [f"- {s['run']}: `{s['command']}`" for s in gans + aes]
+    lines += ["", "Commands:", ""] + [f"- {s['run']}: `{s['command']}`" for s in [g for _, g in gens] + aes]
     emit(lines, a.out)
 
 

@@ -24,7 +24,7 @@ _REGISTRY_HELP = {"model": "see `smallvision models`", "data set": "see `smallvi
                   "optimizer": "sgd, adam, adamw, adadelta, rmsprop, or a plugin",
                   "scheduler": "constant, step, multistep, exponential, plateau, onecycle, cosine, or a plugin",
                   "augmentation": "none, flip, digits, crop, photo, erase",
-                  "generative model": "gan-mlp, dcgan, ae-mlp, ae-conv, vae-mlp, vae-conv",
+                  "generative model": "gan-mlp, dcgan, ae-mlp, ae-conv, vae-mlp, vae-conv, unet",
                   "GAN loss": "bce (non-saturating), lsgan, hinge, wgan-gp"}
 _SINGULAR = {"model_args": "--model-arg", "data_args": "--data-arg"}  # repeatable KEY=VALUE flags
 

@@ -1,4 +1,4 @@
-"""`smallvision gan ...` and `smallvision autoencoder ...`: thin over smallvision.generative; the
+"""`smallvision gan|autoencoder|diffusion ...`: thin over smallvision.generative; the
 train flags come from the `GenConfig` schema, as `train`'s come from `TrainConfig`."""
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from smallvision.generative.config import GenConfig
 gan_app = typer.Typer(help="Generative adversarial networks: train, sample, score.", no_args_is_help=True)
 ae_app = typer.Typer(help="Autoencoders (plain, convolutional, variational, denoising): train, sample, reconstruct.",
                      no_args_is_help=True)
+diffusion_app = typer.Typer(help="Flow-matching (rectified flow) diffusion models with a few-step sampler: train, "
+                            "sample, score.", no_args_is_help=True)
 
 _COMMON = (
     option("config", Optional[Path], None, "--config", help="Settings from a file: a run's config.json or a TOML table."),
@@ -42,19 +44,22 @@ def _train(kind: str, kw: dict[str, Any]) -> None:
         if changed:
             raise UsageError(f"cannot resume with a changed {changed[0]!r}; it would change the result. Start a new run")
     else:
-        base = _read(kw["config"]) if kw["config"] else {}
+        base = _read(kw["config"], kind) if kw["config"] else {}
     base.pop("kind", None)
     cfg = gen_config(kind, base, **over)
     if kind == "gan":
         from smallvision.generative.gan import train_gan as run
+    elif kind == "diffusion":
+        from smallvision.generative.diffusion import train_diffusion as run
     else:
         from smallvision.generative.autoencoder import train_autoencoder as run
     summary = run(cfg, kw["runs_dir"], command, kw["resume"], Progress(enabled=not kw["as_json"]))
     _print(summary, kw["as_json"])
 
 
-def _read(path: Path) -> dict[str, Any]:
-    """A generative run's config.json (or a TOML file: a [gan] table or top-level settings)."""
+def _read(path: Path, kind: str) -> dict[str, Any]:
+    """A generative run's config.json (or a TOML file: a [gan] / [autoencoder] / [diffusion] table, or
+    top-level settings)."""
     import tomllib
 
     from smallvision.engine.run import RunFolder
@@ -67,7 +72,7 @@ def _read(path: Path) -> dict[str, Any]:
         doc = json.loads(p.read_text()) if p.suffix == ".json" else tomllib.loads(p.read_text())
     except ValueError as e:
         raise UsageError(f"--config {p}: cannot read it ({e})") from None
-    doc = doc.get("gan", doc) if isinstance(doc, dict) else {}
+    doc = doc.get(kind, doc) if isinstance(doc, dict) else {}
     return {k: v for k, v in doc.items() if k not in ("resolved", "command")}
 
 
@@ -80,13 +85,9 @@ def _print(res: dict[str, Any], as_json: bool) -> None:
         if k != "score":
             print(f"{k}: {v}")
     if score:
-        real = score["real_test_images"]
-        print(f"quality (scorer {score['scorer']}; real test images in brackets):\n"
-              f"  confident samples (p ≥ 0.9): {score['confident_pct']:.1f} %  [{real['confident_pct']:.1f} %]\n"
-              f"  classes holding ≥ 5 %: {score['classes_with_5pct']} of {score['classes']}  "
-              f"(smallest {score['min_class_pct']:.1f} %, entropy {score['class_entropy']:.3f})  "
-              f"[{real['classes_with_5pct']}, {real['min_class_pct']:.1f} %, {real['class_entropy']:.3f}]\n"
-              f"  Fréchet distance to the test set: {score['frechet_distance']:.2f}  [{real['frechet_distance']:.2f}]")
+        from smallvision.generative.score import score_text
+
+        print(score_text(score))
 
 
 @gan_app.command("train")
@@ -154,3 +155,35 @@ def ae_reconstruct(
     from smallvision.generative.autoencoder import reconstruct
 
     _print(reconstruct(checkpoint, files, n, out, device), as_json)
+
+
+@diffusion_app.command("train")
+@with_settings(*_COMMON, cls=GenConfig)
+def diffusion_train(**kw: Any) -> None:
+    """Train a flow-matching model (unet; --conditional for classifier-free guidance); writes per-epoch
+    sample grids, a GIF, the loss curve, checkpoints, the quality score and a report."""
+    if kw.get("model") is None:
+        kw["model"] = "unet"
+    _train("diffusion", kw)
+
+
+@diffusion_app.command("sample")
+def diffusion_sample(
+    checkpoint: Annotated[str, typer.Argument(help="A diffusion run folder or its generator.safetensors.")],
+    n: Annotated[int, typer.Option("-n", help="How many samples.")] = 64,
+    seed: Annotated[int, typer.Option(help="Noise seed: the same seed, the same images.")] = 0,
+    label: Annotated[Optional[int], typer.Option(help="Conditional models: draw this class only.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Solver steps (default: the run's).")] = None,
+    sampler: Annotated[Optional[str], typer.Option(help="euler or heun (default: the run's).")] = None,
+    guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance w (default: the run's).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="The grid's PNG (default: sample_seed<S>.png in the run).")] = None,
+    score: Annotated[bool, typer.Option("--score/--no-score", help="Also score the samples.")] = False,
+    scorer: Annotated[Optional[str], typer.Option(help="Scoring classifier (default: the data set's, trained once).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where the default scorer is kept (_scorers/).")] = Path("runs"),
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Write a grid of samples from a trained flow model; --score adds the quality figures."""
+    from smallvision.generative.diffusion import sample
+
+    _print(sample(checkpoint, n, seed, out, label, device, steps, sampler, guidance, score, scorer, runs_dir), as_json)

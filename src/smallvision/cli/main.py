@@ -30,10 +30,11 @@ app = typer.Typer(
 
 
 def _add_generative() -> None:
-    from smallvision.cli.generative import ae_app, gan_app
+    from smallvision.cli.generative import ae_app, diffusion_app, gan_app
 
     app.add_typer(gan_app, name="gan")
     app.add_typer(ae_app, name="autoencoder")
+    app.add_typer(diffusion_app, name="diffusion")
 
 
 @app.callback()

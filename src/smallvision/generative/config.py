@@ -17,11 +17,12 @@ class GenConfig:
     data_args: dict[str, Any] = setting({}, "Data-set option KEY=VALUE, repeatable.", metavar="KEY=VALUE")
     data_dir: str | None = setting(None, "Folder searched first for data files.", result=False)
     train_limit: int = setting(0, "Train on a seeded subset of N images (0: all).", check=NON_NEGATIVE)
-    model: str = setting("dcgan", "gan-mlp, dcgan (gan train); ae-mlp, ae-conv, vae-mlp, vae-conv (autoencoder train).",
+    model: str = setting("dcgan", "gan-mlp, dcgan (gan train); ae-mlp, ae-conv, vae-mlp, vae-conv (autoencoder train); "
+                         "unet (diffusion train).",
                          choices="generative model")
     model_args: dict[str, Any] = setting({}, "Model option KEY=VALUE (z_dim, width, latent, hidden, ...), repeatable.",
                                          metavar="KEY=VALUE")
-    conditional: bool = setting(False, "GAN: condition on the class (sample one digit class on request).")
+    conditional: bool = setting(False, "GAN, diffusion: condition on the class (sample one digit class on request).")
     clusters: int = setting(0, "GAN: condition on K k-means clusters of the training images instead of their labels "
                             "(no label is read; a self-conditioned GAN, Liu et al. 2020, with clusters of pixels made "
                             "once before training); samples draw the clusters in their training shares; 0: off.",
@@ -39,7 +40,7 @@ class GenConfig:
                                   "conditional generator ignoring its noise); its weight, 0: off.", check=NON_NEGATIVE)
     gp_weight: float = setting(10.0, "wgan-gp: weight of the gradient penalty.", check=NON_NEGATIVE)
     d_steps: int = setting(1, "GAN: discriminator steps per generator step.", check=AT_LEAST_1)
-    ema: float = setting(0.999, "GAN: exponential moving average of the generator's weights per step (samples, "
+    ema: float = setting(0.999, "GAN, diffusion: exponential moving average of the generator's weights per step (samples, "
                          "grids, score and generator.safetensors use it); 0: off.", check=UNIT)
     lr: float = setting(2e-4, "Adam learning rate (both networks).", check=POSITIVE)
     beta1: float = setting(0.5, "Adam beta1 (DCGAN: 0.5).", check=UNIT)
@@ -50,6 +51,14 @@ class GenConfig:
                              choices=("fast", "fp32", "bf16"))
     epochs: int = setting(10, "Epochs.", check=AT_LEAST_1)
     max_time: float = setting(0.0, "Stop after this many seconds of training (0: off).", check=NON_NEGATIVE, result=False)
+    steps: int = setting(16, "Diffusion: solver steps from noise to image when sampling (Heun: 2 network evaluations "
+                         "per step but the last).", check=AT_LEAST_1)
+    sampler: str = setting("heun", "Diffusion: the ODE solver of sampling, euler or heun (2nd order).",
+                           choices=("euler", "heun"))
+    guidance: float = setting(1.0, "Diffusion, conditional: classifier-free guidance scale w, v = v(∅) + w·(v(class) - "
+                              "v(∅)); 1: the conditional model as it is, 0: unconditional.", check=NON_NEGATIVE)
+    cond_drop: float = setting(0.1, "Diffusion, conditional: the share of training images shown without their class "
+                               "(what guidance needs).", check=UNIT)
     kl_weight: float = setting(1.0, "VAE: weight of the KL term.", check=NON_NEGATIVE)
     denoise: float = setting(0.0, "Autoencoder: train to remove Gaussian noise of this std (0: off).", check=NON_NEGATIVE)
     samples: int = setting(64, "Images in each fixed-noise grid.", check=AT_LEAST_1)
@@ -63,7 +72,7 @@ class GenConfig:
     threads: int = setting(0, "CPU threads for torch (0: torch's default).", check=NON_NEGATIVE, result=False)
     report: bool = setting(True, "Write report.{html,md,json}.", result=False)
     name: str = setting("", "Run folder name (default: dataset-model plus a time stamp).", result=False)
-    kind: str = setting("gan", "gan or autoencoder (set by the command).", flag=False)
+    kind: str = setting("gan", "gan, autoencoder or diffusion (set by the command).", flag=False)
 
     def validate(self) -> GenConfig:
         validate_fields(self)
@@ -75,6 +84,8 @@ class GenConfig:
             raise UsageError("--clusters needs at least 2 clusters (0: off)")
         if self.aux_weight > 0 and not self.conditional:
             raise UsageError("--aux-weight (AC-GAN) needs --conditional: the generator must be told the class to draw")
+        if self.kind == "diffusion" and self.guidance != 1 and not self.conditional:
+            raise UsageError("--guidance mixes the class-conditional and unconditional velocities: it needs --conditional")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,10 +103,15 @@ def gen_config(kind: str, base: dict[str, Any] | None = None, **overrides: Any) 
             close = difflib.get_close_matches(key, list(fields), n=2)
             raise UsageError(f"unknown setting {key!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
     if "model" not in given:
-        given["model"] = "dcgan" if kind == "gan" else "ae-conv"
-    if kind == "gan" and "loss" not in given:  # each GAN's registry entry names the loss it was tuned with
-        from smallvision.generative.nets import GENERATIVE
+        given["model"] = DEFAULT_MODEL[kind]
+    from smallvision.generative.nets import GENERATIVE
 
-        given["loss"] = GENERATIVE.entry(given["model"]).contract.get("loss", "bce") if given["model"] in GENERATIVE \
-            else "bce"
+    if given["model"] in GENERATIVE:  # a registry entry names the loss and optimiser settings it was tuned with
+        contract = GENERATIVE.entry(given["model"]).contract
+        for key, value in {**({"loss": contract.get("loss", "bce")} if kind == "gan" else {}),
+                           **contract.get("defaults", {})}.items():
+            given.setdefault(key, value)
     return GenConfig(**given).validate()
+
+
+DEFAULT_MODEL = {"gan": "dcgan", "autoencoder": "ae-conv", "diffusion": "unet"}

@@ -147,7 +147,7 @@ def _line(row: dict[str, Any]) -> str:
 
 
 def _finish(s: GenSession) -> dict[str, Any]:
-    from smallvision.generative.score import default_scorer, score_images
+    from smallvision.generative.score import default_scorer, score_images, score_rows
 
     cfg, st = s.cfg, s.state
     frames = sorted(s.run.path.glob("samples_epoch*.png"))
@@ -156,7 +156,7 @@ def _finish(s: GenSession) -> dict[str, Any]:
         save_gif(frames, s.run / "samples.gif")
     summary: dict[str, Any] = {
         "run": s.run.name, "run_dir": str(s.run), "model": cfg.model, "loss": cfg.loss, "dataset": s.info.name,
-        "conditional": cfg.conditional, **_cluster_summary(s.meta), "epochs_run": st.history[-1]["epoch"], "steps": st.step,
+        "seed": cfg.seed, "conditional": cfg.conditional, **_cluster_summary(s.meta), "epochs_run": st.history[-1]["epoch"], "steps": st.step,
         "train_seconds": round(st.elapsed, 2), "images_per_second": round(st.images_seen / max(st.step_time, 1e-9), 1),
         "stopped": st.stopped, "device": str(s.device),
         "params": {k: sum(p.numel() for p in v.parameters()) for k, v in s.nets.items()},
@@ -166,7 +166,8 @@ def _finish(s: GenSession) -> dict[str, Any]:
                                               log=s.progress.log)
         images = generate(s.generator().eval(), cfg.score_samples, cfg.seed, s.device, num_classes=s.info.num_classes,
                           shares=_shares(s.meta))
-        summary["score"] = score_images(images, scorer, cfg.dataset, cfg.data_args, cfg.data_dir, s.device)
+        asked = torch.arange(len(images)) % s.info.num_classes if cfg.conditional else None  # generate()'s classes
+        summary["score"] = score_images(images, scorer, cfg.dataset, cfg.data_args, cfg.data_dir, s.device, asked=asked)
     if st.phase == "trained":
         s.enter_phase("tested")
     figures = [(frames[-1].name, f"Fixed-noise samples after epoch {st.history[-1]['epoch']}"),
@@ -176,7 +177,7 @@ def _finish(s: GenSession) -> dict[str, Any]:
     tables = [("Losses per epoch", st.history)]
     if "score" in summary:
         sc = summary["score"]
-        tables.insert(0, ("Quality (scored by a smallvision classifier)", _score_rows(sc)))
+        tables.insert(0, ("Quality (scored by a smallvision classifier)", score_rows(sc)))
     write_gen_report(s, f"{s.run.name}: {cfg.model} GAN on {s.info.name}", summary, figures, tables)
     s.enter_phase("reported")
     return summary
@@ -189,14 +190,6 @@ def _shares(meta: dict[str, Any]) -> list[float] | None:
 def _cluster_summary(meta: dict[str, Any]) -> dict[str, Any]:
     c = meta.get("clusters")
     return {"clusters": len(c["shares"]), "cluster_seconds": c["seconds"]} if c else {}
-
-
-def _score_rows(sc: dict[str, Any]) -> list[dict[str, Any]]:
-    real = sc["real_test_images"]
-    names = {"confident_pct": "confident samples (p ≥ 0.9), %", "classes_with_5pct": "classes holding ≥ 5 %",
-             "min_class_pct": "smallest class share, %", "class_entropy": "class entropy / log K",
-             "frechet_distance": "Fréchet distance to the test set (classifier features)"}
-    return [{"figure": label, "samples": sc[k], "real test images": real[k]} for k, label in names.items()]
 
 
 def sample(checkpoint: str | Path, n: int = 64, seed: int = 0, out: str | Path | None = None, label: int | None = None,

@@ -1,6 +1,6 @@
-"""What the GAN and autoencoder loops share with each other and with the classifier engine: the
+"""What the GAN, autoencoder and diffusion loops share with each other and with the classifier engine: the
 run folder (lock, config.json, phases), data on the device, exact resume, signals and the
-report (its pictures: report/plots.py). Each loop (gan.py, autoencoder.py) is then one small `step` and its end-of-epoch work.
+report (its pictures: report/plots.py). Each loop (gan.py, autoencoder.py, diffusion.py) is then one small `step` and its end-of-epoch work.
 """
 
 from __future__ import annotations
@@ -35,14 +35,14 @@ class GenSession(Counted):
     run: RunFolder
     device: torch.device
     info: DatasetInfo
-    loader: TensorLoader  # training images scaled to [-1, 1] (GAN) or [0, 1] (autoencoder), labels
+    loader: TensorLoader  # training images scaled to [-1, 1] (GAN, diffusion) or [0, 1] (autoencoder), labels
     test: tuple[torch.Tensor, torch.Tensor]  # the same for the test split
     nets: dict[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
     state: LoopState
     progress: Progress
     meta: dict[str, Any]
-    ema: nn.Module | None = None  # GAN: the generator's weight average (AveragedModel), when cfg.ema
+    ema: nn.Module | None = None  # GAN, diffusion: the generator's weight average (AveragedModel), when cfg.ema
     amp: Any = None  # the autocast context of cfg.precision
     fixed: dict[str, torch.Tensor] = field(default_factory=dict)  # fixed noise / images for the per-epoch pictures
     meter: list[torch.Tensor] = field(default_factory=list)  # this epoch's unsynced loss sums, added to state.acc[:2]
@@ -78,7 +78,7 @@ class GenSession(Counted):
 
 def _images(x: torch.Tensor, kind: str, device: torch.device) -> torch.Tensor:
     x = x.to(device).float().div_(255)  # (N, C, H, W) in [0, 1]
-    return x.mul_(2).sub_(1) if kind == "gan" else x
+    return x.mul_(2).sub_(1) if kind in ("gan", "diffusion") else x
 
 
 def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str | Path | None,
@@ -109,7 +109,7 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
     meta = {"kind": cfg.kind, "model": cfg.model, "model_args": resolved_args(cfg.model, args), "dataset": data.info.to_dict(),
             "config": cfg.to_dict(), "versions": versions(), **({"clusters": clusters} if clusters else {})}
     ema = None
-    if cfg.kind == "gan" and cfg.ema:
+    if cfg.kind in ("gan", "diffusion") and cfg.ema:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(nets["G"], multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
@@ -147,8 +147,8 @@ def saved_config(run_dir: str | Path) -> dict[str, Any]:
     from smallvision.engine.resume import load_resume
 
     meta = load_resume(Path(run_dir))[1]
-    if meta.get("kind") not in ("gan", "autoencoder"):
-        raise UsageError(f"{run_dir}: not a GAN or autoencoder run")
+    if meta.get("kind") not in ("gan", "autoencoder", "diffusion"):
+        raise UsageError(f"{run_dir}: not a GAN, autoencoder or diffusion run")
     return meta["config"]
 
 

@@ -211,16 +211,104 @@ for _name, _build, _variational, _desc in [
     GENERATIVE.register(_name, _desc, kind="autoencoder")(_autoencoder_entry(_build, _variational))
 
 
+# ----------------------------------------------------------------------------- diffusion (flow matching)
+def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal features of times t ∈ [0, 1] (B,) -> (B, dim), as the DDPM / Transformer position code."""
+    import math
+
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    a = t.float()[:, None] * 1000.0 * freqs[None]
+    return torch.cat([a.sin(), a.cos()], 1)
+
+
+class _ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice, the time (and class) code added in between; a 1×1 skip when widths differ."""
+
+    def __init__(self, cin: int, cout: int, tdim: int) -> None:
+        super().__init__()
+        self.n1, self.c1 = nn.GroupNorm(min(8, cin), cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.t = nn.Linear(tdim, cout)
+        self.n2, self.c2 = nn.GroupNorm(min(8, cout), cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.c1(F.silu(self.n1(x))) + self.t(emb)[:, :, None, None]
+        return self.c2(F.silu(self.n2(h))) + self.skip(x)
+
+
+class UNet(nn.Module):
+    """The velocity v(x_t, t[, class]) of a flow from noise (t = 0) to images (t = 1), (B, C, H, W) in
+    [-1, 1]. A small U-Net (Ronneberger et al.; the DDPM shape without attention): `patch`×`patch`
+    pixels folded into channels first (PixelUnshuffle, so no layer runs at full resolution on a CPU),
+    one residual block per level of widths `width`×`mults`, stride-2 convolutions down, nearest
+    upsampling and skip concatenation up. With `conditional`, a class code (index K: "no class",
+    for classifier-free guidance) is added to the time code."""
+
+    def __init__(self, info: DatasetInfo, width: int, mults: list[int], patch: int, conditional: bool) -> None:
+        super().__init__()
+        c, h, w = info.input_shape
+        if h % patch or w % patch:
+            raise UsageError(f"unet: patch {patch} does not divide the {h}×{w} images")
+        self.image_shape, self.patch, self.width, self.num_classes = (c, h, w), patch, width, info.num_classes
+        tdim, cin = 4 * width, c * patch * patch
+        self.time = nn.Sequential(nn.Linear(width, tdim), nn.SiLU(), nn.Linear(tdim, tdim))
+        self.embed = nn.Embedding(info.num_classes + 1, tdim) if conditional else None
+        self.stem = nn.Conv2d(cin, width, 3, padding=1)
+        chans = [width * m for m in mults]
+        self.down, self.pool, self.up = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        cur = width
+        for i, ch in enumerate(chans):
+            self.down.append(_ResBlock(cur, ch, tdim))
+            self.pool.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1) if i < len(chans) - 1 else nn.Identity())
+            cur = ch
+        self.mid = _ResBlock(cur, cur, tdim)
+        for ch in reversed(chans):
+            self.up.append(_ResBlock(cur + ch, ch, tdim))
+            cur = ch
+        self.out = nn.Sequential(nn.GroupNorm(min(8, cur), cur), nn.SiLU(), nn.Conv2d(cur, cin, 3, padding=1))
+        nn.init.zeros_(self.out[-1].weight)  # starts at v = 0: the untrained flow leaves the noise as it is
+        nn.init.zeros_(self.out[-1].bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.time(time_embedding(t, self.width))
+        if self.embed is not None:  # no class given: the "no class" code (the unconditional half of guidance)
+            y = torch.full((len(x),), self.num_classes, device=x.device, dtype=torch.long) if y is None else y
+            emb = emb + self.embed(y)
+        h = self.stem(F.pixel_unshuffle(x, self.patch) if self.patch > 1 else x)
+        skips = []
+        for block, pool in zip(self.down, self.pool, strict=True):
+            h = block(h, emb)
+            skips.append(h)
+            h = pool(h)
+        h = self.mid(h, emb)
+        for block in self.up:
+            skip = skips.pop()
+            if h.shape[-2:] != skip.shape[-2:]:
+                h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
+            h = block(torch.cat([h, skip], 1), emb)
+        h = self.out(h)
+        return F.pixel_shuffle(h, self.patch) if self.patch > 1 else h
+
+
+@GENERATIVE.register("unet", "a small U-Net velocity model for flow matching (rectified flow): 2×2 patches, one "
+                     "residual block per level, widths width×mults; Adam 1e-3", kind="diffusion",
+                     defaults={"lr": 1e-3, "beta1": 0.9})
+def unet(info: DatasetInfo, width: int = 32, mults: list[int] | tuple[int, ...] = (1, 2, 2), patch: int = 2,
+         conditional: bool = False) -> dict[str, nn.Module]:
+    return {"G": UNet(info, width, list(mults), patch, conditional)}
+
+
 def _a(kind: str) -> str:
     """'a GAN', 'an autoencoder'."""
-    return "a GAN" if kind == "gan" else ("an " if kind[0] in "aeiou" else "a ") + kind
+    return {"gan": "a GAN", "diffusion": "a diffusion model"}.get(kind) or ("an " if kind[0] in "aeiou" else "a ") + kind
 
 
 def create_generative(name: str, info: DatasetInfo, kind: str, **kwargs: Any) -> dict[str, nn.Module]:
     entry = GENERATIVE.entry(name)
     if entry.contract["kind"] != kind:
         raise UsageError(f"{name!r} is {_a(entry.contract['kind'])}, not {_a(kind)}; "
-                         f"{'GAN' if kind == 'gan' else kind}s: {', '.join(e.name for e in GENERATIVE if e.contract['kind'] == kind)}")
+                         f"{ {'gan': 'GAN', 'diffusion': 'diffusion model'}.get(kind, kind)}s: {', '.join(e.name for e in GENERATIVE if e.contract['kind'] == kind)}")
     try:
         return entry.fn(info, **kwargs)
     except TypeError as e:
