@@ -176,12 +176,15 @@ def _flow(tmp: Path, **kw):  # type: ignore[no-untyped-def]
 def test_a_flow_model_learns_and_samples_the_same_images_for_a_seed(model, tmp_path):
     from smallvision.generative.diffusion import sample
 
-    s = _flow(tmp_path, model=model, epochs=4, steps=4)
+    s = _flow(tmp_path, model=model, epochs=4, steps=4, score=True, score_samples=300, score_every=0.01)
     run = Path(s["run_dir"])
     hist = json.loads((run / "report.json").read_text())["history"]
     assert len(hist) == 4 and hist[-1]["loss"] < 0.8 * hist[0]["loss"]  # the velocity error falls
+    assert all(1 <= h["inception_score"] <= 10 and h["frechet_distance"] >= 0 for h in hist)  # the quality curve
+    sc = s["score"]
+    assert sc["samples"] == 300 and sc["floor"]["samples"] == 300 and 0 <= sc["memorised_pct"] <= 100
     assert s["evaluations_per_sample"] == 7 and s["steps"] == 4  # Heun: 2 calls per step but the last
-    for f in ("generator.safetensors", "samples.gif", "losses.png", "report.html", "samples_epoch004.png"):
+    for f in ("generator.safetensors", "samples.gif", "losses.png", "quality.png", "report.html", "samples_epoch004.png"):
         assert (run / f).is_file(), f
     a, b = sample(run, 16, seed=0, out=tmp_path / "a.png"), sample(run, 16, seed=0, out=tmp_path / "b.png")
     c = sample(run, 16, seed=1, out=tmp_path / "c.png")

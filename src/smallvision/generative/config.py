@@ -66,6 +66,10 @@ class GenConfig:
     score: bool = setting(True, "Score the generator at the end with a smallvision classifier (GAN).", result=False)
     scorer: str = setting("", "Run folder or checkpoint of the scoring classifier (default: one trained on the data "
                           "set with its fast recipe, kept in <runs-dir>/_scorers).", result=False)
+    score_every: float = setting(0.0, "GAN, diffusion: at the end of an epoch at least this many seconds of training "
+                                 "after the last point, score 1 000 samples (Inception Score, Fréchet distance, "
+                                 "confident share): the report's quality-vs-time curve; scoring time is not counted "
+                                 "as training; 0: off.", check=NON_NEGATIVE, result=False)
     score_samples: int = setting(5000, "Generated images scored.", check=AT_LEAST_1, result=False)
     seed: int = setting(0, "Seed of everything.")
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps.", check=DEVICE, result=False)

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from smallvision.engine.progress import Progress
 from smallvision.errors import DivergenceError, UsageError
 from smallvision.generative.config import GenConfig
-from smallvision.generative.loop import GenSession, load_net, open_session, run_session, write_gen_report
-from smallvision.report.plots import plot_losses, save_gif, save_grid
+from smallvision.generative.loop import GenSession, load_net, open_session, quality_point, run_session, write_gen_report
+from smallvision.report.plots import plot_losses, plot_quality, save_gif, save_grid
 
 
 def flow_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
@@ -104,15 +104,17 @@ def generate(net: torch.nn.Module, n: int, seed: int, device: torch.device, step
 
 
 def _epoch_end(s: GenSession, epoch: int) -> dict[str, Any]:
-    st = s.state
+    st, cfg = s.state, s.cfg
     (loss_sum, _, seen), st.acc = st.acc, [0.0, 0, 0]
     st.images_seen += seen
     row = {"epoch": epoch, "step": st.step, "loss": loss_sum / max(seen, 1), "seconds": round(st.elapsed, 2)}
     st.history.append(row)
     net = s.generator().eval()
     with torch.no_grad():
-        x = integrate(net, s.fixed["z"], s.fixed.get("y"), s.cfg.steps, s.cfg.sampler, s.cfg.guidance)
+        x = integrate(net, s.fixed["z"], s.fixed.get("y"), cfg.steps, cfg.sampler, cfg.guidance)
     save_grid(((x + 1) / 2).clamp(0, 1), s.run / f"samples_epoch{epoch:03d}.png")
+    quality_point(s, row, lambda n, seed: generate(net, n, seed, s.device, cfg.steps, cfg.sampler,
+                                                   guidance=cfg.guidance)[0])
     net.train()
     st.epoch, st.step_in_epoch = epoch + 1, 0
     s.save_net("G", "generator.safetensors")
@@ -173,6 +175,9 @@ def _finish(s: GenSession) -> dict[str, Any]:
                ("losses.png", "Velocity loss per epoch")]
     if cfg.gif:
         figures.append(("samples.gif", "The fixed-noise samples, epoch by epoch"))
+    if any("inception_score" in h for h in st.history):
+        plot_quality(st.history, s.run / "quality.png", f"{cfg.model}: 1 000 samples scored during training")
+        figures.append(("quality.png", "Quality against training time (--score-every)"))
     tables = [("Losses per epoch", st.history)]
     if "score" in summary:
         tables.insert(0, ("Quality (scored by a smallvision classifier)", score_rows(summary["score"])))

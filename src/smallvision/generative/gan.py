@@ -21,11 +21,12 @@ from smallvision.generative.config import GenConfig
 from smallvision.generative.loop import (
     GenSession,
     open_session,
+    quality_point,
     run_session,
     write_gen_report,
 )
 from smallvision.generative.nets import GAN_LOSSES, gradient_penalty
-from smallvision.report.plots import plot_losses, save_gif, save_grid
+from smallvision.report.plots import plot_losses, plot_quality, save_gif, save_grid
 
 
 def _noise(n: int, s: GenSession, g: torch.Generator | None = None) -> torch.Tensor:
@@ -123,6 +124,8 @@ def _epoch_end(s: GenSession, epoch: int) -> dict[str, Any]:
     G = s.generator().eval()
     with torch.no_grad():
         save_grid((G(s.fixed["z"], s.fixed.get("y")) + 1) / 2, s.run / f"samples_epoch{epoch:03d}.png")
+    quality_point(s, row, lambda n, seed: generate(G, n, seed, s.device, num_classes=s.info.num_classes,
+                                                   shares=_shares(s.meta)))
     G.train()
     st.epoch, st.step_in_epoch = epoch + 1, 0
     s.save_net("G", "generator.safetensors")
@@ -174,6 +177,9 @@ def _finish(s: GenSession) -> dict[str, Any]:
                ("losses.png", "Discriminator and generator loss per epoch")]
     if cfg.gif:
         figures.append(("samples.gif", "The fixed-noise samples, epoch by epoch"))
+    if any("inception_score" in h for h in st.history):
+        plot_quality(st.history, s.run / "quality.png", f"{cfg.model}: 1 000 samples scored during training")
+        figures.append(("quality.png", "Quality against training time (--score-every)"))
     tables = [("Losses per epoch", st.history)]
     if "score" in summary:
         sc = summary["score"]

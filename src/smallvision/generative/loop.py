@@ -48,6 +48,7 @@ class GenSession(Counted):
     meter: list[torch.Tensor] = field(default_factory=list)  # this epoch's unsynced loss sums, added to state.acc[:2]
     t_start: float = 0.0
     step_clock: float | None = None
+    judge: Any = None  # --score-every: score.Judge, loaded at the first point
 
     def save_state(self) -> None:
         from smallvision.engine.resume import save_resume
@@ -112,7 +113,8 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
     if cfg.kind in ("gan", "diffusion") and cfg.ema:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-        ema = AveragedModel(nets["G"], multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+        avg = warmup_ema(cfg.ema) if cfg.kind == "diffusion" else get_ema_multi_avg_fn(cfg.ema)
+        ema = AveragedModel(nets["G"], multi_avg_fn=avg, use_buffers=True)
     state = LoopState()
     if resume is None:
         base = cfg.name or f"{cfg.dataset.split(':')[0]}-{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -127,6 +129,20 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
                    ema, autocast_for(device, cfg.precision)[0])
     s.t_start = time.perf_counter() - state.elapsed
     return s
+
+
+def warmup_ema(decay: float) -> Callable[..., None]:
+    """An EMA whose decay grows as min(decay, (1 + n) / (10 + n)) with the n updates so far (the
+    warm-up of TensorFlow's ExponentialMovingAverage and ema-pytorch): without it a 0.999 average
+    is still 63 % the initial weights after 469 steps (one MNIST epoch), and a flow whose output
+    layer starts at zero samples noise. The GANs keep the plain EMA their figures were measured with."""
+
+    def update(ema_params: list[torch.Tensor], params: list[torch.Tensor], n: torch.Tensor | int) -> None:
+        n = int(n)
+        d = min(decay, (1 + n) / (10 + n))
+        torch._foreach_lerp_(ema_params, params, 1 - d)
+
+    return update
 
 
 def _restore(path: Path, cfg: GenConfig, nets: dict[str, nn.Module], optimizers: dict[str, Any],
@@ -242,6 +258,30 @@ def epoch_loop(s: GenSession, callbacks: list[Any], step: Callable[..., None],
             break
     st.stopped = st.stopped or "completed all epochs"
     s.enter_phase("trained")
+
+
+CURVE_SAMPLES = 1000  # samples per point of the quality-vs-time curve
+
+
+def quality_point(s: GenSession, row: dict[str, Any], draw: Callable[[int, int], torch.Tensor]) -> None:
+    """--score-every: the quick score of `draw(n, seed)`'s samples into this epoch's `row` when the
+    last point is at least cfg.score_every seconds of training back; the time it takes (the
+    scorer's training too, the first time) is taken off the training clock."""
+    cfg = s.cfg
+    if not (cfg.score_every and cfg.score):
+        return
+    last = max((h["seconds"] for h in s.state.history if "inception_score" in h), default=None)
+    if last is not None and row["seconds"] - last < cfg.score_every:
+        return
+    t0 = time.perf_counter()
+    if s.judge is None:
+        from smallvision.generative.score import Judge, default_scorer
+
+        scorer = cfg.scorer or default_scorer(cfg.dataset, cfg.data_args, cfg.data_dir, s.run.path.parent,
+                                              log=s.progress.log)
+        s.judge = Judge(scorer, cfg.dataset, cfg.data_args, cfg.data_dir, s.device)
+    row.update(s.judge.quick(draw(CURVE_SAMPLES, cfg.seed + 999)))
+    s.t_start += time.perf_counter() - t0
 
 
 # ----------------------------------------------------------------------------- report

@@ -17,8 +17,8 @@ the data set's own classifier) and in plainer ones:
 - ``confident_pct``: the share the classifier puts in one class with probability ≥ 0.9; the class
   shares, how many hold ≥ 5 %, and the entropy of the class histogram over log K (1.0: even).
 
-The default scorer is mnist-accurate for MNIST (99.5 %, 15 s), fashion-fast for Fashion-MNIST and
-mnist-fast's recipe for other sets, trained once without label smoothing (which would cap every
+The default scorer is mnist-accurate for MNIST (99.5 %, 15 s) and scikit-learn's 8×8 digits,
+fashion-fast for Fashion-MNIST and mnist-fast's recipe for other sets, trained once without label smoothing (which would cap every
 probability near 0.9) and kept in ``<runs-dir>/_scorers/``. The real test images' own figures
 are reported beside the samples': the ceiling a perfect generator would reach.
 """
@@ -34,7 +34,7 @@ import torch
 
 from smallvision.engine.run import RunFolder
 
-SCORER_RECIPES = {"mnist": "mnist-accurate", "fashion-mnist": "fashion-fast"}
+SCORER_RECIPES = {"mnist": "mnist-accurate", "fashion-mnist": "fashion-fast", "digits": "mnist-accurate"}
 
 
 def default_scorer(dataset: str, data_args: dict[str, Any], data_dir: str | None, runs_dir: str | Path,
@@ -166,6 +166,24 @@ def quality(probs: torch.Tensor, feats: torch.Tensor | None, ref_feats: torch.Te
         "class_pct": {name: round(100.0 * float(s), 2) for name, s in zip(class_names, shares, strict=True)},
         "samples": len(probs),
     }
+
+
+class Judge:
+    """The scorer and the real test set's features, loaded once, for the scores taken during
+    training (--score-every): Inception Score, Fréchet distance and confident share only."""
+
+    def __init__(self, scorer_path: str | Path, dataset: str, data_args: dict[str, Any], data_dir: str | None,
+                 device: torch.device) -> None:
+        from smallvision.data import load_dataset
+
+        self.scorer = Scorer(scorer_path, device)
+        self.real_feats = self.scorer.run(load_dataset(dataset, data_dir, data_args).test_x.float() / 255)[1]
+
+    def quick(self, images01: torch.Tensor) -> dict[str, float]:
+        probs, feats = self.scorer.run(images01)
+        return {"inception_score": round(inception_score(probs), 3),
+                "frechet_distance": round(frechet_distance(feats, self.real_feats), 3),
+                "confident_pct": round(100.0 * float((probs.max(1).values >= 0.9).double().mean()), 2)}
 
 
 MEMORISED_QUANTILE = 0.05  # a sample counts as a near copy when nearer than 95 % of real test images are

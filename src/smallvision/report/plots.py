@@ -172,6 +172,26 @@ def plot_losses(history: list[dict[str, Any]], keys: list[str], path: Path, titl
     _save(fig, path)
 
 
+def plot_quality(history: list[dict[str, Any]], path: Path, title: str) -> None:
+    """--score-every: the classifier Inception Score and the Fréchet distance of the samples
+    against seconds of training, one point per scored epoch."""
+    plt = _plt()
+    pts = [h for h in history if "inception_score" in h]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    t = [h["seconds"] for h in pts]
+    a.plot(t, [h["inception_score"] for h in pts], marker="o", ms=3, color="#1f77b4")
+    a.set_ylabel("classifier Inception Score (higher is better)")
+    b.plot(t, [h["frechet_distance"] for h in pts], marker="o", ms=3, color="#d62728")
+    b.set_ylabel("Fréchet distance to the test set (lower is better)")
+    b.set_yscale("log")
+    for ax in (a, b):
+        ax.set_xlabel("seconds of training")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def plot_reliability(before: dict[str, list[float]], after: dict[str, list[float]], path: Path, title: str = "") -> None:
     """Reliability diagrams side by side (calibration.reliability's bins): accuracy per confidence
     bin as bars against the diagonal, the gap shaded; the image count per bin under each bar."""
