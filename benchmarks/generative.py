@@ -85,23 +85,23 @@ def main() -> None:
         [("diffusion", run("diffusion", spec, a.runs, flags)) for spec in a.diffusion]
     aes = [s for k, s in done if k == "autoencoder"] + [run("autoencoder", spec, a.runs) for spec in a.ae]
     if gens:
-        lines += ["| generator | seed | conditioned on | epochs | train s | IS | FID | KID ×1000 | near copies % | "
-                  "confident % | asked class % | smallest class % | run |",
-                  "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        lines += ["| generator | data | seed | conditioned on | epochs | train s | IS (real) | FID (floor) | KID ×1000 (floor) "
+                  "| near copies % | confident % (real) | asked class % | smallest class % | run |",
+                  "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for kind, s in gens:
         sc = s["score"]
-        lines.append(f"| {_what(kind, s)} | {s.get('seed', '')} | {_conditioned(s)} | {s['epochs_run']} | "
-                     f"{s['train_seconds']:.0f} | {_f(sc, 'inception_score', '{:.2f}')} | {_f(sc, 'frechet_distance', '{:.2f}')} | "
-                     f"{_f(sc, 'kid', '{:.2f}')} | {_f(sc, 'memorised_pct', '{:.1f}')} | {sc['confident_pct']:.1f} | "
-                     f"{_f(sc, 'asked_class_pct', '{:.1f}')} | {sc['min_class_pct']:.1f} | {s['run']} |")
+        real, floor = sc["real_test_images"], sc.get("floor", {})
+        lines.append(f"| {_what(kind, s)} | {s['dataset']} | {s.get('seed', '')} | {_conditioned(s)} | {s['epochs_run']} | "
+                     f"{s['train_seconds']:.0f} | {_f(sc, 'inception_score', '{:.2f}')} ({_f(real, 'inception_score', '{:.2f}')}) | "
+                     f"{_f(sc, 'frechet_distance', '{:.2f}')} ({_f(floor, 'frechet_distance', '{:.2f}')}) | "
+                     f"{_f(sc, 'kid', '{:.2f}')} ({_f(floor, 'kid', '{:.2f}')}) | {_f(sc, 'memorised_pct', '{:.1f}')} | "
+                     f"{sc['confident_pct']:.1f} ({real['confident_pct']:.1f}) | {_f(sc, 'asked_class_pct', '{:.1f}')} | "
+                     f"{sc['min_class_pct']:.1f} | {s['run']} |")
         print(lines[-1], flush=True)
     if gens:
-        real, floor = gens[-1][1]["score"]["real_test_images"], gens[-1][1]["score"].get("floor")
-        lines += ["", f"Real test images, same scorer: IS {real.get('inception_score', float('nan')):.2f}, "
-                  f"confident {real['confident_pct']:.1f} %, smallest class {real['min_class_pct']:.1f} %."
-                  + (f" The floor at the same n ({floor['what']}): FID {floor['frechet_distance']:.2f}, "
-                     f"KID×1000 {floor['kid'] * 1000:.2f}; near copies of unseen real images: 5 % by construction."
-                     if floor else ""), ""]
+        lines += ["", "In brackets: the real test images' own figure (IS, confident share) and the floor of the distances at "
+                  "the same n (n seeded real training images against the test set). Near copies: unseen real images "
+                  "score 5 % by construction.", ""]
     if aes:
         lines += ["| autoencoder | latent | denoise | epochs | train s | test MSE per pixel | run |", "|---|---:|---:|---:|---:|---:|---|"]
     for s in aes:

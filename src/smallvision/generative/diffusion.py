@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from smallvision.engine.progress import Progress
 from smallvision.errors import DivergenceError, UsageError
 from smallvision.generative.config import GenConfig
-from smallvision.generative.loop import GenSession, load_net, open_session, quality_point, run_session, write_gen_report
-from smallvision.report.plots import plot_losses, plot_quality, save_gif, save_grid
+from smallvision.generative.loop import GenSession, finish_generator, load_net, open_session, quality_point, run_session
+from smallvision.report.plots import plot_losses, save_grid
 
 
 def flow_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
@@ -143,47 +143,22 @@ def train_diffusion(cfg: GenConfig, runs_dir: str | Path = "runs", command: str 
 
 
 def _finish(s: GenSession) -> dict[str, Any]:
-    from smallvision.generative.score import default_scorer, score_images, score_rows
-
     cfg, st = s.cfg, s.state
-    frames = sorted(s.run.path.glob("samples_epoch*.png"))
     plot_losses(st.history, ["loss"], s.run / "losses.png", f"{cfg.model}, velocity loss (flow matching)")
-    if cfg.gif:
-        save_gif(frames, s.run / "samples.gif")
     summary: dict[str, Any] = {
-        "run": s.run.name, "run_dir": str(s.run), "model": cfg.model, "dataset": s.info.name,
-        "seed": cfg.seed, "conditional": cfg.conditional, "sampler": cfg.sampler, "steps": cfg.steps,
+        "run": s.run.name, "run_dir": str(s.run), "model": cfg.model, "dataset": s.info.name, "seed": cfg.seed,
+        "conditional": cfg.conditional, "sampler": cfg.sampler, "steps": cfg.steps,
         "evaluations_per_sample": evaluations(cfg.steps, cfg.sampler), "guidance": cfg.guidance,
         "epochs_run": st.history[-1]["epoch"], "train_steps": st.step, "train_seconds": round(st.elapsed, 2),
         "images_per_second": round(st.images_seen / max(st.step_time, 1e-9), 1), "stopped": st.stopped,
         "device": str(s.device), "params": {k: sum(p.numel() for p in v.parameters()) for k, v in s.nets.items()},
     }
-    if cfg.score:
-        import time
 
-        scorer = cfg.scorer or default_scorer(cfg.dataset, cfg.data_args, cfg.data_dir, s.run.path.parent,
-                                              log=s.progress.log)
-        t0 = time.perf_counter()
-        images, asked = generate(s.generator().eval(), cfg.score_samples, cfg.seed, s.device, cfg.steps, cfg.sampler,
-                                 guidance=cfg.guidance)
-        summary["sampling_seconds"] = round(time.perf_counter() - t0, 2)
-        summary["score"] = score_images(images, scorer, cfg.dataset, cfg.data_args, cfg.data_dir, s.device, asked=asked)
-    if st.phase == "trained":
-        s.enter_phase("tested")
-    figures = [(frames[-1].name, f"Fixed-noise samples after epoch {st.history[-1]['epoch']} "
-                                 f"({cfg.steps} {cfg.sampler} steps)"),
-               ("losses.png", "Velocity loss per epoch")]
-    if cfg.gif:
-        figures.append(("samples.gif", "The fixed-noise samples, epoch by epoch"))
-    if any("inception_score" in h for h in st.history):
-        plot_quality(st.history, s.run / "quality.png", f"{cfg.model}: 1 000 samples scored during training")
-        figures.append(("quality.png", "Quality against training time (--score-every)"))
-    tables = [("Losses per epoch", st.history)]
-    if "score" in summary:
-        tables.insert(0, ("Quality (scored by a smallvision classifier)", score_rows(summary["score"])))
-    write_gen_report(s, f"{s.run.name}: {cfg.model} flow matching on {s.info.name}", summary, figures, tables)
-    s.enter_phase("reported")
-    return summary
+    def draw(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return generate(s.generator().eval(), n, seed, s.device, cfg.steps, cfg.sampler, guidance=cfg.guidance)
+
+    return finish_generator(s, f"{s.run.name}: {cfg.model} flow matching on {s.info.name}", summary,
+                            "Velocity loss per epoch", draw, f" ({cfg.steps} {cfg.sampler} steps)")
 
 
 def sample(checkpoint: str | Path, n: int = 64, seed: int = 0, out: str | Path | None = None, label: int | None = None,

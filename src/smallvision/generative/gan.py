@@ -20,13 +20,13 @@ from smallvision.errors import DivergenceError, UsageError
 from smallvision.generative.config import GenConfig
 from smallvision.generative.loop import (
     GenSession,
+    finish_generator,
     open_session,
     quality_point,
     run_session,
-    write_gen_report,
 )
 from smallvision.generative.nets import GAN_LOSSES, gradient_penalty
-from smallvision.report.plots import plot_losses, plot_quality, save_gif, save_grid
+from smallvision.report.plots import plot_losses, save_grid
 
 
 def _noise(n: int, s: GenSession, g: torch.Generator | None = None) -> torch.Tensor:
@@ -150,43 +150,23 @@ def _line(row: dict[str, Any]) -> str:
 
 
 def _finish(s: GenSession) -> dict[str, Any]:
-    from smallvision.generative.score import default_scorer, score_images, score_rows
-
     cfg, st = s.cfg, s.state
-    frames = sorted(s.run.path.glob("samples_epoch*.png"))
     plot_losses(st.history, ["d_loss", "g_loss"], s.run / "losses.png", f"{cfg.model}, {cfg.loss} loss")
-    if cfg.gif:
-        save_gif(frames, s.run / "samples.gif")
     summary: dict[str, Any] = {
         "run": s.run.name, "run_dir": str(s.run), "model": cfg.model, "loss": cfg.loss, "dataset": s.info.name,
-        "seed": cfg.seed, "conditional": cfg.conditional, **_cluster_summary(s.meta), "epochs_run": st.history[-1]["epoch"], "steps": st.step,
-        "train_seconds": round(st.elapsed, 2), "images_per_second": round(st.images_seen / max(st.step_time, 1e-9), 1),
-        "stopped": st.stopped, "device": str(s.device),
-        "params": {k: sum(p.numel() for p in v.parameters()) for k, v in s.nets.items()},
+        "seed": cfg.seed, "conditional": cfg.conditional, **_cluster_summary(s.meta), "epochs_run": st.history[-1]["epoch"],
+        "steps": st.step, "train_seconds": round(st.elapsed, 2),
+        "images_per_second": round(st.images_seen / max(st.step_time, 1e-9), 1), "stopped": st.stopped,
+        "device": str(s.device), "params": {k: sum(p.numel() for p in v.parameters()) for k, v in s.nets.items()},
     }
-    if cfg.score:
-        scorer = cfg.scorer or default_scorer(cfg.dataset, cfg.data_args, cfg.data_dir, s.run.path.parent,
-                                              log=s.progress.log)
-        images = generate(s.generator().eval(), cfg.score_samples, cfg.seed, s.device, num_classes=s.info.num_classes,
-                          shares=_shares(s.meta))
-        asked = torch.arange(len(images)) % s.info.num_classes if cfg.conditional else None  # generate()'s classes
-        summary["score"] = score_images(images, scorer, cfg.dataset, cfg.data_args, cfg.data_dir, s.device, asked=asked)
-    if st.phase == "trained":
-        s.enter_phase("tested")
-    figures = [(frames[-1].name, f"Fixed-noise samples after epoch {st.history[-1]['epoch']}"),
-               ("losses.png", "Discriminator and generator loss per epoch")]
-    if cfg.gif:
-        figures.append(("samples.gif", "The fixed-noise samples, epoch by epoch"))
-    if any("inception_score" in h for h in st.history):
-        plot_quality(st.history, s.run / "quality.png", f"{cfg.model}: 1 000 samples scored during training")
-        figures.append(("quality.png", "Quality against training time (--score-every)"))
-    tables = [("Losses per epoch", st.history)]
-    if "score" in summary:
-        sc = summary["score"]
-        tables.insert(0, ("Quality (scored by a smallvision classifier)", score_rows(sc)))
-    write_gen_report(s, f"{s.run.name}: {cfg.model} GAN on {s.info.name}", summary, figures, tables)
-    s.enter_phase("reported")
-    return summary
+    k = s.info.num_classes
+
+    def draw(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:  # generate() draws the classes in turn
+        images = generate(s.generator().eval(), n, seed, s.device, num_classes=k, shares=_shares(s.meta))
+        return images, torch.arange(n) % k if cfg.conditional else None
+
+    return finish_generator(s, f"{s.run.name}: {cfg.model} GAN on {s.info.name}", summary,
+                            "Discriminator and generator loss per epoch", draw)
 
 
 def _shares(meta: dict[str, Any]) -> list[float] | None:

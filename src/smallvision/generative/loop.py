@@ -284,6 +284,45 @@ def quality_point(s: GenSession, row: dict[str, Any], draw: Callable[[int, int],
     s.t_start += time.perf_counter() - t0
 
 
+# ----------------------------------------------------------------------------- the end of a generator's run
+def finish_generator(s: GenSession, title: str, summary: dict[str, Any], loss_caption: str,
+                     draw: Callable[[int, int], tuple[torch.Tensor, torch.Tensor | None]], grid_note: str = ""
+                     ) -> dict[str, Any]:
+    """What the GAN and the flow model do after training (their loss plot is drawn already): the
+    GIF of the per-epoch grids, the score of cfg.score_samples samples from `draw(n, seed)`
+    (images in [0, 1] and the class each was asked for, or None), the quality-vs-time curve and
+    the report; the phases ``tested`` and ``reported``."""
+    from smallvision.generative.score import default_scorer, score_images, score_rows
+    from smallvision.report.plots import plot_quality, save_gif
+
+    cfg, st = s.cfg, s.state
+    frames = sorted(s.run.path.glob("samples_epoch*.png"))
+    if cfg.gif:
+        save_gif(frames, s.run / "samples.gif")
+    if cfg.score:
+        scorer = cfg.scorer or default_scorer(cfg.dataset, cfg.data_args, cfg.data_dir, s.run.path.parent,
+                                              log=s.progress.log)
+        t0 = time.perf_counter()
+        images, asked = draw(cfg.score_samples, cfg.seed)
+        summary["sampling_seconds"] = round(time.perf_counter() - t0, 2)
+        summary["score"] = score_images(images, scorer, cfg.dataset, cfg.data_args, cfg.data_dir, s.device, asked=asked)
+    if st.phase == "trained":
+        s.enter_phase("tested")
+    figures = [(frames[-1].name, f"Fixed-noise samples after epoch {st.history[-1]['epoch']}{grid_note}"),
+               ("losses.png", loss_caption)]
+    if cfg.gif:
+        figures.append(("samples.gif", "The fixed-noise samples, epoch by epoch"))
+    if any("inception_score" in h for h in st.history):
+        plot_quality(st.history, s.run / "quality.png", f"{cfg.model}: {CURVE_SAMPLES} samples scored during training")
+        figures.append(("quality.png", "Quality against training time (--score-every)"))
+    tables = [("Losses per epoch", st.history)]
+    if "score" in summary:
+        tables.insert(0, ("Quality (scored by a smallvision classifier)", score_rows(summary["score"])))
+    write_gen_report(s, title, summary, figures, tables)
+    s.enter_phase("reported")
+    return summary
+
+
 # ----------------------------------------------------------------------------- report
 def write_gen_report(s: GenSession, title: str, summary: dict[str, Any], figures: list[tuple[str, str]],
                      tables: list[tuple[str, list[dict[str, Any]]]]) -> None:
