@@ -104,3 +104,24 @@ def test_teacher_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "takes 1×8×8 images" in r.stderr
     r = run_main("train", "--dataset", "digits", "--teacher", str(tmp_path / "nowhere"), "--runs-dir", str(tmp_path))
     assert r.returncode == 2 and "no such checkpoint" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_checkpoint_averaging_saves_the_mean_of_the_last_epochs_and_reports_its_validation(tmp_path):
+    """--average-last K: K = 1 keeps the last epoch's weights; K = 2 saves the mean of the last two
+    (neither epoch's own weights), and the summary's validation accuracy is that average's, as
+    `evaluate --split val` measures it again."""
+    from smallvision.engine.checkpoint import load_checkpoint
+
+    common = dict(dataset="digits", model="cnn-fast", model_args={"widths": [8, 16]}, epochs=3, batch_size=64,
+                  lr=3e-3, val_size=0.2, runs_dir=tmp_path, report=False, calibrate=False)
+    one = api.train(**common, average_last=1, name="one")
+    best, meta = load_checkpoint(one.run_dir / "best.safetensors")
+    last = load_checkpoint(one.run_dir / "last.safetensors")[0]
+    assert meta["averaged_epochs"] == 1 and all(torch.equal(best[k], last[k]) for k in best)
+    two = api.train(**common, average_last=2, name="two")
+    best, meta = load_checkpoint(two.run_dir / "best.safetensors")
+    last = load_checkpoint(two.run_dir / "last.safetensors")[0]
+    assert meta["averaged_epochs"] == 2 and not all(torch.equal(best[k], last[k]) for k in best)
+    again = api.evaluate(two.run_dir, split="val", report=False)
+    assert two.summary["val_accuracy"] == pytest.approx(again["val_accuracy"], abs=1e-3)
+    assert two.summary["val_accuracy"] != one.summary["val_accuracy"]  # the average, not the last epoch

@@ -395,9 +395,16 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
             s.state.stopped = s.state.stopped or "completed all epochs"
             if s.avg is not None and int(s.avg.n_averaged):  # --average-last: the average replaces the selection
                 s.best_weights = {k: v.detach().clone() for k, v in s.avg.module.state_dict().items()}
+                metrics = dict(s.state.history[-1])
+                if s.val_xy is not None:  # what the summary reports as validation accuracy is the average's
+                    s.eval_model().load_state_dict(s.best_weights)
+                    val = _reduced(s, evaluate(s.judge(), *s.val_xy, autocast=s.rt.amp))
+                    st = s.state
+                    st.best_acc, st.best_loss, st.best_epoch = val.accuracy, val.loss, metrics["epoch"]
+                    metrics.update(val_accuracy=val.accuracy, val_loss=val.loss)
                 if s.rt.dist.main:
                     save_checkpoint(s.run / RunFolder.BEST, s.best_weights,
-                                    {**s.meta, "epoch": s.state.history[-1]["epoch"], "metrics": s.state.history[-1],
+                                    {**s.meta, "epoch": metrics["epoch"], "metrics": metrics,
                                      "averaged_epochs": int(s.avg.n_averaged)})
             elif s.data.val is None and s.rt.dist.main:  # no validation: "best" is the final model (tools expect the file)
                 save_checkpoint(s.run / RunFolder.BEST, s.eval_model().state_dict(),
