@@ -176,7 +176,7 @@ def _flow(tmp: Path, **kw):  # type: ignore[no-untyped-def]
 def test_a_flow_model_learns_and_samples_the_same_images_for_a_seed(model, tmp_path):
     from smallvision.generative.diffusion import sample
 
-    s = _flow(tmp_path, model=model, epochs=4, steps=4, score=True, score_samples=300, score_every=0.01)
+    s = _flow(tmp_path, model=model, epochs=4, steps=4, score=True, score_samples=300, score_every=0.05)
     run = Path(s["run_dir"])
     hist = json.loads((run / "report.json").read_text())["history"]
     assert len(hist) == 4 and hist[-1]["loss"] < 0.8 * hist[0]["loss"]  # the velocity error falls

@@ -315,7 +315,8 @@ def finish_generator(s: GenSession, title: str, summary: dict[str, Any], loss_ca
     if any("inception_score" in h for h in st.history):
         plot_quality(st.history, s.run / "quality.png", f"{cfg.model}: {CURVE_SAMPLES} samples scored during training")
         figures.append(("quality.png", "Quality against training time (--score-every)"))
-    tables = [("Losses per epoch", st.history)]
+    keys = list(dict.fromkeys(k for h in st.history for k in h))  # scored epochs have more columns (--score-every)
+    tables = [("Losses per epoch", [{k: h.get(k) for k in keys} for h in st.history])]
     if "score" in summary:
         tables.insert(0, ("Quality (scored by a smallvision classifier)", score_rows(summary["score"])))
     write_gen_report(s, title, summary, figures, tables)
