@@ -8,7 +8,7 @@ import pytest
 from bad_inputs import CASES, FAKE, fixtures
 from smallvision import api
 from smallvision.cli.main import main
-from smallvision.engine.checkpoint import load_model
+from smallvision.modelfile import load_model
 
 
 @pytest.fixture(scope="module")

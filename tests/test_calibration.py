@@ -64,8 +64,8 @@ def calibrated_run(tmp_path_factory):
 
 
 def test_a_run_with_validation_is_calibrated_and_every_reader_uses_it(calibrated_run, tmp_path):
-    from smallvision.engine.checkpoint import load_checkpoint
-    from smallvision.export import OnnxModel, export
+    from smallvision.export import export
+    from smallvision.modelfile import OnnxModel, load_checkpoint
     from smallvision.predict import Predictor
 
     doc = json.loads((calibrated_run / "calibration.json").read_text())

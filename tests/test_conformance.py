@@ -15,6 +15,7 @@ from smallvision.data import DATASETS, load_dataset
 from smallvision.data.info import DatasetInfo
 from smallvision.errors import UsageError
 from smallvision.models import MODELS, count_params, create_model
+from smallvision.models.base import DEFAULT_MIN_SIZE
 from smallvision.optim import OPTIMIZERS, SCHEDULERS, lr_at
 
 STRIPES = dict(dataset="fake:1x16x16", data_args={"classes": 4, "kind": "stripes", "train": 400, "test": 200})
@@ -26,8 +27,8 @@ def info(c: int, s: int, k: int) -> DatasetInfo:
 
 
 def _shapes(entry) -> list[tuple[int, int]]:  # (channels, side) to build at: its minimum, and MNIST/CIFAR sizes
-    lo = entry.contract.get("min_size", 4)
-    sizes = [(1, lo), (3, max(lo, 32))] if entry.contract.get("heavy") else [(1, lo), (1, max(lo, 28)), (3, max(lo, 32))]
+    lo = entry.contract.min_size
+    sizes = [(1, lo), (3, max(lo, 32))] if entry.contract.heavy else [(1, lo), (1, max(lo, 28)), (3, max(lo, 32))]
     return list(dict.fromkeys(sizes))
 
 
@@ -55,8 +56,8 @@ def test_model_contract(name):
     maps = heatmaps(model, x)
     assert maps.shape == (2, s, s) and maps.min() >= 0 and maps.max() <= 1 + 1e-6
     assert cam_layer(model) is not None or not any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-    lo = entry.contract.get("min_size", 4)
-    if lo > 4:  # below its declared minimum: a one-line error, not a crash inside a layer
+    lo = entry.contract.min_size
+    if lo > DEFAULT_MIN_SIZE:  # below its declared minimum: a one-line error, not a crash inside a layer
         with pytest.raises(UsageError, match="too small"):
             create_model(name, info(1, lo // 2, 3))
 
@@ -64,7 +65,7 @@ def test_model_contract(name):
 @pytest.mark.parametrize("name", DATASETS.names())
 def test_data_set_contract_and_its_fixture_learns(name, tmp_path, monkeypatch):
     """The entry's fixture loads as a well-formed set, and a small CNN learns it far above chance."""
-    fixture = DATASETS.entry(name).contract.get("fixture")
+    fixture = DATASETS.entry(name).contract.fixture
     assert fixture is not None, f"data set {name!r} declares no fixture"
     monkeypatch.setenv("SMALLVISION_DATA", str(tmp_path / "nowhere"))  # only the fixture's files count
     settings = fixture(tmp_path)
@@ -94,7 +95,7 @@ def _learns(runs_dir, optimizer: str, lr: float) -> float:
 
 @pytest.mark.parametrize("name", OPTIMIZERS.names())
 def test_optimiser_learns_the_stripes(name, runs_dir):
-    lr = OPTIMIZERS.entry(name).contract["test_lr"]
+    lr = OPTIMIZERS.entry(name).contract.test_lr
     assert _learns(runs_dir, name, lr) >= 95  # every optimiser here: 100 % (seeds 0, 1)
 
 
@@ -120,10 +121,10 @@ def test_schedule_contract(name):
     lrs = [lr_at(cfg, s, 20) for s in range(200)]
     assert lrs == [lr_at(cfg, s, 20) for s in range(200)]  # pure: the same step, the same rate
     assert all(v > 0 for v in lrs[:-1]) and max(lrs) == pytest.approx(1.0, rel=0.06)
-    if contract["decays"]:  # after its peak the rate only falls, to a quarter of the peak or less
+    if contract.decays:  # after its peak the rate only falls, to a quarter of the peak or less
         after = lrs[lrs.index(max(lrs)):]
         assert after == sorted(after, reverse=True) and lrs[-1] < 0.25 * max(lrs)
     else:
         assert len(set(lrs)) == 1
-    if contract.get("warms_up"):
+    if contract.warms_up:
         assert lrs[0] < 0.5 * max(lrs) and lrs.index(max(lrs)) > 0

@@ -9,8 +9,8 @@ import torch
 from conftest import needs_mnist
 from smallvision import api
 from smallvision.config import TrainConfig
-from smallvision.engine.checkpoint import load_checkpoint, load_model, save_checkpoint
 from smallvision.errors import CheckpointError, DivergenceError, UsageError
+from smallvision.modelfile import load_checkpoint, load_model, save_checkpoint
 from smallvision.optim import lr_at
 
 FAKE = "fake:1x12x12,classes=4,train=400,test=100"
@@ -36,7 +36,7 @@ def test_fit_learns_and_writes_the_run_folder(runs_dir):
 
 
 def test_freeze_keeps_the_backbone_until_unfreeze_after(runs_dir, capsys):
-    from smallvision.engine.checkpoint import load_checkpoint
+    from smallvision.modelfile import load_checkpoint
 
     def weights(r):
         return load_checkpoint(r.run_dir / "last.safetensors")[0]

@@ -81,8 +81,8 @@ def test_gradcam_points_at_the_shape_that_decides_the_class(tmp_path):
     from smallvision.data.info import DatasetInfo
     from smallvision.data.loader import as_model_input
     from smallvision.data.synthetic import shapes
-    from smallvision.engine.checkpoint import load_model
     from smallvision.explain import gradcam
+    from smallvision.modelfile import load_model
 
     size, n_train, n_test = 48, 3000, 300
     run = api.train(dataset=f"fake:1x{size}x{size}", data_args={"kind": "shapes", "classes": 4, "train": n_train,

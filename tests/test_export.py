@@ -14,9 +14,9 @@ from conftest import needs_mnist, run_cli, run_main
 from smallvision import api
 from smallvision.data import load_dataset
 from smallvision.data.loader import as_model_input
-from smallvision.engine.checkpoint import load_model
 from smallvision.errors import CheckpointError, UsageError
-from smallvision.export import TOLERANCE, OnnxModel, export
+from smallvision.export import TOLERANCE, export
+from smallvision.modelfile import OnnxModel, load_model
 from smallvision.predict import Predictor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))

@@ -152,7 +152,7 @@ def test_transfer_from_a_smallvision_checkpoint_with_cached_features(tmp_path):
     ckpt = str(src.run_dir / "best.safetensors")
     r = api.train(**common, model_args={"weights": ckpt}, freeze=True, cache_features=True, name="cached")
     assert r.summary["test_accuracy"] > 85 and (r.summary["feature_cache_seconds"] or 0) > 0  # the pass ran, and was timed
-    from smallvision.engine.checkpoint import load_checkpoint, load_model
+    from smallvision.modelfile import load_checkpoint, load_model
 
     a, _ = load_checkpoint(ckpt)
     b, _ = load_checkpoint(r.run_dir / "best.safetensors")
@@ -167,7 +167,7 @@ def test_transfer_from_a_smallvision_checkpoint_with_cached_features(tmp_path):
 
 def test_streamed_folder_trains_like_the_in_memory_one(tmp_path):
     """stream=yes decodes each batch in persistent worker processes: same batches, same weights."""
-    from smallvision.engine.checkpoint import load_checkpoint
+    from smallvision.modelfile import load_checkpoint
 
     root = build_folder(tmp_path / "digits", per_class=30)
     kw = dict(model="cnn-fast", model_args={"widths": [8, 16]}, epochs=2, batch_size=16, lr=0.05, optimizer="sgd",

@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from conftest import needs_mnist, run_cli, run_main
-from smallvision.engine.checkpoint import load_checkpoint
 from smallvision.generative.config import gen_config
-from smallvision.generative.nets import GAN_LOSSES, GENERATIVE
+from smallvision.generative.losses import GAN_LOSSES
+from smallvision.generative.nets import GENERATIVE
+from smallvision.modelfile import load_checkpoint
 
 DIGITS = dict(dataset="digits", batch_size=64, score=False)  # 8×8, offline everywhere
 
@@ -31,7 +32,7 @@ def _gan(tmp: Path, **kw):  # type: ignore[no-untyped-def]
 def _gan_cases() -> list[tuple[str, str]]:
     """From the registries, no list here: every GAN model with its own loss, then dcgan with every
     other registered loss (a new model or loss in nets.py is trained here with no edit)."""
-    own = [(e.name, e.contract["loss"]) for e in GENERATIVE if e.contract.get("kind") == "gan"]
+    own = [(e.name, e.contract.loss) for e in GENERATIVE if e.contract.kind == "gan"]
     return own + [("dcgan", loss) for loss in GAN_LOSSES.names() if ("dcgan", loss) not in own]
 
 
@@ -162,7 +163,7 @@ def test_real_mnist_test_images_score_near_the_maximum_with_the_default_scorer(t
     assert r["confident_pct"] > 95 and r["floor"]["samples"] == 10000
 
 
-DIFFUSION = [e.name for e in GENERATIVE if e.contract["kind"] == "diffusion"]  # from the registry: a new one is tested
+DIFFUSION = [e.name for e in GENERATIVE if e.contract.kind == "diffusion"]  # from the registry: a new one is tested
 
 
 def _flow(tmp: Path, **kw):  # type: ignore[no-untyped-def]
@@ -365,7 +366,8 @@ def test_clusters_stand_in_for_labels(tmp_path):
     """--clusters K: a GAN conditioned on K k-means clusters of the pixels (no label read); the
     checkpoint knows the clusters' shares, samples draw clusters in those shares, --label picks one."""
     from smallvision.data import load_dataset
-    from smallvision.generative.loop import cluster_labels, load_net
+    from smallvision.generative.clusters import cluster_labels
+    from smallvision.generative.loop import load_net
 
     d = load_dataset("digits")
     ids, info = cluster_labels(d.train_x, 4, seed=0)
@@ -404,9 +406,9 @@ def test_a_version_1_dcgan_checkpoint_still_loads(tmp_path):
     """dcgan's defaults changed (extra=1, sn=true); a checkpoint written before builders' defaults
     were recorded (model_args holds only what was given) rebuilds as version 1 did."""
     from smallvision.data import load_dataset
-    from smallvision.engine.checkpoint import save_checkpoint
     from smallvision.generative.loop import load_net
     from smallvision.generative.nets import create_generative
+    from smallvision.modelfile import save_checkpoint
 
     info = load_dataset("digits").info
     G = create_generative("dcgan", info, "gan", width=8, extra=0, sn=False)["G"]

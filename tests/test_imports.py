@@ -19,7 +19,7 @@ def test_predicting_from_a_run_does_not_import_the_trainer(mnist_run):
     loaded = _loaded_after(f"from smallvision.predict import Predictor\n"
                            f"p = Predictor.from_checkpoint({str(mnist_run)!r}, device='cpu')\n"
                            "import smallvision.export, smallvision.serve.app")
-    assert "smallvision.predict" in loaded and "smallvision.engine.checkpoint" in loaded
+    assert "smallvision.predict" in loaded and "smallvision.modelfile" in loaded
     assert not loaded & set(LOOP), sorted(loaded & set(LOOP))
 
 

@@ -39,7 +39,7 @@ def test_seed004_init_follows_the_seed():
 
 def test_smallvision_checkpoint_as_backbone(tmp_path):
     """A trained resnet18's weights seed a new resnet18 for another class count (transfer)."""
-    from smallvision.engine.checkpoint import save_checkpoint
+    from smallvision.modelfile import save_checkpoint
 
     src = create_model("resnet18", info(3, 32, 32, k=10))
     save_checkpoint(tmp_path / "b.safetensors", src.state_dict(), {"model": "resnet18"})

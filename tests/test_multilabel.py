@@ -14,8 +14,8 @@ from conftest import needs_mnist, run_cli, run_main
 from smallvision import api
 from smallvision.data import load_dataset
 from smallvision.data.multilabel import _csv_fixture
-from smallvision.engine.checkpoint import load_checkpoint
 from smallvision.errors import UsageError
+from smallvision.modelfile import load_checkpoint
 from smallvision.multilabel import choose_thresholds, metrics
 from smallvision.predict import Predictor
 

@@ -65,7 +65,7 @@ def test_seed_cats_dogs_recipe_holds_out_a_fraction_of_any_folder(photos, tmp_pa
 
 @pytest.mark.slow  # a real-data accuracy threshold: make test-all
 def test_seed_cifar10_simple_cnn_recipe_on_python_batches(tmp_path):
-    settings = DATASETS.entry("cifar10").contract["fixture"](tmp_path)  # the batches, written as CIFAR's are
+    settings = DATASETS.entry("cifar10").contract.fixture(tmp_path)  # the batches, written as CIFAR's are
     res = api.train("seed-cifar10-simple-cnn", runs_dir=tmp_path / "runs", epochs=25, report=False,
                     data_dir=str(tmp_path), **{k: v for k, v in settings.items() if k != "data_dir"})
     assert res.summary["model"] == "seed-simple-cnn" and res.summary["test_accuracy"] > 40  # 10 classes: 10 % chance

@@ -104,6 +104,8 @@ def test_weights_of_another_architecture_are_one_line(tmp_path):
 
 
 def test_missing_weights_offline_name_the_file_and_where_to_put_it(tmp_path, monkeypatch):
+    from smallvision.recipes import default_recipe
+
     monkeypatch.setattr(type(LITE), "package_file", lambda self: None)  # as without the package
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(UsageError) as e:
@@ -112,7 +114,8 @@ def test_missing_weights_offline_name_the_file_and_where_to_put_it(tmp_path, mon
     assert LITE.filename in msg and str(tmp_path / "torch" / "hub" / "checkpoints") in msg and LITE.package in msg
     with pytest.raises(UsageError, match="resnet18-f37072fd.pth"):  # torchvision's: the exact file too
         create_model("resnet18", info(), pretrained=True)
-    assert not weights_available("efficientnet-lite0") and api.default_photo_recipe() == "photo-fast"
+    assert not weights_available("efficientnet-lite0") and default_recipe("folder:pets") == "photo-fast"
+    assert default_recipe("mnist") is None  # the photo rule reads the spec only: folders
 
 
 def test_torchvision_download_failure_is_one_line(tmp_path, monkeypatch):
@@ -132,14 +135,14 @@ def test_every_backbone_declares_size_statistics_and_its_file():
 
     for name, b in BACKBONES.items():
         assert name in MODELS and b.input_size >= 224 and len(b.mean) == len(b.std) == 3 and b.filename
-        assert MODELS.entry(name).contract.get("pretrained") is True
+        assert MODELS.entry(name).contract.pretrained is True
 
 
 @needs_weights
 def test_the_frozen_phase_leaves_backbone_and_bn_statistics_bitwise_unchanged(tmp_path):
     """--freeze with augmentation (the backbone runs every step, in eval mode) and the cached
     phase 1 of a two-phase run killed at its end: the backbone is the ImageNet one, bit for bit."""
-    from smallvision.engine.checkpoint import load_checkpoint
+    from smallvision.modelfile import load_checkpoint
 
     start = create_model("efficientnet-lite0", info(3, 32), pretrained=True).features.state_dict()
     common = dict(dataset="fake:3x32x32", data_args={"classes": 3, "train": 96, "test": 30}, model="efficientnet-lite0",
@@ -202,7 +205,7 @@ def test_resume_in_the_middle_of_phase_2_is_exact(tmp_path):
     import subprocess
     import sys
 
-    from smallvision.engine.checkpoint import load_checkpoint
+    from smallvision.modelfile import load_checkpoint
 
     args = ["train", "--dataset", "fake:3x32x32", "--data-arg", "classes=3", "--data-arg", "train=200",
             "--data-arg", "test=30", "--model", "efficientnet-lite0", "--model-arg", "pretrained=true", "--freeze",

@@ -91,3 +91,26 @@ def test_model_options_given_over_a_recipe_change_only_those_options():
     # another model: the recipe's options belonged to its own model and are dropped
     assert make_config("mnist-fast", model="lenet5").model_args == {}
     assert make_config("mnist-fast", model="resnet-small", model_args={"width": 8}).model_args == {"width": 8}
+
+
+def test_a_contract_is_typed_an_unknown_key_fails_at_registration():
+    """A typo in a plugin's contract (min_sise=) is an error naming the fields, not a silently
+    ignored promise; a key left out takes its field's default."""
+    from smallvision.models import MODELS
+    from smallvision.models.base import DEFAULT_MIN_SIZE
+
+    with pytest.raises(TypeError, match="min_size"):
+        MODELS.register("_typo", "x", min_sise=8)(lambda info: None)
+    assert "_typo" not in MODELS
+    assert MODELS.entry("cnn-fast").contract.min_size == DEFAULT_MIN_SIZE  # declares none
+
+
+def test_resolving_a_folder_reads_no_image(tmp_path):
+    """The photo default is a rule on the spec: a folder that is not there yet resolves (to the
+    photo recipe) without opening anything; another data set keeps the defaults."""
+    from smallvision.config import resolve
+
+    cfg = resolve(dataset=f"folder:{tmp_path / 'not-yet'}")
+    assert cfg.recipe in ("photo-transfer", "photo-fast") and cfg.spec.name == "folder"
+    assert resolve(dataset="fashion-mnist").recipe == "" and resolve(dataset="fashion-mnist").model == "cnn-fast"
+    assert resolve(dataset=f"folder:{tmp_path}", model="cnn-fast").recipe == ""  # a model named: no rule

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from smallvision import api
-from smallvision.engine.checkpoint import load_checkpoint
 from smallvision.errors import UsageError
+from smallvision.modelfile import load_checkpoint
 
 # ~150 steps per epoch, a few seconds per run on 2 cores; deterministic kernels on the CPU.
 ARGS = ["--dataset", "fake:1x16x16,classes=5,train=4800,test=200", "--model", "cnn-fast",

@@ -9,8 +9,8 @@ from conftest import run_main
 from smallvision import api
 from smallvision.data import load_dataset
 from smallvision.data.augment import mix_batch
-from smallvision.engine.checkpoint import load_model
 from smallvision.engine.distill import load_teachers
+from smallvision.modelfile import load_model
 
 
 def test_mixup_blends_each_image_with_its_partner():
@@ -110,7 +110,7 @@ def test_checkpoint_averaging_saves_the_mean_of_the_last_epochs_and_reports_its_
     """--average-last K: K = 1 keeps the last epoch's weights; K = 2 saves the mean of the last two
     (neither epoch's own weights), and the summary's validation accuracy is that average's, as
     `evaluate --split val` measures it again."""
-    from smallvision.engine.checkpoint import load_checkpoint
+    from smallvision.modelfile import load_checkpoint
 
     common = dict(dataset="digits", model="cnn-fast", model_args={"widths": [8, 16]}, epochs=3, batch_size=64,
                   lr=3e-3, val_size=0.2, runs_dir=tmp_path, report=False, calibrate=False)

@@ -11,80 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from smallvision.config import TrainConfig, merge
+from smallvision.config import TrainConfig, merge, resolve
 from smallvision.engine.run import RunFolder
 from smallvision.engine.trainer import TrainResult
 from smallvision.errors import UsageError
 
-
-def make_config(recipe: str | None = None, config: str | Path | TrainConfig | None = None,
-                **overrides: Any) -> TrainConfig:
-    """Defaults < recipe < config (a recipe TOML, a run's config.json or a `TrainConfig`) < overrides, validated."""
-    from smallvision.config import read_config_file
-    from smallvision.recipes import recipe_config
-
-    if not recipe and config is None and "model" not in overrides and is_photo_folder(overrides.get("dataset", "")):
-        recipe = default_photo_recipe()  # a folder of photos and no model named: our photo recipe
-    base = recipe_config(recipe) if recipe else TrainConfig()
-    if isinstance(config, TrainConfig):
-        base = config
-    elif config is not None:
-        base = _apply(base, read_config_file(config), f"--config {config}")
-    return _apply(base, overrides, "settings").validate()
-
-
-def default_photo_recipe() -> str:
-    """photo-transfer (ImageNet-pretrained efficientnet-lite0, fine-tuned) when its weights are on
-    this machine (the offline package, torch's cache); photo-fast (from scratch) otherwise. The
-    run's first line and its report say which weights it started from."""
-    from smallvision.models.pretrained import weights_available
-
-    return "photo-transfer" if weights_available("efficientnet-lite0") else "photo-fast"
-
-
-def is_photo_folder(spec: str) -> bool:
-    """`folder:PATH` whose (sampled) images are larger than 64 px: photos, not digits or icons."""
-    from smallvision.data.datasets import split_spec
-
-    if not isinstance(spec, str) or not spec.startswith("folder:"):
-        return False
-    try:
-        from smallvision.data.folder import index_folder, probe_mode
-
-        _, arg, _ = split_spec(spec)
-        return probe_mode(index_folder(arg or "").train)[1] > 64
-    except Exception:  # a bad folder is reported, in one line, when the data set is loaded
-        return False
-
-
-def _portable(base: TrainConfig, spec: str) -> dict[str, Any]:
-    """The base's data options that hold for any data set of the same kind (a folder's size)."""
-    from smallvision.data import DATASETS
-
-    kind = spec.split(":")[0]
-    if kind != base.dataset.split(":")[0] or kind not in DATASETS:
-        return {}
-    keep = DATASETS.entry(kind).contract.get("portable", ())
-    return {k: v for k, v in base.data_args.items() if k in keep}
-
-
-def _apply(base: TrainConfig, overrides: dict[str, Any], source: str) -> TrainConfig:
-    """Overrides on a base; another model drops the base's model options (they were for its own
-    model) and another data set its data options, except those its kind declares portable (a
-    recipe's folder size holds for your folder); the same model, or the same data set, changes
-    only the options given."""
-    overrides = dict(overrides)
-    for key, owner in (("model_args", "model"), ("data_args", "dataset")):
-        if key in overrides and not isinstance(overrides[key], dict):
-            raise UsageError(f"{source}: {key} is a table of KEY=VALUE options, got {overrides[key]!r} (on the command "
-                             f"line: --{key.replace('_args', '-arg')} KEY=VALUE, or --set {key}.KEY=VALUE)")
-        new = overrides.get(owner, getattr(base, owner))
-        kept = _portable(base, new) if key == "data_args" else {}
-        if new != getattr(base, owner):
-            overrides[key] = {**kept, **overrides.get(key, {})}
-        elif overrides.get(key):
-            overrides[key] = {**getattr(base, key), **overrides[key]}
-    return merge(base, overrides, source)
+make_config = resolve  # the settings a run would use (config.resolve), for notebooks and the CLI
 
 
 def train(recipe: str | None = None, runs_dir: str | Path = "runs", progress: bool = False, command: str = "",
@@ -136,7 +68,6 @@ def train_ensemble(recipe: str | None = None, k: int = 5, runs_dir: str | Path =
     from smallvision.engine.progress import Progress
     from smallvision.engine.run import default_run_name
     from smallvision.engine.trainer import fit
-    from smallvision.errors import UsageError
     from smallvision.io import write_json
 
     if k < 2:
@@ -164,7 +95,6 @@ def evaluate_ensemble(checkpoints: list[str | Path], dataset: str | None = None,
     """Test the mean of several trained models' probabilities (run folders or checkpoints of any
     recipes and architectures trained on the same classes), each tested as its own run tested
     (its precision, memory format and TTA views). What ``--ensemble K`` reports, for runs you already have."""
-    from smallvision.errors import UsageError
 
     if len(checkpoints) < 2:
         raise UsageError(f"an ensemble takes 2 or more checkpoints, got {len(checkpoints)}")
@@ -189,6 +119,10 @@ def resume(run_dir: str | Path, progress: bool = False, command: str = "", **ove
 
     `overrides` may only touch settings that do not change the result (max_time, threads, ...).
     """
+    return _continue(run_dir, progress, command, **overrides)
+
+
+def _continue(run_dir: str | Path, progress: bool = False, command: str = "", **overrides: Any) -> TrainResult:
     from smallvision.config import from_dict
     from smallvision.engine.progress import Progress
     from smallvision.engine.resume import load_resume
@@ -197,6 +131,61 @@ def resume(run_dir: str | Path, progress: bool = False, command: str = "", **ove
     saved = load_resume(Path(run_dir))  # read once: fit restores from it
     cfg = merge(from_dict(saved[1]["config"]), overrides, "settings").validate()
     return fit(cfg, progress=Progress(enabled=progress), command=command, resume=(Path(run_dir), saved))
+
+
+def train_command(recipe: str | None = None, config: str | Path | None = None, *, resume: str | Path | None = None,
+                  ensemble: int = 0, nproc: int = 1, runs_dir: str | Path = "runs", progress: bool = False,
+                  command: str = "", launch_args: list[str] | None = None,
+                  **overrides: Any) -> tuple[str, dict[str, Any]]:
+    """What ``smallvision train`` does, for the CLI and notebooks alike: several processes
+    (`nproc` > 1: torchrun is started on this machine, the settings checked first), `resume` a
+    stopped run, an `ensemble` of K seeds, or one run. Returns (what ran, its summary); for
+    torchrun the summary is ``{"returncode": N}`` (rank 0 prints the run's own). `launch_args`:
+    the arguments torchrun repeats (the CLI's own, without --nproc); from Python, the resolved
+    settings are written to ``runs_dir/launch-<time>.toml`` and those are the arguments."""
+    import os
+
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        if resume is None:  # bad settings: one line here, before any process starts
+            cfg = resolve(recipe, config, **overrides)
+        elif not (Path(resume) / RunFolder.RESUME).is_file():
+            raise UsageError(f"{resume}: nothing to resume (no resume.safetensors); was it trained by smallvision?")
+        if launch_args is None:
+            if resume is not None:
+                launch_args = ["train", "--resume", str(resume)]
+            else:
+                import time
+
+                from smallvision.config import to_toml
+
+                Path(runs_dir).mkdir(parents=True, exist_ok=True)
+                file = Path(runs_dir) / f"launch-{time.strftime('%Y%m%d-%H%M%S')}.toml"
+                file.write_text(to_toml(cfg, "settings of a torchrun launch from Python"), encoding="utf-8")
+                launch_args = ["train", "--config", str(file), "--runs-dir", str(runs_dir), "--json"]
+        return "torchrun", {"returncode": torchrun(nproc, launch_args)}
+    if resume is not None:
+        if recipe or config:
+            raise UsageError("--resume continues a run with its own settings; drop --recipe/--config")
+        result = _continue(resume, progress=progress, command=command, **overrides)
+        return f"run {result.run_dir}", result.summary
+    cfg = resolve(recipe, config, **overrides)  # names and values checked before any work
+    if ensemble:
+        summary = train_ensemble(None, ensemble, runs_dir=runs_dir, progress=progress, command=command, config=cfg)
+        return f"ensemble {summary['run_dir']}", summary
+    result = train(runs_dir=runs_dir, progress=progress, command=command, config=cfg)
+    return f"run {result.run_dir}", result.summary
+
+
+def torchrun(n: int, args: list[str]) -> int:
+    """``torchrun --standalone --nproc-per-node N -m smallvision ARGS``, its exit status."""
+    import shlex
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m", "smallvision",
+           *args]
+    print("running: torchrun " + shlex.join(cmd[3:]), file=sys.stderr, flush=True)
+    return subprocess.run(cmd).returncode
 
 
 def _evaluate_checkpoint(checkpoint: str | Path, dataset: str | None, split: str, data_dir: str | None,
@@ -209,10 +198,9 @@ def _evaluate_checkpoint(checkpoint: str | Path, dataset: str | None, split: str
     from smallvision.config import from_dict
     from smallvision.data import DatasetInfo, load_dataset, split_validation
     from smallvision.data.loader import as_model_input, training_subset
-    from smallvision.engine.checkpoint import load_model, resolve
     from smallvision.engine.device import resolve_device
     from smallvision.engine.evaluate import evaluate as run_eval
-    from smallvision.errors import UsageError
+    from smallvision.modelfile import load_model, resolve
 
     if split not in ("test", "val"):
         raise UsageError(f"--split must be test or val, got {split!r}")
@@ -317,10 +305,9 @@ def calibrate(run: str | Path, device: str = "auto", report: bool = True) -> dic
     split (re-created from its config and seed) and written into its checkpoints; the test split's
     errors before/after reported next to it. UsageError when the run held no validation split out."""
     from smallvision.calibration import reliability, summarise, why_not
-    from smallvision.engine.checkpoint import resolve, write_into_checkpoint
     from smallvision.engine.run import RunFolder
-    from smallvision.errors import UsageError
     from smallvision.io import write_json
+    from smallvision.modelfile import resolve, write_into_checkpoint
 
     ckpt = resolve(run)
     try:

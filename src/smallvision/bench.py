@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from smallvision.engine.run import RunFolder
 from smallvision.errors import UsageError
 from smallvision.io import write_json
 
@@ -73,9 +74,9 @@ def benchmark(checkpoint: str | Path, data_dir: str | None = None, formats: tupl
     `batch`; latency: the median of `latency_calls` single-image calls. Writes benchmark.json in
     the run folder and returns {"rows": [...], "images": ..., ...}."""
     from smallvision.config import from_dict
-    from smallvision.engine.checkpoint import load_model, resolve
     from smallvision.export import FORMATS as SUFFIX
-    from smallvision.export import OnnxModel, _accuracy, export, model_images
+    from smallvision.export import _accuracy, export, model_images
+    from smallvision.modelfile import OnnxModel, load_model, resolve
 
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -146,7 +147,7 @@ def benchmark(checkpoint: str | Path, data_dir: str | None = None, formats: tupl
                        "speedup_batch": round(b["images_per_s"] / a["images_per_s"], 2),
                        "speedup_latency": round(a["latency_ms"] / b["latency_ms"], 2),
                        "size_ratio": round(b["bytes"] / a["bytes"], 3)}
-    if ckpt.parent.is_dir() and (ckpt.parent / "config.json").is_file():  # a run folder: keep it beside the run
+    if ckpt.parent.is_dir() and (ckpt.parent / RunFolder.CONFIG).is_file():  # a run folder: keep it beside the run
         write_json(ckpt.parent / BENCHMARK_JSON, doc)
         doc["saved"] = str(ckpt.parent / BENCHMARK_JSON)
     return doc

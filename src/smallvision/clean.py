@@ -24,22 +24,24 @@ from typing import Any
 import numpy as np
 import torch
 
+from smallvision.engine.run import RunFolder
 from smallvision.errors import UsageError
 
 
 def default_recipe(spec: str) -> str:
     """The recipe `check --labels` trains its folds with: photo-transfer-fast (frozen ImageNet
     features, a linear head: seconds per fold) for a folder of photos when the weights are
-    installed, else the photo default; a data set's own fast recipe where FOLD_RECIPES names
+    installed, else the photo default (recipes.default_recipe); a data set's own fast recipe where FOLD_RECIPES names
     one (fashion-mnist: fashion-fast); mnist-accurate otherwise (mnist-fast's net with random
     2-px shifts: any small image; its epochs raised for small folds, cv.IMAGE_BUDGET). The shifts
     matter: on a 6 000-image MNIST subset with 3 % of its labels flipped (benchmarks/label_noise.py)
     mnist-fast's folds found the flips at precision 0.83/0.84, recall 0.88/0.92 (seeds 0, 1);
     with the shifts 0.90/0.92 and 0.88/0.96."""
-    from smallvision.api import default_photo_recipe, is_photo_folder
+    from smallvision.recipes import default_recipe as photo_default
 
-    if is_photo_folder(spec):
-        return "photo-transfer-fast" if default_photo_recipe() == "photo-transfer" else "photo-fast"
+    photo = photo_default(spec)
+    if photo is not None:  # a folder: the photo rule
+        return "photo-transfer-fast" if photo == "photo-transfer" else "photo-fast"
     return FOLD_RECIPES.get(spec, "mnist-accurate")
 
 
@@ -118,7 +120,7 @@ def label_issues(dataset: str, split: str = "train", folds: int = 5, recipe: str
     w = csv.DictWriter(buf, fieldnames=keys)
     w.writeheader()
     w.writerows(suspects)
-    atomic_write_text(folder / "suspects.csv", buf.getvalue())
+    atomic_write_text(folder / RunFolder.SUSPECTS_CSV, buf.getvalue())
     data = cv["data"]
     images = data.train_x if split == "train" else data.test_x
     shown = ranked[:top]
@@ -129,18 +131,18 @@ def label_issues(dataset: str, split: str = "train", folds: int = 5, recipe: str
                   for i in shown]
         if files is not None:
             titles = [f"{t}\n{Path(files[i]).name[:22]}" for t, i in zip(titles, shown, strict=True)]
-        plot_image_grid([p.float() / 255 for p in pics], titles, folder / "suspects.png",
+        plot_image_grid([p.float() / 255 for p in pics], titles, folder / RunFolder.SUSPECTS_PNG,
                         suptitle=f"{dataset} {split}: the {len(shown)} most probable label errors of {len(ranked)} "
                                  f"(given → suggested; {folds}-fold out-of-fold, confident learning)", cols=10)
     doc: dict[str, Any] = {k: v for k, v in cv.items() if k not in ("probs", "labels", "fold_of", "files", "class_names",
                                                                     "data")}
     doc.update(suspect_count=len(ranked), suspect_share=round(len(ranked) / max(len(labels), 1), 5),
-               suspects_csv=str(folder / "suspects.csv"), grid=str(folder / "suspects.png") if len(shown) else None)
+               suspects_csv=str(folder / RunFolder.SUSPECTS_CSV), grid=str(folder / RunFolder.SUSPECTS_PNG) if len(shown) else None)
     if files is not None:  # image folders: near-identical images that carry different labels
         imgs = images.load() if hasattr(images, "load") else images
         pairs = near_duplicates(imgs, labels, near)
         doc["near_duplicates_with_different_labels"] = [
             {"a": files[i], "b": files[j], "label_a": names[labels[i]], "label_b": names[labels[j]], "bits": d}
             for i, j, d in pairs]
-    write_json(folder / "suspects.json", {**doc, "suspects": suspects})
+    write_json(folder / RunFolder.SUSPECTS_JSON, {**doc, "suspects": suspects})
     return {**doc, "suspects": suspects}

@@ -70,14 +70,94 @@ def _val_size_ok(v: float) -> bool:
     return math.isfinite(v) and (0 <= v < 1 or (v >= 1 and float(v).is_integer()))
 
 
+@dataclass(frozen=True)
+class DatasetSpec:
+    """``mnist`` -> (mnist, None); ``folder:~/pets`` -> (folder, ~/pets); the older comma form
+    ``idx:DIR,train=...`` -> its options too (``--data-arg`` is the current way to give them)."""
+
+    name: str
+    arg: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, spec: str, positional: str | None = None) -> DatasetSpec:
+        """ARG is a path taken verbatim when it exists; otherwise ``ARG,KEY=VALUE,...`` is the older
+        comma form (a bare extra part is the entry's `positional` option)."""
+        name, _, arg = spec.partition(":")
+        if not arg or "," not in arg and "=" not in arg or Path(arg).expanduser().exists():
+            return cls(name, arg or None)
+        head, *rest = arg.split(",")
+        opts: dict[str, str] = {}
+        if "=" in head:
+            head, rest = "", [head, *rest]
+        for part in rest:
+            key, eq, val = part.partition("=")
+            if not eq and positional and positional not in opts:
+                key, val = positional, part
+            elif not eq:
+                raise UsageError(f"{name}: cannot read option {part!r}; give options as --data-arg KEY=VALUE")
+            opts[key] = val
+        return cls(name, head or None, opts)
+
+
+def split_spec(spec: str, positional: str | None = None) -> tuple[str, str | None, dict[str, str]]:
+    """(name, arg, legacy options) of `DatasetSpec.parse`."""
+    s = DatasetSpec.parse(spec, positional)
+    return s.name, s.arg, dict(s.options)
+
+
+def redefault(cls: type, name: str, default: Any, **meta: Any) -> Any:
+    """`cls`'s field `name` with another default (and any schema entries changed: help, check,
+    choices): how a command's schema keeps the shared setting's place and flag but its own value."""
+    f = cls.__dataclass_fields__[name]
+    m = {**f.metadata, **meta}
+    return setting(default, m["help"], choices=m["choices"], check=m["check"], result=m["result"], flag=m["flag"],
+                   metavar=m["metavar"])
+
+
 @dataclass
-class TrainConfig:
-    # --- data
+class RunSettings:
+    """What every training command shares (``train`` and ``gan|autoencoder|diffusion train``): the
+    data, the model, the optimiser's rate, batch and epochs, the weight average, the run's seed,
+    device, precision, threads, time limit, report and name. `TrainConfig` (here) and `GenConfig`
+    (generative/config.py) add only their own; a subclass changes a shared setting's default with
+    `redefault`. (``sampler`` is not shared: the classifier's training order and the flow's ODE
+    solver are different settings with the same name.)"""
+
     dataset: str = setting("mnist", "Data set NAME or NAME:PATH (mnist, fashion-mnist, kmnist, cifar10, digits, "
                            "idx:DIR, csv:FILE, folder:DIR, fake, ...); options go in --data-arg.", choices="data set")
     data_args: dict[str, Any] = setting({}, "Data-set option KEY=VALUE, repeatable (folder: size, workers, stream; "
                                         "csv: test; fake: shape, classes, train, test).", metavar="KEY=VALUE")
     data_dir: str | None = setting(None, "Folder searched first for data files.", result=False)
+    train_limit: int = setting(0, "Train on a seeded subset of N images (0: all).", check=NON_NEGATIVE)
+    model: str = setting("cnn-fast", "A registered model (see `smallvision models`).", choices="model")
+    model_args: dict[str, Any] = setting({}, "Model option KEY=VALUE (JSON value), repeatable.", metavar="KEY=VALUE")
+    lr: float = setting(1e-3, "Peak learning rate.", check=POSITIVE)
+    batch_size: int = setting(64, "Batch size.", check=AT_LEAST_1)
+    epochs: int = setting(10, "Epochs.", check=AT_LEAST_1)
+    ema: float = setting(0.0, "EMA decay of weights per step (e.g. 0.999); 0 = off.", check=UNIT)
+    seed: int = setting(0, "Seed of everything (weights, split, order, augmentation).")
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps.", check=DEVICE, result=False)
+    precision: str = setting("auto", "auto (bf16 on CUDA, else fp32), fast (bf16 where native), fp32, bf16, fp16.",
+                             choices=("auto", "fast", "fp32", "bf16", "fp16"))
+    threads: int = setting(0, "CPU threads for torch (0: torch's default).", check=NON_NEGATIVE, result=False)
+    max_time: float = setting(0.0, "Stop after this many seconds of training (0: off).", check=NON_NEGATIVE,
+                              result=False)
+    report: bool = setting(True, "Write the run report (HTML/MD/JSON + PNGs).", result=False)
+    name: str = setting("", "Run folder name (default: recipe or dataset-model plus a time stamp).", result=False)
+
+    @property
+    def spec(self) -> DatasetSpec:
+        """`dataset` parsed once: its registry name, path and any options of the older comma form."""
+        return DatasetSpec.parse(self.dataset)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainConfig(RunSettings):
+    # --- data
     val_size: float = setting(0.1, "Validation split from the training set: a fraction in [0, 1) or a whole count; "
                               "0: none.", check=(_val_size_ok, "must be a fraction in [0, 1) or a whole count ≥ 1"))
     folds: int = setting(0, "Cross-validation (smallvision cv sets it): split --fold-split into K stratified folds, "
@@ -85,7 +165,6 @@ class TrainConfig:
                          check=(lambda v: v == 0 or v >= 2, "must be 0 (off) or at least 2"))
     fold: int = setting(0, "With --folds: the fold held out as this run's test set (0 to K-1).", check=NON_NEGATIVE)
     fold_split: str = setting("train", "With --folds: the split the folds are made of.", choices=("train", "test"))
-    train_limit: int = setting(0, "Train on a seeded subset of N images (0: all).", check=NON_NEGATIVE)
     normalize: list[Any] | None = setting(None, "MEAN,STD on 0-1 pixels (default: the data set's own).",
                                           metavar="MEAN,STD")
     data_order: str = setting("seeded", "seeded: a function of (seed, epoch); torch: replay DataLoader(shuffle=True)'s "
@@ -106,8 +185,6 @@ class TrainConfig:
                               "scaling) so the probabilities match the accuracy; accuracy is unchanged; "
                               "nothing happens without a validation split.")
     # --- model
-    model: str = setting("cnn-fast", "A registered model (see `smallvision models`).", choices="model")
-    model_args: dict[str, Any] = setting({}, "Model option KEY=VALUE (JSON value), repeatable.", metavar="KEY=VALUE")
     freeze: bool = setting(False, "Transfer learning: train only the new head (BN statistics kept).")
     unfreeze_after: int = setting(0, "With --freeze: two phases, as fastai's fine_tune: the head alone for this many "
                                   "epochs, then everything, each phase its own cycle of the schedule (0: stay frozen).",
@@ -124,7 +201,6 @@ class TrainConfig:
                              "slowest (fastai's slice(lr * backbone_lr, lr)).", check=AT_LEAST_1)
     # --- optimisation
     optimizer: str = setting("adam", "Optimiser (see `smallvision print-config --help`).", choices="optimizer")
-    lr: float = setting(1e-3, "Peak learning rate.", check=POSITIVE)
     momentum: float = setting(0.0, "Momentum (sgd, rmsprop).", check=NON_NEGATIVE)
     nesterov: bool = setting(False, "Nesterov momentum (sgd).")
     weight_decay: float = setting(0.0, "Weight decay.", check=NON_NEGATIVE)
@@ -137,9 +213,9 @@ class TrainConfig:
     sampler: str = setting("shuffle", "Training order: shuffle (each image once per epoch) or balanced (draws with "
                            "replacement, every class the same share of each epoch: for imbalanced data).",
                            choices=("shuffle", "balanced"))
-    batch_size: int = setting(64, "Batch size per step; 0 = the whole training set (full batch).",
-                              check=(lambda v: v >= 0, "must be ≥ 1 (or 0 for full batch)"))
-    epochs: int = setting(10, "Epochs (full-batch: steps).", check=AT_LEAST_1)
+    batch_size: int = redefault(RunSettings, "batch_size", 64, help="Batch size per step; 0 = the whole training set "
+                                "(full batch).", check=(lambda v: v >= 0, "must be ≥ 1 (or 0 for full batch)"))
+    epochs: int = redefault(RunSettings, "epochs", 10, help="Epochs (full-batch: steps).")
     # --- learning-rate schedule (a pure function of the step, optim/schedules.py)
     scheduler: str = setting("constant", "Learning-rate schedule.", choices="scheduler")
     warmup_epochs: float = setting(0.0, "Linear warm-up, epochs.", check=NON_NEGATIVE)
@@ -157,24 +233,16 @@ class TrainConfig:
     average_last: int = setting(0, "Checkpoint averaging: the final weights are the mean of the weights at the end of "
                                 "each of the last K epochs (BatchNorm statistics averaged too), replacing the selected "
                                 "ones; 0 = off.", check=NON_NEGATIVE)
-    ema: float = setting(0.0, "EMA decay of weights per step (e.g. 0.999); 0 = off.", check=UNIT)
     # --- run control
-    seed: int = setting(0, "Seed of everything (weights, split, order, augmentation).")
     deterministic: bool = setting(False, "Deterministic kernels (torch.use_deterministic_algorithms).")
-    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps.", check=DEVICE, result=False)
-    precision: str = setting("auto", "auto (bf16 on CUDA, else fp32), fast (bf16 where native), fp32, bf16, fp16.",
-                             choices=("auto", "fast", "fp32", "bf16", "fp16"))
     channels_last: bool = setting(False, "channels_last memory format.")
     compile: bool = setting(False, "torch.compile the model (weights are saved from the uncompiled one).")
     sync_bn: bool = setting(False, "Several processes (torchrun, --nproc): synchronise BatchNorm statistics across "
                             "them (SyncBatchNorm; CUDA only).")
-    threads: int = setting(0, "CPU threads for torch (0: torch's default).", check=NON_NEGATIVE, result=False)
     patience: int = setting(0, "Early stopping after N evaluations without a better validation accuracy (0: off).",
                             check=NON_NEGATIVE, result=False)
     target_accuracy: float = setting(0.0, "Stop at this validation accuracy, % (0: off).",
                                      check=(lambda v: 0 <= v <= 100, "is a percentage"), result=False)
-    max_time: float = setting(0.0, "Stop after this many seconds of training (0: off).", check=NON_NEGATIVE,
-                              result=False)
     eval_every: int = setting(1, "Validate every N epochs.", check=AT_LEAST_1)
     test: bool = setting(True, "Read the test set once at the end (`smallvision tune`'s trials do not: they choose on "
                          "validation, and only the final run is tested).", result=False)
@@ -183,8 +251,6 @@ class TrainConfig:
     checkpoint_every: str = setting("", "Also save resume state every N steps (500) or seconds (60s).", result=False,
                                     check=(_checkpoint_rule_ok, "takes STEPS or SECONDS followed by s (e.g. 500 or 60s)"))
     tensorboard: bool = setting(False, "Also write TensorBoard event files (runs/<name>/tensorboard).", result=False)
-    report: bool = setting(True, "Write the run report (HTML/MD/JSON + PNGs).", result=False)
-    name: str = setting("", "Run folder name (default: recipe or dataset-model plus a time stamp).", result=False)
     recipe: str = setting("", "The recipe this came from, for the record.", flag=False, result=False)
 
     def validate(self) -> TrainConfig:
@@ -202,9 +268,6 @@ class TrainConfig:
             if not ok:
                 raise UsageError(msg)
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def result_dict(self) -> dict[str, Any]:
         """Only the settings that change what the run computes (what resume compares)."""
@@ -238,7 +301,7 @@ def check_choice(f: dataclasses.Field, value: Any) -> None:
         return
     from smallvision.registry import registry_of
 
-    name = value.partition(":")[0] if c == "data set" else value
+    name = DatasetSpec.parse(value).name if c == "data set" else value
     registry_of(c).entry(name)
 
 
@@ -248,18 +311,66 @@ SYNONYMS = {"learning_rate": "lr", "bs": "batch_size", "batch": "batch_size", "n
             "lr_scheduler": "scheduler", "freeze_epochs": "unfreeze_after", "sched": "scheduler", "arch": "model", "data": "dataset", "amp": "precision"}
 
 
-def unknown_setting(key: str, source: str) -> UsageError:
-    close = [SYNONYMS[key]] if key in SYNONYMS else difflib.get_close_matches(key, list(FIELDS), n=2)
+def unknown_setting(key: str, source: str, fields: dict[str, Any] | None = None) -> UsageError:
+    """'SOURCE: unknown setting KEY; did you mean ...?' among `fields` (default: `TrainConfig`'s)."""
+    fields = FIELDS if fields is None else fields
+    close = ([SYNONYMS[key]] if SYNONYMS.get(key) in fields else []) or difflib.get_close_matches(key, list(fields), n=2)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     return UsageError(f"{source}: unknown setting {key!r}{hint}")
 
 
 def merge(base: TrainConfig, overrides: dict[str, Any], source: str) -> TrainConfig:
-    """Return `base` with `overrides` applied; unknown keys are an error naming the source."""
+    """`base` with `overrides` applied, not yet validated (`resolve` validates once); unknown keys
+    are an error naming the source. Another model drops the base's model options (they were for
+    its own model) and another data set its data options, except those its kind declares portable
+    (a recipe's folder size holds for your folder); the same model, or the same data set, changes
+    only the options given."""
+    overrides = dict(overrides)
     for key in overrides:
         if key not in FIELDS:
             raise unknown_setting(key, source)
+    for key, owner in (("model_args", "model"), ("data_args", "dataset")):
+        if key in overrides and not isinstance(overrides[key], dict):
+            raise UsageError(f"{source}: {key} is a table of KEY=VALUE options, got {overrides[key]!r} (on the command "
+                             f"line: --{key.replace('_args', '-arg')} KEY=VALUE, or --set {key}.KEY=VALUE)")
+        new = overrides.get(owner, getattr(base, owner))
+        if new != getattr(base, owner):
+            kept = _portable(base, new) if key == "data_args" else {}
+            overrides[key] = {**kept, **overrides.get(key, {})}
+        elif overrides.get(key):
+            overrides[key] = {**getattr(base, key), **overrides[key]}
     return dataclasses.replace(base, **overrides)
+
+
+def _portable(base: TrainConfig, spec: str) -> dict[str, Any]:
+    """The base's data options that hold for any data set of the same kind (a folder's size)."""
+    kind = DatasetSpec.parse(spec).name if isinstance(spec, str) else None
+    if not base.data_args or kind != base.spec.name:
+        return {}
+    from smallvision.data import DATASETS
+
+    if kind not in DATASETS:
+        return {}
+    keep = DATASETS.entry(kind).contract.portable
+    return {k: v for k, v in base.data_args.items() if k in keep}
+
+
+def resolve(recipe: str | None = None, config: str | Path | TrainConfig | None = None,
+            **overrides: Any) -> TrainConfig:
+    """The one way settings are resolved: defaults < recipe < config (a recipe TOML, a run's
+    config.json or a `TrainConfig`) < overrides, validated once. With no recipe, config or model
+    named, `recipes.default_recipe` may pick one from the data-set spec (a folder: the photo
+    recipe); no data is read."""
+    from smallvision.recipes import default_recipe, recipe_config
+
+    if not recipe and config is None and "model" not in overrides:
+        recipe = default_recipe(overrides.get("dataset", ""))
+    base = recipe_config(recipe) if recipe else TrainConfig()
+    if isinstance(config, TrainConfig):
+        base = config
+    elif config is not None:
+        base = merge(base, read_config_file(config), f"--config {config}")
+    return merge(base, overrides, "settings").validate()
 
 
 def from_dict(d: dict[str, Any]) -> TrainConfig:

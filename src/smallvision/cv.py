@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from smallvision.engine.run import RunFolder
 from smallvision.errors import UsageError
 
 # Label checking trains K models on small folds: every fold model sees about this many images
@@ -84,7 +85,7 @@ def cross_validate(recipe: str | None = None, folds: int = 5, split: str = "trai
            "mean_accuracy": round(float(accs.mean()), 4), "std_accuracy": round(float(accs.std(ddof=1)), 4),
            "oof_accuracy": round(100 * float((probs.argmax(1) == labels).mean()), 4),
            "seconds": round(time.perf_counter() - t0, 1), "fold_runs": rows}
-    write_json(root / "cv.json", doc)
+    write_json(root / RunFolder.CV, doc)
     np.savez_compressed(root / "oof.npz", probs=probs, labels=labels, fold=fold_of)
     return {**doc, "probs": probs, "labels": labels, "fold_of": fold_of, "files": files,
             "class_names": list(data.info.class_names), "data": data}

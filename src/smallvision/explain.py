@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smallvision.engine.run import RunFolder
 from smallvision.errors import UsageError
 from smallvision.models.attribution import (  # noqa: F401  (the attribution functions, re-exported)
     TINY,
@@ -118,7 +119,7 @@ class Explainer:
                     row["figure"] = str(out / name)
                     row["methods"] = list(r["heatmaps"])
                 rows.append(row)
-        write_json(out / "explain.json", rows)
+        write_json(out / RunFolder.EXPLAIN_JSON, rows)
         return rows
 
 

@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from smallvision.errors import CheckpointError, UsageError
+from smallvision.errors import UsageError
 from smallvision.io import atomic_write_bytes
+from smallvision.modelfile import OnnxModel, model_card, preprocessing
 
 FORMATS = {"onnx": ".onnx", "onnx-int8": "-int8.onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
 EXPORT_FORMAT = "smallvision-export"
@@ -54,59 +55,6 @@ class ExportResult:
         if self.accuracy is not None:
             return self.reference_accuracy - self.accuracy <= self.max_drop  # type: ignore[operator]
         return self.same_argmax and self.max_abs_diff <= TOLERANCE
-
-
-def preprocessing(meta: dict[str, Any]) -> dict[str, Any]:
-    """The preprocessing rule in words and numbers, for tools other than smallvision."""
-    from smallvision.data.info import DatasetInfo
-    from smallvision.predict import is_digit_style
-
-    info = DatasetInfo.from_dict(meta["dataset"])
-    digit = is_digit_style(info) and info.height == info.width
-    return {
-        "input": "float32 NCHW, (pixel/255 - mean) / std per channel",
-        "channels": info.channels, "height": info.height, "width": info.width,
-        "mean": list(info.mean), "std": list(info.std),
-        "invert": ("auto: invert when the border is light (the model saw light ink on a dark background)"
-                   if info.channels == 1 and info.mean[0] < 0.5 else "no"),
-        "center": ("mnist: crop to the ink, fit in a 20/28 box, centre by mass" if digit
-                   else "resize the short side, centre crop"),
-        "class_names": list(info.class_names) or [str(i) for i in range(info.num_classes)],
-    }
-
-
-def model_card(meta: dict[str, Any], ckpt: Path | None = None) -> dict[str, Any]:
-    """Name, data set, test accuracy (from the run's summary when the checkpoint is in its run
-    folder), parameters: what the served page and `smallvision export` show."""
-    from smallvision.data.augment import tta_views_of
-
-    if isinstance(meta.get("card"), dict):  # an exported file: its card was written at export
-        return meta["card"]
-    summary: dict[str, Any] = {}
-    from smallvision.engine.run import RunFolder
-
-    if ckpt is not None and (ckpt.parent / RunFolder.SUMMARY).is_file():
-        try:
-            summary = json.loads((ckpt.parent / RunFolder.SUMMARY).read_text())
-        except (OSError, json.JSONDecodeError):
-            summary = {}
-    metrics = meta.get("metrics") or {}
-    cfg = meta.get("config") or {}
-    return {
-        "model": meta.get("model"),
-        "dataset": cfg.get("dataset") or meta["dataset"].get("name"),
-        "recipe": cfg.get("recipe") or summary.get("recipe"),
-        "run": summary.get("run") or (ckpt.parent.name if ckpt is not None else None),
-        "test_accuracy": summary.get("test_accuracy", metrics.get("test_accuracy")),
-        "params": summary.get("params"),
-        "epoch": meta.get("epoch"),
-        "tta_views": len(tta_views_of(cfg)),
-        # the probabilities this model gives: temperature-scaled on its validation split, or raw
-        "calibration": (f"temperature {meta['calibration']['temperature']:.3f} fitted on "
-                        f"{meta['calibration'].get('val_images', '?')} validation images"
-                        if isinstance(meta.get("calibration"), dict) and "temperature" in meta["calibration"]
-                        else "none"),
-    }
 
 
 def check_images(meta: dict[str, Any], n: int, data_dir: str | None) -> tuple[torch.Tensor, str]:
@@ -143,7 +91,7 @@ def export(checkpoint: str | Path, fmt: str = "onnx", out: str | Path | None = N
     ``onnx-int8``: the fp32 ONNX graph, statically quantized by onnxruntime (QDQ, int8 weights per
     channel, uint8 activations whose ranges come from `calibration_n` seeded training images); its
     check is accuracy on the whole test set, at most `max_drop` points below the fp32 graph's."""
-    from smallvision.engine.checkpoint import load_model, resolve
+    from smallvision.modelfile import load_model, resolve
 
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -315,7 +263,7 @@ def _write_torchscript(model: torch.nn.Module, example: torch.Tensor, doc: dict[
 def _write_safetensors(model: torch.nn.Module, _example: torch.Tensor, doc: dict[str, Any], _opset: int | None) -> bytes:
     """A smallvision checkpoint (loadable by predict/serve/evaluate) whose metadata also carries
     flat string keys, so other safetensors readers see the classes and normalisation."""
-    from smallvision.engine.checkpoint import checkpoint_bytes
+    from smallvision.modelfile import checkpoint_bytes
 
     pre = doc["preprocessing"]
     meta = {k: v for k, v in doc.items() if k != "format"}
@@ -338,7 +286,7 @@ def _check(fmt: str, blob: bytes, x: torch.Tensor, ref: torch.Tensor) -> tuple[f
             return _compare(ref, loaded(x))
     import tempfile
 
-    from smallvision.engine.checkpoint import load_model
+    from smallvision.modelfile import load_model
 
     with tempfile.TemporaryDirectory() as tmp:
         p = Path(tmp) / "m.safetensors"
@@ -346,56 +294,6 @@ def _check(fmt: str, blob: bytes, x: torch.Tensor, ref: torch.Tensor) -> tuple[f
         m, _ = load_model(p, "cpu")
         with torch.inference_mode():
             return _compare(ref, m.float()(x))
-
-
-class OnnxModel:
-    """An exported .onnx file run by onnxruntime, callable like the PyTorch model it came from:
-    (B, C, H, W) float tensor -> logits tensor. `meta` is the self-description stored inside."""
-
-    def __init__(self, session: Any, meta: dict[str, Any]) -> None:
-        self.session, self.meta = session, meta
-        self.input_name = session.get_inputs()[0].name
-
-    @classmethod
-    def from_bytes(cls, blob: bytes, where: str = "<memory>", threads: int = 0) -> OnnxModel:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
-        try:
-            sess = ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own types for malformed files
-            raise CheckpointError(f"{where}: not a readable ONNX model ({str(e).splitlines()[0][:200]})") from None
-        raw = sess.get_modelmeta().custom_metadata_map.get("smallvision")
-        try:
-            meta = json.loads(raw) if raw else None
-        except json.JSONDecodeError:
-            meta = None
-        if not isinstance(meta, dict) or "dataset" not in meta:
-            raise CheckpointError(f"{where}: an ONNX model without smallvision metadata (export it with "
-                                  "`smallvision export`)")
-        return cls(sess, meta)
-
-    @classmethod
-    def load(cls, path: str | Path, threads: int = 0) -> OnnxModel:
-        """`threads`: onnxruntime's intra-op threads (0: its default, every core)."""
-        p = Path(path)
-        try:
-            blob = p.read_bytes()
-        except FileNotFoundError:
-            raise CheckpointError(f"{p}: no such file") from None
-        return cls.from_bytes(blob, str(p), threads)
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.run(x.detach().float().cpu().numpy()))
-
-    def eval(self) -> OnnxModel:
-        return self
 
 
 def describe(result: ExportResult) -> dict[str, Any]:

@@ -22,15 +22,8 @@ import numpy as np
 import torch
 
 from smallvision.data.folder import IMAGE_EXTS, open_image, resize_center_crop
-from smallvision.data.info import DatasetInfo, looks_like_digits
+from smallvision.data.info import DatasetInfo
 from smallvision.errors import UsageError
-
-
-def is_digit_style(info: DatasetInfo) -> bool:
-    """What the data set declared (DatasetInfo.digit_style); older checkpoints: the name rule."""
-    if info.digit_style is not None:
-        return info.digit_style and info.channels == 1
-    return looks_like_digits(info.name, info.channels)
 
 
 def mnist_style(gray: np.ndarray, size: int) -> np.ndarray:
@@ -86,19 +79,14 @@ class Predictor:
     def from_checkpoint(cls, path: str | Path, device: str = "auto", onnx_threads: int = 0) -> Predictor:
         """A run folder, a .safetensors checkpoint, or an exported .onnx file (run by onnxruntime
         on the CPU with `onnx_threads` threads (0: all), the preprocessing stored inside it)."""
-        from smallvision.engine.checkpoint import load_model, resolve
         from smallvision.engine.device import resolve_device
-        from smallvision.export import OnnxModel, model_card
+        from smallvision.modelfile import load_any, model_card, resolve
 
-        if str(path).lower().endswith(".onnx"):
-            onnx_model = OnnxModel.load(path, onnx_threads)
-            p = cls(onnx_model, onnx_model.meta, "cpu")  # type: ignore[arg-type]
-            p.card = model_card(onnx_model.meta)
-            return p
-        device = str(resolve_device(device))  # the same rule as train and evaluate
-        model, meta = load_model(path, device)
+        onnx = str(path).lower().endswith(".onnx")
+        device = "cpu" if onnx else str(resolve_device(device))  # the same rule as train and evaluate
+        model, meta = load_any(path, device, onnx_threads)
         p = cls(model, meta, device)
-        p.card = model_card(meta, resolve(path))
+        p.card = model_card(meta, None if onnx else resolve(path))  # an exported file carries its card
         return p
 
     def preprocess(self, image: Any, invert: str = "auto", center: str = "auto") -> torch.Tensor:
@@ -122,7 +110,7 @@ class Predictor:
             flip = invert == "yes" or (invert == "auto" and dark_background and np.median(border) > 0.5)
             if flip:
                 g = 1.0 - g
-            if h == w and (center == "yes" or (center == "auto" and is_digit_style(self.info))):
+            if h == w and (center == "yes" or (center == "auto" and self.info.is_digit_style())):
                 arr = mnist_style(g, h)
             else:
                 pim = resize_center_crop(Image.fromarray((g * 255).astype(np.uint8)), min(h, w))

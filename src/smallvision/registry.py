@@ -7,12 +7,15 @@ close matches so a typo is a one-line fix.
 Plugins: an entry is one decorated function in any module of its package; the package's
 ``__init__`` imports every module it holds (`import_all`), so a new file is picked up with no
 other edit. An entry declares its contract as keyword arguments of ``register`` (a model's
-minimum input size, a data set's tiny fixture, whether a schedule decays, ...); the generated
-conformance suite (tests/test_conformance.py) checks every entry against it.
+minimum input size, a data set's tiny fixture, whether a schedule decays, ...), typed by its
+registry's frozen `Contract` dataclass (an unknown key fails at import, a missing one takes the
+field's default); the generated conformance suite (tests/test_conformance.py) checks every entry
+against it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import pkgutil
@@ -26,19 +29,25 @@ T = TypeVar("T", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
+class Contract:
+    """What an entry promises beyond its signature: each registry's subclass lists the fields."""
+
+
+@dataclass(frozen=True)
 class Entry(Generic[T]):
     name: str
     fn: T
     description: str
-    contract: dict[str, Any] = field(default_factory=dict)  # what the entry promises; the conformance suite checks it
+    contract: Any = field(default_factory=Contract)  # the registry's Contract; the conformance suite checks it
 
 
 _BY_KIND: dict[str, tuple[Registry[Any], str]] = {}  # kind -> (registry, the package whose import fills it)
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, package: str = "") -> None:
+    def __init__(self, kind: str, package: str = "", contract: type[Contract] = Contract) -> None:
         self.kind = kind
+        self.contract_type = contract
         self._entries: dict[str, Entry[T]] = {}
         _BY_KIND[kind] = (self, package)
 
@@ -47,7 +56,12 @@ class Registry(Generic[T]):
             if name in self._entries:
                 raise ValueError(f"duplicate {self.kind} name {name!r}")
             desc = description or (fn.__doc__ or "").strip().split("\n")[0]
-            self._entries[name] = Entry(name, fn, desc, dict(contract))
+            try:
+                promised = self.contract_type(**contract)
+            except TypeError as e:  # an unknown or missing contract key: the plugin's author sees it at import
+                known = ", ".join(f.name for f in dataclasses.fields(self.contract_type)) or "none"
+                raise TypeError(f"{self.kind} {name!r}: {e} (the contract's fields: {known})") from None
+            self._entries[name] = Entry(name, fn, desc, promised)
             return fn
 
         return deco
@@ -81,7 +95,7 @@ def registry_of(kind: str) -> Registry[Any]:
     """The registry of a kind ("model", "data set", ...), its package imported so it is full."""
     packages = {"model": "smallvision.models", "data set": "smallvision.data", "optimizer": "smallvision.optim",
                 "scheduler": "smallvision.optim", "augmentation": "smallvision.data.augment",
-                "generative model": "smallvision.generative.nets", "GAN loss": "smallvision.generative.nets"}
+                "generative model": "smallvision.generative.nets", "GAN loss": "smallvision.generative.losses"}
     importlib.import_module(packages[kind])
     return _BY_KIND[kind][0]
 

@@ -186,8 +186,7 @@ class _Job:
 
 
 def _objective(job: _Job, trial: Any) -> float:
-    from smallvision.api import _apply
-    from smallvision.config import from_dict
+    from smallvision.config import from_dict, merge
     from smallvision.engine.progress import Progress
     from smallvision.engine.trainer import fit
 
@@ -201,7 +200,7 @@ def _objective(job: _Job, trial: Any) -> float:
                 "max_time": left if job.deadline else from_dict(job.base).max_time}
     if job.threads:
         settings["threads"] = job.threads
-    cfg = _apply(from_dict(job.base), settings, "tune").validate()
+    cfg = merge(from_dict(job.base), settings, "tune").validate()
     quiet = Progress(enabled=False, stream=io.StringIO())  # tune prints one line per trial instead
     res = fit(cfg, runs_dir=job.trials_dir, progress=quiet, callbacks=[_Pruning(trial)] if job.prune else [])
     trial.set_user_attr("seconds", res.summary["train_seconds"])
@@ -271,7 +270,7 @@ def tune(recipe: str | None = None, config: str | Path | TrainConfig | None = No
     run, too)."""
     import optuna
 
-    from smallvision.api import _apply, make_config
+    from smallvision.config import merge, resolve
     from smallvision.engine.run import RunFolder
     from smallvision.engine.trainer import fit
 
@@ -279,13 +278,13 @@ def tune(recipe: str | None = None, config: str | Path | TrainConfig | None = No
         raise UsageError(f"--trials must be ≥ 1, got {trials}")
     if time_budget < 0:
         raise UsageError(f"--time-budget must be ≥ 0 seconds, got {time_budget}")
-    base = make_config(recipe, config, **overrides)
+    base = resolve(recipe, config, **overrides)
     params = parse_space(space, base)
     trial_val = trial_val_size if trial_val_size is not None else (base.val_size if base.val_size > 0 else 0.1)
     if not 0 < trial_val < 1 and not (trial_val >= 1 and float(trial_val).is_integer()):
         raise UsageError(f"--trial-val-size must be a fraction in (0, 1) or a count of images ≥ 1, got {trial_val:g}")
     n_jobs, threads = plan_jobs(jobs)
-    stem = base.recipe or f"{base.dataset.split(':')[0]}-{base.model}"
+    stem = base.recipe or f"{base.spec.name}-{base.model}"
     folder = RunFolder.create(runs_dir, name or f"tune-{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
         storage_path = str(folder / RunFolder.STUDY)
@@ -326,8 +325,8 @@ def tune(recipe: str | None = None, config: str | Path | TrainConfig | None = No
         best = study.best_trial
         rows = [{"trial": t.number, "state": t.state.name.lower(), "val_accuracy": t.value, **t.params,
                  "train_seconds": t.user_attrs.get("seconds")} for t in study.trials]
-        (folder / "trials.json").write_text(json.dumps(rows, indent=1))
-        best_cfg = _apply(base, dict(best.params), "tune").validate()
+        (folder / RunFolder.TRIALS).write_text(json.dumps(rows, indent=1))
+        best_cfg = merge(base, dict(best.params), "tune").validate()
         description = (f"tuned by `smallvision tune` from {base.recipe or 'the given settings'} on a {trial_val:g} "
                        f"validation split: {best.value:.2f} % validation accuracy (trial {best.number} of {len(rows)}; "
                        f"searched {', '.join(p.describe() for p in params)}); the test set was not read")
@@ -337,7 +336,7 @@ def tune(recipe: str | None = None, config: str | Path | TrainConfig | None = No
         result = TuneResult(folder.path, dict(best.params), float(best.value), rows, recipe_path,
                             search_seconds=round(search_seconds, 1), extra={"val": trial_val})
         if final:
-            res = fit(_apply(best_cfg, {"name": f"{folder.name}-final"}, "tune").validate(), runs_dir=folder.path)
+            res = fit(merge(best_cfg, {"name": f"{folder.name}-final"}, "tune").validate(), runs_dir=folder.path)
             result.final = res.summary
             log(f"final run (the test set read once): {res.summary['test_accuracy']:.2f} % test accuracy, "
                 f"{res.summary['train_seconds']:.1f} s -> {res.run_dir}")

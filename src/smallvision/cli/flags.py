@@ -64,10 +64,12 @@ def setting_parameters(cls: type = TrainConfig) -> list[inspect.Parameter]:
     return params
 
 
-def with_settings(*extra: inspect.Parameter, cls: type = TrainConfig) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command `extra` parameters plus one flag per setting of `cls` (its body takes ``**kw``)."""
+def with_settings(*extra: inspect.Parameter, cls: type | None = TrainConfig
+                  ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command `extra` parameters plus one flag per setting of `cls` (None: `extra` only);
+    its body takes ``**kw``."""
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        params = [*extra, *setting_parameters(cls)]
+        params = [*extra, *(setting_parameters(cls) if cls is not None else [])]
         fn.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         fn.__annotations__ = {p.name: p.annotation for p in params}
         return fn

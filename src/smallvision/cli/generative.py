@@ -3,6 +3,7 @@ train flags come from the `GenConfig` schema, as `train`'s come from `TrainConfi
 
 from __future__ import annotations
 
+import inspect
 import json
 import shlex
 import sys
@@ -98,23 +99,34 @@ def gan_train(**kw: Any) -> None:
     _train("gan", kw)
 
 
+def _sample_options(what: str, *middle: inspect.Parameter) -> tuple[inspect.Parameter, ...]:
+    """The options `gan sample` and `diffusion sample` share (`middle`: the flow's own, in their place)."""
+    return (
+        inspect.Parameter("checkpoint", inspect.Parameter.KEYWORD_ONLY,
+                          annotation=Annotated[str, typer.Argument(help=f"A {what} run folder or its "
+                                                                        "generator.safetensors.")]),
+        option("n", int, 64, "-n", help="How many samples."),
+        option("seed", int, 0, "--seed", help="Noise seed: the same seed, the same images."),
+        option("label", Optional[int], None, "--label", help="Conditional models: draw this class only."),
+        *middle,
+        option("out", Optional[Path], None, "--out", help="The grid's PNG (default: sample_seed<S>.png in the run)."),
+        option("score", bool, False, "--score/--no-score", help="Also score the samples."),
+        option("scorer", Optional[str], None, "--scorer",
+               help="Scoring classifier (default: the data set's, trained once)."),
+        option("runs_dir", Path, Path("runs"), "--runs-dir", help="Where the default scorer is kept (_scorers/)."),
+        option("device", str, "auto", "--device", help="auto, cpu, cuda, mps"),
+        option("as_json", bool, False, "--json"),
+    )
+
+
 @gan_app.command("sample")
-def gan_sample(
-    checkpoint: Annotated[str, typer.Argument(help="A GAN run folder or its generator.safetensors.")],
-    n: Annotated[int, typer.Option("-n", help="How many samples.")] = 64,
-    seed: Annotated[int, typer.Option(help="Noise seed: the same seed, the same images.")] = 0,
-    label: Annotated[Optional[int], typer.Option(help="Conditional generators: draw this class only.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="The grid's PNG (default: sample_seed<S>.png in the run).")] = None,
-    score: Annotated[bool, typer.Option("--score/--no-score", help="Also score the samples.")] = False,
-    scorer: Annotated[Optional[str], typer.Option(help="Scoring classifier (default: the data set's, trained once).")] = None,
-    runs_dir: Annotated[Path, typer.Option(help="Where the default scorer is kept (_scorers/).")] = Path("runs"),
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
+@with_settings(*_sample_options("GAN"), cls=None)
+def gan_sample(**kw: Any) -> None:
     """Write a grid of samples from a trained generator; --score adds the quality figures."""
     from smallvision.generative.gan import sample
 
-    _print(sample(checkpoint, n, seed, out, label, device, score, scorer, runs_dir), as_json)
+    _print(sample(kw["checkpoint"], kw["n"], kw["seed"], kw["out"], kw["label"], kw["device"], kw["score"],
+                  kw["scorer"], kw["runs_dir"]), kw["as_json"])
 
 
 @ae_app.command("train")
@@ -168,22 +180,15 @@ def diffusion_train(**kw: Any) -> None:
 
 
 @diffusion_app.command("sample")
-def diffusion_sample(
-    checkpoint: Annotated[str, typer.Argument(help="A diffusion run folder or its generator.safetensors.")],
-    n: Annotated[int, typer.Option("-n", help="How many samples.")] = 64,
-    seed: Annotated[int, typer.Option(help="Noise seed: the same seed, the same images.")] = 0,
-    label: Annotated[Optional[int], typer.Option(help="Conditional models: draw this class only.")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Solver steps (default: the run's).")] = None,
-    sampler: Annotated[Optional[str], typer.Option(help="euler or heun (default: the run's).")] = None,
-    guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance w (default: the run's).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="The grid's PNG (default: sample_seed<S>.png in the run).")] = None,
-    score: Annotated[bool, typer.Option("--score/--no-score", help="Also score the samples.")] = False,
-    scorer: Annotated[Optional[str], typer.Option(help="Scoring classifier (default: the data set's, trained once).")] = None,
-    runs_dir: Annotated[Path, typer.Option(help="Where the default scorer is kept (_scorers/).")] = Path("runs"),
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
+@with_settings(*_sample_options(
+    "diffusion",
+    option("steps", Optional[int], None, "--steps", help="Solver steps (default: the run's)."),
+    option("sampler", Optional[str], None, "--sampler", help="euler or heun (default: the run's)."),
+    option("guidance", Optional[float], None, "--guidance", help="Classifier-free guidance w (default: the run's).")),
+    cls=None)
+def diffusion_sample(**kw: Any) -> None:
     """Write a grid of samples from a trained flow model; --score adds the quality figures."""
     from smallvision.generative.diffusion import sample
 
-    _print(sample(checkpoint, n, seed, out, label, device, steps, sampler, guidance, score, scorer, runs_dir), as_json)
+    _print(sample(kw["checkpoint"], kw["n"], kw["seed"], kw["out"], kw["label"], kw["device"], kw["steps"],
+                  kw["sampler"], kw["guidance"], kw["score"], kw["scorer"], kw["runs_dir"]), kw["as_json"])

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from smallvision.cli.flags import option, parse_pairs, parse_sets, settings_from_flags, with_settings
+from smallvision.config import DatasetSpec
 from smallvision.engine.run import RunFolder
 
 app = typer.Typer(
@@ -133,65 +134,9 @@ def _settings(kw: dict[str, Any]) -> dict[str, Any]:
 def train(**kw: Any) -> None:
     """Train a model; writes runs/<name>/ with config, metrics, checkpoints, a summary and a report."""
     from smallvision import api
-    from smallvision.errors import UsageError
 
     over, as_json = _settings(kw), kw["as_json"]
-    if kw["nproc"] > 1 and "WORLD_SIZE" not in os.environ:
-        if kw["resume"] is None:  # bad settings: one line here, before any process starts
-            api.make_config(kw["recipe"], kw["config"], **over)
-        elif not (Path(kw["resume"]) / RunFolder.RESUME).is_file():
-            raise UsageError(f"{kw['resume']}: nothing to resume (no resume.safetensors); was it trained by smallvision?")
-        sys.exit(_torchrun(kw["nproc"]))
-    command = "smallvision " + shlex.join(sys.argv[1:])  # what ran, recorded in config.json
-    if kw["resume"] is not None:
-        if kw["recipe"] or kw["config"]:
-            raise UsageError("--resume continues a run with its own settings; drop --recipe/--config")
-        result = api.resume(kw["resume"], progress=not as_json, command=command, **over)
-        _emit(result.summary, as_json, f"run {result.run_dir}")
-        return
-    cfg = api.make_config(kw["recipe"], kw["config"], **over)  # names and values checked before any work
-    if kw["ensemble"]:
-        summary = api.train_ensemble(None, kw["ensemble"], runs_dir=kw["runs_dir"], progress=not as_json,
-                                     command=command, config=cfg)
-        _emit(summary, as_json, f"ensemble {summary['run_dir']}")
-        return
-    result = api.train(runs_dir=kw["runs_dir"], progress=not as_json, command=command, config=cfg)
-    _emit(result.summary, as_json, f"run {result.run_dir}")
-
-
-@app.command()
-@with_settings(
-    _RECIPE, _CONFIG,
-    option("space", str, "lr,weight_decay,label_smoothing", "--space", help="Settings to search, comma-separated: NAME "
-           "(a default range) or NAME=log:LOW:HIGH, NAME=float:LOW:HIGH, NAME=int:LOW:HIGH, NAME=A|B|C."),
-    option("trials", int, 20, "--trials", help="How many trials (the time budget may end the search sooner)."),
-    option("time_budget", float, 0.0, "--time-budget", help="Seconds for the search (0: none); the final run is extra."),
-    option("jobs", int, 0, "--jobs", help="Trials side by side (0: auto, one per 2 cores from 4 cores up)."),
-    option("final", bool, True, "--final/--no-final", help="Train the best settings and read the test set, once."),
-    option("prune", bool, True, "--prune/--no-prune", help="Stop trials that fall below the median (MedianPruner)."),
-    option("out", Optional[Path], None, "--out", help="Where to write the tuned recipe (default: <tune folder>/tuned.toml)."),
-    option("trial_val_size", Optional[float], None, "--trial-val-size", help="The trials' validation split, a fraction "
-           "or a count (default: the recipe's val_size, or 0.1 when it has none); --val-size changes the recipe itself."),
-    option("runs_dir", Path, Path("runs"), "--runs-dir", help="Where the tune folder goes."),
-    _SET,
-)
-def tune(**kw: Any) -> None:
-    """Search settings on a validation split (Optuna); write them as a recipe; test the best once."""
-    from smallvision.tune import tune as run_tune
-
-    over = _settings(kw)
-    name = over.pop("name", "")
-    r = run_tune(kw["recipe"], kw["config"], space=kw["space"], trials=kw["trials"], time_budget=kw["time_budget"],
-                 trial_val_size=kw["trial_val_size"], runs_dir=kw["runs_dir"], name=name, seed=over.get("seed", 0), jobs=kw["jobs"],
-                 final=kw["final"], prune=kw["prune"], out=kw["out"], **over)
-    print(f"tuned recipe: {r.recipe_path}   (train it: smallvision train --config {r.recipe_path})")
-
-
-def _torchrun(n: int) -> int:
-    """`smallvision train --nproc N ARGS` -> `torchrun --standalone --nproc-per-node N -m smallvision train ARGS`."""
-    import subprocess
-
-    args, skip = [], False
+    args, skip = [], False  # what torchrun repeats: this command line without --nproc
     for a in sys.argv[1:]:
         if skip:
             skip = False
@@ -199,9 +144,12 @@ def _torchrun(n: int) -> int:
             skip = True
         elif not a.startswith("--nproc="):
             args.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m", "smallvision", *args]
-    print("running: torchrun " + shlex.join(cmd[3:]), file=sys.stderr, flush=True)
-    return subprocess.run(cmd).returncode
+    title, summary = api.train_command(kw["recipe"], kw["config"], resume=kw["resume"], ensemble=kw["ensemble"],
+                                       nproc=kw["nproc"], runs_dir=kw["runs_dir"], progress=not as_json,
+                                       command="smallvision " + shlex.join(sys.argv[1:]), launch_args=args, **over)
+    if title == "torchrun":
+        sys.exit(summary["returncode"])
+    _emit(summary, as_json, title)
 
 
 @app.command("print-config")
@@ -268,7 +216,7 @@ def convert(
 
     data = load_dataset(dataset, data_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = prefix or dataset.split(":")[0].replace("-", "_")
+    stem = prefix or DatasetSpec.parse(dataset).name.replace("-", "_")
     for split, x, y in (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)):
         path = out / f"{stem}_{split}.csv"
         write_csv(path, x.numpy(), y.numpy(), header=header)
@@ -346,9 +294,9 @@ def explain_cmd(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "cpu",
 ) -> None:
     """Why the model said what it said: per image, the image, its Grad-CAM heatmap (plus occlusion for inputs of ≤ 32 px) and the top classes."""
-    from smallvision.engine.checkpoint import resolve
     from smallvision.errors import UsageError
     from smallvision.explain import Explainer
+    from smallvision.modelfile import resolve
 
     if top_k < 1:
         raise UsageError(f"--top-k must be ≥ 1, got {top_k}")

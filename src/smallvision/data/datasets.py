@@ -21,13 +21,15 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from smallvision.config import DatasetSpec, split_spec  # noqa: F401 - split_spec re-exported
 from smallvision.data.info import DatasetInfo, looks_like_digits
 from smallvision.errors import DataError, UsageError
-from smallvision.registry import Registry
+from smallvision.registry import Contract, Registry
 
 
 @dataclass
@@ -44,27 +46,17 @@ class ImageData:
 
 
 Loader = Callable[..., ImageData]  # (arg: str | None, data_dir: str | Path | None, **options) -> ImageData
-DATASETS: Registry[Loader] = Registry("data set")
 
 
-def split_spec(spec: str, positional: str | None = None) -> tuple[str, str | None, dict[str, str]]:
-    """``NAME[:ARG]`` -> (name, arg, legacy options). ARG is a path taken verbatim when it exists;
-    otherwise ``ARG,KEY=VALUE,...`` is the older comma form (a bare extra part is `positional`)."""
-    name, _, arg = spec.partition(":")
-    if not arg or "," not in arg and "=" not in arg or Path(arg).expanduser().exists():
-        return name, arg or None, {}
-    head, *rest = arg.split(",")
-    opts: dict[str, str] = {}
-    if "=" in head:
-        head, rest = "", [head, *rest]
-    for part in rest:
-        key, eq, val = part.partition("=")
-        if not eq and positional and positional not in opts:
-            key, val = positional, part
-        elif not eq:
-            raise UsageError(f"{name}: cannot read option {part!r}; give options as --data-arg KEY=VALUE")
-        opts[key] = val
-    return name, head or None, opts
+@dataclass(frozen=True)
+class DataContract(Contract):
+    fixture: Callable[..., dict[str, Any]] | None = None  # (tmp folder) -> train settings of a tiny copy (the tests)
+    options: dict[str, type] = field(default_factory=dict)  # --data-arg KEY: its type
+    positional: str | None = None  # the option a bare extra part of the older comma form names
+    portable: tuple[str, ...] = ()  # options a recipe's value of holds for any data set of this kind
+
+
+DATASETS: Registry[Loader] = Registry("data set", contract=DataContract)
 
 
 def _typed(name: str, key: str, val: object, kind: type) -> object:
@@ -80,9 +72,9 @@ def _typed(name: str, key: str, val: object, kind: type) -> object:
 def load_dataset(spec: str, data_dir: str | Path | None = None, options: dict[str, object] | None = None) -> ImageData:
     """Load a data set by spec and options, e.g. ``("mnist")``, ``("idx:/data/mnist")``,
     ``("folder:~/pets", options={"size": 64})``. Options are checked against the entry's contract."""
-    entry = DATASETS.entry(spec.partition(":")[0])
-    known: dict[str, type] = entry.contract.get("options", {})
-    name, arg, legacy = split_spec(spec, entry.contract.get("positional"))
+    entry = DATASETS.entry(DatasetSpec.parse(spec).name)
+    known: dict[str, type] = entry.contract.options
+    name, arg, legacy = split_spec(spec, entry.contract.positional)
     opts = {**legacy, **(options or {})}
     for key, val in opts.items():
         if key not in known:

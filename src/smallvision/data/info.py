@@ -31,6 +31,12 @@ class DatasetInfo:
     def input_shape(self) -> tuple[int, int, int]:
         return (self.channels, self.height, self.width)
 
+    def is_digit_style(self) -> bool:
+        """What the data set declared (`digit_style`); older checkpoints: the name rule."""
+        if self.digit_style is not None:
+            return self.digit_style and self.channels == 1
+        return looks_like_digits(self.name, self.channels)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["mean"], d["std"], d["class_names"] = list(self.mean), list(self.std), list(self.class_names)

@@ -9,6 +9,7 @@ epoch and the step).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 import torch
 
@@ -175,8 +176,27 @@ def step_generator(seed: int, epoch: int, step: int) -> torch.Generator:
     return epoch_generator(seed + 1, epoch * 100_003 + step)
 
 
+class BatchSource(Protocol):
+    """What the loops read batches from: `TensorLoader` (images in memory, on the device) and
+    `data.stream.StreamLoader` (decoded from the files per batch) both are one."""
+
+    x: Any  # the images (tensor, or the file list of a streamed folder): len() is the split's size
+    y: torch.Tensor
+    batch_size: int
+    skipped: list[str]  # files found unreadable while streaming, named (in memory: none)
+
+    def __len__(self) -> int: ...
+
+    def batches(self, epoch: int, start_step: int = 0, perm_seed: int | None = None
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+    def in_order(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+
 class TensorLoader:
     """Batches from tensors already on the device. ``batch_size`` 0 means the full set (full-batch GD)."""
+
+    skipped: list[str] = []  # noqa: RUF012 - read-only: tensors in memory have no unreadable files
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0,
                  drop_last: bool = False, shift: int = 0, hflip: bool = False, augment: str = "none",
@@ -220,3 +240,7 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.batches(0)
+
+    def in_order(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Every image once, in order, unaugmented: the whole split as one batch (it is in memory)."""
+        yield self.x, self.y

@@ -41,7 +41,7 @@ class Teachers:
 
 def load_teachers(paths: list[str], info: DatasetInfo, device: torch.device, temperature: float) -> Teachers:
     """Each run folder or checkpoint's best weights, checked against the student's data set."""
-    from smallvision.engine.checkpoint import load_model
+    from smallvision.modelfile import load_model
 
     if info.multilabel:
         raise UsageError("--teacher distils softmax probabilities; it is for single-label data sets")

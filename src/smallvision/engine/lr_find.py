@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from smallvision.config import TrainConfig
+from smallvision.engine.run import RunFolder
 
 
 def range_test(cfg: TrainConfig, start_lr: float, end_lr: float, steps: int) -> tuple[list[float], list[float], str]:
@@ -66,10 +67,10 @@ def lr_find(cfg: TrainConfig, out: str | Path, start_lr: float = 1e-6, end_lr: f
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
-    _save(fig, out / "lr_find.png")
+    _save(fig, out / RunFolder.LR_FIND_PNG)
     from smallvision.io import write_json
 
     res = {"suggested_lr": suggestion, "min_loss_lr": min_lr, "lrs": lrs, "losses": losses,
-           "plot": str(out / "lr_find.png")}
-    write_json(out / "lr_find.json", res)
+           "plot": str(out / RunFolder.LR_FIND_PNG)}
+    write_json(out / RunFolder.LR_FIND_JSON, res)
     return res

@@ -9,10 +9,12 @@ with the same figures instead of saying "already finished".
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import os
 import signal
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +41,8 @@ class LoopState:
     elapsed: float = 0.0  # seconds of training so far (across resumes)
     step_time: float = 0.0  # of which inside training steps (images/s)
     images_seen: int = 0
-    acc: list[float] = field(default_factory=lambda: [0.0, 0, 0])  # this epoch so far: loss sum, correct, seen
+    sums: dict[str, float] = field(default_factory=dict)  # this epoch so far, by name: loss, correct, d_loss, ...
+    seen: int = 0  # images this epoch so far
     plateau: dict[str, float] = field(default_factory=dict)
     perm_seed: int | None = None  # data_order = "torch": this epoch's DataLoader seed
     phase: str = "training"
@@ -57,35 +60,59 @@ class LoopState:
         return state
 
 
-class Counted:
-    """`sync` for a session with ``state`` (LoopState), ``meter`` (two unsynced device sums of this
-    epoch: a loss sum, then correct predictions or a second loss), ``t_start`` and ``step_clock``."""
+class RunSession:
+    """What every loop's session shares (the classifier's `engine.setup.Session`, the generative
+    `GenSession`): ``state`` (LoopState), ``meter`` (this epoch's unsynced device sums, by name),
+    ``t_start``, ``step_clock``, ``run``, ``progress``, ``cfg``; each kind gives `save_state`
+    and `begin_epoch` (training mode, the epoch's batches)."""
 
     state: LoopState
-    meter: list[Any]
+    meter: dict[str, Any]
     t_start: float
     step_clock: float | None
+
+    def save_state(self) -> None:
+        raise NotImplementedError
+
+    def begin_epoch(self, epoch: int) -> Any:
+        """Set up `epoch` (training mode, meters); return its batches from ``state.step_in_epoch``."""
+        raise NotImplementedError
+
+    def add(self, name: str, value: Any) -> None:
+        """Add a 0-d device tensor to this epoch's sum `name` (no sync: float64, or int64 for counts)."""
+        m = self.meter.get(name)
+        if m is None:
+            import torch
+
+            m = self.meter[name] = torch.zeros((), device=value.device,
+                                               dtype=torch.float64 if value.is_floating_point() else torch.int64)
+        m += value
 
     def sync(self) -> None:
         """Bring the saved counters up to date (one device sync): the epoch's sums and the times."""
         import time
 
         now = time.perf_counter()
-        if self.meter:
-            first, second = self.meter
-            self.state.acc = [self.state.acc[0] + float(first), self.state.acc[1] + second.item(), self.state.acc[2]]
-            first.zero_(), second.zero_()
+        for name, m in self.meter.items():
+            self.state.sums[name] = self.state.sums.get(name, 0) + m.item()
+            m.zero_()
         if self.state.phase == "training":
             self.state.elapsed = now - self.t_start
         if self.step_clock is not None:
             self.state.step_time += now - self.step_clock
             self.step_clock = now
 
+    def take_sums(self) -> tuple[dict[str, float], int]:
+        """The epoch's sums and image count, reset for the next epoch."""
+        out = (dict(self.state.sums), self.state.seen)
+        self.state.sums, self.state.seen = {}, 0
+        return out
+
     def stepped(self, images: int, callbacks: list[Any]) -> None:
         """Count one optimiser step on `images` images, then the callbacks' ``on_step``."""
         from smallvision.engine.callbacks import call
 
-        self.state.acc[2] += images
+        self.state.seen += images
         self.state.step += 1
         self.state.step_in_epoch += 1
         call(callbacks, "on_step", self)
@@ -95,6 +122,77 @@ class Counted:
         """Stop the epoch's step clock, its counters brought up to date."""
         self.sync()
         self.step_clock = None
+
+    def enter_phase(self, phase: str) -> None:
+        """Save that the run reached `phase` (so a resume starts there), then the tests' crash point."""
+        self.state.phase = phase
+        self.save_state()
+        crash_point(phase)
+
+
+def epoch_loop(s: RunSession, step: Callable[[Any, Any, Any], None],
+               epoch_end: Callable[[Any, int], tuple[dict[str, Any] | None, str]], callbacks: list[Any]) -> None:
+    """The one epoch skeleton of every loop: from wherever the state says, each epoch's batches
+    (`s.begin_epoch`) through `step(s, xb, yb)`, then `epoch_end(s, epoch)` -> (metrics row or
+    None, log line); stops when a rule set ``state.stopped`` or at ``cfg.max_time``."""
+    import time
+
+    from smallvision.engine.callbacks import call
+
+    cfg, st = s.cfg, s.state  # type: ignore[attr-defined]
+    for epoch in range(st.epoch, cfg.epochs + 1):
+        if st.stopped:  # a stop rule fired before a kill: resume goes on to what follows training
+            break
+        batches = s.begin_epoch(epoch)
+        s.step_clock = time.perf_counter()
+        call(callbacks, "on_epoch_start", s, epoch)
+        for xb, yb in batches:
+            step(s, xb, yb)
+            s.stepped(len(xb), callbacks)
+        s.epoch_done()
+        row, line = epoch_end(s, epoch)
+        call(callbacks, "on_epoch_end", s, row, line)
+        if not st.stopped and cfg.max_time and st.elapsed >= cfg.max_time:
+            st.stopped = f"time limit {cfg.max_time:g}s reached after epoch {epoch}"
+    st.stopped = st.stopped or "completed all epochs"
+
+
+@contextlib.contextmanager
+def running(s: Any, callbacks: list[Any], *cleanup: Callable[[], None]) -> Iterator[None]:
+    """The guard around a run's loop and finish: whatever happens, the callbacks closed, the
+    progress display closed, the folder unlocked, then `cleanup`."""
+    from smallvision.engine.callbacks import call
+
+    try:
+        yield
+    finally:
+        call(callbacks, "close")
+        s.progress.close()
+        s.run.unlock()
+        for fn in cleanup:
+            fn()
+
+
+def open_run(runs_dir: str | Path, name: str, resume: str | Path | None, restore: Callable[[], dict[str, Any]],
+             write_config: Callable[[RunFolder], None], lock: bool = True) -> tuple[RunFolder, LoopState]:
+    """Every loop's start: a new locked folder ``runs_dir/name`` (``-2`` when taken) and its
+    config.json (`write_config`), or the run at `resume`, locked, with the LoopState `restore()`
+    returns (it loads the weights and optimisers); a finished run is refused. `lock=False`: a
+    second process of a torchrun job (rank 0 holds the lock)."""
+    if resume is None:
+        run = RunFolder.create(runs_dir, name)
+        write_config(run)
+        return run, LoopState()
+    run = RunFolder(resume).lock() if lock else RunFolder(resume)
+    try:
+        state = LoopState.from_dict(restore())
+    except BaseException:
+        run.unlock()
+        raise
+    if state.phase == "reported":
+        run.unlock()
+        raise UsageError(f"{resume}: this run already finished ({state.stopped}); nothing to resume")
+    return run, state
 
 
 def crash_point(phase: str) -> None:
@@ -116,6 +214,15 @@ class RunFolder:
     CALIBRATION, RELIABILITY = "calibration.json", "reliability.png"
     THRESHOLDS = "thresholds.json"  # a multi-label run's decision thresholds and its test figures at them
     EXPLAIN = "explain"  # heatmaps of the report's top-loss images (a folder)
+    CURVES, CONFUSION, TOP_LOSSES = "curves.png", "confusion.png", "top_losses.png"  # the report's figures
+    LR_FIND_PNG, LR_FIND_JSON = "lr_find.png", "lr_find.json"  # smallvision lr-find
+    TRIALS, CV = "trials.json", "cv.json"  # a tune study's trials; a cross-validation's folds
+    SUSPECTS_CSV, SUSPECTS_PNG, SUSPECTS_JSON = "suspects.csv", "suspects.png", "suspects.json"  # check --labels
+    EXPLAIN_JSON = "explain.json"  # smallvision explain
+    # generative runs: the networks (what `gan|diffusion|autoencoder sample` load) and the figures
+    GENERATOR, AUTOENCODER = "generator.safetensors", "autoencoder.safetensors"
+    LOSSES, SAMPLES_GIF, QUALITY = "losses.png", "samples.gif", "quality.png"
+    LATENT, RECONSTRUCTIONS = "latent.png", "reconstructions.png"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -171,5 +278,6 @@ class RunFolder:
 
 
 def default_run_name(cfg: Any) -> str:
-    stem = cfg.recipe or f"{cfg.dataset.split(':')[0]}-{cfg.model}"
+    """--name, else the recipe (classifier) or dataset-model, plus a time stamp."""
+    stem = getattr(cfg, "recipe", "") or f"{cfg.spec.name}-{cfg.model}"
     return cfg.name or f"{stem}-{datetime.now():%Y%m%d-%H%M%S}"

@@ -19,16 +19,23 @@ from smallvision.config import TrainConfig
 from smallvision.data import DatasetInfo, TensorLoader, load_dataset, split_validation
 from smallvision.data.augment import tta_views_of
 from smallvision.data.folder import ImageFiles, decode_all
-from smallvision.data.loader import as_model_input, balanced_weights, class_weights, training_subset
+from smallvision.data.loader import (
+    BatchSource,
+    as_model_input,
+    balanced_weights,
+    class_weights,
+    torch_order_seed,
+    training_subset,
+)
 from smallvision.data.stream import StreamLoader
 from smallvision.engine import distributed
-from smallvision.engine.checkpoint import load_checkpoint, versions
 from smallvision.engine.device import autocast_for, resolve_device, seed_everything
 from smallvision.engine.progress import Progress
-from smallvision.engine.run import Counted, LoopState, RunFolder, default_run_name
+from smallvision.engine.run import LoopState, RunFolder, RunSession, default_run_name, open_run
 from smallvision.errors import UsageError
+from smallvision.modelfile import load_checkpoint, versions
 from smallvision.models import count_params, create_model
-from smallvision.optim import PlateauState, build_optimizer, two_phases
+from smallvision.optim import PlateauState, build_optimizer, lr_at, two_phases
 
 XY = tuple[torch.Tensor, torch.Tensor]
 
@@ -38,7 +45,7 @@ class Prepared:
     """Data on the device, ready for the loop."""
 
     info: DatasetInfo  # with the normalisation actually applied
-    train: TensorLoader | StreamLoader
+    train: BatchSource
     val: XY | None
     test: XY
     source: str
@@ -113,7 +120,7 @@ def prepare_data(cfg: TrainConfig, device: torch.device, shard: tuple[int, int] 
     rank, world = shard
     val = None
     if isinstance(x, ImageFiles):  # a big image folder: decode each batch's files in worker processes
-        train: TensorLoader | StreamLoader = StreamLoader(x[tr_idx], info.mean, info.std, device, cfg.batch_size,
+        train: BatchSource = StreamLoader(x[tr_idx], info.mean, info.std, device, cfg.batch_size,
                                                           seed=cfg.seed, channels_last=cfg.channels_last, **aug)
         if len(va_idx):
             vx, vy, bad = decode_all(x[va_idx[rank::world]].items, x.channels, x.size, x.workers)
@@ -197,11 +204,8 @@ def cache_backbone_features(cfg: TrainConfig, model: torch.nn.Module, data: Prep
         0 if two_phases(cfg) and not cfg.test_every_epoch else len(data.test[0]))
     if progress is not None:
         progress.log(f"phase 1: computing the frozen backbone's features of {n} images once")
-    if isinstance(data.train, TensorLoader):
-        feats, labels = extract_features(model, data.train.x, amp), data.train.y
-    else:  # streamed once from the files
-        parts = [(extract_features(model, xb, amp), yb) for xb, yb in data.train.in_order()]
-        feats, labels = torch.cat([f for f, _ in parts]), torch.cat([y for _, y in parts])
+    parts = [(extract_features(model, xb, amp), yb) for xb, yb in data.train.in_order()]  # in memory: one part
+    feats, labels = torch.cat([f for f, _ in parts]), torch.cat([y for _, y in parts])
     draws = balanced_weights(labels, data.info.num_classes) if cfg.sampler == "balanced" else None
     loader = TensorLoader(feats, labels, cfg.batch_size, shuffle=True, seed=cfg.seed, sample_weights=draws)
     val_xy = (extract_features(model, data.val[0], amp), data.val[1]) if data.val is not None else None
@@ -211,14 +215,14 @@ def cache_backbone_features(cfg: TrainConfig, model: torch.nn.Module, data: Prep
 
 
 @dataclass
-class Session(Counted):
+class Session(RunSession):
     """One run, set up: what the loop, the final test and the callbacks read and change."""
 
     cfg: TrainConfig
     rt: Runtime
     run: RunFolder
     data: Prepared
-    loader: TensorLoader | StreamLoader  # training batches (or cached backbone features)
+    loader: BatchSource  # training batches (or cached backbone features)
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     ema: torch.nn.Module | None
@@ -233,7 +237,8 @@ class Session(Counted):
     fwd: Any = None  # what a training step calls: the model, torch.compile'd, or its head on cached features
     best_weights: dict[str, torch.Tensor] | None = None
     cache_seconds: float | None = None
-    meter: list[torch.Tensor] = field(default_factory=list)  # this epoch's unsynced loss sum and correct count
+    meter: dict[str, torch.Tensor] = field(default_factory=dict)  # this epoch's unsynced sums: loss, correct
+    lr: float = 0.0  # the learning rate of the last step
     t_start: float = 0.0  # perf_counter at which training would have started, had it never stopped
     step_clock: float | None = None  # inside an epoch: when step_time was last brought up to date
 
@@ -268,6 +273,41 @@ class Session(Counted):
         else:
             self.loader, self.val_xy, self.test_xy, self.fwd = self.data.train, self.data.val, self.data.test, self.full_fwd
 
+    @property
+    def device(self) -> torch.device:
+        return self.rt.device
+
+    def begin_epoch(self, epoch: int) -> Any:
+        """Training mode for `epoch` and its batches (from ``state.step_in_epoch`` when resuming mid-epoch)."""
+        cfg, st = self.cfg, self.state
+        self.train_mode(epoch)
+        self.meter = {}
+        if cfg.data_order == "torch" and st.step_in_epoch == 0:
+            st.perm_seed = torch_order_seed()  # as a DataLoader(shuffle=True) would draw it
+        self.lr = lr_at(cfg, st.step, len(self.loader), self.plateau.factor)
+        return self.loader.batches(epoch, st.step_in_epoch, st.perm_seed if cfg.data_order == "torch" else None)
+
+    def train_mode(self, epoch: int) -> None:
+        """Training mode for `epoch`: a frozen backbone (--freeze, until --unfreeze-after) takes no
+        gradients and keeps its BatchNorm statistics; with --cache-features its phase trains the
+        head on the cached features."""
+        cfg, model = self.cfg, self.model
+        self.use_phase(epoch)
+        model.train()
+        frozen = cfg.freeze and not (cfg.unfreeze_after and epoch > cfg.unfreeze_after)
+        model.features.requires_grad_(not frozen)
+        if frozen:
+            model.features.eval()
+        elif cfg.freeze_bn:  # trainable weights, BatchNorm on its pretrained running statistics
+            for m in model.features.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        if (not frozen and cfg.freeze and cfg.unfreeze_after and epoch == cfg.unfreeze_after + 1
+                and self.state.step_in_epoch == 0):
+            self.progress.log(f"epoch {epoch}: backbone unfrozen (phase 2, peak lr {cfg.lr * cfg.unfreeze_lr:g}"
+                              + (f", backbone × {cfg.backbone_lr:g} in {cfg.lr_groups} groups"
+                                 if cfg.backbone_lr != 1 else "") + ")")
+
     def phase_label(self, epoch: int) -> str:
         """'' for one phase; 'phase 1 (head)' / 'phase 2 (all)' for --freeze --unfreeze-after."""
         if not two_phases(self.cfg):
@@ -293,29 +333,26 @@ def _modules(model: torch.nn.Module, ema: torch.nn.Module | None, avg: torch.nn.
 def _open_run(cfg: TrainConfig, rt: Runtime, runs_dir: str | Path, command: str,
               resume: tuple[Path, Any] | None, model: torch.nn.Module, optimizer: Any, ema: Any, plateau: PlateauState,
               avg: Any = None) -> tuple[RunFolder, LoopState]:
-    """A new locked run folder with its config.json, or the resumed one with its restored state."""
+    """`open_run` for a classifier: rank 0 makes the folder and tells the other processes its path."""
     from smallvision.engine import resume as rs
 
     d = rt.dist
-    if resume is None:
-        created = RunFolder.create(runs_dir, default_run_name(cfg)) if d.main else None  # rank 0 names and locks it
-        run = created or RunFolder(distributed.broadcast(None, d))
-        if d.main:
-            distributed.broadcast(str(run.path), d)
-            # from Python (no command line): the command that repeats this run
-            command = command or f"smallvision train --config {run / RunFolder.CONFIG}"
-            run.write_config(cfg.to_dict(), {"device": str(rt.device), "precision": rt.precision,
-                                             "processes": d.world}, command)
-        return run, LoopState()
-    path, (tensors, meta) = resume
-    run = RunFolder(path).lock() if d.main else RunFolder(path)
-    state = LoopState.from_dict(rs.restore(tensors, meta, _modules(model, ema, avg), {"optim": optimizer}, rt.scaler,
-                                           rt.device))
+    if resume is None and not d.main:
+        return RunFolder(distributed.broadcast(None, d)), LoopState()
+
+    def write(run: RunFolder) -> None:
+        distributed.broadcast(str(run.path), d)
+        # from Python (no command line): the command that repeats this run
+        run.write_config(cfg.to_dict(), {"device": str(rt.device), "precision": rt.precision, "processes": d.world},
+                         command or f"smallvision train --config {run / RunFolder.CONFIG}")
+
+    def restore() -> dict[str, Any]:
+        tensors, meta = resume[1]
+        return rs.restore(tensors, meta, _modules(model, ema, avg), {"optim": optimizer}, rt.scaler, rt.device)
+
+    run, state = open_run(runs_dir, default_run_name(cfg), resume and resume[0], restore, write, lock=d.main)
     if state.plateau:
         plateau.load_state_dict(state.plateau)
-    if state.phase == "reported":
-        run.unlock()
-        raise UsageError(f"{path}: this run already finished ({state.stopped}); nothing to resume")
     return run, state
 
 

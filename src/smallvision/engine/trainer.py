@@ -1,10 +1,10 @@
 """The training engine: one readable `fit()` (nanoGPT's shape) over a set-up `Session`.
 
-``fit`` = `setup` (engine/setup.py) -> `train_epoch` -> `evaluate_epoch` -> `select`, repeated,
-with callbacks (progress, periodic saves, signals, TensorBoard; engine/callbacks.py) ->
-`finish` (the final test with the selected weights, summary, report). Model selection and
-stopping look at the validation split only; the test split is read once at the end (and per
-epoch only with ``test_every_epoch``, reported but never used to decide anything). Each phase
+``fit`` = `setup` (engine/setup.py) -> `epoch_loop` (engine/run.py, the skeleton every loop
+shares) over `classifier_step` and `classifier_epoch_end` (-> `evaluate_epoch` -> `select`),
+with callbacks (progress, periodic saves, signals, TensorBoard; engine/callbacks.py) -> `finish`
+(the final test with the selected weights, summary, report). Model selection and stopping look
+at the validation split only; the test split is read once at the end (and per epoch only with ``test_every_epoch``, reported but never used to decide anything). Each phase
 is saved (engine/run.py), so ``--resume`` finishes a run killed anywhere, the final test included.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,17 +21,16 @@ import torch
 
 from smallvision.config import TrainConfig
 from smallvision.data.augment import mix_batch
-from smallvision.data.loader import epoch_generator, torch_order_seed
-from smallvision.data.stream import StreamLoader
+from smallvision.data.loader import epoch_generator
 from smallvision.engine import distributed
-from smallvision.engine.callbacks import PeriodicSave, ProgressBar, StopOnSignal, TensorBoardLog, call
-from smallvision.engine.checkpoint import save_checkpoint
+from smallvision.engine.callbacks import PeriodicSave, ProgressBar, StopOnSignal, TensorBoardLog
 from smallvision.engine.evaluate import EvalResult, evaluate, n_correct, task_loss
 from smallvision.engine.progress import Progress
-from smallvision.engine.run import RunFolder, crash_point
+from smallvision.engine.run import RunFolder, crash_point, epoch_loop, running
 from smallvision.engine.setup import Session, setup
 from smallvision.errors import DivergenceError, UsageError
 from smallvision.io import atomic_write_text, write_json
+from smallvision.modelfile import save_checkpoint
 from smallvision.models import count_params
 from smallvision.optim import lr_at, two_phases
 
@@ -78,67 +76,51 @@ def train_step(model: Any, optimizer: torch.optim.Optimizer, xb: torch.Tensor, y
     return loss.detach(), logits.detach()
 
 
-def _train_mode(s: Session, epoch: int) -> None:
-    """Training mode for `epoch`: a frozen backbone (--freeze, until --unfreeze-after) takes no
-    gradients and keeps its BatchNorm statistics; with --cache-features its phase trains the
-    head on the cached features."""
-    cfg, model = s.cfg, s.model
-    s.use_phase(epoch)
-    model.train()
-    frozen = cfg.freeze and not (cfg.unfreeze_after and epoch > cfg.unfreeze_after)
-    model.features.requires_grad_(not frozen)
-    if frozen:
-        model.features.eval()
-    elif cfg.freeze_bn:  # trainable weights, BatchNorm on its pretrained running statistics
-        for m in model.features.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.eval()
-    if not frozen and cfg.freeze and cfg.unfreeze_after and epoch == cfg.unfreeze_after + 1 and s.state.step_in_epoch == 0:
-        s.progress.log(f"epoch {epoch}: backbone unfrozen (phase 2, peak lr {cfg.lr * cfg.unfreeze_lr:g}"
-                       + (f", backbone × {cfg.backbone_lr:g} in {cfg.lr_groups} groups" if cfg.backbone_lr != 1 else "")
-                       + ")")
-
-
 def _diverged(s: Session, value: float, where: str, lr: float) -> DivergenceError:
     return DivergenceError(f"loss became {value} {where}; the learning rate {lr:g} is likely too high. "
                            f"Last good checkpoint: {s.run / RunFolder.LAST}")
 
 
-def train_epoch(s: Session, epoch: int, callbacks: list[Any]) -> tuple[float, float, float]:
-    """Train `epoch` (from ``state.step_in_epoch`` when resuming mid-epoch); returns the epoch's
-    training loss, training accuracy (%) and last learning rate."""
+def classifier_step(s: Session, xb: torch.Tensor, yb: torch.Tensor) -> None:
+    """One optimiser step at the schedule's rate (mixup/CutMix drawn per global step, so a resumed
+    run mixes the same way; the teachers' soft targets with --teacher); the loss and the correct
+    count into the epoch's sums."""
     cfg, st = s.cfg, s.state
-    _train_mode(s, epoch)
-    s.meter = [torch.zeros((), device=s.rt.device, dtype=torch.float64),
-               torch.zeros((), device=s.rt.device, dtype=torch.int64)]
-    s.step_clock = time.perf_counter()
-    call(callbacks, "on_epoch_start", s, epoch)
-    if cfg.data_order == "torch" and st.step_in_epoch == 0:
-        st.perm_seed = torch_order_seed()  # as a DataLoader(shuffle=True) would draw it
-    lr = lr_at(cfg, st.step, len(s.loader), s.plateau.factor)
-    for xb, yb in s.loader.batches(epoch, st.step_in_epoch, st.perm_seed if cfg.data_order == "torch" else None):
-        lr = lr_at(cfg, st.step, len(s.loader), s.plateau.factor)
-        mix = None
-        if cfg.mixup or cfg.cutmix:  # drawn per global step: a resumed run mixes the same way
-            xb, partner, lam = mix_batch(xb, epoch_generator(cfg.seed + 3, st.step), cfg.mixup, cfg.cutmix)
-            mix = (partner, lam)
-        soft = s.teachers.probs(xb) if s.teachers is not None else None
-        loss, logits = train_step(s.fwd, s.optimizer, xb, yb, lr, cfg, s.rt.amp, s.rt.scaler, s.data.class_weight,
-                                  mix, soft)
-        if s.rt.device.type == "cpu" and not torch.isfinite(loss):  # free on the CPU: no device sync
-            raise _diverged(s, loss.item(), f"at step {st.step + 1} (epoch {epoch})", lr)
-        if s.ema is not None:
-            s.ema.update_parameters(s.model)
-        s.meter[0] += loss * len(yb)
-        s.meter[1] += n_correct(logits, yb)
-        s.stepped(len(yb), callbacks)
-    s.epoch_done()
-    (loss_sum, correct, seen), st.acc = distributed.all_sum(st.acc, s.rt.device, s.rt.dist), [0.0, 0, 0]
+    s.lr = lr = lr_at(cfg, st.step, len(s.loader), s.plateau.factor)
+    mix = None
+    if cfg.mixup or cfg.cutmix:
+        xb, partner, lam = mix_batch(xb, epoch_generator(cfg.seed + 3, st.step), cfg.mixup, cfg.cutmix)
+        mix = (partner, lam)
+    soft = s.teachers.probs(xb) if s.teachers is not None else None
+    loss, logits = train_step(s.fwd, s.optimizer, xb, yb, lr, cfg, s.rt.amp, s.rt.scaler, s.data.class_weight, mix, soft)
+    if s.rt.device.type == "cpu" and not torch.isfinite(loss):  # free on the CPU: no device sync
+        raise _diverged(s, loss.item(), f"at step {st.step + 1} (epoch {st.epoch})", lr)
+    if s.ema is not None:
+        s.ema.update_parameters(s.model)
+    s.add("loss", loss * len(yb))
+    s.add("correct", n_correct(logits, yb))
+
+
+def classifier_epoch_end(s: Session, epoch: int) -> tuple[dict[str, Any] | None, str]:
+    """The epoch's training figures (summed over processes), then validation and model selection
+    (every --eval-every epochs, and the last); the metrics row and the log line."""
+    cfg, st = s.cfg, s.state
+    sums, seen = s.take_sums()
+    loss_sum, correct, seen = distributed.all_sum([sums.get("loss", 0.0), sums.get("correct", 0), seen], s.rt.device,
+                                                  s.rt.dist)
     st.images_seen += seen
     st.epoch, st.step_in_epoch = epoch + 1, 0
-    if not math.isfinite(loss_sum / max(seen, 1)):
-        raise _diverged(s, loss_sum / max(seen, 1), f"during epoch {epoch} (by step {st.step})", cfg.lr)
-    return loss_sum / max(seen, 1), 100.0 * correct / max(seen, 1), lr
+    loss, acc = loss_sum / max(seen, 1), 100.0 * correct / max(seen, 1)
+    if not math.isfinite(loss):
+        raise _diverged(s, loss, f"during epoch {epoch} (by step {st.step})", cfg.lr)
+    if s.avg is not None and epoch > cfg.epochs - cfg.average_last:  # one of the last K epochs
+        s.avg.update_parameters(s.eval_model())
+    last = epoch == cfg.epochs or (cfg.max_time and st.elapsed >= cfg.max_time)
+    if epoch % cfg.eval_every and not last:  # sparse evaluation (full-batch recipes)
+        return None, f"epoch {epoch}: train loss {loss:.4f}" if cfg.eval_every <= 10 else ""
+    row, val, line = evaluate_epoch(s, epoch, s.lr, loss, acc)
+    select(s, row, val)
+    return row, line
 
 
 # ----------------------------------------------------------------------------- evaluate and select
@@ -217,18 +199,11 @@ def _stop_reason(cfg: TrainConfig, val: EvalResult | None, bad_epochs: int, trai
 
 
 # ----------------------------------------------------------------------------- phases after the loop
-def enter_phase(s: Session, phase: str) -> None:
-    """Save that the run reached `phase` (so a resume starts there), then the tests' crash point."""
-    s.state.phase = phase
-    s.save_state()
-    crash_point(phase)
-
-
 def _summary(s: Session, final: torch.nn.Module, test: EvalResult | None) -> tuple[dict[str, Any], list[str]]:
     """The run's summary.json (what it trained, how far, how fast, its test figures) and the
     files left out as unreadable."""
     st, cfg = s.state, s.cfg
-    skipped = s.data.skipped + (s.data.train.skipped if isinstance(s.data.train, StreamLoader) else [])
+    skipped = s.data.skipped + s.data.train.skipped
     out = {
         "run": s.run.name, "run_dir": str(s.run), "recipe": cfg.recipe, "dataset": s.data.info.name,
         "model": cfg.model, "params": count_params(final), "epochs_run": st.history[-1]["epoch"],
@@ -260,7 +235,7 @@ def finish(s: Session) -> TrainResult:
     if not s.cfg.test:  # chosen on validation only (tune's trials): the test set stays unread
         summary = {**_summary(s, final, None)[0], "test_accuracy": None, "test_loss": None}
         write_json(s.run / RunFolder.SUMMARY, summary)
-        enter_phase(s, "reported")
+        s.enter_phase("reported")
         return TrainResult(s.run.path, summary, s.state.history)
     # the test split in fp32 whatever the training precision: the figure is then the one that
     # predict, serve and an exported ONNX file give (bf16 autocast moved a fine-tuned photo model's
@@ -278,7 +253,7 @@ def finish(s: Session) -> TrainResult:
             summary["test_loss"] = round(calib["test_nll_after"], 6)
     write_json(s.run / RunFolder.SUMMARY, summary)
     if s.state.phase == "trained":
-        enter_phase(s, "tested")
+        s.enter_phase("tested")
     if s.cfg.report and labels_doc is not None:
         from smallvision.report.build import write_multilabel_report
 
@@ -296,7 +271,7 @@ def finish(s: Session) -> TrainResult:
                      metrics=m, images=s.data.test[0], split="test", summary=summary, history=s.state.history,
                      config=s.cfg.to_dict(), device=str(s.rt.device), labels=s.data.test_files, skipped=skipped,
                      calibration=calib, heatmap_fn=_heatmap_fn(final), train_counts=s.data.train_counts)
-    enter_phase(s, "reported")
+    s.enter_phase("reported")
     return TrainResult(s.run.path, summary, s.state.history, test.logits)
 
 
@@ -313,7 +288,7 @@ def choose_thresholds(s: Session, test: EvalResult) -> dict[str, Any]:
     """A multi-label run's decision thresholds (multilabel.py): chosen on the validation split
     with the selected weights (0.5 without one), written into the checkpoints so predict, serve
     and exports decide with them; the test split scored at them."""
-    from smallvision.engine.checkpoint import write_into_checkpoint
+    from smallvision.modelfile import write_into_checkpoint
     from smallvision.multilabel import parse_rule, summarise
 
     val = evaluate(s.judge(), *s.val_xy, keep_logits=True) if s.val_xy is not None else None
@@ -344,7 +319,7 @@ def calibrate(s: Session, final: torch.nn.Module, test: EvalResult) -> dict[str,
     if not (s.cfg.calibrate and s.val_xy is not None and test.logits is not None):
         return None
     from smallvision.calibration import reliability, summarise, why_not
-    from smallvision.engine.checkpoint import write_into_checkpoint
+    from smallvision.modelfile import write_into_checkpoint
 
     val = evaluate(s.judge(), *s.val_xy, keep_logits=True)
     assert val.logits is not None
@@ -373,50 +348,38 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
         resume = (Path(resume), load_resume(Path(resume)))
     s = setup(cfg, runs_dir, progress, command, resume)
     callbacks = [ProgressBar(), PeriodicSave(cfg.checkpoint_every), *(callbacks or [])]
-    try:
-        if s.state.phase == "training":
-            callbacks.append(StopOnSignal())
-            if cfg.tensorboard:
-                callbacks.append(TensorBoardLog(str(s.run / RunFolder.TENSORBOARD)))
-            for epoch in range(s.state.epoch, cfg.epochs + 1):
-                if s.state.stopped:  # a stop rule fired before a kill: resume goes on to the final test
-                    break
-                loss, acc, lr = train_epoch(s, epoch, callbacks)
-                if s.avg is not None and epoch > cfg.epochs - cfg.average_last:  # one of the last K epochs
-                    s.avg.update_parameters(s.eval_model())
-                last = epoch == cfg.epochs or (cfg.max_time and s.state.elapsed >= cfg.max_time)
-                if epoch % cfg.eval_every and not last:  # sparse evaluation (full-batch recipes)
-                    call(callbacks, "on_epoch_end", s, None,
-                         f"epoch {epoch}: train loss {loss:.4f}" if cfg.eval_every <= 10 else "")
-                    continue
-                row, val, line = evaluate_epoch(s, epoch, lr, loss, acc)
-                select(s, row, val)
-                call(callbacks, "on_epoch_end", s, row, line)
-            s.state.stopped = s.state.stopped or "completed all epochs"
-            if s.avg is not None and int(s.avg.n_averaged):  # --average-last: the average replaces the selection
-                s.best_weights = {k: v.detach().clone() for k, v in s.avg.module.state_dict().items()}
-                metrics = dict(s.state.history[-1])
-                if s.val_xy is not None:  # what the summary reports as validation accuracy is the average's
-                    s.eval_model().load_state_dict(s.best_weights)
-                    val = _reduced(s, evaluate(s.judge(), *s.val_xy, autocast=s.rt.amp))
-                    st = s.state
-                    st.best_acc, st.best_loss, st.best_epoch = val.accuracy, val.loss, metrics["epoch"]
-                    metrics.update(val_accuracy=val.accuracy, val_loss=val.loss)
-                if s.rt.dist.main:
-                    save_checkpoint(s.run / RunFolder.BEST, s.best_weights,
-                                    {**s.meta, "epoch": metrics["epoch"], "metrics": metrics,
-                                     "averaged_epochs": int(s.avg.n_averaged)})
-            elif s.data.val is None and s.rt.dist.main:  # no validation: "best" is the final model (tools expect the file)
-                save_checkpoint(s.run / RunFolder.BEST, s.eval_model().state_dict(),
-                                {**s.meta, "epoch": s.state.best_epoch, "metrics": s.state.history[-1]})
-            enter_phase(s, "trained")
-        return finish(s)
-    except torch.OutOfMemoryError:
-        bs = cfg.batch_size or len(s.loader.x)
-        raise UsageError(f"out of {s.rt.device.type.upper()} memory at batch size {bs}; try --batch-size "
-                         f"{max(bs // 2, 1)} (the last good checkpoint is in {s.run})") from None
-    finally:
-        call(callbacks, "close")
-        s.progress.close()
-        s.run.unlock()
-        distributed.shutdown(s.rt.dist)
+    with running(s, callbacks, lambda: distributed.shutdown(s.rt.dist)):
+        try:
+            if s.state.phase == "training":
+                callbacks.append(StopOnSignal())
+                if cfg.tensorboard:
+                    callbacks.append(TensorBoardLog(str(s.run / RunFolder.TENSORBOARD)))
+                epoch_loop(s, classifier_step, classifier_epoch_end, callbacks)
+                _final_weights(s)
+                s.enter_phase("trained")
+            return finish(s)
+        except torch.OutOfMemoryError:
+            bs = cfg.batch_size or len(s.loader.x)
+            raise UsageError(f"out of {s.rt.device.type.upper()} memory at batch size {bs}; try --batch-size "
+                             f"{max(bs // 2, 1)} (the last good checkpoint is in {s.run})") from None
+
+
+def _final_weights(s: Session) -> None:
+    """After the loop: with --average-last the average replaces the selection (and is validated);
+    without a validation split "best" is the final model (the tools expect the file)."""
+    if s.avg is not None and int(s.avg.n_averaged):
+        s.best_weights = {k: v.detach().clone() for k, v in s.avg.module.state_dict().items()}
+        metrics = dict(s.state.history[-1])
+        if s.val_xy is not None:  # what the summary reports as validation accuracy is the average's
+            s.eval_model().load_state_dict(s.best_weights)
+            val = _reduced(s, evaluate(s.judge(), *s.val_xy, autocast=s.rt.amp))
+            st = s.state
+            st.best_acc, st.best_loss, st.best_epoch = val.accuracy, val.loss, metrics["epoch"]
+            metrics.update(val_accuracy=val.accuracy, val_loss=val.loss)
+        if s.rt.dist.main:
+            save_checkpoint(s.run / RunFolder.BEST, s.best_weights,
+                            {**s.meta, "epoch": metrics["epoch"], "metrics": metrics,
+                             "averaged_epochs": int(s.avg.n_averaged)})
+    elif s.data.val is None and s.rt.dist.main:
+        save_checkpoint(s.run / RunFolder.BEST, s.eval_model().state_dict(),
+                        {**s.meta, "epoch": s.state.best_epoch, "metrics": s.state.history[-1]})

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from smallvision.engine.progress import Progress
+from smallvision.engine.run import RunFolder
 from smallvision.errors import DivergenceError, UsageError
 from smallvision.generative.config import GenConfig
 from smallvision.generative.loop import (
@@ -26,6 +27,7 @@ from smallvision.generative.loop import (
     run_session,
     write_gen_report,
 )
+from smallvision.report import plots
 from smallvision.report.plots import plot_losses, save_grid
 
 
@@ -75,7 +77,7 @@ def ae_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
     s.optimizers["optim_ae"].step()
     if s.device.type == "cpu" and not torch.isfinite(loss):
         raise DivergenceError(f"loss became {loss.item()} at step {s.state.step + 1}; try a lower --lr than {s.cfg.lr:g}")
-    s.meter[0] += loss.detach() * len(xb)
+    s.add("loss", loss.detach() * len(xb))
 
 
 def _line(row: dict[str, Any]) -> str:
@@ -85,7 +87,8 @@ def _line(row: dict[str, Any]) -> str:
 
 def _epoch_end(s: GenSession, epoch: int) -> dict[str, Any]:
     st = s.state
-    (loss_sum, _, seen), st.acc = st.acc, [0.0, 0, 0]
+    sums, seen = s.take_sums()
+    loss_sum = sums.get("loss", 0.0)
     st.images_seen += seen
     mse, test_loss = test_error(s)
     row = {"epoch": epoch, "step": st.step, "train_loss": loss_sum / max(seen, 1), "test_loss": test_loss,
@@ -110,20 +113,20 @@ def latent_codes(ae: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 def _save_autoencoder(s: GenSession) -> None:
     """autoencoder.safetensors, with the training codes' mean and std (what `sample` draws from for a
     plain autoencoder; a VAE draws from N(0, I))."""
-    from smallvision.engine.checkpoint import save_checkpoint
+    from smallvision.modelfile import save_checkpoint
 
     z = latent_codes(s.nets["AE"], s.loader.x[:5000])
     meta = {**s.meta, "net": "AE", "epoch": s.state.epoch - 1, "latent_mean": z.mean(0).tolist(),
             "latent_std": z.std(0).tolist()}
-    save_checkpoint(s.run / "autoencoder.safetensors", s.nets["AE"].state_dict(), meta)
+    save_checkpoint(s.run / RunFolder.AUTOENCODER, s.nets["AE"].state_dict(), meta)
     s.nets["AE"].train()
 
 
 def _finish(s: GenSession) -> dict[str, Any]:
     cfg, st = s.cfg, s.state
-    plot_losses(st.history, ["train_loss", "test_loss"], s.run / "losses.png", f"{cfg.model} loss per image")
+    plot_losses(st.history, ["train_loss", "test_loss"], s.run / RunFolder.LOSSES, f"{cfg.model} loss per image")
     z = latent_codes(s.nets["AE"], s.test[0])
-    plot_latent(z, s.test[1].cpu(), list(s.info.class_names), s.run / "latent.png", cfg.model)
+    plots.plot_latent(z, s.test[1].cpu(), list(s.info.class_names), s.run / RunFolder.LATENT, cfg.model)
     mse, test_loss = test_error(s)
     summary = {"run": s.run.name, "run_dir": str(s.run), "model": cfg.model, "dataset": s.info.name,
                "latent": int(z.shape[1]), "denoise": cfg.denoise, "test_mse_per_pixel": round(mse, 6),
@@ -134,29 +137,10 @@ def _finish(s: GenSession) -> dict[str, Any]:
     last = sorted(s.run.path.glob("reconstructions_epoch*.png"))[-1]
     rows = "input, noisy input, output" if cfg.denoise else "input, output"
     figures = [(last.name, f"Test images after epoch {st.history[-1]['epoch']} (rows: {rows})"),
-               ("latent.png", "Test-set latent codes, coloured by class"), ("losses.png", "Loss per image per epoch")]
+               (RunFolder.LATENT, "Test-set latent codes, coloured by class"), (RunFolder.LOSSES, "Loss per image per epoch")]
     write_gen_report(s, f"{s.run.name}: {cfg.model} on {s.info.name}", summary, figures, [("Per epoch", st.history)])
     s.enter_phase("reported")
     return summary
-
-
-def plot_latent(z: torch.Tensor, y: torch.Tensor, names: list[str], path: Path, title: str) -> None:
-    """2-D scatter of the codes: the code itself when 2-D, else its first two principal components."""
-    from smallvision.report.plots import _plt, _save
-
-    how = "latent code"
-    if z.shape[1] > 2:
-        zc = z - z.mean(0)
-        _, _, v = torch.pca_lowrank(zc, q=2, center=False)
-        z, how = zc @ v[:, :2], "first two principal components"
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 6))
-    sc = ax.scatter(z[:, 0], z[:, 1], c=y, cmap="tab10", s=3, alpha=0.6)
-    handles = [plt.Line2D([], [], marker="o", ls="", color=sc.cmap(sc.norm(i)), label=n) for i, n in enumerate(names)]
-    ax.legend(handles=handles, title="class", loc="best", fontsize=8, markerscale=1.5)
-    ax.set_title(f"{title}: test-set {how}")
-    fig.tight_layout()
-    _save(fig, path)
 
 
 def sample(checkpoint: str | Path, n: int = 64, seed: int = 0, out: str | Path | None = None,
@@ -197,7 +181,7 @@ def reconstruct(checkpoint: str | Path, files: list[str] | None = None, n: int =
         x = load_dataset(cfg["dataset"], cfg["data_dir"], cfg["data_args"]).test_x[:n].to(dev).float() / 255
     with torch.no_grad():
         recon = ae(x)[0]
-    path = Path(out) if out else _beside(checkpoint) / "reconstructions.png"
+    path = Path(out) if out else _beside(checkpoint) / RunFolder.RECONSTRUCTIONS
     save_grid(torch.cat([x, recon]), path, nrow=len(x))
     return {"grid": str(path), "images": len(x), "mse_per_pixel": round(float(((recon - x) ** 2).mean()), 6)}
 

@@ -7,21 +7,28 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from smallvision.config import AT_LEAST_1, DEVICE, NON_NEGATIVE, POSITIVE, UNIT, setting, validate_fields
+from smallvision.config import (
+    AT_LEAST_1,
+    NON_NEGATIVE,
+    UNIT,
+    RunSettings,
+    redefault,
+    setting,
+    unknown_setting,
+    validate_fields,
+)
 from smallvision.errors import UsageError
 
 
 @dataclass
-class GenConfig:
-    dataset: str = setting("mnist", "Data set NAME or NAME:PATH (see `smallvision datasets`).", choices="data set")
-    data_args: dict[str, Any] = setting({}, "Data-set option KEY=VALUE, repeatable.", metavar="KEY=VALUE")
-    data_dir: str | None = setting(None, "Folder searched first for data files.", result=False)
-    train_limit: int = setting(0, "Train on a seeded subset of N images (0: all).", check=NON_NEGATIVE)
-    model: str = setting("dcgan", "gan-mlp, dcgan (gan train); ae-mlp, ae-conv, vae-mlp, vae-conv (autoencoder train); "
-                         "unet (diffusion train).",
-                         choices="generative model")
-    model_args: dict[str, Any] = setting({}, "Model option KEY=VALUE (z_dim, width, latent, hidden, ...), repeatable.",
-                                         metavar="KEY=VALUE")
+class GenConfig(RunSettings):
+    """A generative run's settings: the shared ones (`RunSettings`) with this kind's defaults, then its own."""
+
+    model: str = redefault(RunSettings, "model", "dcgan", choices="generative model",
+                           help="gan-mlp, dcgan (gan train); ae-mlp, ae-conv, vae-mlp, vae-conv (autoencoder train); "
+                           "unet (diffusion train).")
+    model_args: dict[str, Any] = redefault(RunSettings, "model_args", {}, help="Model option KEY=VALUE (z_dim, width, "
+                                           "latent, hidden, ...), repeatable.")
     conditional: bool = setting(False, "GAN, diffusion: condition on the class (sample one digit class on request).")
     clusters: int = setting(0, "GAN: condition on K k-means clusters of the training images instead of their labels "
                             "(no label is read; a self-conditioned GAN, Liu et al. 2020, with clusters of pixels made "
@@ -40,17 +47,15 @@ class GenConfig:
                                   "conditional generator ignoring its noise); its weight, 0: off.", check=NON_NEGATIVE)
     gp_weight: float = setting(10.0, "wgan-gp: weight of the gradient penalty.", check=NON_NEGATIVE)
     d_steps: int = setting(1, "GAN: discriminator steps per generator step.", check=AT_LEAST_1)
-    ema: float = setting(0.999, "GAN, diffusion: exponential moving average of the generator's weights per step (samples, "
-                         "grids, score and generator.safetensors use it); 0: off.", check=UNIT)
-    lr: float = setting(2e-4, "Adam learning rate (both networks).", check=POSITIVE)
+    ema: float = redefault(RunSettings, "ema", 0.999, help="GAN, diffusion: exponential moving average of the "
+                           "generator's weights per step (samples, grids, score and generator.safetensors use it); 0: off.")
+    lr: float = redefault(RunSettings, "lr", 2e-4, help="Adam learning rate (both networks).")
     beta1: float = setting(0.5, "Adam beta1 (DCGAN: 0.5).", check=UNIT)
     d_lr: float = setting(0.0, "GAN: the discriminator's own learning rate (two time-scale updates, Heusel et al.); "
                           "0: --lr.", check=NON_NEGATIVE)
-    batch_size: int = setting(128, "Batch size.", check=AT_LEAST_1)
-    precision: str = setting("fast", "fast (bf16 autocast where the hardware runs it natively, else fp32), fp32, bf16.",
-                             choices=("fast", "fp32", "bf16"))
-    epochs: int = setting(10, "Epochs.", check=AT_LEAST_1)
-    max_time: float = setting(0.0, "Stop after this many seconds of training (0: off).", check=NON_NEGATIVE, result=False)
+    batch_size: int = redefault(RunSettings, "batch_size", 128)
+    precision: str = redefault(RunSettings, "precision", "fast", choices=("fast", "fp32", "bf16"),
+                               help="fast (bf16 autocast where the hardware runs it natively, else fp32), fp32, bf16.")
     steps: int = setting(16, "Diffusion: solver steps from noise to image when sampling (Heun: 2 network evaluations "
                          "per step but the last).", check=AT_LEAST_1)
     sampler: str = setting("heun", "Diffusion: the ODE solver of sampling, euler or heun (2nd order).",
@@ -71,11 +76,6 @@ class GenConfig:
                                  "confident share): the report's quality-vs-time curve; scoring time is not counted "
                                  "as training; 0: off.", check=NON_NEGATIVE, result=False)
     score_samples: int = setting(5000, "Generated images scored.", check=AT_LEAST_1, result=False)
-    seed: int = setting(0, "Seed of everything.")
-    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps.", check=DEVICE, result=False)
-    threads: int = setting(0, "CPU threads for torch (0: torch's default).", check=NON_NEGATIVE, result=False)
-    report: bool = setting(True, "Write report.{html,md,json}.", result=False)
-    name: str = setting("", "Run folder name (default: dataset-model plus a time stamp).", result=False)
     kind: str = setting("gan", "gan, autoencoder or diffusion (set by the command).", flag=False)
 
     def validate(self) -> GenConfig:
@@ -92,28 +92,21 @@ class GenConfig:
             raise UsageError("--guidance mixes the class-conditional and unconditional velocities: it needs --conditional")
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def gen_config(kind: str, base: dict[str, Any] | None = None, **overrides: Any) -> GenConfig:
     """Defaults < a saved or file config < overrides, validated; unknown keys are one-line errors."""
-    import difflib
-
-    fields = {f.name for f in dataclasses.fields(GenConfig)}
+    fields = {f.name: f for f in dataclasses.fields(GenConfig)}
     given = {**(base or {}), **overrides, "kind": kind}
     for key in given:
         if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=2)
-            raise UsageError(f"unknown setting {key!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+            raise unknown_setting(key, f"{kind} train", fields)
     if "model" not in given:
         given["model"] = DEFAULT_MODEL[kind]
     from smallvision.generative.nets import GENERATIVE
 
     if given["model"] in GENERATIVE:  # a registry entry names the loss and optimiser settings it was tuned with
         contract = GENERATIVE.entry(given["model"]).contract
-        for key, value in {**({"loss": contract.get("loss", "bce")} if kind == "gan" else {}),
-                           **contract.get("defaults", {})}.items():
+        for key, value in {**({"loss": contract.loss} if kind == "gan" else {}), **contract.defaults}.items():
             given.setdefault(key, value)
     return GenConfig(**given).validate()
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from smallvision.engine.progress import Progress
+from smallvision.engine.run import RunFolder
 from smallvision.errors import DivergenceError, UsageError
 from smallvision.generative.config import GenConfig
 from smallvision.generative.loop import GenSession, finish_generator, load_net, open_session, quality_point, run_session
@@ -52,7 +53,7 @@ def flow_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
         s.ema.update_parameters(net)
     if s.device.type == "cpu" and not torch.isfinite(loss):
         raise DivergenceError(f"loss became {loss.item()} at step {s.state.step + 1}; try a lower --lr than {cfg.lr:g}")
-    s.meter[0] += loss.detach() * len(xb)
+    s.add("loss", loss.detach() * len(xb))
 
 
 def velocity(net: torch.nn.Module, x: torch.Tensor, t: float, y: torch.Tensor | None, guidance: float) -> torch.Tensor:
@@ -105,7 +106,8 @@ def generate(net: torch.nn.Module, n: int, seed: int, device: torch.device, step
 
 def _epoch_end(s: GenSession, epoch: int) -> dict[str, Any]:
     st, cfg = s.state, s.cfg
-    (loss_sum, _, seen), st.acc = st.acc, [0.0, 0, 0]
+    sums, seen = s.take_sums()
+    loss_sum = sums.get("loss", 0.0)
     st.images_seen += seen
     row = {"epoch": epoch, "step": st.step, "loss": loss_sum / max(seen, 1), "seconds": round(st.elapsed, 2)}
     st.history.append(row)
@@ -117,7 +119,7 @@ def _epoch_end(s: GenSession, epoch: int) -> dict[str, Any]:
                                                    guidance=cfg.guidance)[0])
     net.train()
     st.epoch, st.step_in_epoch = epoch + 1, 0
-    s.save_net("G", "generator.safetensors")
+    s.save_net("G", RunFolder.GENERATOR)
     s.save_state()
     return row
 
@@ -144,7 +146,7 @@ def train_diffusion(cfg: GenConfig, runs_dir: str | Path = "runs", command: str 
 
 def _finish(s: GenSession) -> dict[str, Any]:
     cfg, st = s.cfg, s.state
-    plot_losses(st.history, ["loss"], s.run / "losses.png", f"{cfg.model}, velocity loss (flow matching)")
+    plot_losses(st.history, ["loss"], s.run / RunFolder.LOSSES, f"{cfg.model}, velocity loss (flow matching)")
     summary: dict[str, Any] = {
         "run": s.run.name, "run_dir": str(s.run), "model": cfg.model, "dataset": s.info.name, "seed": cfg.seed,
         "conditional": cfg.conditional, "sampler": cfg.sampler, "steps": cfg.steps,

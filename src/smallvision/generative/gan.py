@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from smallvision.engine.progress import Progress
+from smallvision.engine.run import RunFolder
 from smallvision.errors import DivergenceError, UsageError
+from smallvision.generative.clusters import cluster_relabel
 from smallvision.generative.config import GenConfig
 from smallvision.generative.loop import (
     GenSession,
@@ -25,7 +27,7 @@ from smallvision.generative.loop import (
     quality_point,
     run_session,
 )
-from smallvision.generative.nets import GAN_LOSSES, gradient_penalty
+from smallvision.generative.losses import GAN_LOSSES, gradient_penalty
 from smallvision.report.plots import plot_losses, save_grid
 
 
@@ -56,7 +58,7 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
         if cfg.aux_on_fakes:
             aux_d = aux_d + F.cross_entropy(c_fake.float(), yf)
         d_loss = d_loss + cfg.aux_weight * aux_d
-    if GAN_LOSSES.entry(cfg.loss).contract.get("gradient_penalty"):
+    if GAN_LOSSES.entry(cfg.loss).contract.gradient_penalty:
         d_loss = d_loss + cfg.gp_weight * gradient_penalty(D, xb, fake.detach(), yr)
     s.optimizers["optim_d"].zero_grad(set_to_none=True)
     d_loss.backward()
@@ -75,11 +77,11 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
         s.optimizers["optim_g"].step()
         if s.ema is not None:
             s.ema.update_parameters(G)
-        s.meter[1] += g_loss.detach() * len(xb)
+        s.add("g_loss", g_loss.detach() * len(xb))
     if s.device.type == "cpu" and not torch.isfinite(d_loss):
         raise DivergenceError(f"discriminator loss became {d_loss.item()} at step {s.state.step + 1}; "
                               f"try a lower --lr than {cfg.lr:g}")
-    s.meter[0] += d_loss.detach() * len(xb)
+    s.add("d_loss", d_loss.detach() * len(xb))
 
 
 def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -116,7 +118,8 @@ def generate(G: torch.nn.Module, n: int, seed: int, device: torch.device, label:
 
 def _epoch_end(s: GenSession, epoch: int) -> dict[str, Any]:
     st = s.state
-    (d_sum, g_sum, seen), st.acc = st.acc, [0.0, 0, 0]
+    sums, seen = s.take_sums()
+    d_sum, g_sum = sums.get("d_loss", 0.0), sums.get("g_loss", 0.0)
     st.images_seen += seen
     row = {"epoch": epoch, "step": st.step, "d_loss": d_sum / max(seen, 1), "g_loss": g_sum / max(seen, 1) * s.cfg.d_steps,
            "seconds": round(st.elapsed, 2)}
@@ -128,7 +131,7 @@ def _epoch_end(s: GenSession, epoch: int) -> dict[str, Any]:
                                                    shares=_shares(s.meta)))
     G.train()
     st.epoch, st.step_in_epoch = epoch + 1, 0
-    s.save_net("G", "generator.safetensors")
+    s.save_net("G", RunFolder.GENERATOR)
     s.save_state()
     return row
 
@@ -136,7 +139,8 @@ def _epoch_end(s: GenSession, epoch: int) -> dict[str, Any]:
 def train_gan(cfg: GenConfig, runs_dir: str | Path = "runs", command: str = "", resume: str | Path | None = None,
               progress: Progress | None = None) -> dict[str, Any]:
     """Train a GAN; returns the run's summary (with the quality score when ``cfg.score``)."""
-    s = open_session(cfg, runs_dir, command, resume, progress)
+    relabel = cluster_relabel(cfg.clusters, cfg.seed) if cfg.clusters else None
+    s = open_session(cfg, runs_dir, command, resume, progress, relabel)
     g = torch.Generator(device=s.device).manual_seed(cfg.seed + 12345)
     s.fixed = {"z": _noise(cfg.samples, s, g)}
     if cfg.conditional or cfg.clusters:  # each grid row one class (or cluster)
@@ -151,7 +155,7 @@ def _line(row: dict[str, Any]) -> str:
 
 def _finish(s: GenSession) -> dict[str, Any]:
     cfg, st = s.cfg, s.state
-    plot_losses(st.history, ["d_loss", "g_loss"], s.run / "losses.png", f"{cfg.model}, {cfg.loss} loss")
+    plot_losses(st.history, ["d_loss", "g_loss"], s.run / RunFolder.LOSSES, f"{cfg.model}, {cfg.loss} loss")
     summary: dict[str, Any] = {
         "run": s.run.name, "run_dir": str(s.run), "model": cfg.model, "loss": cfg.loss, "dataset": s.info.name,
         "seed": cfg.seed, "conditional": cfg.conditional, **_cluster_summary(s.meta), "epochs_run": st.history[-1]["epoch"],

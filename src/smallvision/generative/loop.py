@@ -5,7 +5,6 @@ report (its pictures: report/plots.py). Each loop (gan.py, autoencoder.py, diffu
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,19 +17,19 @@ from torch import nn
 from smallvision.data import TensorLoader, load_dataset
 from smallvision.data.info import DatasetInfo
 from smallvision.data.loader import training_subset
-from smallvision.engine.callbacks import ProgressBar, StopOnSignal, call
-from smallvision.engine.checkpoint import load_checkpoint, save_checkpoint, versions
+from smallvision.engine.callbacks import ProgressBar, StopOnSignal
 from smallvision.engine.device import resolve_device, seed_everything
 from smallvision.engine.progress import Progress
-from smallvision.engine.run import Counted, LoopState, RunFolder, crash_point
+from smallvision.engine.run import LoopState, RunFolder, RunSession, default_run_name, epoch_loop, open_run, running
 from smallvision.errors import UsageError
 from smallvision.generative.config import GenConfig
 from smallvision.generative.nets import GENERATIVE, create_generative
 from smallvision.io import write_json
+from smallvision.modelfile import load_checkpoint, save_checkpoint, versions
 
 
 @dataclass
-class GenSession(Counted):
+class GenSession(RunSession):
     cfg: GenConfig
     run: RunFolder
     device: torch.device
@@ -45,7 +44,7 @@ class GenSession(Counted):
     ema: nn.Module | None = None  # GAN, diffusion: the generator's weight average (AveragedModel), when cfg.ema
     amp: Any = None  # the autocast context of cfg.precision
     fixed: dict[str, torch.Tensor] = field(default_factory=dict)  # fixed noise / images for the per-epoch pictures
-    meter: list[torch.Tensor] = field(default_factory=list)  # this epoch's unsynced loss sums, added to state.acc[:2]
+    meter: dict[str, torch.Tensor] = field(default_factory=dict)  # this epoch's unsynced loss sums, by name
     t_start: float = 0.0
     step_clock: float | None = None
     judge: Any = None  # --score-every: score.Judge, loaded at the first point
@@ -64,10 +63,11 @@ class GenSession(Counted):
         """The generator we show, score and save: its weight average when there is one."""
         return self.ema.module if self.ema is not None else self.nets["G"]
 
-    def enter_phase(self, phase: str) -> None:
-        self.state.phase = phase
-        self.save_state()
-        crash_point(phase)
+    def begin_epoch(self, epoch: int) -> Any:
+        for net in self.nets.values():
+            net.train()
+        self.meter = {}
+        return self.loader.batches(epoch, self.state.step_in_epoch)
 
     def save_net(self, name: str, filename: str) -> Path:
         """One network as a self-describing checkpoint (what `gan sample` / `autoencoder sample` load)."""
@@ -82,9 +82,14 @@ def _images(x: torch.Tensor, kind: str, device: torch.device) -> torch.Tensor:
     return x.mul_(2).sub_(1) if kind in ("gan", "diffusion") else x
 
 
+Relabel = Callable[[torch.Tensor, torch.Tensor, DatasetInfo], tuple[torch.Tensor, DatasetInfo, dict[str, Any]]]
+
+
 def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str | Path | None,
-                 progress: Progress | None = None) -> GenSession:
-    """Data, networks, Adam optimisers and the run folder: new, or restored from `resume`."""
+                 progress: Progress | None = None, relabel: Relabel | None = None) -> GenSession:
+    """Data, networks, Adam optimisers and the run folder: new, or restored from `resume`.
+    `relabel(x, y, info)` -> (labels, info, what the checkpoints record) replaces the labels
+    before the networks are built (the GAN's k-means clusters)."""
     cfg.validate()
     seed_everything(cfg.seed, False)
     if cfg.threads:
@@ -94,12 +99,11 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
     x, y = training_subset(data.train_x, data.train_y, cfg.train_limit, cfg.seed)
     if len(x) < cfg.batch_size:
         raise UsageError(f"--batch-size {cfg.batch_size} is larger than the training set ({len(x)} images)")
-    info, clusters = data.info, None
-    if cfg.kind == "gan" and cfg.clusters:  # the cluster ids stand in for the labels, from here to the samples
-        y, clusters = cluster_labels(x, cfg.clusters, cfg.seed)
-        info = _cluster_info(info, clusters)
+    info, recorded = data.info, {}
+    if relabel is not None:  # new labels stand in for the data set's, from here to the samples
+        y, info, recorded = relabel(x, y, info)
     torch.manual_seed(cfg.seed)
-    args = {**cfg.model_args, **({"conditional": True} if cfg.conditional or clusters else {}),
+    args = {**cfg.model_args, **({"conditional": True} if cfg.conditional or relabel else {}),
             **({"aux_classes": True} if cfg.kind == "gan" and cfg.aux_weight > 0 else {})}
     nets = {k: v.to(device) for k, v in create_generative(cfg.model, info, cfg.kind, **args).items()}
     lrs = {"D": cfg.d_lr or cfg.lr}
@@ -108,21 +112,24 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
     loader = TensorLoader(_images(x, cfg.kind, device), y.to(device), cfg.batch_size, shuffle=True, seed=cfg.seed)
     test = (_images(data.test_x, cfg.kind, device), data.test_y.to(device))
     meta = {"kind": cfg.kind, "model": cfg.model, "model_args": resolved_args(cfg.model, args), "dataset": data.info.to_dict(),
-            "config": cfg.to_dict(), "versions": versions(), **({"clusters": clusters} if clusters else {})}
+            "config": cfg.to_dict(), "versions": versions(), **recorded}
     ema = None
     if cfg.kind in ("gan", "diffusion") and cfg.ema:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         avg = warmup_ema(cfg.ema) if cfg.kind == "diffusion" else get_ema_multi_avg_fn(cfg.ema)
         ema = AveragedModel(nets["G"], multi_avg_fn=avg, use_buffers=True)
-    state = LoopState()
-    if resume is None:
-        base = cfg.name or f"{cfg.dataset.split(':')[0]}-{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run = RunFolder.create(runs_dir, base)
-        run.write_config(cfg.to_dict(), {"device": str(device)}, command)
-    else:
-        run, state = _restore(Path(resume), cfg, {**nets, **({"G_ema": ema} if ema is not None else {})}, optimizers,
-                              device)
+    modules = {**nets, **({"G_ema": ema} if ema is not None else {})}
+
+    def restore() -> dict[str, Any]:
+        from smallvision.engine.resume import load_resume
+        from smallvision.engine.resume import restore as restore_state
+
+        tensors, saved = load_resume(Path(resume))
+        return restore_state(tensors, saved, modules, optimizers, None, device)
+
+    run, state = open_run(runs_dir, default_run_name(cfg), resume, restore,
+                          lambda r: r.write_config(cfg.to_dict(), {"device": str(device)}, command))
     from smallvision.engine.device import autocast_for
 
     s = GenSession(cfg, run, device, info, loader, test, nets, optimizers, state, progress or Progress(False), meta,
@@ -145,19 +152,6 @@ def warmup_ema(decay: float) -> Callable[..., None]:
     return update
 
 
-def _restore(path: Path, cfg: GenConfig, nets: dict[str, nn.Module], optimizers: dict[str, Any],
-             device: torch.device) -> tuple[RunFolder, LoopState]:
-    from smallvision.engine.resume import load_resume, restore
-
-    run = RunFolder(path).lock()
-    tensors, meta = load_resume(path)
-    state = LoopState.from_dict(restore(tensors, meta, nets, optimizers, None, device))
-    if state.phase == "reported":
-        run.unlock()
-        raise UsageError(f"{path}: this run already finished ({state.stopped}); nothing to resume")
-    return run, state
-
-
 def saved_config(run_dir: str | Path) -> dict[str, Any]:
     """The settings of a generative run folder (for --resume), from its resume state."""
     from smallvision.engine.resume import load_resume
@@ -166,27 +160,6 @@ def saved_config(run_dir: str | Path) -> dict[str, Any]:
     if meta.get("kind") not in ("gan", "autoencoder", "diffusion"):
         raise UsageError(f"{run_dir}: not a GAN, autoencoder or diffusion run")
     return meta["config"]
-
-
-def cluster_labels(x: torch.Tensor, k: int, seed: int) -> tuple[torch.Tensor, dict[str, Any]]:
-    """k-means (scikit-learn's mini-batch) on the training images' pixels: a cluster id per image
-    and, for the checkpoint, each cluster's share and the seconds it took."""
-    import numpy as np
-    from sklearn.cluster import MiniBatchKMeans
-
-    if k > len(x):
-        raise UsageError(f"--clusters {k} is more than the {len(x)} training images")
-    t0 = time.perf_counter()
-    flat = x.reshape(len(x), -1).float().div(255).numpy()
-    km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=4096).fit(flat)
-    labels = torch.from_numpy(km.labels_.astype(np.int64))
-    shares = (torch.bincount(labels, minlength=k).double() / len(labels)).tolist()
-    return labels, {"shares": shares, "seconds": round(time.perf_counter() - t0, 2)}
-
-
-def _cluster_info(info: DatasetInfo, clusters: dict[str, Any]) -> DatasetInfo:
-    """The data set as the networks of a cluster-conditioned GAN see it: one class per cluster."""
-    return dataclasses.replace(info, num_classes=len(clusters["shares"]), class_names=())
 
 
 def resolved_args(model: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -203,7 +176,7 @@ def load_net(checkpoint: str | Path, net: str, device: torch.device) -> tuple[nn
     """Rebuild a generator / autoencoder from its self-describing checkpoint (a run folder works too)."""
     path = Path(checkpoint)
     if path.is_dir():
-        path = path / ("generator.safetensors" if (path / "generator.safetensors").exists() else "autoencoder.safetensors")
+        path = path / (RunFolder.GENERATOR if (path / RunFolder.GENERATOR).exists() else RunFolder.AUTOENCODER)
     if not path.is_file():
         raise UsageError(f"{checkpoint}: no such checkpoint or run folder")
     state, meta = load_checkpoint(path)
@@ -211,7 +184,9 @@ def load_net(checkpoint: str | Path, net: str, device: torch.device) -> tuple[nn
         raise UsageError(f"{path}: holds {meta.get('net') or 'a classifier'}, not the {net} this command needs")
     info = DatasetInfo.from_dict(meta["dataset"])
     if meta.get("clusters"):
-        info = _cluster_info(info, meta["clusters"])
+        from smallvision.generative.clusters import cluster_info
+
+        info = cluster_info(info, meta["clusters"])
     args = dict(meta["model_args"])
     if meta["model"] == "dcgan" and "sn" not in args:  # saved by dcgan version 1, before defaults were recorded
         args = {"extra": 0, "sn": False, **args}
@@ -221,43 +196,21 @@ def load_net(checkpoint: str | Path, net: str, device: torch.device) -> tuple[nn
     return model.to(device).eval(), meta
 
 
-# ----------------------------------------------------------------------------- the loop both share
+# ----------------------------------------------------------------------------- the loop (engine/run.py's)
 def run_session(s: GenSession, step: Callable[..., None], epoch_end: Callable[[GenSession, int], dict[str, Any]],
                 line: Callable[[dict[str, Any]], str], finish: Callable[[GenSession], dict[str, Any]]) -> dict[str, Any]:
-    """The epochs (unless a resumed run is past training), then `finish`; the folder unlocked whatever happens."""
+    """The shared epoch loop of `step(s, xb, yb)` (unless a resumed run is past training), each
+    epoch's row from `epoch_end` logged with `line`; then `finish`, inside the shared guard."""
     callbacks = [ProgressBar(), StopOnSignal()]
-    try:
+    with running(s, callbacks):
         if s.state.phase == "training":
-            epoch_loop(s, callbacks, step, epoch_end, line)
+            def end(s: GenSession, epoch: int) -> tuple[dict[str, Any], str]:
+                row = epoch_end(s, epoch)
+                return row, line(row)
+
+            epoch_loop(s, step, end, callbacks)
+            s.enter_phase("trained")
         return finish(s)
-    finally:
-        call(callbacks, "close")
-        s.progress.close()
-        s.run.unlock()
-
-
-def epoch_loop(s: GenSession, callbacks: list[Any], step: Callable[..., None],
-               epoch_end: Callable[[GenSession, int], dict[str, Any]], line: Callable[[dict[str, Any]], str]) -> None:
-    """Epochs of `step(s, xb, yb)` from wherever the state says, `epoch_end` after each (its row is
-    logged with `line`); stops at --max-time; then the run enters phase ``trained``."""
-    cfg, st = s.cfg, s.state
-    for epoch in range(st.epoch, cfg.epochs + 1):
-        for net in s.nets.values():
-            net.train()
-        s.meter = [torch.zeros((), device=s.device, dtype=torch.float64) for _ in range(2)]
-        s.step_clock = time.perf_counter()
-        call(callbacks, "on_epoch_start", s, epoch)
-        for xb, yb in s.loader.batches(epoch, st.step_in_epoch):
-            step(s, xb, yb)
-            s.stepped(len(xb), callbacks)
-        s.epoch_done()
-        row = epoch_end(s, epoch)
-        call(callbacks, "on_epoch_end", s, row, line(row))
-        if cfg.max_time and st.elapsed >= cfg.max_time:
-            st.stopped = f"time limit {cfg.max_time:g}s reached after epoch {epoch}"
-            break
-    st.stopped = st.stopped or "completed all epochs"
-    s.enter_phase("trained")
 
 
 CURVE_SAMPLES = 1000  # samples per point of the quality-vs-time curve
@@ -298,7 +251,7 @@ def finish_generator(s: GenSession, title: str, summary: dict[str, Any], loss_ca
     cfg, st = s.cfg, s.state
     frames = sorted(s.run.path.glob("samples_epoch*.png"))
     if cfg.gif:
-        save_gif(frames, s.run / "samples.gif")
+        save_gif(frames, s.run / RunFolder.SAMPLES_GIF)
     if cfg.score:
         scorer = cfg.scorer or default_scorer(cfg.dataset, cfg.data_args, cfg.data_dir, s.run.path.parent,
                                               log=s.progress.log)
@@ -309,12 +262,12 @@ def finish_generator(s: GenSession, title: str, summary: dict[str, Any], loss_ca
     if st.phase == "trained":
         s.enter_phase("tested")
     figures = [(frames[-1].name, f"Fixed-noise samples after epoch {st.history[-1]['epoch']}{grid_note}"),
-               ("losses.png", loss_caption)]
+               (RunFolder.LOSSES, loss_caption)]
     if cfg.gif:
-        figures.append(("samples.gif", "The fixed-noise samples, epoch by epoch"))
+        figures.append((RunFolder.SAMPLES_GIF, "The fixed-noise samples, epoch by epoch"))
     if any("inception_score" in h for h in st.history):
-        plot_quality(st.history, s.run / "quality.png", f"{cfg.model}: {CURVE_SAMPLES} samples scored during training")
-        figures.append(("quality.png", "Quality against training time (--score-every)"))
+        plot_quality(st.history, s.run / RunFolder.QUALITY, f"{cfg.model}: {CURVE_SAMPLES} samples scored during training")
+        figures.append((RunFolder.QUALITY, "Quality against training time (--score-every)"))
     keys = list(dict.fromkeys(k for h in st.history for k in h))  # scored epochs have more columns (--score-every)
     tables = [("Losses per epoch", [{k: h.get(k) for k in keys} for h in st.history])]
     if "score" in summary:

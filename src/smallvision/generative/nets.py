@@ -10,6 +10,7 @@ projection term in the discriminator (Miyato & Koyama 2018).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -18,10 +19,17 @@ from torch import nn
 
 from smallvision.data.info import DatasetInfo
 from smallvision.errors import UsageError
-from smallvision.registry import Registry
+from smallvision.registry import Contract, Registry
 
-GENERATIVE: Registry[Callable[..., dict[str, nn.Module]]] = Registry("generative model")
-GAN_LOSSES: Registry[Callable[..., torch.Tensor]] = Registry("GAN loss")
+
+@dataclass(frozen=True)
+class GenerativeContract(Contract):
+    kind: str  # gan, autoencoder or diffusion: the command that trains it
+    loss: str = "bce"  # a GAN's own loss (GAN_LOSSES), what --loss defaults to
+    defaults: dict[str, Any] = field(default_factory=dict)  # settings it was tuned with (lr, beta1, ...)
+
+
+GENERATIVE: Registry[Callable[..., dict[str, nn.Module]]] = Registry("generative model", contract=GenerativeContract)
 
 
 class Generator(nn.Module):
@@ -306,56 +314,12 @@ def _a(kind: str) -> str:
 
 def create_generative(name: str, info: DatasetInfo, kind: str, **kwargs: Any) -> dict[str, nn.Module]:
     entry = GENERATIVE.entry(name)
-    if entry.contract["kind"] != kind:
-        raise UsageError(f"{name!r} is {_a(entry.contract['kind'])}, not {_a(kind)}; "
-                         f"{ {'gan': 'GAN', 'diffusion': 'diffusion model'}.get(kind, kind)}s: {', '.join(e.name for e in GENERATIVE if e.contract['kind'] == kind)}")
+    if entry.contract.kind != kind:
+        raise UsageError(f"{name!r} is {_a(entry.contract.kind)}, not {_a(kind)}; "
+                         f"{ {'gan': 'GAN', 'diffusion': 'diffusion model'}.get(kind, kind)}s: {', '.join(e.name for e in GENERATIVE if e.contract.kind == kind)}")
     try:
         return entry.fn(info, **kwargs)
     except TypeError as e:
         if "unexpected keyword" in str(e):
             raise UsageError(f"model {name!r}: {str(e).split(') ', 1)[-1]}") from None
         raise
-
-
-# ----------------------------------------------------------------------------- GAN losses
-# Each: loss(d_real, d_fake, for_generator) -> scalar; d_* are the discriminator's raw scores (B,).
-@GAN_LOSSES.register("bce", "the original GAN objective; the generator's side non-saturating (maximise log D(G(z)))")
-def bce_loss(d_real: torch.Tensor | None, d_fake: torch.Tensor, for_generator: bool) -> torch.Tensor:
-    if for_generator:
-        return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
-    assert d_real is not None
-    return (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
-            + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
-
-
-@GAN_LOSSES.register("lsgan", "least squares (Mao et al.): real -> 1, fake -> 0")
-def ls_loss(d_real: torch.Tensor | None, d_fake: torch.Tensor, for_generator: bool) -> torch.Tensor:
-    if for_generator:
-        return 0.5 * ((d_fake - 1) ** 2).mean()
-    assert d_real is not None
-    return 0.5 * (((d_real - 1) ** 2).mean() + (d_fake ** 2).mean())
-
-
-@GAN_LOSSES.register("hinge", "hinge loss (SAGAN, BigGAN)")
-def hinge_loss(d_real: torch.Tensor | None, d_fake: torch.Tensor, for_generator: bool) -> torch.Tensor:
-    if for_generator:
-        return -d_fake.mean()
-    assert d_real is not None
-    return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
-
-
-@GAN_LOSSES.register("wgan-gp", "Wasserstein critic with gradient penalty (Gulrajani et al.; the penalty is added "
-                     "by the loop, weight --gp-weight)", gradient_penalty=True)
-def wgan_loss(d_real: torch.Tensor | None, d_fake: torch.Tensor, for_generator: bool) -> torch.Tensor:
-    if for_generator:
-        return -d_fake.mean()
-    assert d_real is not None
-    return d_fake.mean() - d_real.mean()
-
-
-def gradient_penalty(d: nn.Module, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-    """E[(‖∇D(x̂)‖ - 1)²] on random interpolates x̂ of real and fake images."""
-    a = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
-    x = (a * real + (1 - a) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(d(x, y).sum(), x, create_graph=True)
-    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()

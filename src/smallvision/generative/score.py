@@ -61,7 +61,7 @@ class Scorer:
     """A classifier checkpoint used as the judge: its probabilities and penultimate features."""
 
     def __init__(self, checkpoint: str | Path, device: torch.device) -> None:
-        from smallvision.engine.checkpoint import load_model
+        from smallvision.modelfile import load_model
 
         self.model, self.meta = load_model(checkpoint, device)
         self.model.tta = ()  # one view: the score must not depend on how the scorer was tested

@@ -8,6 +8,7 @@ A classifier is ``features`` (input -> pre-logit vector, (B, F)) followed by ``h
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,7 +17,7 @@ from torch import nn
 
 from smallvision.data.info import DatasetInfo
 from smallvision.errors import UsageError
-from smallvision.registry import Registry
+from smallvision.registry import Contract, Registry
 
 View = tuple[int, int, bool]  # a test-time view of an image: shift down dy, right dx (pixels), then mirror?
 MIRROR_VIEWS: tuple[View, ...] = ((0, 0, False), (0, 0, True))
@@ -100,14 +101,24 @@ def flat_size(features: nn.Module, input_shape: tuple[int, int, int]) -> int:
 
 
 ModelFn = Callable[..., Classifier]
-MODELS: Registry[ModelFn] = Registry("model")
+DEFAULT_MIN_SIZE = 4  # the smallest input side of a model that declares none (what the conformance suite builds)
+
+
+@dataclass(frozen=True)
+class ModelContract(Contract):
+    min_size: int = DEFAULT_MIN_SIZE  # smallest input side (below it: a one-line "too small" error)
+    heavy: bool = False  # slow on a CPU: the conformance suite builds the smallest sizes only
+    pretrained: bool = False  # has published ImageNet weights (models/pretrained.py says where)
+
+
+MODELS: Registry[ModelFn] = Registry("model", contract=ModelContract)
 
 
 def create_model(name: str, info: DatasetInfo, **kwargs: Any) -> Classifier:
     """Build a registered model for a data set. ``kwargs`` are the entry's own options (widths, ...)."""
     entry = MODELS.entry(name)
     fn = entry.fn
-    lo = entry.contract.get("min_size", 1)
+    lo = entry.contract.min_size
     if min(info.height, info.width) < lo:  # the entry's declared minimum, before a layer fails deep inside
         raise UsageError(f"input {'×'.join(map(str, info.input_shape))} is too small for this model "
                          f"({name} needs at least {lo}×{lo} pixels)")

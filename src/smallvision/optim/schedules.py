@@ -15,14 +15,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import torch
 
 from smallvision.config import TrainConfig
-from smallvision.registry import Registry
+from smallvision.registry import Contract, Registry
 
 OptimFn = Callable[[Iterable[torch.nn.Parameter], TrainConfig], torch.optim.Optimizer]
-OPTIMIZERS: Registry[OptimFn] = Registry("optimizer")  # contract: test_lr
+
+
+@dataclass(frozen=True)
+class OptimizerContract(Contract):
+    test_lr: float  # a rate at which it learns the conformance suite's stripes
+
+
+@dataclass(frozen=True)
+class ScheduleContract(Contract):
+    decays: bool  # after its peak the rate only falls (far below it); False: the rate never changes
+    warms_up: bool = False  # starts below its peak
+
+
+OPTIMIZERS: Registry[OptimFn] = Registry("optimizer", contract=OptimizerContract)
 
 
 @OPTIMIZERS.register("sgd", "SGD; --momentum, --nesterov, --weight-decay", test_lr=0.05)
@@ -69,7 +83,7 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
 
 # --------------------------------------------------------------------------- schedules
 ScheduleFn = Callable[[TrainConfig, float, float], float]  # (cfg, epoch as float, total epochs) -> factor
-SCHEDULERS: Registry[ScheduleFn] = Registry("scheduler")
+SCHEDULERS: Registry[ScheduleFn] = Registry("scheduler", contract=ScheduleContract)
 
 
 @SCHEDULERS.register("constant", "the same rate throughout", decays=False)

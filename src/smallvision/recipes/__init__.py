@@ -40,3 +40,23 @@ def recipe_config(name: str, base: TrainConfig | None = None) -> TrainConfig:
     cfg = merge(base or TrainConfig(), doc.get("train", {}), f"recipe {name}")
     cfg.recipe = name
     return cfg
+
+
+PHOTO_KINDS = ("folder",)  # the data-set kinds whose default is a photo recipe (the one rule, `default_recipe`)
+
+
+def default_recipe(dataset: str) -> str | None:
+    """The recipe a run gets when it names none (no --recipe, --config or --model): for a folder
+    of images (``folder:PATH``), our photo recipe, photo-transfer (fine-tuned ImageNet
+    efficientnet-lite0) when its weights are on this machine (the offline package, torch's
+    cache), photo-fast (from scratch) otherwise; for any other data set none (`TrainConfig`'s
+    defaults, cnn-fast). Decided from the spec alone, no image opened: a folder of small images
+    (digits, icons) names its model (``--model cnn-fast``) or recipe (``--recipe mnist-fast``).
+    The run's first line and its report say which weights it started from."""
+    from smallvision.config import DatasetSpec
+
+    if not isinstance(dataset, str) or DatasetSpec.parse(dataset).name not in PHOTO_KINDS:
+        return None
+    from smallvision.models.pretrained import weights_available
+
+    return "photo-transfer" if weights_available("efficientnet-lite0") else "photo-fast"

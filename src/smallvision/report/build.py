@@ -145,10 +145,10 @@ def write_report(
 
     figures: list[tuple[str, str]] = []
     if history:
-        plots.plot_curves(history, out_dir / "curves.png", title)
-        figures.append(("curves.png", "Loss and accuracy per epoch (learning rate dashed, right axis)"))
-    plots.plot_confusion(metrics.confusion, names, out_dir / "confusion.png")
-    figures.append(("confusion.png", f"Confusion matrix on the {split} split"))
+        plots.plot_curves(history, out_dir / RunFolder.CURVES, title)
+        figures.append((RunFolder.CURVES, "Loss and accuracy per epoch (learning rate dashed, right axis)"))
+    plots.plot_confusion(metrics.confusion, names, out_dir / RunFolder.CONFUSION)
+    figures.append((RunFolder.CONFUSION, f"Confusion matrix on the {split} split"))
     wrong = [t for t in metrics.top_losses if t[2] != t[3]] or metrics.top_losses
     if wrong:
         titles = [f"{names[p]} ({pp:.2f}) / {names[t]}" for _, _, t, p, pp in wrong]
@@ -165,15 +165,15 @@ def write_report(
 
                 warnings.warn(f"report: no heatmaps for the top losses ({type(e).__name__}: {e})", stacklevel=2)
         if maps is not None:
-            plots.plot_explained_grid([show(i) for i, *_ in wrong], list(maps.cpu()), titles, out_dir / "top_losses.png",
+            plots.plot_explained_grid([show(i) for i, *_ in wrong], list(maps.cpu()), titles, out_dir / RunFolder.TOP_LOSSES,
                                       suptitle=f"Highest-loss {split} images, titled predicted (probability) / true; "
                                                "under each, where the model looked for its prediction",
                                       title_colors=colours)
         else:
-            plots.plot_image_grid([show(i) for i, *_ in wrong], titles, out_dir / "top_losses.png",
+            plots.plot_image_grid([show(i) for i, *_ in wrong], titles, out_dir / RunFolder.TOP_LOSSES,
                                   suptitle=f"Highest-loss {split} images, titled predicted (probability) / true",
                                   title_colors=colours)
-        figures.append(("top_losses.png", "Top losses: predicted (probability) / true" +
+        figures.append((RunFolder.TOP_LOSSES, "Top losses: predicted (probability) / true" +
                         (", with a heatmap of the predicted class under each (Grad-CAM; occlusion for inputs ≤ 32 px)"
                          if maps is not None else "")))
 
@@ -281,18 +281,18 @@ def write_multilabel_report(
     top = losses.argsort(descending=True)[:16].tolist()
     figures: list[tuple[str, str]] = []
     if history:
-        plots.plot_curves(history, out_dir / "curves.png", title)
-        figures.append(("curves.png", "Loss and exact-match accuracy (p ≥ 0.5) per epoch (learning rate dashed, right axis)"))
+        plots.plot_curves(history, out_dir / RunFolder.CURVES, title)
+        figures.append((RunFolder.CURVES, "Loss and exact-match accuracy (p ≥ 0.5) per epoch (learning rate dashed, right axis)"))
     if top:
         show = lambda i: images[i].detach().float().cpu() * std + mean  # noqa: E731
         titles = [f"pred {' '.join(sorted(chosen[i])) or '-'}\ntrue {' '.join(truth[i])}" for i in top]
         if labels is not None:
             titles = [f"{t}\n{Path(labels[i]).name}" for t, i in zip(titles, top, strict=True)]
         colours = ["black" if sorted(chosen[i]) == sorted(truth[i]) else "#b00020" for i in top]
-        plots.plot_image_grid([show(i) for i in top], titles, out_dir / "top_losses.png",
+        plots.plot_image_grid([show(i) for i in top], titles, out_dir / RunFolder.TOP_LOSSES,
                               suptitle=f"Highest-loss {split} images: predicted labels (at the thresholds) / true labels",
                               title_colors=colours)
-        figures.append(("top_losses.png", "Top losses: predicted / true label sets (red: not an exact match)"))
+        figures.append((RunFolder.TOP_LOSSES, "Top losses: predicted / true label sets (red: not an exact match)"))
     pc = m["per_class"]
     per_class = [{"class": names[i], "AP": round(pc["ap"][i], 4), "precision": round(pc["precision"][i], 4),
                   "recall": round(pc["recall"][i], 4), "f1": round(pc["f1"][i], 4), "threshold": values[i],

@@ -282,3 +282,20 @@ def plot_explained_grid(images: Sequence[torch.Tensor], heatmaps: Sequence[torch
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_latent(z: torch.Tensor, y: torch.Tensor, names: list[str], path: Path, title: str) -> None:
+    """2-D scatter of the codes: the code itself when 2-D, else its first two principal components."""
+    how = "latent code"
+    if z.shape[1] > 2:
+        zc = z - z.mean(0)
+        _, _, v = torch.pca_lowrank(zc, q=2, center=False)
+        z, how = zc @ v[:, :2], "first two principal components"
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 6))
+    sc = ax.scatter(z[:, 0], z[:, 1], c=y, cmap="tab10", s=3, alpha=0.6)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=sc.cmap(sc.norm(i)), label=n) for i, n in enumerate(names)]
+    ax.legend(handles=handles, title="class", loc="best", fontsize=8, markerscale=1.5)
+    ax.set_title(f"{title}: test-set {how}")
+    fig.tight_layout()
+    _save(fig, path)

@@ -126,7 +126,7 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from fastapi_offline import FastAPIOffline
 
-    from smallvision.export import preprocessing
+    from smallvision.modelfile import preprocessing
     from smallvision.predict import Predictor
 
     limits = limits or Limits()

@@ -1,10 +1,13 @@
-"""Self-describing, pickle-free checkpoints.
+"""A trained model as a file: the one home of its reading side (and its writer), imported by
+`predict`, `serve`, `export`, `evaluate` and the trainer alike, none of which it imports.
 
-One ``.safetensors`` file holds the weights (from the unwrapped, uncompiled model) and, in its
-metadata, a JSON document: model name and arguments, dataset info (classes, size, the
-normalisation used), the resolved config, metrics and versions, plus a SHA-256 of the tensor
-data. Loading parses JSON and raw tensors only: no code runs, and a truncated or bit-flipped
-file is detected.
+A checkpoint is one pickle-free ``.safetensors`` file: the weights (from the unwrapped,
+uncompiled model) and, in its metadata, a JSON document: model name and arguments, dataset info
+(classes, size, the normalisation used), the resolved config, metrics and versions, plus a
+SHA-256 of the tensor data. Loading parses JSON and raw tensors only: no code runs, and a
+truncated or bit-flipped file is detected. An exported ``.onnx`` file carries the same document
+(`OnnxModel`); `load_any` opens either; `model_card` and `preprocessing` describe a model to a
+person and to tools other than smallvision.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from smallvision.errors import CheckpointError
@@ -143,3 +147,115 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):  # type: i
     model.tta = tta_views_of(meta.get("config", {}))  # evaluate/predict as the run was tested
     model.temperature = float(meta.get("calibration", {}).get("temperature", 1.0))  # calibrated probabilities
     return model.to(device).eval(), meta
+
+
+def load_any(path: str | Path, device: str | torch.device = "cpu", onnx_threads: int = 0) -> tuple[Any, dict[str, Any]]:
+    """A run folder, a ``.safetensors`` checkpoint or an exported ``.onnx`` file -> (a callable
+    model: (B, C, H, W) float tensor -> logits, its self-description). ONNX runs on the CPU
+    through onnxruntime with `onnx_threads` threads (0: all)."""
+    if str(path).lower().endswith(".onnx"):
+        m = OnnxModel.load(path, onnx_threads)
+        return m, m.meta
+    return load_model(path, device)
+
+
+def preprocessing(meta: dict[str, Any]) -> dict[str, Any]:
+    """The preprocessing rule in words and numbers, for tools other than smallvision."""
+    from smallvision.data.info import DatasetInfo
+
+    info = DatasetInfo.from_dict(meta["dataset"])
+    digit = info.is_digit_style() and info.height == info.width
+    return {
+        "input": "float32 NCHW, (pixel/255 - mean) / std per channel",
+        "channels": info.channels, "height": info.height, "width": info.width,
+        "mean": list(info.mean), "std": list(info.std),
+        "invert": ("auto: invert when the border is light (the model saw light ink on a dark background)"
+                   if info.channels == 1 and info.mean[0] < 0.5 else "no"),
+        "center": ("mnist: crop to the ink, fit in a 20/28 box, centre by mass" if digit
+                   else "resize the short side, centre crop"),
+        "class_names": list(info.class_names) or [str(i) for i in range(info.num_classes)],
+    }
+
+
+def model_card(meta: dict[str, Any], ckpt: Path | None = None) -> dict[str, Any]:
+    """Name, data set, test accuracy (from the run's summary when the checkpoint is in its run
+    folder), parameters: what the served page and `smallvision export` show."""
+    from smallvision.data.augment import tta_views_of
+
+    if isinstance(meta.get("card"), dict):  # an exported file: its card was written at export
+        return meta["card"]
+    summary: dict[str, Any] = {}
+    from smallvision.engine.run import RunFolder
+
+    if ckpt is not None and (ckpt.parent / RunFolder.SUMMARY).is_file():
+        try:
+            summary = json.loads((ckpt.parent / RunFolder.SUMMARY).read_text())
+        except (OSError, json.JSONDecodeError):
+            summary = {}
+    metrics = meta.get("metrics") or {}
+    cfg = meta.get("config") or {}
+    return {
+        "model": meta.get("model"),
+        "dataset": cfg.get("dataset") or meta["dataset"].get("name"),
+        "recipe": cfg.get("recipe") or summary.get("recipe"),
+        "run": summary.get("run") or (ckpt.parent.name if ckpt is not None else None),
+        "test_accuracy": summary.get("test_accuracy", metrics.get("test_accuracy")),
+        "params": summary.get("params"),
+        "epoch": meta.get("epoch"),
+        "tta_views": len(tta_views_of(cfg)),
+        # the probabilities this model gives: temperature-scaled on its validation split, or raw
+        "calibration": (f"temperature {meta['calibration']['temperature']:.3f} fitted on "
+                        f"{meta['calibration'].get('val_images', '?')} validation images"
+                        if isinstance(meta.get("calibration"), dict) and "temperature" in meta["calibration"]
+                        else "none"),
+    }
+
+
+class OnnxModel:
+    """An exported .onnx file run by onnxruntime, callable like the PyTorch model it came from:
+    (B, C, H, W) float tensor -> logits tensor. `meta` is the self-description stored inside."""
+
+    def __init__(self, session: Any, meta: dict[str, Any]) -> None:
+        self.session, self.meta = session, meta
+        self.input_name = session.get_inputs()[0].name
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, where: str = "<memory>", threads: int = 0) -> OnnxModel:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        try:
+            sess = ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own types for malformed files
+            raise CheckpointError(f"{where}: not a readable ONNX model ({str(e).splitlines()[0][:200]})") from None
+        raw = sess.get_modelmeta().custom_metadata_map.get("smallvision")
+        try:
+            meta = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            meta = None
+        if not isinstance(meta, dict) or "dataset" not in meta:
+            raise CheckpointError(f"{where}: an ONNX model without smallvision metadata (export it with "
+                                  "`smallvision export`)")
+        return cls(sess, meta)
+
+    @classmethod
+    def load(cls, path: str | Path, threads: int = 0) -> OnnxModel:
+        """`threads`: onnxruntime's intra-op threads (0: its default, every core)."""
+        p = Path(path)
+        try:
+            blob = p.read_bytes()
+        except FileNotFoundError:
+            raise CheckpointError(f"{p}: no such file") from None
+        return cls.from_bytes(blob, str(p), threads)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.run(x.detach().float().cpu().numpy()))
+
+    def eval(self) -> OnnxModel:
+        return self
