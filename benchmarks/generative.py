@@ -103,9 +103,11 @@ def main() -> None:
                   "the same n (n seeded real training images against the test set). Near copies: unseen real images "
                   "score 5 % by construction.", ""]
     if aes:
-        lines += ["| autoencoder | latent | denoise | epochs | train s | test MSE per pixel | run |", "|---|---:|---:|---:|---:|---:|---|"]
+        lines += ["| autoencoder | data | latent | denoise | epochs | train s | test MSE per pixel | run |",
+                  "|---|---|---:|---:|---:|---:|---:|---|"]
     for s in aes:
-        lines.append(f"| {s['model']} | {s['latent']} | {s['denoise']} | {s['epochs_run']} | {s['train_seconds']:.0f} | "
+        lines.append(f"| {s['model']} | {s.get('dataset', '')} | {s['latent']} | {s['denoise']} | {s['epochs_run']} | "
+                     f"{s['train_seconds']:.0f} | "
                      f"{s['test_mse_per_pixel']:.5f} | {s['run']} |")
         print(lines[-1], flush=True)
     lines += ["", "Commands:", ""] + [f"- {s['run']}: `{s['command']}`" for s in [g for _, g in gens] + aes]

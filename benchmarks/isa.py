@@ -7,7 +7,7 @@ the faster one.
 
 Rows are short runs (speed, not accuracy; `--no-test`): mnist-fast (1 epoch, as shipped),
 fashion-fast --epochs 1 --train-limit 20000, photo-fast --epochs 2 on a 600-image folder assembled
-by scripts/make_photo_folder.py. images/s is the engine's training figure. A cap above what the CPU
+by tests/fixtures/make_photo_folder.py. images/s is the engine's training figure. A cap above what the CPU
 has is skipped.
 """
 
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fixtures"))
 from _common import cpu_name, emit  # noqa: E402
 
 from smallvision.engine.device import isa_allows_bf16  # noqa: E402

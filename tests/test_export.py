@@ -19,7 +19,7 @@ from smallvision.export import TOLERANCE, export
 from smallvision.modelfile import OnnxModel, load_model
 from smallvision.predict import Predictor
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))  # the test builders
 
 
 @needs_mnist

@@ -18,7 +18,7 @@ from smallvision.data.check import check_folder
 from smallvision.errors import DataError
 from smallvision.predict import Predictor
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))  # the test builders
 
 
 def _digits():

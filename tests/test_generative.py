@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from conftest import needs_mnist, run_cli, run_main
+from smallvision.errors import UsageError
 from smallvision.generative.config import gen_config
 from smallvision.generative.losses import GAN_LOSSES
 from smallvision.generative.nets import GENERATIVE
@@ -200,8 +201,9 @@ def test_a_conditional_flow_draws_the_class_asked_and_guidance_mixes_both_veloci
     from smallvision.generative.diffusion import generate
     from smallvision.generative.loop import load_net
 
-    run = _flow(tmp_path, epochs=2, conditional=True, steps=3)["run_dir"]
-    net, _ = load_net(run, "G", torch.device("cpu"))
+    run = _flow(tmp_path, epochs=2, conditional=True, steps=3, time_sampling="logit-normal")["run_dir"]
+    net, meta = load_net(run, "G", torch.device("cpu"))
+    assert meta["config"]["time_sampling"] == "logit-normal"
     cpu = torch.device("cpu")
     three, asked = generate(net, 8, 0, cpu, 3, "heun", label=3)
     seven, _ = generate(net, 8, 0, cpu, 3, "heun", label=7)
@@ -416,3 +418,22 @@ def test_a_version_1_dcgan_checkpoint_still_loads(tmp_path):
     save_checkpoint(tmp_path / "generator.safetensors", G.state_dict(), meta)
     loaded, _ = load_net(tmp_path, "G", torch.device("cpu"))
     assert torch.equal(loaded(torch.zeros(2, 64)), G.eval()(torch.zeros(2, 64)))
+
+
+def test_diff_augment_moves_real_and_fake_alike_and_lets_the_gradient_through():
+    """DiffAugment: a translated image is the original shifted with a black border, cutout blacks
+    out a quarter of the area, and the generator's gradient reaches every pixel kept."""
+    from smallvision.generative.gan import diff_augment
+
+    x = torch.rand(64, 1, 16, 16).mul(2).sub(1).requires_grad_()
+    torch.manual_seed(0)
+    moved = diff_augment(x, ("translation",))
+    moved.sum().backward()
+    kept = (x.grad > 0).float().mean(dim=(1, 2, 3))  # the share of each source image still in view
+    assert moved.shape == x.shape and bool((kept >= (14 / 16) ** 2 - 1e-6).all()) and float(kept.mean()) < 1
+    same = [torch.equal(moved[i], x[i]) for i in range(64)]
+    assert any(same) and not all(same)  # shifts of 0 keep the image; the others move it
+    holes = (diff_augment(torch.zeros(64, 1, 16, 16), ("cutout",)) == -1).float().mean(dim=(1, 2, 3))
+    assert 0.05 < float(holes.mean()) < 0.3  # a square of half the side, clipped at the border
+    with pytest.raises(UsageError, match="translation, cutout"):
+        gen_config("gan", diff_augment="colour")

@@ -13,7 +13,7 @@ from smallvision import api
 from smallvision.data import DATASETS
 from smallvision.recipes import recipe_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))  # the test builders
 
 
 @pytest.fixture(scope="module")

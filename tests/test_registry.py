@@ -37,16 +37,18 @@ def test_every_module_of_a_plugin_package_is_imported():
     from pathlib import Path
 
     import smallvision.data
+    import smallvision.generative.losses
     import smallvision.models
     import smallvision.optim
 
-    for pkg in (smallvision.models, smallvision.data, smallvision.optim):
+    for pkg in (smallvision.models, smallvision.data, smallvision.optim, smallvision.generative.losses):
         files = sorted(p.stem for p in Path(pkg.__path__[0]).glob("*.py") if not p.stem.startswith("_"))
         assert pkg.MODULES == files, pkg.__name__
 
 
 def test_a_new_file_registers_with_no_other_edit(tmp_path):
-    """A model and a data set written as new files into a copy of the package are listed and train."""
+    """A model and a data set written as new files into a copy of the package are listed and train;
+    a GAN loss in a new file is a --loss value with no other edit."""
     import shutil
     import subprocess
     import sys
@@ -64,7 +66,15 @@ def test_a_new_file_registers_with_no_other_edit(tmp_path):
         "def halves(arg, data_dir):\n    x = np.zeros((40, 1, 4, 4), np.uint8)\n    y = np.arange(40) % 2\n"
         "    x[y == 0, :, :, :2] = 255\n    x[y == 1, :, :, 2:] = 255\n"
         "    return make_data('halves', (x, y), (x[:10], y[:10]), ['left', 'right'], 'synthetic')\n")
+    (pkg / "generative" / "losses" / "squared.py").write_text(
+        "from smallvision.generative.losses.base import GAN_LOSSES\n\n"
+        "@GAN_LOSSES.register('squared-hinge', 'hinge, squared')\n"
+        "def sq(d_real, d_fake, for_generator):\n    if for_generator:\n        return -d_fake.mean()\n"
+        "    return ((1 - d_real).clamp(min=0) ** 2).mean() + ((1 + d_fake).clamp(min=0) ** 2).mean()\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    code = "from smallvision.generative.config import gen_config; print(gen_config('gan', loss='squared-hinge').loss)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0 and out.stdout.split()[-1] == "squared-hinge", out.stderr
     runs = str(tmp_path / "runs")
     code = ("from smallvision import api; r = api.train(dataset='halves', model='tiny-linear', epochs=30, lr=0.05, "
             f"val_size=0, report=False, runs_dir={runs!r}); print(r.summary['test_accuracy'])")
@@ -108,7 +118,7 @@ def test_a_contract_is_typed_an_unknown_key_fails_at_registration():
 def test_resolving_a_folder_reads_no_image(tmp_path):
     """The photo default is a rule on the spec: a folder that is not there yet resolves (to the
     photo recipe) without opening anything; another data set keeps the defaults."""
-    from smallvision.config import resolve
+    from smallvision.recipes import resolve
 
     cfg = resolve(dataset=f"folder:{tmp_path / 'not-yet'}")
     assert cfg.recipe in ("photo-transfer", "photo-fast") and cfg.spec.name == "folder"

@@ -11,12 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from smallvision.config import TrainConfig, merge, resolve
+from smallvision.config import TrainConfig, merge
 from smallvision.engine.run import RunFolder
 from smallvision.engine.trainer import TrainResult
 from smallvision.errors import UsageError
+from smallvision.recipes import resolve
 
-make_config = resolve  # the settings a run would use (config.resolve), for notebooks and the CLI
+make_config = resolve  # the settings a run would use (recipes.resolve), for notebooks and the CLI
 
 
 def train(recipe: str | None = None, runs_dir: str | Path = "runs", progress: bool = False, command: str = "",

@@ -319,12 +319,13 @@ def unknown_setting(key: str, source: str, fields: dict[str, Any] | None = None)
     return UsageError(f"{source}: unknown setting {key!r}{hint}")
 
 
-def merge(base: TrainConfig, overrides: dict[str, Any], source: str) -> TrainConfig:
-    """`base` with `overrides` applied, not yet validated (`resolve` validates once); unknown keys
-    are an error naming the source. Another model drops the base's model options (they were for
-    its own model) and another data set its data options, except those its kind declares portable
-    (a recipe's folder size holds for your folder); the same model, or the same data set, changes
-    only the options given."""
+def merge(base: TrainConfig, overrides: dict[str, Any], source: str,
+          portable: Callable[[str], tuple[str, ...]] = lambda kind: ()) -> TrainConfig:
+    """`base` with `overrides` applied, not yet validated (`recipes.resolve` validates once);
+    unknown keys are an error naming the source. Another model drops the base's model options
+    (they were for its own model) and another data set its data options, except those
+    `portable(kind)` names for a data set of the same kind (a recipe's folder size holds for your
+    folder); the same model, or the same data set, changes only the options given."""
     overrides = dict(overrides)
     for key in overrides:
         if key not in FIELDS:
@@ -335,42 +336,13 @@ def merge(base: TrainConfig, overrides: dict[str, Any], source: str) -> TrainCon
                              f"line: --{key.replace('_args', '-arg')} KEY=VALUE, or --set {key}.KEY=VALUE)")
         new = overrides.get(owner, getattr(base, owner))
         if new != getattr(base, owner):
-            kept = _portable(base, new) if key == "data_args" else {}
+            kind = DatasetSpec.parse(new).name if key == "data_args" and isinstance(new, str) else None
+            keep = portable(kind) if kind and kind == base.spec.name and base.data_args else ()
+            kept = {k: v for k, v in base.data_args.items() if k in keep} if key == "data_args" else {}
             overrides[key] = {**kept, **overrides.get(key, {})}
         elif overrides.get(key):
             overrides[key] = {**getattr(base, key), **overrides[key]}
     return dataclasses.replace(base, **overrides)
-
-
-def _portable(base: TrainConfig, spec: str) -> dict[str, Any]:
-    """The base's data options that hold for any data set of the same kind (a folder's size)."""
-    kind = DatasetSpec.parse(spec).name if isinstance(spec, str) else None
-    if not base.data_args or kind != base.spec.name:
-        return {}
-    from smallvision.data import DATASETS
-
-    if kind not in DATASETS:
-        return {}
-    keep = DATASETS.entry(kind).contract.portable
-    return {k: v for k, v in base.data_args.items() if k in keep}
-
-
-def resolve(recipe: str | None = None, config: str | Path | TrainConfig | None = None,
-            **overrides: Any) -> TrainConfig:
-    """The one way settings are resolved: defaults < recipe < config (a recipe TOML, a run's
-    config.json or a `TrainConfig`) < overrides, validated once. With no recipe, config or model
-    named, `recipes.default_recipe` may pick one from the data-set spec (a folder: the photo
-    recipe); no data is read."""
-    from smallvision.recipes import default_recipe, recipe_config
-
-    if not recipe and config is None and "model" not in overrides:
-        recipe = default_recipe(overrides.get("dataset", ""))
-    base = recipe_config(recipe) if recipe else TrainConfig()
-    if isinstance(config, TrainConfig):
-        base = config
-    elif config is not None:
-        base = merge(base, read_config_file(config), f"--config {config}")
-    return merge(base, overrides, "settings").validate()
 
 
 def from_dict(d: dict[str, Any]) -> TrainConfig:

@@ -270,9 +270,10 @@ def tune(recipe: str | None = None, config: str | Path | TrainConfig | None = No
     run, too)."""
     import optuna
 
-    from smallvision.config import merge, resolve
+    from smallvision.config import merge
     from smallvision.engine.run import RunFolder
     from smallvision.engine.trainer import fit
+    from smallvision.recipes import resolve
 
     if trials < 1:
         raise UsageError(f"--trials must be ≥ 1, got {trials}")

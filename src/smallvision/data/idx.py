@@ -148,11 +148,20 @@ def _mnist_like(name: str, cls_name: str, class_names: list[str], how: str, digi
     return load
 
 
+def write_idx_files(folder: Path, names: list[str], size: tuple[int, int] = (16, 16)) -> Path:
+    """Four IDX files (train/test images and labels) of a tiny stripes set, under `folder`, with `names`."""
+    from smallvision.data.synthetic import small_set
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (tx, ty), (vx, vy) = small_set(shape=(1, *size), k=10, n=300, n_test=100)
+    for name, arr in zip(names, (tx[:, 0], ty.astype(np.uint8), vx[:, 0], vy.astype(np.uint8)), strict=True):
+        write_idx(folder / name, arr)
+    return folder
+
+
 def _idx_fixture(name: str) -> Callable[[Path], dict[str, object]]:
     """Four tiny IDX files in ``tmp/<name>/``: the set, as found through --data-dir."""
     def fixture(tmp: Path) -> dict[str, object]:
-        from smallvision.data.synthetic import write_idx_files
-
         write_idx_files(tmp / name, _IDX_FILES)
         return {"dataset": name, "data_dir": str(tmp)}
 
@@ -180,8 +189,6 @@ DATASETS.register("kmnist", "Kuzushiji-MNIST, 60k/10k 28×28 cursive Japanese ch
 
 
 def _idx_dir_fixture(tmp: Path) -> dict[str, object]:
-    from smallvision.data.synthetic import write_idx_files
-
     folder = write_idx_files(tmp / "my, digits", ["train-images.idx3", "train-labels.idx1", "test-images.idx3",
                                                    "test-labels.idx1"])  # a comma in the path, on purpose
     return {"dataset": f"idx:{folder}"}

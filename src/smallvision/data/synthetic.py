@@ -103,17 +103,6 @@ def small_set(kind: str = "stripes", n: int = 240, n_test: int = 80, k: int = 4,
     return prototypes(n, k, *shape, g, protos), prototypes(n_test, k, *shape, g, protos)
 
 
-def write_idx_files(folder: Path, names: list[str], size: tuple[int, int] = (16, 16)) -> Path:
-    """Four IDX files (train/test images and labels) of a tiny stripes set, under `folder`, with `names`."""
-    from smallvision.data.idx import write_idx
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (tx, ty), (vx, vy) = small_set(shape=(1, *size), k=10, n=300, n_test=100)
-    for name, arr in zip(names, (tx[:, 0], ty.astype(np.uint8), vx[:, 0], vy.astype(np.uint8)), strict=True):
-        write_idx(folder / name, arr)
-    return folder
-
-
 def write_image_folder(root: Path, k: int = 3, n: int = 30, size: int = 20, channels: int = 3) -> Path:
     """Class sub-folders of PNGs (train/ and test/): what ``folder:`` reads."""
     from PIL import Image

@@ -45,6 +45,10 @@ class GenConfig(RunSettings):
     mode_seeking: float = setting(0.0, "GAN: mode-seeking regulariser (Mao et al. 2019, MSGAN): the generator is also "
                                   "rewarded for drawing different images from different noise of the same class (against a "
                                   "conditional generator ignoring its noise); its weight, 0: off.", check=NON_NEGATIVE)
+    diff_augment: str = setting("", "GAN: DiffAugment (Zhao et al. 2020), the discriminator sees every image, real or "
+                                "generated, randomly changed the same way: translation, cutout or translation,cutout; "
+                                "'': off.", check=(lambda v: all(p in ("translation", "cutout") for p in v.split(",") if p),
+                                                   "takes translation, cutout or translation,cutout"))
     gp_weight: float = setting(10.0, "wgan-gp: weight of the gradient penalty.", check=NON_NEGATIVE)
     d_steps: int = setting(1, "GAN: discriminator steps per generator step.", check=AT_LEAST_1)
     ema: float = redefault(RunSettings, "ema", 0.999, help="GAN, diffusion: exponential moving average of the "
@@ -62,6 +66,9 @@ class GenConfig(RunSettings):
                            choices=("euler", "heun"))
     guidance: float = setting(1.0, "Diffusion, conditional: classifier-free guidance scale w, v = v(∅) + w·(v(class) - "
                               "v(∅)); 1: the conditional model as it is, 0: unconditional.", check=NON_NEGATIVE)
+    time_sampling: str = setting("uniform", "Diffusion: how training draws the time t of each image: uniform, or "
+                                 "logit-normal (sigmoid of N(0, 1), Esser et al. 2024: more of the middle of the "
+                                 "path, where the velocity is hardest to tell).", choices=("uniform", "logit-normal"))
     cond_drop: float = setting(0.1, "Diffusion, conditional: the share of training images shown without their class "
                                "(what guidance needs).", check=UNIT)
     kl_weight: float = setting(1.0, "VAE: weight of the KL term.", check=NON_NEGATIVE)

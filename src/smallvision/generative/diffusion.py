@@ -37,7 +37,10 @@ def flow_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
     net, cfg = s.nets["G"], s.cfg
     g = torch.Generator(device=s.device).manual_seed(cfg.seed * 1_000_003 + s.state.step)
     noise = torch.randn(xb.shape, generator=g, device=s.device)
-    t = torch.rand(len(xb), generator=g, device=s.device)
+    if cfg.time_sampling == "logit-normal":
+        t = torch.sigmoid(torch.randn(len(xb), generator=g, device=s.device))
+    else:
+        t = torch.rand(len(xb), generator=g, device=s.device)
     y = None
     if cfg.conditional:  # a cond_drop share sees the "no class" code: the unconditional velocity, for guidance
         drop = torch.rand(len(xb), generator=g, device=s.device) < cfg.cond_drop

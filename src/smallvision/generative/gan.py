@@ -35,6 +35,29 @@ def _noise(n: int, s: GenSession, g: torch.Generator | None = None) -> torch.Ten
     return torch.randn(n, s.nets["G"].z_dim, device=s.device, generator=g)
 
 
+def diff_augment(x: torch.Tensor, policy: tuple[str, ...]) -> torch.Tensor:
+    """DiffAugment (Zhao et al. 2020): the same kind of random, differentiable change to every
+    image the discriminator sees, real or generated, so D cannot memorise the training set and
+    G's gradient passes through. ``translation``: a shift of up to 1/8 of the side, the border
+    black; ``cutout``: a black square of half the side at a random place. Images in [-1, 1]."""
+    n, _, h, w = x.shape
+    if "translation" in policy:
+        dy, dx = (torch.randint(-(h // 8), h // 8 + 1, (n,), device=x.device),
+                  torch.randint(-(w // 8), w // 8 + 1, (n,), device=x.device))
+        rows = (torch.arange(h, device=x.device).view(1, h) - dy.view(n, 1))  # source row of each output row
+        cols = (torch.arange(w, device=x.device).view(1, w) - dx.view(n, 1))
+        inside = ((rows >= 0) & (rows < h)).view(n, 1, h, 1) & ((cols >= 0) & (cols < w)).view(n, 1, 1, w)
+        x = x.gather(2, rows.clamp(0, h - 1).view(n, 1, h, 1).expand(-1, x.shape[1], -1, w))
+        x = x.gather(3, cols.clamp(0, w - 1).view(n, 1, 1, w).expand(-1, x.shape[1], h, -1))
+        x = torch.where(inside, x, torch.full_like(x, -1.0))
+    if "cutout" in policy:
+        cy, cx = torch.randint(0, h, (n, 1, 1), device=x.device), torch.randint(0, w, (n, 1, 1), device=x.device)
+        ys, xs = torch.arange(h, device=x.device).view(1, h, 1), torch.arange(w, device=x.device).view(1, 1, w)
+        hole = ((ys - cy).abs() <= h // 4) & ((xs - cx).abs() <= w // 4)
+        x = torch.where(hole.unsqueeze(1), torch.full_like(x, -1.0), x)
+    return x
+
+
 def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
     """One discriminator update, then (every d_steps) one generator update; loss sums into s.meter."""
     G, D, cfg = s.nets["G"], s.nets["D"], s.cfg
@@ -45,12 +68,15 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
         half = len(xb) // 2
         yf = torch.cat([yb[: len(xb) - half], yb[:half]])
     yr, yg = (yb, yf) if cfg.conditional or cfg.clusters else (None, None)  # what D and G are told
+    policy = tuple(p for p in cfg.diff_augment.split(",") if p)
+    aug = (lambda x: diff_augment(x, policy)) if policy else (lambda x: x)
     with s.amp:  # the networks in the run's precision, the losses in fp32
         fake = G(z, yg)  # (B, C, H, W) in [-1, 1]
         if aux:
-            (d_real, c_real), (d_fake, c_fake) = D(xb, yr, with_classes=True), D(fake.detach(), yg, with_classes=True)
+            (d_real, c_real), (d_fake, c_fake) = (D(aug(xb), yr, with_classes=True),
+                                                  D(aug(fake.detach()), yg, with_classes=True))
         else:
-            d_real, d_fake = D(xb, yr), D(fake.detach(), yg)
+            d_real, d_fake = D(aug(xb), yr), D(aug(fake.detach()), yg)
     d_real, d_fake = d_real.float(), d_fake.float()
     d_loss = loss_fn(d_real, d_fake, False)
     if aux:
@@ -65,7 +91,7 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
     s.optimizers["optim_d"].step()
     if s.state.step % cfg.d_steps == 0:
         with s.amp:
-            out = D(fake, yg, with_classes=aux)
+            out = D(aug(fake), yg, with_classes=aux)
         d_gen, c_gen = out if aux else (out, None)
         g_loss = loss_fn(None, d_gen.float(), True)
         if cfg.mode_seeking:

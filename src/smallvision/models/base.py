@@ -108,7 +108,8 @@ DEFAULT_MIN_SIZE = 4  # the smallest input side of a model that declares none (w
 class ModelContract(Contract):
     min_size: int = DEFAULT_MIN_SIZE  # smallest input side (below it: a one-line "too small" error)
     heavy: bool = False  # slow on a CPU: the conformance suite builds the smallest sizes only
-    pretrained: bool = False  # has published ImageNet weights (models/pretrained.py says where)
+    pretrained: bool = False  # has published ImageNet weights (models/pretrained.py says where); its entry
+    # reads weights=PATH itself (its publisher's layout, or a smallvision checkpoint)
 
 
 MODELS: Registry[ModelFn] = Registry("model", contract=ModelContract)
@@ -123,7 +124,7 @@ def create_model(name: str, info: DatasetInfo, **kwargs: Any) -> Classifier:
         raise UsageError(f"input {'×'.join(map(str, info.input_shape))} is too small for this model "
                          f"({name} needs at least {lo}×{lo} pixels)")
     weights = kwargs.pop("weights", None)
-    if weights and name in TORCHVISION_LAYOUT:  # torchvision models also read torchvision's own layout
+    if weights and entry.contract.pretrained:  # the entry reads its publisher's layout (or ours) itself
         kwargs["weights"] = weights
         weights = None
     try:
@@ -137,14 +138,11 @@ def create_model(name: str, info: DatasetInfo, **kwargs: Any) -> Classifier:
     return model
 
 
-TORCHVISION_LAYOUT: set[str] = set()  # models whose entry reads weights=PATH itself (publisher layouts): tv.py, efficientnet_lite.py
-
-
 def load_backbone(model: Classifier, path: str, name: str) -> None:
     """Initialise `model.features` from a smallvision checkpoint of the same architecture (its
     head is left new: transfer to another class count)."""
     from smallvision.errors import CheckpointError
-    from smallvision.models.tv import load_state
+    from smallvision.models.pretrained import load_state
 
     state = load_state(path)
     feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}

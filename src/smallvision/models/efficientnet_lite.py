@@ -20,7 +20,7 @@ from torch import nn
 
 from smallvision.data.info import DatasetInfo
 from smallvision.errors import CheckpointError, UsageError
-from smallvision.models.base import MODELS, TORCHVISION_LAYOUT, Classifier
+from smallvision.models.base import MODELS, Classifier
 from smallvision.models.pretrained import Backbone, imagenet_state, load_state, register_backbone
 from smallvision.models.tv import GrayToRGB
 
@@ -86,5 +86,3 @@ def efficientnet_lite0(info: DatasetInfo, pretrained: bool = False, weights: str
     head = classifier if imagenet_head else nn.Linear(net.num_features, info.num_classes)
     return Classifier(nn.Sequential(GrayToRGB(), net), head, info)
 
-
-TORCHVISION_LAYOUT.add("efficientnet-lite0")  # weights=PATH goes to the entry: it reads its publisher's layout itself

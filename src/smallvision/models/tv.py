@@ -16,7 +16,7 @@ from torch import nn
 
 from smallvision.data.info import DatasetInfo
 from smallvision.errors import CheckpointError
-from smallvision.models.base import MODELS, TORCHVISION_LAYOUT, Classifier, flat_size
+from smallvision.models.base import MODELS, Classifier, flat_size
 from smallvision.models.pretrained import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -103,7 +103,6 @@ def _register() -> None:
         desc = f"torchvision {name} ({params} params); pretrained=true: ImageNet weights (download, or weights=PATH)"
         MODELS.register(name, desc, min_size=min_size, heavy=name not in ("mobilenet_v3_small",),
                         pretrained=True)(_tv_entry(name, build, split))
-        TORCHVISION_LAYOUT.add(name)
 
 
 _register()

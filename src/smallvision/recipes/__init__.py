@@ -7,9 +7,10 @@ from __future__ import annotations
 import tomllib
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
-from smallvision.config import TrainConfig, merge
+from smallvision.config import TrainConfig, merge, read_config_file
 from smallvision.errors import UsageError
 from smallvision.registry import unknown_name_message
 
@@ -60,3 +61,26 @@ def default_recipe(dataset: str) -> str | None:
     from smallvision.models.pretrained import weights_available
 
     return "photo-transfer" if weights_available("efficientnet-lite0") else "photo-fast"
+
+
+def portable_options(kind: str) -> tuple[str, ...]:
+    """The data options a recipe's value of holds for any data set of this kind (the registry says)."""
+    from smallvision.data import DATASETS
+
+    return DATASETS.entry(kind).contract.portable if kind in DATASETS else ()
+
+
+def resolve(recipe: str | None = None, config: str | Path | TrainConfig | None = None,
+            **overrides: Any) -> TrainConfig:
+    """The one way settings are resolved: defaults < recipe < config (a recipe TOML, a run's
+    config.json or a `TrainConfig`) < overrides, validated once. With no recipe, config or model
+    named, `default_recipe` may pick one from the data-set spec (a folder: the photo recipe); no
+    data is read."""
+    if not recipe and config is None and "model" not in overrides:
+        recipe = default_recipe(overrides.get("dataset", ""))
+    base = recipe_config(recipe) if recipe else TrainConfig()
+    if isinstance(config, TrainConfig):
+        base = config
+    elif config is not None:
+        base = merge(base, read_config_file(config), f"--config {config}", portable_options)
+    return merge(base, overrides, "settings", portable_options).validate()

@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 
+import smallvision.report.plots as plots
 from smallvision.data.info import DatasetInfo
 from smallvision.engine.run import RunFolder
 from smallvision.io import atomic_write_text, write_json
-from smallvision.report import plots
 from smallvision.report.metrics import ClassificationMetrics
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smallvision.generative.losses import GAN_LOSSES
+from smallvision.generative.losses.base import GAN_LOSSES
 
 
 @GAN_LOSSES.register("bce", "the original GAN objective; the generator's side non-saturating (maximise log D(G(z)))")
