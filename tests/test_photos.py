@@ -48,11 +48,14 @@ def test_recipe_options_carry_over_to_your_folder(photos, tmp_path):
         assert api.make_config(name, dataset=f"folder:{photos}").data_args == recipe_config(name).data_args
     assert api.make_config("photo-fast", dataset=f"folder:{photos}", data_args={"size": 80}).data_args == {"size": 80}
     assert api.make_config(dataset=f"folder:{photos}", model="cnn-fast").recipe == ""  # a named model: no recipe
-    # small images (digits, icons) are not photos: the old default (cnn-fast at their own size) stays
+    # the photo default is a rule on the spec, no image opened: a folder of small images (digits)
+    # gets it too unless it names a model, which then trains at the images' own size
     from test_folders import build_folder
 
     digits = build_folder(tmp_path / "digits", per_class=5)
-    assert api.make_config(dataset=f"folder:{digits}").model == "cnn-fast"
+    assert api.make_config(dataset=f"folder:{digits}").recipe in ("photo-transfer", "photo-fast")
+    small = api.make_config(dataset=f"folder:{digits}", model="cnn-fast")
+    assert small.model == "cnn-fast" and small.data_args == {}
 
 
 def test_seed_cats_dogs_recipe_holds_out_a_fraction_of_any_folder(photos, tmp_path):

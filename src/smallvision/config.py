@@ -80,9 +80,11 @@ class DatasetSpec:
     options: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, spec: str, positional: str | None = None) -> DatasetSpec:
+    def parse(cls, spec: str, positional: str | None = None, strict: bool = True) -> DatasetSpec:
         """ARG is a path taken verbatim when it exists; otherwise ``ARG,KEY=VALUE,...`` is the older
-        comma form (a bare extra part is the entry's `positional` option)."""
+        comma form (a bare extra part is the entry's `positional` option). `strict=False`: a part
+        that only the entry can read (``csv:train.csv,test.csv``) leaves ARG whole, for callers that
+        want the name (the entry's loader parses it with its positional option)."""
         name, _, arg = spec.partition(":")
         if not arg or "," not in arg and "=" not in arg or Path(arg).expanduser().exists():
             return cls(name, arg or None)
@@ -94,6 +96,8 @@ class DatasetSpec:
             key, eq, val = part.partition("=")
             if not eq and positional and positional not in opts:
                 key, val = positional, part
+            elif not eq and not strict:
+                return cls(name, arg)
             elif not eq:
                 raise UsageError(f"{name}: cannot read option {part!r}; give options as --data-arg KEY=VALUE")
             opts[key] = val
@@ -149,7 +153,7 @@ class RunSettings:
     @property
     def spec(self) -> DatasetSpec:
         """`dataset` parsed once: its registry name, path and any options of the older comma form."""
-        return DatasetSpec.parse(self.dataset)
+        return DatasetSpec.parse(self.dataset, strict=False)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -301,7 +305,7 @@ def check_choice(f: dataclasses.Field, value: Any) -> None:
         return
     from smallvision.registry import registry_of
 
-    name = DatasetSpec.parse(value).name if c == "data set" else value
+    name = DatasetSpec.parse(value, strict=False).name if c == "data set" else value
     registry_of(c).entry(name)
 
 
@@ -336,7 +340,7 @@ def merge(base: TrainConfig, overrides: dict[str, Any], source: str,
                              f"line: --{key.replace('_args', '-arg')} KEY=VALUE, or --set {key}.KEY=VALUE)")
         new = overrides.get(owner, getattr(base, owner))
         if new != getattr(base, owner):
-            kind = DatasetSpec.parse(new).name if key == "data_args" and isinstance(new, str) else None
+            kind = DatasetSpec.parse(new, strict=False).name if key == "data_args" and isinstance(new, str) else None
             keep = portable(kind) if kind and kind == base.spec.name and base.data_args else ()
             kept = {k: v for k, v in base.data_args.items() if k in keep} if key == "data_args" else {}
             overrides[key] = {**kept, **overrides.get(key, {})}

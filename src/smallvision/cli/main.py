@@ -152,6 +152,34 @@ def train(**kw: Any) -> None:
     _emit(summary, as_json, title)
 
 
+@app.command()
+@with_settings(
+    _RECIPE, _CONFIG,
+    option("space", str, "lr,weight_decay,label_smoothing", "--space", help="Settings to search, comma-separated: NAME "
+           "(a default range) or NAME=log:LOW:HIGH, NAME=float:LOW:HIGH, NAME=int:LOW:HIGH, NAME=A|B|C."),
+    option("trials", int, 20, "--trials", help="How many trials (the time budget may end the search sooner)."),
+    option("time_budget", float, 0.0, "--time-budget", help="Seconds for the search (0: none); the final run is extra."),
+    option("jobs", int, 0, "--jobs", help="Trials side by side (0: auto, one per 2 cores from 4 cores up)."),
+    option("final", bool, True, "--final/--no-final", help="Train the best settings and read the test set, once."),
+    option("prune", bool, True, "--prune/--no-prune", help="Stop trials that fall below the median (MedianPruner)."),
+    option("out", Optional[Path], None, "--out", help="Where to write the tuned recipe (default: <tune folder>/tuned.toml)."),
+    option("trial_val_size", Optional[float], None, "--trial-val-size", help="The trials' validation split, a fraction "
+           "or a count (default: the recipe's val_size, or 0.1 when it has none); --val-size changes the recipe itself."),
+    option("runs_dir", Path, Path("runs"), "--runs-dir", help="Where the tune folder goes."),
+    _SET,
+)
+def tune(**kw: Any) -> None:
+    """Search settings on a validation split (Optuna); write them as a recipe; test the best once."""
+    from smallvision.tune import tune as run_tune
+
+    over = _settings(kw)
+    name = over.pop("name", "")
+    r = run_tune(kw["recipe"], kw["config"], space=kw["space"], trials=kw["trials"], time_budget=kw["time_budget"],
+                 trial_val_size=kw["trial_val_size"], runs_dir=kw["runs_dir"], name=name, seed=over.get("seed", 0), jobs=kw["jobs"],
+                 final=kw["final"], prune=kw["prune"], out=kw["out"], **over)
+    print(f"tuned recipe: {r.recipe_path}   (train it: smallvision train --config {r.recipe_path})")
+
+
 @app.command("print-config")
 @with_settings(_RECIPE, _CONFIG, _SET)
 def print_config(**kw: Any) -> None:
@@ -216,7 +244,7 @@ def convert(
 
     data = load_dataset(dataset, data_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = prefix or DatasetSpec.parse(dataset).name.replace("-", "_")
+    stem = prefix or DatasetSpec.parse(dataset, strict=False).name.replace("-", "_")
     for split, x, y in (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)):
         path = out / f"{stem}_{split}.csv"
         write_csv(path, x.numpy(), y.numpy(), header=header)

@@ -72,7 +72,7 @@ def _typed(name: str, key: str, val: object, kind: type) -> object:
 def load_dataset(spec: str, data_dir: str | Path | None = None, options: dict[str, object] | None = None) -> ImageData:
     """Load a data set by spec and options, e.g. ``("mnist")``, ``("idx:/data/mnist")``,
     ``("folder:~/pets", options={"size": 64})``. Options are checked against the entry's contract."""
-    entry = DATASETS.entry(DatasetSpec.parse(spec).name)
+    entry = DATASETS.entry(DatasetSpec.parse(spec, strict=False).name)
     known: dict[str, type] = entry.contract.options
     name, arg, legacy = split_spec(spec, entry.contract.positional)
     opts = {**legacy, **(options or {})}

@@ -56,7 +56,7 @@ def default_recipe(dataset: str) -> str | None:
     The run's first line and its report say which weights it started from."""
     from smallvision.config import DatasetSpec
 
-    if not isinstance(dataset, str) or DatasetSpec.parse(dataset).name not in PHOTO_KINDS:
+    if not isinstance(dataset, str) or DatasetSpec.parse(dataset, strict=False).name not in PHOTO_KINDS:
         return None
     from smallvision.models.pretrained import weights_available
 
