@@ -37,7 +37,8 @@ def _conditioned(s: dict) -> str:
 
 def _what(kind: str, s: dict) -> str:
     if kind == "diffusion":
-        return f"{s['model']} flow, {s['steps']} {s['sampler']} steps ({s['evaluations_per_sample']} calls)"
+        t = "logit-normal t" if s.get("time_sampling") == "logit-normal" else "uniform t"
+        return f"{s['model']} flow, {t}, {s['steps']} {s['sampler']} steps ({s['evaluations_per_sample']} calls)"
     return f"{s['model']} GAN, {s['loss']}"
 
 
@@ -51,6 +52,7 @@ def read(run_dir: str) -> tuple[str, dict]:
     cfg = json.loads((folder / "config.json").read_text())
     out = json.loads((folder / "summary.json").read_text())
     out["command"] = cfg["command"]
+    out.setdefault("time_sampling", cfg.get("time_sampling", "uniform"))  # runs from before the summary said
     return cfg["kind"], out
 
 

@@ -139,34 +139,41 @@ def ae_train(**kw: Any) -> None:
     _train("autoencoder", kw)
 
 
+def _ae_options(*middle: inspect.Parameter) -> tuple[inspect.Parameter, ...]:
+    """The options `autoencoder sample` and `autoencoder reconstruct` share (`middle`: their own)."""
+    return (
+        inspect.Parameter("checkpoint", inspect.Parameter.KEYWORD_ONLY,
+                          annotation=Annotated[str, typer.Argument(help="An autoencoder run folder or its "
+                                                                        "autoencoder.safetensors.")]),
+        *middle,
+        option("out", Optional[Path], None, "--out", help="The grid's PNG (default: in the run folder)."),
+        option("device", str, "auto", "--device", help="auto, cpu, cuda, mps"),
+        option("as_json", bool, False, "--json"),
+    )
+
+
 @ae_app.command("sample")
-def ae_sample(
-    checkpoint: Annotated[str, typer.Argument(help="An autoencoder run folder or its autoencoder.safetensors.")],
-    n: Annotated[int, typer.Option("-n", help="How many samples.")] = 64,
-    seed: Annotated[int, typer.Option()] = 0,
-    out: Annotated[Optional[Path], typer.Option()] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
+@with_settings(*_ae_options(option("n", int, 64, "-n", help="How many samples."),
+                            option("seed", int, 0, "--seed", help="Code seed: the same seed, the same images.")),
+               cls=None)
+def ae_sample(**kw: Any) -> None:
     """Decode random codes into a grid of new images."""
     from smallvision.generative.autoencoder import sample
 
-    _print(sample(checkpoint, n, seed, out, device), as_json)
+    _print(sample(kw["checkpoint"], kw["n"], kw["seed"], kw["out"], kw["device"]), kw["as_json"])
 
 
 @ae_app.command("reconstruct")
-def ae_reconstruct(
-    checkpoint: Annotated[str, typer.Argument(help="An autoencoder run folder or its autoencoder.safetensors.")],
-    files: Annotated[Optional[list[str]], typer.Argument(help="Image files (default: the first -n test images).")] = None,
-    n: Annotated[int, typer.Option("-n")] = 16,
-    out: Annotated[Optional[Path], typer.Option()] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
+@with_settings(*_ae_options(
+    inspect.Parameter("files", inspect.Parameter.KEYWORD_ONLY, default=None,
+                      annotation=Annotated[Optional[list[str]],
+                                           typer.Argument(help="Image files (default: the first -n test images).")]),
+    option("n", int, 16, "-n", help="Test images when no file is given.")), cls=None)
+def ae_reconstruct(**kw: Any) -> None:
     """Input row / output row for your images or the test set, with the error per pixel."""
     from smallvision.generative.autoencoder import reconstruct
 
-    _print(reconstruct(checkpoint, files, n, out, device), as_json)
+    _print(reconstruct(kw["checkpoint"], kw["files"], kw["n"], kw["out"], kw["device"]), kw["as_json"])
 
 
 @diffusion_app.command("train")

@@ -154,6 +154,7 @@ def _finish(s: GenSession) -> dict[str, Any]:
         "run": s.run.name, "run_dir": str(s.run), "model": cfg.model, "dataset": s.info.name, "seed": cfg.seed,
         "conditional": cfg.conditional, "sampler": cfg.sampler, "steps": cfg.steps,
         "evaluations_per_sample": evaluations(cfg.steps, cfg.sampler), "guidance": cfg.guidance,
+        "time_sampling": cfg.time_sampling,
         "epochs_run": st.history[-1]["epoch"], "train_steps": st.step, "train_seconds": round(st.elapsed, 2),
         "images_per_second": round(st.images_seen / max(st.step_time, 1e-9), 1), "stopped": st.stopped,
         "device": str(s.device), "params": {k: sum(p.numel() for p in v.parameters()) for k, v in s.nets.items()},
