@@ -123,6 +123,7 @@ def test_bad_multilabel_input_is_one_line(tmp_path):
         api.train(dataset=f"multilabel:{root}", threshold="often", epochs=1, runs_dir=tmp_path / "runs")
 
 
+@pytest.mark.slow  # a real-data accuracy threshold (22 s): make test-all
 @needs_mnist
 def test_composed_digits_predict_every_digit_on_a_canvas(tmp_path):
     """The multi-mnist set: 1-3 different digits per 56-px canvas; a short run, then a canvas made
