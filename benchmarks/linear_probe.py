@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--sets", default="hymenoptera,flowers-128")
     ap.add_argument("--sizes", default="224")
     ap.add_argument("--holdout", type=float, default=0.2, help="test share of a folder without a held-out folder")
-    ap.add_argument("--model", default="efficientnet-lite0")
+    ap.add_argument("--model", default="efficientnet-lite0", help="efficientnet-lite0, -lite1 or -lite2")
     ap.add_argument("--out")
     a = ap.parse_args()
     from sklearn.linear_model import LogisticRegressionCV
@@ -53,14 +53,14 @@ def main() -> None:
     from smallvision.models.pretrained import BACKBONES, imagenet_state
 
     torch.manual_seed(0)
-    net = _timm_net(1000, 0.0)
-    net.load_state_dict(to_timm_layout(imagenet_state(a.model), net))
+    net = _timm_net(1000, 0.0, int(a.model.removeprefix("efficientnet-lite")))
+    net.load_state_dict(to_timm_layout(imagenet_state(a.model), net, a.model))
     net.eval()
     b = BACKBONES[a.model]
     root = Path(os.environ.get("SMALLVISION_DATA", "../shared/data")) / "photos"
     lines = [f"Linear probe of {a.model}'s pooled ImageNet features, {cpu_name()}, {os.cpu_count()} cores, "
              f"{time.strftime('%Y-%m-%d')}; command: benchmarks/linear_probe.py --sets {a.sets} --sizes {a.sizes} "
-             f"--holdout {a.holdout:g}", "",
+             f"--holdout {a.holdout:g}" + (f" --model {a.model}" if a.model != "efficientnet-lite0" else ""), "",
              "| set | split | px | train / held out | C (5-fold CV) | held-out accuracy | feature pass s |",
              "|---|---|---:|---|---:|---:|---:|"]
     for name in a.sets.split(","):

@@ -60,6 +60,7 @@ def main() -> None:
         variants = {k: v for k, v in variants.items() if k in a.only.split(",")}
     lines = [f"Training tricks, {cpu_name()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}; command: "
              f"benchmarks/tricks.py --recipe {a.recipe} --seeds {a.seeds} --val-size {a.val_size}"
+             + (f" --only {a.only!r}" if a.only else "")
              + (f" --teacher-recipe {a.teacher_recipe}" if a.teacher_recipe else ""), "",
              f"{a.recipe} with --val-size {a.val_size} (the trick is judged on validation; test beside it). "
              "Medians over the seeds, each seed in brackets.", "",

