@@ -282,7 +282,7 @@ def predict(
         results = predictor.predict(files, top_k=top_k, invert=invert, center=center)
         if fmt == "table":
             cal = predictor.card.get("calibration", "none")
-            print(f"probabilities: {'calibrated, ' + cal if cal != 'none' else 'uncalibrated (the run held no validation split out)'}",
+            print(f"probabilities: {'calibrated, ' + cal if cal != 'none' else 'uncalibrated (no temperature was fitted on held-out images: none held out, or too few)'}",
                   file=sys.stderr)
     if fmt == "json":
         for r in results:
