@@ -172,6 +172,7 @@ def test_int8_export_without_the_training_images_is_one_line(tmp_path):
 
 
 @needs_mnist
+@pytest.mark.slow  # 14 s: keeps the default suite under 3 minutes on 2 cores
 def test_benchmark_measures_every_format_side_by_side(mnist_run):
     """One table: each format's size, accuracy on the whole test set and speed, from files that
     `export` wrote and checked; the int8 row's delta is against fp32 ONNX."""
