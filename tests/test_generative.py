@@ -216,6 +216,27 @@ def test_a_conditional_flow_draws_the_class_asked_and_guidance_mixes_both_veloci
     assert r.returncode == 2 and "class 0-9" in r.stderr
 
 
+def test_a_self_guided_flow_conditions_on_clusters_and_guides_towards_them(tmp_path):
+    """--clusters K on a flow: no label read, the checkpoint records the clusters, samples draw
+    them in their shares and ask for no class (a cluster is not a class), guidance is allowed."""
+    from smallvision.generative.diffusion import generate
+    from smallvision.generative.loop import load_net
+
+    s = _flow(tmp_path, epochs=1, clusters=4, steps=2, guidance=2.0, score=True, score_samples=100)
+    net, meta = load_net(s["run_dir"], "G", torch.device("cpu"))
+    assert net.embed.num_embeddings == 5 and len(meta["clusters"]["shares"]) == 4 and s["clusters"] == 4
+    assert "asked_class_pct" not in s["score"]  # the clusters are not scored as classes
+    cpu = torch.device("cpu")
+    a, asked = generate(net, 6, 0, cpu, 2, "euler", guidance=2.0, shares=meta["clusters"]["shares"])
+    b, _ = generate(net, 6, 0, cpu, 2, "euler", guidance=2.0, shares=meta["clusters"]["shares"])
+    free, _ = generate(net, 6, 0, cpu, 2, "euler", guidance=0.0, shares=meta["clusters"]["shares"])
+    assert asked is None and torch.equal(a, b) and not torch.equal(a, free)
+    r = run_cli("diffusion", "sample", s["run_dir"], "-n", "4", "--label", "4")
+    assert r.returncode == 2 and "cluster 0-3" in r.stderr
+    r = run_cli("diffusion", "sample", s["run_dir"], "-n", "4", "--label", "3", "--guidance", "3", "--json")
+    assert r.returncode == 0, r.stderr
+
+
 @pytest.mark.slow  # a killed subprocess and its resume: make test-all
 def test_a_flow_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
     from safetensors.torch import load_file

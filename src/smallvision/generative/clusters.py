@@ -1,5 +1,6 @@
-"""The GAN's self-conditioning (Liu et al. 2020): k-means clusters of the training images' pixels
-stand in for the labels, so an unconditional data set trains a conditional generator."""
+"""Self-conditioning (the GAN's: Liu et al. 2020; the flow's self-guidance: Hu et al. 2023):
+k-means clusters of the training images' pixels stand in for the labels, so an unconditional data
+set trains a conditional generator."""
 
 from __future__ import annotations
 
@@ -43,3 +44,13 @@ def cluster_relabel(k: int, seed: int) -> Callable[..., tuple[torch.Tensor, Data
         return labels, cluster_info(info, clusters), {"clusters": clusters}
 
     return relabel
+
+
+def cluster_shares(meta: dict[str, Any]) -> list[float] | None:
+    """The clusters' training shares a checkpoint records (None: not conditioned on clusters)."""
+    return meta["clusters"]["shares"] if meta.get("clusters") else None
+
+
+def cluster_summary(meta: dict[str, Any]) -> dict[str, Any]:
+    c = meta.get("clusters")
+    return {"clusters": len(c["shares"]), "cluster_seconds": c["seconds"]} if c else {}

@@ -30,9 +30,10 @@ class GenConfig(RunSettings):
     model_args: dict[str, Any] = redefault(RunSettings, "model_args", {}, help="Model option KEY=VALUE (z_dim, width, "
                                            "latent, hidden, ...), repeatable.")
     conditional: bool = setting(False, "GAN, diffusion: condition on the class (sample one digit class on request).")
-    clusters: int = setting(0, "GAN: condition on K k-means clusters of the training images instead of their labels "
-                            "(no label is read; a self-conditioned GAN, Liu et al. 2020, with clusters of pixels made "
-                            "once before training); samples draw the clusters in their training shares; 0: off.",
+    clusters: int = setting(0, "GAN, diffusion: condition on K k-means clusters of the training images instead of their "
+                            "labels (no label is read; a self-conditioned GAN, Liu et al. 2020, or a self-guided flow, "
+                            "Hu et al. 2023, with clusters of pixels made once before training); samples draw the "
+                            "clusters in their training shares; 0: off.",
                             check=NON_NEGATIVE)
     aux_weight: float = setting(0.0, "GAN: AC-GAN (Odena et al.): the discriminator also classifies real and generated "
                                 "images and the generator is trained to draw the class it is given; the weight of that "
@@ -64,12 +65,12 @@ class GenConfig(RunSettings):
                          "per step but the last).", check=AT_LEAST_1)
     sampler: str = setting("heun", "Diffusion: the ODE solver of sampling, euler or heun (2nd order).",
                            choices=("euler", "heun"))
-    guidance: float = setting(1.0, "Diffusion, conditional: classifier-free guidance scale w, v = v(∅) + w·(v(class) - "
+    guidance: float = setting(1.0, "Diffusion, conditional or --clusters: classifier-free guidance scale w, v = v(∅) + w·(v(class) - "
                               "v(∅)); 1: the conditional model as it is, 0: unconditional.", check=NON_NEGATIVE)
     time_sampling: str = setting("uniform", "Diffusion: how training draws the time t of each image: uniform, or "
                                  "logit-normal (sigmoid of N(0, 1), Esser et al. 2024: more of the middle of the "
                                  "path, where the velocity is hardest to tell).", choices=("uniform", "logit-normal"))
-    cond_drop: float = setting(0.1, "Diffusion, conditional: the share of training images shown without their class "
+    cond_drop: float = setting(0.1, "Diffusion, conditional or --clusters: the share of training images shown without their class "
                                "(what guidance needs).", check=UNIT)
     kl_weight: float = setting(1.0, "VAE: weight of the KL term.", check=NON_NEGATIVE)
     denoise: float = setting(0.0, "Autoencoder: train to remove Gaussian noise of this std (0: off).", check=NON_NEGATIVE)
@@ -95,8 +96,9 @@ class GenConfig(RunSettings):
             raise UsageError("--clusters needs at least 2 clusters (0: off)")
         if self.aux_weight > 0 and not self.conditional:
             raise UsageError("--aux-weight (AC-GAN) needs --conditional: the generator must be told the class to draw")
-        if self.kind == "diffusion" and self.guidance != 1 and not self.conditional:
-            raise UsageError("--guidance mixes the class-conditional and unconditional velocities: it needs --conditional")
+        if self.kind == "diffusion" and self.guidance != 1 and not (self.conditional or self.clusters):
+            raise UsageError("--guidance mixes the class-conditional and unconditional velocities: it needs "
+                             "--conditional or --clusters")
         return self
 
 

@@ -8,7 +8,10 @@ t = 0 to an image at t = 1 with ``--steps`` Euler or Heun steps (straight paths 
 few steps enough, where DDPM's ancestral sampler takes ~1 000). With ``--conditional`` the class
 is given, except to a ``--cond-drop`` share of the training images, so one network learns both the
 conditional and the unconditional velocity and sampling can mix them (classifier-free guidance,
-Ho & Salimans 2022: ``--guidance w``).
+Ho & Salimans 2022: ``--guidance w``). With ``--clusters K`` no label is read: k-means clusters of
+the training pixels stand in for the classes (clusters.py, as for the GAN), samples draw the
+clusters in their training shares, and guidance towards a cluster is self-guidance (Hu et al. 2023,
+"Self-Guided Diffusion Models"): an unconditional data set, a guided sampler.
 
 The noise and times of step k come from a generator seeded by (seed, k): a resumed run draws what
 the uninterrupted one drew. Per epoch: a grid of the same fixed noise, the loss row,
@@ -27,6 +30,7 @@ import torch.nn.functional as F
 from smallvision.engine.progress import Progress
 from smallvision.engine.run import RunFolder
 from smallvision.errors import DivergenceError, UsageError
+from smallvision.generative.clusters import cluster_relabel, cluster_shares, cluster_summary
 from smallvision.generative.config import GenConfig
 from smallvision.generative.loop import GenSession, finish_generator, load_net, open_session, quality_point, run_session
 from smallvision.report.plots import plot_losses, save_grid
@@ -42,7 +46,7 @@ def flow_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
     else:
         t = torch.rand(len(xb), generator=g, device=s.device)
     y = None
-    if cfg.conditional:  # a cond_drop share sees the "no class" code: the unconditional velocity, for guidance
+    if cfg.conditional or cfg.clusters:  # a cond_drop share sees the "no class" code: the unconditional velocity, for guidance
         drop = torch.rand(len(xb), generator=g, device=s.device) < cfg.cond_drop
         y = torch.where(drop, torch.full_like(yb, net.num_classes), yb)
     tt = t.view(-1, 1, 1, 1)
@@ -90,9 +94,12 @@ def evaluations(steps: int, sampler: str) -> int:
 
 @torch.no_grad()
 def generate(net: torch.nn.Module, n: int, seed: int, device: torch.device, steps: int, sampler: str,
-             label: int | None = None, guidance: float = 1.0, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
+             label: int | None = None, guidance: float = 1.0, batch: int = 500, shares: list[float] | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`n` images in [0, 1] from a seeded noise stream (the same seed, the same images) and, for a
-    conditional model, the class each was asked for (`label`, else the classes in turn)."""
+    conditional model, the class each was asked for (`label`, else the classes in turn). Given
+    `shares` (a model conditioned on clusters), clusters drawn in those proportions, and no class
+    asked for (a cluster is not a class)."""
     g = torch.Generator(device=device).manual_seed(seed)
     out, asked = [], []
     for i in range(0, n, batch):
@@ -100,9 +107,14 @@ def generate(net: torch.nn.Module, n: int, seed: int, device: torch.device, step
         x = torch.randn(m, *net.image_shape, generator=g, device=device)
         y = None
         if net.embed is not None:
-            y = torch.full((m,), label, device=device) if label is not None else \
-                torch.arange(i, i + m, device=device) % net.num_classes
-            asked.append(y.cpu())
+            if label is not None:
+                y = torch.full((m,), label, device=device)
+            elif shares is not None:
+                y = torch.multinomial(torch.tensor(shares, device=device), m, replacement=True, generator=g)
+            else:
+                y = torch.arange(i, i + m, device=device) % net.num_classes
+            if shares is None:
+                asked.append(y.cpu())
         out.append((integrate(net, x, y, steps, sampler, guidance) + 1) / 2)
     return torch.cat(out).clamp(0, 1), (torch.cat(asked) if asked else None)
 
@@ -119,7 +131,7 @@ def _epoch_end(s: GenSession, epoch: int) -> dict[str, Any]:
         x = integrate(net, s.fixed["z"], s.fixed.get("y"), cfg.steps, cfg.sampler, cfg.guidance)
     save_grid(((x + 1) / 2).clamp(0, 1), s.run / f"samples_epoch{epoch:03d}.png")
     quality_point(s, row, lambda n, seed: generate(net, n, seed, s.device, cfg.steps, cfg.sampler,
-                                                   guidance=cfg.guidance)[0])
+                                                   guidance=cfg.guidance, shares=cluster_shares(s.meta))[0])
     net.train()
     st.epoch, st.step_in_epoch = epoch + 1, 0
     s.save_net("G", RunFolder.GENERATOR)
@@ -138,10 +150,11 @@ def train_diffusion(cfg: GenConfig, runs_dir: str | Path = "runs", command: str 
     # bottom) and make an x86 CPU ~30× slower per step (measured: 600 -> 20 ms); flushed to zero,
     # nothing visible changes. Process-wide, as torch offers it.
     torch.set_flush_denormal(True)
-    s = open_session(cfg, runs_dir, command, resume, progress)
+    relabel = cluster_relabel(cfg.clusters, cfg.seed) if cfg.clusters else None
+    s = open_session(cfg, runs_dir, command, resume, progress, relabel)
     g = torch.Generator(device=s.device).manual_seed(cfg.seed + 12345)
     s.fixed = {"z": torch.randn(cfg.samples, *s.nets["G"].image_shape, generator=g, device=s.device)}
-    if cfg.conditional:  # each grid row one class
+    if cfg.conditional or cfg.clusters:  # each grid row one class (or cluster)
         s.fixed["y"] = (torch.arange(cfg.samples, device=s.device) // max(cfg.samples // s.info.num_classes, 1)
                         ).clamp_max(s.info.num_classes - 1)
     return run_session(s, flow_step, _epoch_end, _line, _finish)
@@ -152,7 +165,7 @@ def _finish(s: GenSession) -> dict[str, Any]:
     plot_losses(st.history, ["loss"], s.run / RunFolder.LOSSES, f"{cfg.model}, velocity loss (flow matching)")
     summary: dict[str, Any] = {
         "run": s.run.name, "run_dir": str(s.run), "model": cfg.model, "dataset": s.info.name, "seed": cfg.seed,
-        "conditional": cfg.conditional, "sampler": cfg.sampler, "steps": cfg.steps,
+        "conditional": cfg.conditional, **cluster_summary(s.meta), "sampler": cfg.sampler, "steps": cfg.steps,
         "evaluations_per_sample": evaluations(cfg.steps, cfg.sampler), "guidance": cfg.guidance,
         "time_sampling": cfg.time_sampling,
         "epochs_run": st.history[-1]["epoch"], "train_steps": st.step, "train_seconds": round(st.elapsed, 2),
@@ -161,7 +174,8 @@ def _finish(s: GenSession) -> dict[str, Any]:
     }
 
     def draw(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return generate(s.generator().eval(), n, seed, s.device, cfg.steps, cfg.sampler, guidance=cfg.guidance)
+        return generate(s.generator().eval(), n, seed, s.device, cfg.steps, cfg.sampler, guidance=cfg.guidance,
+                        shares=cluster_shares(s.meta))
 
     return finish_generator(s, f"{s.run.name}: {cfg.model} flow matching on {s.info.name}", summary,
                             "Velocity loss per epoch", draw, f" ({cfg.steps} {cfg.sampler} steps)")
@@ -181,14 +195,15 @@ def sample(checkpoint: str | Path, n: int = 64, seed: int = 0, out: str | Path |
     cfg = meta["config"]
     steps, sampler = steps or cfg["steps"], sampler or cfg["sampler"]
     guidance = cfg["guidance"] if guidance is None else guidance
+    what = "cluster" if meta.get("clusters") else "class"
     if label is not None and (net.embed is None or not 0 <= label < net.num_classes):
-        raise UsageError(f"--label needs a class 0-{net.num_classes - 1}" if net.embed is not None
-                         else "--label needs a model trained with --conditional")
+        raise UsageError(f"--label needs a {what} 0-{net.num_classes - 1}" if net.embed is not None
+                         else "--label needs a model trained with --conditional or --clusters")
     if guidance != 1 and net.embed is None:
-        raise UsageError("--guidance needs a model trained with --conditional")
+        raise UsageError("--guidance needs a model trained with --conditional or --clusters")
     if n < 1 or steps < 1 or sampler not in ("euler", "heun"):
         raise UsageError(f"need -n ≥ 1, --steps ≥ 1 and --sampler euler or heun (got {n}, {steps}, {sampler})")
-    images, asked = generate(net, n, seed, dev, steps, sampler, label, guidance)
+    images, asked = generate(net, n, seed, dev, steps, sampler, label, guidance, shares=cluster_shares(meta))
     path = Path(out) if out else Path(checkpoint if Path(checkpoint).is_dir() else Path(checkpoint).parent) / f"sample_seed{seed}.png"
     save_grid(images[: min(n, 400)], path, nrow=nrow)
     res: dict[str, Any] = {"grid": str(path), "samples": n, "seed": seed, "steps": steps, "sampler": sampler,

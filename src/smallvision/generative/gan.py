@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from smallvision.engine.progress import Progress
 from smallvision.engine.run import RunFolder
 from smallvision.errors import DivergenceError, UsageError
-from smallvision.generative.clusters import cluster_relabel
+from smallvision.generative.clusters import cluster_relabel, cluster_shares, cluster_summary
 from smallvision.generative.config import GenConfig
 from smallvision.generative.loop import (
     GenSession,
@@ -154,7 +154,7 @@ def _epoch_end(s: GenSession, epoch: int) -> dict[str, Any]:
     with torch.no_grad():
         save_grid((G(s.fixed["z"], s.fixed.get("y")) + 1) / 2, s.run / f"samples_epoch{epoch:03d}.png")
     quality_point(s, row, lambda n, seed: generate(G, n, seed, s.device, num_classes=s.info.num_classes,
-                                                   shares=_shares(s.meta)))
+                                                   shares=cluster_shares(s.meta)))
     G.train()
     st.epoch, st.step_in_epoch = epoch + 1, 0
     s.save_net("G", RunFolder.GENERATOR)
@@ -184,7 +184,7 @@ def _finish(s: GenSession) -> dict[str, Any]:
     plot_losses(st.history, ["d_loss", "g_loss"], s.run / RunFolder.LOSSES, f"{cfg.model}, {cfg.loss} loss")
     summary: dict[str, Any] = {
         "run": s.run.name, "run_dir": str(s.run), "model": cfg.model, "loss": cfg.loss, "dataset": s.info.name,
-        "seed": cfg.seed, "conditional": cfg.conditional, **_cluster_summary(s.meta), "epochs_run": st.history[-1]["epoch"],
+        "seed": cfg.seed, "conditional": cfg.conditional, **cluster_summary(s.meta), "epochs_run": st.history[-1]["epoch"],
         "steps": st.step, "train_seconds": round(st.elapsed, 2),
         "images_per_second": round(st.images_seen / max(st.step_time, 1e-9), 1), "stopped": st.stopped,
         "device": str(s.device), "params": {k: sum(p.numel() for p in v.parameters()) for k, v in s.nets.items()},
@@ -192,20 +192,11 @@ def _finish(s: GenSession) -> dict[str, Any]:
     k = s.info.num_classes
 
     def draw(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:  # generate() draws the classes in turn
-        images = generate(s.generator().eval(), n, seed, s.device, num_classes=k, shares=_shares(s.meta))
+        images = generate(s.generator().eval(), n, seed, s.device, num_classes=k, shares=cluster_shares(s.meta))
         return images, torch.arange(n) % k if cfg.conditional else None
 
     return finish_generator(s, f"{s.run.name}: {cfg.model} GAN on {s.info.name}", summary,
                             "Discriminator and generator loss per epoch", draw)
-
-
-def _shares(meta: dict[str, Any]) -> list[float] | None:
-    return meta["clusters"]["shares"] if meta.get("clusters") else None
-
-
-def _cluster_summary(meta: dict[str, Any]) -> dict[str, Any]:
-    c = meta.get("clusters")
-    return {"clusters": len(c["shares"]), "cluster_seconds": c["seconds"]} if c else {}
 
 
 def sample(checkpoint: str | Path, n: int = 64, seed: int = 0, out: str | Path | None = None, label: int | None = None,
@@ -225,7 +216,7 @@ def sample(checkpoint: str | Path, n: int = 64, seed: int = 0, out: str | Path |
                          else "--label needs a generator trained with --conditional or --clusters")
     if n < 1:
         raise UsageError(f"-n must be ≥ 1, got {n}")
-    images = generate(G, n, seed, dev, label, k, shares=_shares(meta))
+    images = generate(G, n, seed, dev, label, k, shares=cluster_shares(meta))
     path = Path(out) if out else Path(checkpoint if Path(checkpoint).is_dir() else Path(checkpoint).parent) / f"sample_seed{seed}.png"
     save_grid(images[: min(n, 400)], path, nrow=nrow)
     res: dict[str, Any] = {"grid": str(path), "samples": n, "seed": seed}
