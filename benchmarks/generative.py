@@ -8,7 +8,10 @@ train` process per row, with the quality score (GANs, diffusion) or the test rec
         --runs runs/bench-gen --out benchmarks/results/generative.md
 
 Each spec is a model name followed by extra flags; `--read RUN` adds the row of a finished run
-folder instead (its command is the one in its config.json, printed under the table). Time is the training loop's own clock
+folder instead (its command is the one in its config.json, printed under the table); `--sample "RUN --guidance W"`
+adds a finished flow run's row scored from `smallvision diffusion sample RUN -n N --seed 0 --score` with
+those flags (a guidance scale chosen afterwards, on validation: benchmarks/guidance.py), both commands
+printed. Time is the training loop's own clock
 (`train_seconds`); the score uses --score-samples (default 10 000) samples and the data set's default
 scorer (score.py); the floor row is n real training images against the same test set.
 """
@@ -32,7 +35,9 @@ def _conditioned(s: dict) -> str:
     """What a generator was told: the labels (and the guidance), k-means clusters (no labels), or nothing."""
     if s["conditional"]:
         return "labels" + (f", guidance {s['guidance']:g}" if s.get("guidance", 1) != 1 else "")
-    return f"{s['clusters']} clusters" if s.get("clusters") else "—"
+    if s.get("clusters"):
+        return f"{s['clusters']} clusters" + (f", guidance {s['guidance']:g}" if s.get("guidance", 1) != 1 else "")
+    return "—"
 
 
 def _what(kind: str, s: dict) -> str:
@@ -68,6 +73,21 @@ def run(kind: str, spec: str, runs: str, flags: list[str] | None = None) -> dict
     return out
 
 
+def sample(spec: str, n: int) -> tuple[str, dict]:
+    """A finished flow run's row with the score of `diffusion sample` (seed 0, n samples, extra flags)."""
+    run_dir, *extra = shlex.split(spec)
+    kind, out = read(run_dir)
+    cmd = [sys.executable, "-m", "smallvision", kind, "sample", run_dir, "-n", str(n), "--seed", "0", "--score",
+           "--json", "--runs-dir", str(Path(run_dir).parent), *extra]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode:
+        raise SystemExit(f"failed: {shlex.join(cmd)}\n{p.stderr[-2000:]}")
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    out["score"], out["guidance"] = res["score"], res.get("guidance", out.get("guidance", 1))
+    out["command"] += " && smallvision " + shlex.join(cmd[3:])
+    return kind, out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--gan", action="append", default=[])
@@ -76,11 +96,12 @@ def main() -> None:
     ap.add_argument("--score-samples", type=int, default=10000)  # the n FID/IS papers on MNIST report
     ap.add_argument("--runs", default="runs/bench-gen")
     ap.add_argument("--read", action="append", default=[])
+    ap.add_argument("--sample", action="append", default=[])
     ap.add_argument("--out")
     a = ap.parse_args()
     lines = [f"Command: `{shlex.join(['python', 'benchmarks/generative.py'] + sys.argv[1:])}`", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores", ""]
-    done = [read(r) for r in a.read]
+    done = [read(r) for r in a.read] + [sample(spec, a.score_samples) for spec in a.sample]
     flags = ["--score-samples", str(a.score_samples)]
     gens = [(k, s) for k, s in done if k in ("gan", "diffusion")] + \
         [("gan", run("gan", spec, a.runs, flags)) for spec in a.gan] + \

@@ -75,6 +75,29 @@ def test_sampling_is_deterministic_for_a_seed(tmp_path):
     assert grids[0] == grids[1] and grids[0] != grids[2]
 
 
+def test_truncation_keeps_the_noise_inside_its_bound_and_trades_variety_away(tmp_path):
+    """The truncation trick: every noise entry within ±T, the same seed the same noise, off (0) is
+    plain randn; a trained generator's samples spread less in pixels when truncated; `gan sample
+    --truncation` takes it, a bad value is a one-line error, and a run's own T is the default."""
+    from smallvision.generative.gan import generate, truncated_noise
+    from smallvision.generative.loop import load_net
+
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    z = truncated_noise(4000, 16, g(), torch.device("cpu"), 0.5)
+    assert z.abs().max() <= 0.5 and torch.equal(z, truncated_noise(4000, 16, g(), torch.device("cpu"), 0.5))
+    assert z.std() < 0.35  # a normal truncated at ±0.5 has std 0.28; an untruncated one 1
+    assert torch.equal(truncated_noise(8, 16, g(), torch.device("cpu"), 0.0), torch.randn(8, 16, generator=g()))
+    s = _gan(tmp_path, epochs=2, truncation=0.5)
+    assert s["truncation"] == 0.5
+    G, _ = load_net(s["run_dir"], "G", torch.device("cpu"))
+    free, cut = (generate(G, 400, 0, torch.device("cpu"), truncation=t) for t in (0.0, 0.3))
+    assert cut.std(0).mean() < free.std(0).mean()
+    r = run_cli("gan", "sample", s["run_dir"], "-n", "8", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["truncation"] == 0.5, r.stderr
+    r = run_cli("gan", "sample", s["run_dir"], "-n", "8", "--truncation", "0.01")
+    assert r.returncode == 2 and "--truncation must be 0 (off)" in r.stderr
+
+
 def test_conditional_generator_draws_a_requested_class(tmp_path):
     from smallvision.generative.gan import generate
     from smallvision.generative.loop import load_net
@@ -280,6 +303,7 @@ def test_a_gan_killed_after_training_resumes_to_the_end(tmp_path):
     (["diffusion", "train", "--guidance", "2", "--dataset", "digits"], "it needs --conditional"),
     (["diffusion", "train", "--dataset", "fake:1x9x9"], "patch 2 does not divide the 9×9 images"),
     (["diffusion", "train", "--sampler", "rk4", "--dataset", "digits"], "rk4"),
+    (["gan", "train", "--truncation", "0.01", "--dataset", "digits"], "--truncation must be 0 (off) or at least 0.05"),
 ])
 def test_bad_generative_input_is_one_line(args, msg, tmp_path):
     r = run_main(*args, "--runs-dir", str(tmp_path)) if args[1] == "train" else run_main(*args)

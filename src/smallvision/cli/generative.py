@@ -120,13 +120,16 @@ def _sample_options(what: str, *middle: inspect.Parameter) -> tuple[inspect.Para
 
 
 @gan_app.command("sample")
-@with_settings(*_sample_options("GAN"), cls=None)
+@with_settings(*_sample_options(
+    "GAN", option("truncation", Optional[float], None, "--truncation",
+                  help="Truncation trick: noise entries beyond ±T drawn again (default: the run's; 0: off).")),
+    cls=None)
 def gan_sample(**kw: Any) -> None:
     """Write a grid of samples from a trained generator; --score adds the quality figures."""
     from smallvision.generative.gan import sample
 
     _print(sample(kw["checkpoint"], kw["n"], kw["seed"], kw["out"], kw["label"], kw["device"], kw["score"],
-                  kw["scorer"], kw["runs_dir"]), kw["as_json"])
+                  kw["scorer"], kw["runs_dir"], truncation=kw["truncation"]), kw["as_json"])
 
 
 @ae_app.command("train")

@@ -67,6 +67,9 @@ class GenConfig(RunSettings):
                            choices=("euler", "heun"))
     guidance: float = setting(1.0, "Diffusion, conditional or --clusters: classifier-free guidance scale w, v = v(∅) + w·(v(class) - "
                               "v(∅)); 1: the conditional model as it is, 0: unconditional.", check=NON_NEGATIVE)
+    truncation: float = setting(0.0, "GAN: the truncation trick (Brock et al. 2019, BigGAN): noise entries beyond ±T "
+                                "are drawn again, trading variety for cleaner samples in the grids, the score and "
+                                "`gan sample` (which can override it); 0: off.", check=NON_NEGATIVE)
     time_sampling: str = setting("uniform", "Diffusion: how training draws the time t of each image: uniform, or "
                                  "logit-normal (sigmoid of N(0, 1), Esser et al. 2024: more of the middle of the "
                                  "path, where the velocity is hardest to tell).", choices=("uniform", "logit-normal"))
@@ -92,6 +95,8 @@ class GenConfig(RunSettings):
             raise UsageError("model_args and data_args are tables of KEY = VALUE")
         if self.clusters and self.conditional:
             raise UsageError("--clusters conditions on clusters instead of the labels; drop --conditional (or --clusters)")
+        if 0 < self.truncation < 0.05:  # below it the redraws of the noise would take thousands of tries
+            raise UsageError(f"--truncation must be 0 (off) or at least 0.05, got {self.truncation:g}")
         if self.clusters == 1:
             raise UsageError("--clusters needs at least 2 clusters (0: off)")
         if self.aux_weight > 0 and not self.conditional:

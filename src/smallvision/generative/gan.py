@@ -120,16 +120,28 @@ def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) ->
 
 
 @torch.no_grad()
+def truncated_noise(m: int, dim: int, g: torch.Generator, device: torch.device, truncation: float) -> torch.Tensor:
+    """(m, dim) standard normal noise; with truncation T > 0, every entry beyond ±T drawn again until
+    none is (BigGAN's truncation trick: a normal truncated at T, from the same seeded stream)."""
+    z = torch.randn(m, dim, device=device, generator=g)
+    if truncation > 0:
+        while (out := z.abs() > truncation).any():
+            z[out] = torch.randn(int(out.sum()), device=device, generator=g)
+    return z
+
+
 def generate(G: torch.nn.Module, n: int, seed: int, device: torch.device, label: int | None = None,
-             num_classes: int = 0, batch: int = 1000, shares: list[float] | None = None) -> torch.Tensor:
+             num_classes: int = 0, batch: int = 1000, shares: list[float] | None = None,
+             truncation: float = 0.0) -> torch.Tensor:
     """`n` images in [0, 1] from a seeded noise stream: the same seed, the same images. A conditional
     generator draws `label`, else the classes in turn, or, given `shares` (a generator conditioned
-    on clusters), classes drawn in those proportions."""
+    on clusters), classes drawn in those proportions. `truncation` > 0: noise from a normal
+    truncated at ±truncation (see truncated_noise)."""
     g = torch.Generator(device=device).manual_seed(seed)
     out = []
     for i in range(0, n, batch):
         m = min(batch, n - i)
-        z = torch.randn(m, G.z_dim, device=device, generator=g)
+        z = truncated_noise(m, G.z_dim, g, device, truncation)
         y = None
         if G.embed is not None:
             if label is not None:
@@ -154,7 +166,7 @@ def _epoch_end(s: GenSession, epoch: int) -> dict[str, Any]:
     with torch.no_grad():
         save_grid((G(s.fixed["z"], s.fixed.get("y")) + 1) / 2, s.run / f"samples_epoch{epoch:03d}.png")
     quality_point(s, row, lambda n, seed: generate(G, n, seed, s.device, num_classes=s.info.num_classes,
-                                                   shares=cluster_shares(s.meta)))
+                                                   shares=cluster_shares(s.meta), truncation=s.cfg.truncation))
     G.train()
     st.epoch, st.step_in_epoch = epoch + 1, 0
     s.save_net("G", RunFolder.GENERATOR)
@@ -168,7 +180,7 @@ def train_gan(cfg: GenConfig, runs_dir: str | Path = "runs", command: str = "", 
     relabel = cluster_relabel(cfg.clusters, cfg.seed) if cfg.clusters else None
     s = open_session(cfg, runs_dir, command, resume, progress, relabel)
     g = torch.Generator(device=s.device).manual_seed(cfg.seed + 12345)
-    s.fixed = {"z": _noise(cfg.samples, s, g)}
+    s.fixed = {"z": truncated_noise(cfg.samples, s.nets["G"].z_dim, g, s.device, cfg.truncation)}
     if cfg.conditional or cfg.clusters:  # each grid row one class (or cluster)
         s.fixed["y"] = (torch.arange(cfg.samples, device=s.device) // max(cfg.samples // s.info.num_classes, 1)
                         ).clamp_max(s.info.num_classes - 1)
@@ -184,7 +196,8 @@ def _finish(s: GenSession) -> dict[str, Any]:
     plot_losses(st.history, ["d_loss", "g_loss"], s.run / RunFolder.LOSSES, f"{cfg.model}, {cfg.loss} loss")
     summary: dict[str, Any] = {
         "run": s.run.name, "run_dir": str(s.run), "model": cfg.model, "loss": cfg.loss, "dataset": s.info.name,
-        "seed": cfg.seed, "conditional": cfg.conditional, **cluster_summary(s.meta), "epochs_run": st.history[-1]["epoch"],
+        "seed": cfg.seed, "conditional": cfg.conditional, **cluster_summary(s.meta), "truncation": cfg.truncation,
+        "epochs_run": st.history[-1]["epoch"],
         "steps": st.step, "train_seconds": round(st.elapsed, 2),
         "images_per_second": round(st.images_seen / max(st.step_time, 1e-9), 1), "stopped": st.stopped,
         "device": str(s.device), "params": {k: sum(p.numel() for p in v.parameters()) for k, v in s.nets.items()},
@@ -192,7 +205,8 @@ def _finish(s: GenSession) -> dict[str, Any]:
     k = s.info.num_classes
 
     def draw(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:  # generate() draws the classes in turn
-        images = generate(s.generator().eval(), n, seed, s.device, num_classes=k, shares=cluster_shares(s.meta))
+        images = generate(s.generator().eval(), n, seed, s.device, num_classes=k, shares=cluster_shares(s.meta),
+                          truncation=cfg.truncation)
         return images, torch.arange(n) % k if cfg.conditional else None
 
     return finish_generator(s, f"{s.run.name}: {cfg.model} GAN on {s.info.name}", summary,
@@ -201,9 +215,9 @@ def _finish(s: GenSession) -> dict[str, Any]:
 
 def sample(checkpoint: str | Path, n: int = 64, seed: int = 0, out: str | Path | None = None, label: int | None = None,
            device: str = "auto", score: bool = False, scorer: str | None = None, runs_dir: str | Path = "runs",
-           nrow: int = 8) -> dict[str, Any]:
+           nrow: int = 8, truncation: float | None = None) -> dict[str, Any]:
     """Write a grid of `n` samples from a trained generator (a run folder or generator.safetensors);
-    with `score`, the quality figures of `n` samples too."""
+    with `score`, the quality figures of `n` samples too. `truncation`: the run's unless given."""
     from smallvision.engine.device import resolve_device
     from smallvision.generative.loop import load_net
 
@@ -216,10 +230,13 @@ def sample(checkpoint: str | Path, n: int = 64, seed: int = 0, out: str | Path |
                          else "--label needs a generator trained with --conditional or --clusters")
     if n < 1:
         raise UsageError(f"-n must be ≥ 1, got {n}")
-    images = generate(G, n, seed, dev, label, k, shares=cluster_shares(meta))
+    truncation = meta["config"].get("truncation", 0.0) if truncation is None else truncation
+    if truncation < 0 or 0 < truncation < 0.05:  # below 0.05 the redraws would take thousands of tries
+        raise UsageError(f"--truncation must be 0 (off) or at least 0.05, got {truncation:g}")
+    images = generate(G, n, seed, dev, label, k, shares=cluster_shares(meta), truncation=truncation)
     path = Path(out) if out else Path(checkpoint if Path(checkpoint).is_dir() else Path(checkpoint).parent) / f"sample_seed{seed}.png"
     save_grid(images[: min(n, 400)], path, nrow=nrow)
-    res: dict[str, Any] = {"grid": str(path), "samples": n, "seed": seed}
+    res: dict[str, Any] = {"grid": str(path), "samples": n, "seed": seed, "truncation": truncation}
     if score:
         from smallvision.generative.score import default_scorer, score_images
 
