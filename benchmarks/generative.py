@@ -44,7 +44,7 @@ def _what(kind: str, s: dict) -> str:
     if kind == "diffusion":
         t = "logit-normal t" if s.get("time_sampling") == "logit-normal" else "uniform t"
         return f"{s['model']} flow, {t}, {s['steps']} {s['sampler']} steps ({s['evaluations_per_sample']} calls)"
-    return f"{s['model']} GAN, {s['loss']}"
+    return f"{s['model']} GAN, {s['loss']}" + (f", truncation {s['truncation']:g}" if s.get("truncation") else "")
 
 
 def _f(sc: dict, key: str, fmt: str) -> str:
@@ -83,7 +83,10 @@ def sample(spec: str, n: int) -> tuple[str, dict]:
     if p.returncode:
         raise SystemExit(f"failed: {shlex.join(cmd)}\n{p.stderr[-2000:]}")
     res = json.loads(p.stdout.strip().splitlines()[-1])
-    out["score"], out["guidance"] = res["score"], res.get("guidance", out.get("guidance", 1))
+    out["score"] = res["score"]
+    for knob in ("guidance", "truncation"):  # the flow's, the GAN's
+        if knob in res:
+            out[knob] = res[knob]
     out["command"] += " && smallvision " + shlex.join(cmd[3:])
     return kind, out
 

@@ -182,8 +182,9 @@ def ae_reconstruct(**kw: Any) -> None:
 @diffusion_app.command("train")
 @with_settings(*_COMMON, cls=GenConfig)
 def diffusion_train(**kw: Any) -> None:
-    """Train a flow-matching model (unet; --conditional for classifier-free guidance); writes per-epoch
-    sample grids, a GIF, the loss curve, checkpoints, the quality score and a report."""
+    """Train a flow-matching model (unet; --conditional for classifier-free guidance, --clusters K
+    to guide without labels); writes per-epoch sample grids, a GIF, the loss curve, checkpoints,
+    the quality score and a report."""
     if kw.get("model") is None:
         kw["model"] = "unet"
     _train("diffusion", kw)
