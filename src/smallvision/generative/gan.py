@@ -119,7 +119,6 @@ def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) ->
     return 1 / (ratio + eps)
 
 
-@torch.no_grad()
 def truncated_noise(m: int, dim: int, g: torch.Generator, device: torch.device, truncation: float) -> torch.Tensor:
     """(m, dim) standard normal noise; with truncation T > 0, every entry beyond ±T drawn again until
     none is (BigGAN's truncation trick: a normal truncated at T, from the same seeded stream)."""
@@ -130,6 +129,7 @@ def truncated_noise(m: int, dim: int, g: torch.Generator, device: torch.device, 
     return z
 
 
+@torch.no_grad()
 def generate(G: torch.nn.Module, n: int, seed: int, device: torch.device, label: int | None = None,
              num_classes: int = 0, batch: int = 1000, shares: list[float] | None = None,
              truncation: float = 0.0) -> torch.Tensor:
