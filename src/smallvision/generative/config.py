@@ -95,8 +95,7 @@ class GenConfig(RunSettings):
             raise UsageError("model_args and data_args are tables of KEY = VALUE")
         if self.clusters and self.conditional:
             raise UsageError("--clusters conditions on clusters instead of the labels; drop --conditional (or --clusters)")
-        if 0 < self.truncation < 0.05:  # below it the redraws of the noise would take thousands of tries
-            raise UsageError(f"--truncation must be 0 (off) or at least 0.05, got {self.truncation:g}")
+        check_truncation(self.truncation)
         if self.clusters == 1:
             raise UsageError("--clusters needs at least 2 clusters (0: off)")
         if self.aux_weight > 0 and not self.conditional:
@@ -126,3 +125,9 @@ def gen_config(kind: str, base: dict[str, Any] | None = None, **overrides: Any) 
 
 
 DEFAULT_MODEL = {"gan": "dcgan", "autoencoder": "ae-conv", "diffusion": "unet"}
+
+
+def check_truncation(t: float) -> None:
+    """A GAN truncation is 0 (off) or ≥ 0.05: below that the noise redraws would take thousands of tries."""
+    if t < 0 or 0 < t < 0.05:
+        raise UsageError(f"--truncation must be 0 (off) or at least 0.05, got {t:g}")

@@ -19,7 +19,7 @@ from smallvision.engine.progress import Progress
 from smallvision.engine.run import RunFolder
 from smallvision.errors import DivergenceError, UsageError
 from smallvision.generative.clusters import cluster_relabel, cluster_shares, cluster_summary
-from smallvision.generative.config import GenConfig
+from smallvision.generative.config import GenConfig, check_truncation
 from smallvision.generative.loop import (
     GenSession,
     finish_generator,
@@ -231,8 +231,7 @@ def sample(checkpoint: str | Path, n: int = 64, seed: int = 0, out: str | Path |
     if n < 1:
         raise UsageError(f"-n must be ≥ 1, got {n}")
     truncation = meta["config"].get("truncation", 0.0) if truncation is None else truncation
-    if truncation < 0 or 0 < truncation < 0.05:  # below 0.05 the redraws would take thousands of tries
-        raise UsageError(f"--truncation must be 0 (off) or at least 0.05, got {truncation:g}")
+    check_truncation(truncation)
     images = generate(G, n, seed, dev, label, k, shares=cluster_shares(meta), truncation=truncation)
     path = Path(out) if out else Path(checkpoint if Path(checkpoint).is_dir() else Path(checkpoint).parent) / f"sample_seed{seed}.png"
     save_grid(images[: min(n, 400)], path, nrow=nrow)
