@@ -10,7 +10,7 @@ train` process per row, with the quality score (GANs, diffusion) or the test rec
 Each spec is a model name followed by extra flags; `--read RUN` adds the row of a finished run
 folder instead (its command is the one in its config.json, printed under the table); `--sample "RUN --guidance W"`
 adds a finished flow run's row scored from `smallvision diffusion sample RUN -n N --seed 0 --score` with
-those flags (a guidance scale chosen afterwards, on validation: benchmarks/guidance.py), both commands
+those flags (a guidance scale chosen afterwards, on validation: benchmarks/sampling.py), both commands
 printed. Time is the training loop's own clock
 (`train_seconds`); the score uses --score-samples (default 10 000) samples and the data set's default
 scorer (score.py); the floor row is n real training images against the same test set.

@@ -48,7 +48,7 @@ def main() -> None:
     a = ap.parse_args()
     values = [float(v) for v in a.values.split(",")]
     dev = torch.device("cpu")
-    lines = [f"Command: `{shlex.join(['python', 'benchmarks/guidance.py'] + sys.argv[1:])}`", "",
+    lines = [f"Command: `{shlex.join(['python', 'benchmarks/sampling.py'] + sys.argv[1:])}`", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores. "
              f"{a.samples} samples of noise seed {a.seed} against {a.reference} seeded training images "
              "(the test set is not read); the chosen w has the lowest Fréchet distance.", "",

@@ -54,3 +54,15 @@ def cluster_shares(meta: dict[str, Any]) -> list[float] | None:
 def cluster_summary(meta: dict[str, Any]) -> dict[str, Any]:
     c = meta.get("clusters")
     return {"clusters": len(c["shares"]), "cluster_seconds": c["seconds"]} if c else {}
+
+
+def draw_classes(m: int, start: int, num_classes: int, g: torch.Generator, device: torch.device,
+                 label: int | None = None, shares: list[float] | None = None) -> torch.Tensor:
+    """The classes of a batch of `m` samples (the `start`-th onward) from a conditional generator:
+    `label` for all; else, given `shares` (a generator conditioned on clusters), clusters drawn in
+    those proportions from `g`; else the classes in turn. One rule for the GAN and the flow."""
+    if label is not None:
+        return torch.full((m,), label, device=device)
+    if shares is not None:
+        return torch.multinomial(torch.tensor(shares, device=device), m, replacement=True, generator=g)
+    return torch.arange(start, start + m, device=device) % num_classes

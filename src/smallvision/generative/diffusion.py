@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from smallvision.engine.progress import Progress
 from smallvision.engine.run import RunFolder
 from smallvision.errors import DivergenceError, UsageError
-from smallvision.generative.clusters import cluster_relabel, cluster_shares, cluster_summary
+from smallvision.generative.clusters import cluster_relabel, cluster_shares, cluster_summary, draw_classes
 from smallvision.generative.config import GenConfig
 from smallvision.generative.loop import GenSession, finish_generator, load_net, open_session, quality_point, run_session
 from smallvision.report.plots import plot_losses, save_grid
@@ -107,12 +107,7 @@ def generate(net: torch.nn.Module, n: int, seed: int, device: torch.device, step
         x = torch.randn(m, *net.image_shape, generator=g, device=device)
         y = None
         if net.embed is not None:
-            if label is not None:
-                y = torch.full((m,), label, device=device)
-            elif shares is not None:
-                y = torch.multinomial(torch.tensor(shares, device=device), m, replacement=True, generator=g)
-            else:
-                y = torch.arange(i, i + m, device=device) % net.num_classes
+            y = draw_classes(m, i, net.num_classes, g, device, label, shares)
             if shares is None:
                 asked.append(y.cpu())
         out.append((integrate(net, x, y, steps, sampler, guidance) + 1) / 2)

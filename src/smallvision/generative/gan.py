@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from smallvision.engine.progress import Progress
 from smallvision.engine.run import RunFolder
 from smallvision.errors import DivergenceError, UsageError
-from smallvision.generative.clusters import cluster_relabel, cluster_shares, cluster_summary
+from smallvision.generative.clusters import cluster_relabel, cluster_shares, cluster_summary, draw_classes
 from smallvision.generative.config import GenConfig, check_truncation
 from smallvision.generative.loop import (
     GenSession,
@@ -142,14 +142,7 @@ def generate(G: torch.nn.Module, n: int, seed: int, device: torch.device, label:
     for i in range(0, n, batch):
         m = min(batch, n - i)
         z = truncated_noise(m, G.z_dim, g, device, truncation)
-        y = None
-        if G.embed is not None:
-            if label is not None:
-                y = torch.full((m,), label, device=device)
-            elif shares is not None:
-                y = torch.multinomial(torch.tensor(shares, device=device), m, replacement=True, generator=g)
-            else:
-                y = torch.arange(i, i + m, device=device) % num_classes
+        y = draw_classes(m, i, num_classes, g, device, label, shares) if G.embed is not None else None
         out.append((G(z, y) + 1) / 2)
     return torch.cat(out).clamp(0, 1)
 
