@@ -38,7 +38,7 @@ def main() -> None:
     from smallvision.generative.score import Scorer, default_scorer, frechet_distance, inception_score
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--run", action="append", required=True, help="a finished diffusion run folder (repeatable)")
+    ap.add_argument("--run", action="append", required=True, help="a finished diffusion or GAN run folder (repeatable)")
     ap.add_argument("--values", default="1,1.5,2,3",
                     help="the guidance scales (flow) or truncations (GAN, 0: off) tried, comma-separated")
     ap.add_argument("--samples", type=int, default=2000)
@@ -51,7 +51,7 @@ def main() -> None:
     lines = [f"Command: `{shlex.join(['python', 'benchmarks/sampling.py'] + sys.argv[1:])}`", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores. "
              f"{a.samples} samples of noise seed {a.seed} against {a.reference} seeded training images "
-             "(the test set is not read); the chosen w has the lowest Fréchet distance.", "",
+             "(the test set is not read); the chosen w or T has the lowest Fréchet distance.", "",
              "| run | knob | Fréchet distance to training images | IS | confident % | smallest class % | sampling s |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     chosen = []
