@@ -302,6 +302,7 @@ def test_a_gan_killed_after_training_resumes_to_the_end(tmp_path):
     (["diffusion", "train", "--dataset", "fake:1x9x9"], "patch 2 does not divide the 9×9 images"),
     (["diffusion", "train", "--sampler", "rk4", "--dataset", "digits"], "rk4"),
     (["gan", "train", "--truncation", "0.01", "--dataset", "digits"], "--truncation must be 0 (off) or at least 0.05"),
+    (["gan", "train", "--top-k", "0", "--dataset", "digits"], "--top-k must be in (0, 1]"),
 ])
 def test_bad_generative_input_is_one_line(args, msg, tmp_path):
     r = run_main(*args, "--runs-dir", str(tmp_path)) if args[1] == "train" else run_main(*args)
@@ -395,6 +396,48 @@ def test_mode_seeking_term_punishes_a_generator_that_ignores_its_noise(tmp_path)
     assert hist[0]["g_loss"] != hist[1]["g_loss"]
     G = load_checkpoint(Path(s["run_dir"]) / "generator.safetensors")[0]
     assert sum(1 for k, v in G.items() if k.endswith("weight") and v.dim() == 4) == 4  # 2 ConvT + 2 extra 3×3
+
+
+def test_channels_last_and_a_narrower_discriminator(tmp_path):
+    """--channels-last puts every convolution's weights in the channels_last layout for training
+    and the generator it trains is the contiguous layout's (same seed, fp32, to float rounding);
+    the saved file loads anywhere. d_width narrows only the discriminator."""
+    from smallvision.generative.loop import open_session
+
+    s = open_session(gen_config("gan", **DIGITS, channels_last=True, model_args={"width": 8}), tmp_path / "open", "", None)
+    convs = [p for net in s.nets.values() for p in net.parameters() if p.dim() == 4]  # (a 1-channel kernel is both)
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs) and sum(not w.is_contiguous() for w in convs) >= 3
+    runs = [_gan(tmp_path / str(cl), epochs=1, precision="fp32", channels_last=cl, model_args={"width": 8, "d_width": 4})
+            for cl in (True, False)]
+    (wa, meta), (wb, _) = (load_checkpoint(Path(r["run_dir"]) / "generator.safetensors") for r in runs)
+    assert wa.keys() == wb.keys() and all(torch.allclose(wa[k], wb[k], atol=1e-4) for k in wa)
+    assert meta["model_args"]["d_width"] == 4
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    (g8, d8), (g4, d4) = ((count(n["G"]), count(n["D"])) for n in (
+        GENERATIVE.entry("dcgan").fn(s.info, width=8, d_width=dw) for dw in (0, 4)))
+    assert g4 == g8 and d4 < d8 / 2 and runs[0]["params"] == {"G": g4, "D": d4}
+
+
+def test_top_k_training_narrows_the_generators_batch_over_the_run(tmp_path):
+    """Top-k training (Sinha et al. 2020): G learns from all of its batch at the start, then from a
+    share falling linearly to --top-k at the end of the run, the end being --epochs or the time
+    budget, whichever is nearer; a run with it trains and its losses move."""
+    import time
+    from types import SimpleNamespace
+
+    from smallvision.generative.gan import top_k_share
+
+    def share(epoch: int, step: int, max_time: float = 0.0, spent: float = 0.0) -> float:
+        cfg = gen_config("gan", epochs=4, top_k=0.5, max_time=max_time)
+        return top_k_share(SimpleNamespace(cfg=cfg, state=SimpleNamespace(epoch=epoch, step_in_epoch=step),
+                                           loader=range(10), t_start=time.perf_counter() - spent))
+
+    assert share(1, 0) == 1 and share(3, 0) == 0.75 and share(4, 10) == 0.5 and share(9, 0) == 0.5
+    assert share(1, 0, max_time=100, spent=50) == pytest.approx(0.75, abs=0.01)  # half the time gone
+    assert share(3, 0, max_time=1000, spent=1) == 0.75  # the epochs end it first
+    s = _gan(tmp_path, epochs=2, top_k=0.25, model_args={"width": 8})
+    hist = json.loads((Path(s["run_dir"]) / "report.json").read_text())["history"]
+    assert all(torch.isfinite(torch.tensor([h["d_loss"], h["g_loss"]])).all() for h in hist)
 
 
 def test_each_gan_defaults_to_its_own_loss():

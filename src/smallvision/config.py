@@ -144,6 +144,8 @@ class RunSettings:
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps.", check=DEVICE, result=False)
     precision: str = setting("auto", "auto (bf16 on CUDA, else fp32), fast (bf16 where native), fp32, bf16, fp16.",
                              choices=("auto", "fast", "fp32", "bf16", "fp16"))
+    channels_last: bool = setting(False, "Convolutions in the channels_last memory format (faster with bf16 on "
+                                  "CPUs and GPUs).")
     threads: int = setting(0, "CPU threads for torch (0: torch's default).", check=NON_NEGATIVE, result=False)
     max_time: float = setting(0.0, "Stop after this many seconds of training (0: off).", check=NON_NEGATIVE,
                               result=False)
@@ -239,7 +241,6 @@ class TrainConfig(RunSettings):
                                 "ones; 0 = off.", check=NON_NEGATIVE)
     # --- run control
     deterministic: bool = setting(False, "Deterministic kernels (torch.use_deterministic_algorithms).")
-    channels_last: bool = setting(False, "channels_last memory format.")
     compile: bool = setting(False, "torch.compile the model (weights are saved from the uncompiled one).")
     sync_bn: bool = setting(False, "Several processes (torchrun, --nproc): synchronise BatchNorm statistics across "
                             "them (SyncBatchNorm; CUDA only).")

@@ -50,6 +50,10 @@ class GenConfig(RunSettings):
                                 "generated, randomly changed the same way: translation, cutout or translation,cutout; "
                                 "'': off.", check=(lambda v: all(p in ("translation", "cutout") for p in v.split(",") if p),
                                                    "takes translation, cutout or translation,cutout"))
+    top_k: float = setting(1.0, "GAN: top-k training (Sinha et al. 2020): the generator learns only from the share of "
+                           "its batch the discriminator rates most real, falling linearly from all of it at the start "
+                           "to this share at the end of the run (--epochs or --max-time, whichever ends it first); 1: off.",
+                           check=(lambda v: 0 < v <= 1, "must be in (0, 1]"))
     gp_weight: float = setting(10.0, "wgan-gp: weight of the gradient penalty.", check=NON_NEGATIVE)
     d_steps: int = setting(1, "GAN: discriminator steps per generator step.", check=AT_LEAST_1)
     ema: float = redefault(RunSettings, "ema", 0.999, help="GAN, diffusion: exponential moving average of the "

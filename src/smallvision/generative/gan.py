@@ -9,6 +9,7 @@ quality score (score.py) and the report.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,10 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
         with s.amp:
             out = D(aug(fake), yg, with_classes=aux)
         d_gen, c_gen = out if aux else (out, None)
-        g_loss = loss_fn(None, d_gen.float(), True)
+        d_gen = d_gen.float()
+        if cfg.top_k < 1:  # only the fakes D finds most real teach G
+            d_gen = d_gen.topk(max(1, round(len(d_gen) * top_k_share(s)))).values
+        g_loss = loss_fn(None, d_gen, True)
         if cfg.mode_seeking:
             g_loss = g_loss + cfg.mode_seeking * mode_seeking_loss(fake, z)
         if c_gen is not None:
@@ -108,6 +112,16 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
         raise DivergenceError(f"discriminator loss became {d_loss.item()} at step {s.state.step + 1}; "
                               f"try a lower --lr than {cfg.lr:g}")
     s.add("d_loss", d_loss.detach() * len(xb))
+
+
+def top_k_share(s: GenSession) -> float:
+    """Top-k training's share of the batch at this point of the run: 1 at the start, falling
+    linearly to ``cfg.top_k`` at the end, the end being --epochs or --max-time, whichever is nearer."""
+    cfg, st = s.cfg, s.state
+    done = (st.epoch - 1 + st.step_in_epoch / max(len(s.loader), 1)) / cfg.epochs
+    if cfg.max_time:
+        done = max(done, (time.perf_counter() - s.t_start) / cfg.max_time)
+    return 1 - (1 - cfg.top_k) * min(done, 1.0)
 
 
 def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

@@ -105,7 +105,8 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
     torch.manual_seed(cfg.seed)
     args = {**cfg.model_args, **({"conditional": True} if cfg.conditional or relabel else {}),
             **({"aux_classes": True} if cfg.kind == "gan" and cfg.aux_weight > 0 else {})}
-    nets = {k: v.to(device) for k, v in create_generative(cfg.model, info, cfg.kind, **args).items()}
+    fmt = torch.channels_last if cfg.channels_last else torch.preserve_format  # for the convolutions' weights
+    nets = {k: v.to(device, memory_format=fmt) for k, v in create_generative(cfg.model, info, cfg.kind, **args).items()}
     lrs = {"D": cfg.d_lr or cfg.lr}
     optimizers = {f"optim_{k.lower()}": torch.optim.Adam(v.parameters(), lr=lrs.get(k, cfg.lr), betas=(cfg.beta1, 0.999))
                   for k, v in nets.items()}
