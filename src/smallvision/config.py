@@ -144,8 +144,8 @@ class RunSettings:
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps.", check=DEVICE, result=False)
     precision: str = setting("auto", "auto (bf16 on CUDA, else fp32), fast (bf16 where native), fp32, bf16, fp16.",
                              choices=("auto", "fast", "fp32", "bf16", "fp16"))
-    channels_last: bool = setting(False, "Convolutions in the channels_last memory format (faster with bf16 on "
-                                  "CPUs and GPUs).")
+    channels_last: bool = setting(False, "Convolutions in the channels_last memory format (often faster in bf16, "
+                                  "not always: benchmarks/generative_layout.py).")
     threads: int = setting(0, "CPU threads for torch (0: torch's default).", check=NON_NEGATIVE, result=False)
     max_time: float = setting(0.0, "Stop after this many seconds of training (0: off).", check=NON_NEGATIVE,
                               result=False)
