@@ -523,3 +523,57 @@ def test_diff_augment_moves_real_and_fake_alike_and_lets_the_gradient_through():
     assert 0.05 < float(holes.mean()) < 0.3  # a square of half the side, clipped at the border
     with pytest.raises(UsageError, match="translation, cutout"):
         gen_config("gan", diff_augment="colour")
+
+
+def test_power_ema_spans_the_same_share_of_any_run():
+    """--ema-rel σ: EDM2's power-function average weighs step τ of T as τ^γ, a profile whose width
+    relative to T is σ at T = 500 as at T = 5 000: averaging x = τ/T and x² gives the profile's mean
+    and spread, so the spread must come out as σ, with no γ written here."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from smallvision.generative.loop import power_ema
+
+    class Pair(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+
+    for sigma in (0.05, 0.2):
+        for steps in (500, 5000):
+            net = Pair()
+            avg = AveragedModel(net, multi_avg_fn=power_ema(sigma))
+            for tau in range(1, steps + 1):
+                net.p.data = torch.tensor([tau / steps, (tau / steps) ** 2], dtype=torch.float64)
+                avg.update_parameters(net)
+            mean, square = avg.module.p.tolist()
+            assert abs((square - mean ** 2) ** 0.5 - sigma) < 0.02 * sigma + 1 / steps, (sigma, steps, mean, square)
+    with pytest.raises(UsageError, match="ema_rel|ema-rel|0.28"):
+        gen_config("gan", **DIGITS, ema_rel=0.3)
+
+
+def test_conditional_batchnorm_gives_the_class_to_every_stage(tmp_path):
+    """dcgan cbn=true: the generator's BatchNorms take scale and shift from the class, so with the
+    noise's class embedding silenced the class still changes the image; a cluster-conditioned run
+    with it and a power-function EMA trains, reloads and samples a chosen cluster; without a class
+    to condition on it is a one-line error."""
+    from smallvision.data import load_dataset
+    from smallvision.generative.gan import sample
+    from smallvision.generative.loop import load_net
+
+    info = load_dataset("digits").info
+    G = GENERATIVE.entry("dcgan").fn(info, width=8, conditional=True, cbn=True)["G"]
+    with torch.no_grad():
+        G.embed.weight.zero_()
+        for m in G.modules():
+            if isinstance(m, torch.nn.Embedding) and m is not G.embed:
+                m.weight.normal_()
+    z = torch.randn(1, G.z_dim).expand(2, -1)
+    out = G.eval()(z, torch.tensor([0, 1]))
+    assert not torch.allclose(out[0], out[1], atol=1e-3)
+    run = _gan(tmp_path, epochs=1, clusters=4, ema_rel=0.1, model_args={"width": 8, "cbn": True})["run_dir"]
+    G, meta = load_net(run, "G", torch.device("cpu"))
+    assert meta["model_args"]["cbn"] is True and meta["config"]["ema_rel"] == 0.1
+    res = sample(run, n=4, label=2, out=tmp_path / "c2.png")
+    assert Path(res["grid"]).is_file()
+    with pytest.raises(UsageError, match="needs a conditional generator"):
+        GENERATIVE.entry("dcgan").fn(info, width=8, cbn=True)

@@ -58,6 +58,10 @@ class GenConfig(RunSettings):
     d_steps: int = setting(1, "GAN: discriminator steps per generator step.", check=AT_LEAST_1)
     ema: float = redefault(RunSettings, "ema", 0.999, help="GAN, diffusion: exponential moving average of the "
                            "generator's weights per step (samples, grids, score and generator.safetensors use it); 0: off.")
+    ema_rel: float = setting(0.0, "GAN, diffusion: a power-function EMA (Karras et al. 2024) of relative width σ_rel "
+                             "instead of --ema's fixed decay: at every step the average spans about the last σ_rel "
+                             "share of the steps so far, so the first weights drop out however short the run "
+                             "(e.g. 0.05); 0: --ema.", check=(lambda v: 0 <= v < 0.28, "must be in [0, 0.28)"))
     lr: float = redefault(RunSettings, "lr", 2e-4, help="Adam learning rate (both networks).")
     beta1: float = setting(0.5, "Adam beta1 (DCGAN: 0.5).", check=UNIT)
     d_lr: float = setting(0.0, "GAN: the discriminator's own learning rate (two time-scale updates, Heusel et al.); "

@@ -115,10 +115,11 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
     meta = {"kind": cfg.kind, "model": cfg.model, "model_args": resolved_args(cfg.model, args), "dataset": data.info.to_dict(),
             "config": cfg.to_dict(), "versions": versions(), **recorded}
     ema = None
-    if cfg.kind in ("gan", "diffusion") and cfg.ema:
+    if cfg.kind in ("gan", "diffusion") and (cfg.ema or cfg.ema_rel):
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-        avg = warmup_ema(cfg.ema) if cfg.kind == "diffusion" else get_ema_multi_avg_fn(cfg.ema)
+        avg = (power_ema(cfg.ema_rel) if cfg.ema_rel else warmup_ema(cfg.ema) if cfg.kind == "diffusion"
+               else get_ema_multi_avg_fn(cfg.ema))
         ema = AveragedModel(nets["G"], multi_avg_fn=avg, use_buffers=True)
     modules = {**nets, **({"G_ema": ema} if ema is not None else {})}
 
@@ -149,6 +150,26 @@ def warmup_ema(decay: float) -> Callable[..., None]:
         n = int(n)
         d = min(decay, (1 + n) / (10 + n))
         torch._foreach_lerp_(ema_params, params, 1 - d)
+
+    return update
+
+
+def power_ema(sigma_rel: float) -> Callable[..., None]:
+    """The power-function EMA of Karras et al. 2024 (EDM2): after t steps the average weighs step
+    τ as τ^γ, decay (1 - 1/t)^(γ+1) per step, γ chosen so the profile's width relative to t is
+    `sigma_rel` (σ_rel² = (γ+1) / ((γ+2)²(γ+3)), the largest root of that cubic). Unlike a fixed
+    decay it forgets the first weights at the same pace in a 1-minute and a 1-hour run."""
+    import numpy as np
+
+    roots = np.roots([1, 7, 16 - sigma_rel ** -2, 12 - sigma_rel ** -2])
+    gamma = float(roots[np.isreal(roots)].real.max())
+
+    def update(ema_params: list[torch.Tensor], params: list[torch.Tensor], n: torch.Tensor | int) -> None:
+        t = int(n) + 1  # this update's step (the first, n = 0, is AveragedModel's copy)
+        if ema_params[0].is_floating_point():  # AveragedModel groups the tensors by dtype
+            torch._foreach_lerp_(ema_params, params, 1 - (1 - 1 / t) ** (gamma + 1))
+        else:  # BatchNorm's step counters
+            torch._foreach_copy_(ema_params, params)
 
     return update
 
