@@ -30,12 +30,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit  # noqa: E402
 
 
-def main() -> None:
+def validation_reference(run: str, meta: dict, dev: torch.device, reference: int):  # type: ignore[no-untyped-def]
+    """The data set's default scorer and its features of `reference` seeded training images."""
     from smallvision.data import load_dataset
+    from smallvision.generative.score import Scorer, default_scorer
+
+    cfg = meta["config"]
+    scorer = Scorer(default_scorer(cfg["dataset"], cfg["data_args"], cfg["data_dir"], Path(run).parent,
+                                   log=lambda m: None), dev)
+    train_x = load_dataset(cfg["dataset"], cfg["data_dir"], cfg["data_args"]).train_x
+    pick = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(1))[:reference]
+    return scorer, scorer.run(train_x[pick].float() / 255)[1]
+
+
+def judge(images: torch.Tensor, scorer, ref: torch.Tensor) -> tuple[float, float, float, float]:  # type: ignore[no-untyped-def]
+    """Samples in [0, 1] -> (Fréchet distance to the reference, IS, confident %, smallest class %)."""
+    from smallvision.generative.score import frechet_distance, inception_score
+
+    probs, feats = scorer.run(images)
+    shares = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).double() / len(probs)
+    return (frechet_distance(feats, ref), inception_score(probs),
+            100 * float((probs.max(1).values >= 0.9).double().mean()), 100 * float(shares.min()))
+
+
+def main() -> None:
     from smallvision.generative import diffusion, gan
     from smallvision.generative.clusters import cluster_shares
     from smallvision.generative.loop import load_net
-    from smallvision.generative.score import Scorer, default_scorer, frechet_distance, inception_score
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", action="append", required=True, help="a finished diffusion or GAN run folder (repeatable)")
@@ -58,11 +79,7 @@ def main() -> None:
     for run in a.run:
         net, meta = load_net(run, "G", dev)
         cfg = meta["config"]
-        scorer = Scorer(default_scorer(cfg["dataset"], cfg["data_args"], cfg["data_dir"], Path(run).parent,
-                                       log=lambda m: None), dev)
-        train_x = load_dataset(cfg["dataset"], cfg["data_dir"], cfg["data_args"]).train_x
-        pick = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(1))[: a.reference]
-        ref = scorer.run(train_x[pick].float() / 255)[1]
+        scorer, ref = validation_reference(run, meta, dev, a.reference)
         knob = "guidance w" if meta["kind"] == "diffusion" else "truncation T"
         best = None
         for w in values:
@@ -75,12 +92,8 @@ def main() -> None:
                 images = gan.generate(net, a.samples, a.seed, dev, num_classes=k, shares=cluster_shares(meta),
                                       truncation=w)
             secs = time.perf_counter() - t0
-            probs, feats = scorer.run(images)
-            fid = frechet_distance(feats, ref)
-            shares = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).double() / len(probs)
-            lines.append(f"| {Path(run).name} | {knob} {w:g} | {fid:.3f} | {inception_score(probs):.2f} | "
-                         f"{100 * float((probs.max(1).values >= 0.9).double().mean()):.1f} | "
-                         f"{100 * float(shares.min()):.1f} | {secs:.0f} |")
+            fid, inc, conf, smallest = judge(images, scorer, ref)
+            lines.append(f"| {Path(run).name} | {knob} {w:g} | {fid:.3f} | {inc:.2f} | {conf:.1f} | {smallest:.1f} | {secs:.0f} |")
             print(lines[-1], flush=True)
             if best is None or fid < best[1]:
                 best = (w, fid)
