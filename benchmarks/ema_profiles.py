@@ -53,16 +53,16 @@ def main() -> None:
     flags = dict(zip(train, train[1:], strict=False))
     if "--name" not in flags or "--runs-dir" not in flags:
         sys.exit("give the run --name and --runs-dir after --")
-    kinds = [f"--ema-rel {float(v):g}" for v in a.sigmas.split(",") if v] + [f"--ema {float(v):g}" for v in a.decays.split(",") if v]
+    kinds = {**{f"--ema-rel {float(v):g}": power_ema(float(v)) for v in a.sigmas.split(",") if v},
+             **{f"--ema {float(v):g}": get_ema_multi_avg_fn(float(v)) for v in a.decays.split(",") if v}}
     averages: dict[str, AveragedModel] = {}
     step = gan.gan_step
 
     def step_and_average(s, xb, yb):  # type: ignore[no-untyped-def]
         step(s, xb, yb)
         if not averages:  # built (a copy of G) after the first step, as the run's own average is
-            averages.update({kind: AveragedModel(s.nets["G"], use_buffers=True, multi_avg_fn=(
-                power_ema(float(kind.split()[1])) if kind.startswith("--ema-rel") else
-                get_ema_multi_avg_fn(float(kind.split()[1])))) for kind in kinds})
+            averages.update({kind: AveragedModel(s.nets["G"], use_buffers=True, multi_avg_fn=fn)
+                             for kind, fn in kinds.items()})
         for avg in averages.values():
             avg.update_parameters(s.nets["G"])
 
