@@ -577,3 +577,51 @@ def test_conditional_batchnorm_gives_the_class_to_every_stage(tmp_path):
     assert Path(res["grid"]).is_file()
     with pytest.raises(UsageError, match="needs a conditional generator"):
         GENERATIVE.entry("dcgan").fn(info, width=8, cbn=True)
+
+
+def test_the_projection_gathers_rows_before_dividing_by_sigma():
+    """nets.embed_rows: a spectrally normalised class embedding read row by row gives what the
+    whole normalised table gives, with the same gradients and the same power-iteration step on
+    u and v (it only skips dividing the rows no image asked for); in eval mode u and v stay."""
+    import copy
+
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    from smallvision.generative.nets import embed_rows
+
+    torch.manual_seed(0)
+    a = spectral_norm(torch.nn.Embedding(50, 40))
+    b = copy.deepcopy(a)
+    y, g = torch.randint(0, 50, (16,)), torch.randn(16, 40)
+    ra, rb = a(y), embed_rows(b, y)
+    torch.testing.assert_close(rb, ra)
+    (ra * g).sum().backward()
+    (rb * g).sum().backward()
+    orig = lambda m: m.parametrizations.weight.original  # noqa: E731
+    torch.testing.assert_close(orig(b).grad, orig(a).grad)
+    sa, sb = a.parametrizations.weight[0], b.parametrizations.weight[0]
+    assert torch.equal(sa._u, sb._u) and torch.equal(sa._v, sb._v)
+    u = sb._u.clone()
+    b.eval()
+    torch.testing.assert_close(embed_rows(b, y), a.eval()(y))
+    assert torch.equal(sb._u, u)
+    plain = torch.nn.Embedding(5, 3)
+    assert torch.equal(embed_rows(plain, torch.tensor([4])), plain.weight[4:5])
+
+
+def test_a_gan_step_trains_both_networks_and_leaves_the_discriminator_trainable(tmp_path):
+    """The generator's update reads D with D's weights frozen (only the input gradient is needed);
+    after the step D must be trainable again, and both networks have moved."""
+    from smallvision.generative.gan import gan_step
+    from smallvision.generative.loop import open_session
+
+    s = open_session(gen_config("gan", **DIGITS, model="dcgan", model_args={"width": 8}, conditional=True,
+                                mode_seeking=0.1),
+                     tmp_path / "runs", "", None)
+    G, D = s.nets["G"], s.nets["D"]
+    before = {k: [p.detach().clone() for p in n.parameters()] for k, n in s.nets.items()}
+    xb, yb = next(iter(s.loader))
+    gan_step(s, xb, yb)
+    assert all(p.requires_grad for p in D.parameters())
+    for k, n in (("G", G), ("D", D)):
+        assert any(not torch.equal(p, q) for p, q in zip(n.parameters(), before[k], strict=True)), k

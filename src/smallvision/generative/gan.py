@@ -91,8 +91,10 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
     d_loss.backward()
     s.optimizers["optim_d"].step()
     if s.state.step % cfg.d_steps == 0:
+        D.requires_grad_(False)  # G's step needs D's input gradient only, not its weights' (discarded anyway)
         with s.amp:
             out = D(aug(fake), yg, with_classes=aux)
+        D.requires_grad_(True)
         d_gen, c_gen = out if aux else (out, None)
         d_gen = d_gen.float()
         if cfg.top_k < 1:  # only the fakes D finds most real teach G

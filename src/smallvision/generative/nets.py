@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 from smallvision.data.info import DatasetInfo
 from smallvision.errors import UsageError
@@ -94,12 +95,27 @@ class Discriminator(nn.Module):
         if self.std_out is not None:
             score = score + self.std_out(_batch_std(h)).squeeze(1)
         if self.embed is not None and y is not None:
-            score = score + (self.embed(y) * h).sum(1)  # projection discriminator
+            score = score + (embed_rows(self.embed, y) * h).sum(1)  # projection discriminator
         if with_classes:
             if self.classes is None:
                 raise UsageError("this discriminator has no class head (build it with aux_classes)")
             return score, self.classes(h)
         return score
+
+
+def embed_rows(embed: nn.Embedding, y: torch.Tensor) -> torch.Tensor:
+    """``embed(y)``. For a spectrally normalised table the rows are gathered first and divided by σ
+    after: the same values and gradients, without dividing (and differentiating) every row. With
+    ``--clusters 300`` the projection table is 300 × 6 272 and dividing all of it was a third of a
+    DCGAN training step (1 000 against 1 280 images/s, bf16 on 2 cores). σ is torch's spectral_norm's
+    own: the same power iteration on the same u, v buffers, so checkpoints are unchanged."""
+    if not parametrize.is_parametrized(embed, "weight"):
+        return embed(y)
+    sn, weight = embed.parametrizations.weight[0], embed.parametrizations.weight.original
+    if sn.training:
+        sn._power_method(weight, sn.n_power_iterations)
+    u, v = sn._u.clone(memory_format=torch.contiguous_format), sn._v.clone(memory_format=torch.contiguous_format)
+    return F.embedding(y, weight) / torch.vdot(u, torch.mv(weight, v))
 
 
 def _batch_std(h: torch.Tensor, group: int = 4) -> torch.Tensor:
