@@ -47,6 +47,12 @@ def _what(kind: str, s: dict) -> str:
     return f"{s['model']} GAN, {s['loss']}" + (f", truncation {s['truncation']:g}" if s.get("truncation") else "")
 
 
+def _ratio(sc: dict, floor: dict) -> str:
+    """The Fréchet distance as a multiple of its floor (the issue's target is ≤ 3×)."""
+    a, b = sc.get("frechet_distance"), floor.get("frechet_distance")
+    return f"{a / b:.2f}×" if a is not None and b else "—"
+
+
 def _f(sc: dict, key: str, fmt: str) -> str:
     return fmt.format(sc[key] * (1000 if key == "kid" else 1)) if key in sc else "—"
 
@@ -111,15 +117,15 @@ def main() -> None:
         [("diffusion", run("diffusion", spec, a.runs, flags)) for spec in a.diffusion]
     aes = [s for k, s in done if k == "autoencoder"] + [run("autoencoder", spec, a.runs) for spec in a.ae]
     if gens:
-        lines += ["| generator | data | seed | conditioned on | epochs | train s | IS (real) | FID (floor) | KID ×1000 (floor) "
+        lines += ["| generator | data | seed | conditioned on | epochs | train s | IS (real) | FID (floor) | FID ÷ floor | KID ×1000 (floor) "
                   "| near copies % | confident % (real) | asked class % | smallest class % | run |",
-                  "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+                  "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for kind, s in gens:
         sc = s["score"]
         real, floor = sc["real_test_images"], sc.get("floor", {})
         lines.append(f"| {_what(kind, s)} | {s['dataset']} | {s.get('seed', '')} | {_conditioned(s)} | {s['epochs_run']} | "
                      f"{s['train_seconds']:.0f} | {_f(sc, 'inception_score', '{:.2f}')} ({_f(real, 'inception_score', '{:.2f}')}) | "
-                     f"{_f(sc, 'frechet_distance', '{:.2f}')} ({_f(floor, 'frechet_distance', '{:.2f}')}) | "
+                     f"{_f(sc, 'frechet_distance', '{:.3f}')} ({_f(floor, 'frechet_distance', '{:.3f}')}) | {_ratio(sc, floor)} | "
                      f"{_f(sc, 'kid', '{:.2f}')} ({_f(floor, 'kid', '{:.2f}')}) | {_f(sc, 'memorised_pct', '{:.1f}')} | "
                      f"{sc['confident_pct']:.1f} ({real['confident_pct']:.1f}) | {_f(sc, 'asked_class_pct', '{:.1f}')} | "
                      f"{sc['min_class_pct']:.1f} | {s['run']} |")
