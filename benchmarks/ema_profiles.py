@@ -32,12 +32,12 @@ from sampling import judge, validation_reference  # noqa: E402
 
 
 def main() -> None:
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.optim.swa_utils import AveragedModel
 
     from smallvision.cli.main import main as cli
     from smallvision.generative import gan
     from smallvision.generative.clusters import cluster_shares
-    from smallvision.generative.loop import load_net, power_ema
+    from smallvision.generative.loop import average_fn, load_net
 
     argv = sys.argv[1:]
     if "--" not in argv:
@@ -53,8 +53,8 @@ def main() -> None:
     flags = dict(zip(train, train[1:], strict=False))
     if "--name" not in flags or "--runs-dir" not in flags:
         sys.exit("give the run --name and --runs-dir after --")
-    kinds = {**{f"--ema-rel {float(v):g}": power_ema(float(v)) for v in a.sigmas.split(",") if v},
-             **{f"--ema {float(v):g}": get_ema_multi_avg_fn(float(v)) for v in a.decays.split(",") if v}}
+    kinds = {**{f"--ema-rel {float(v):g}": average_fn("gan", 0.0, float(v)) for v in a.sigmas.split(",") if v},
+             **{f"--ema {float(v):g}": average_fn("gan", float(v)) for v in a.decays.split(",") if v}}
     averages: dict[str, AveragedModel] = {}
     step = gan.gan_step
 

@@ -625,3 +625,23 @@ def test_a_gan_step_trains_both_networks_and_leaves_the_discriminator_trainable(
     assert all(p.requires_grad for p in D.parameters())
     for k, n in (("G", G), ("D", D)):
         assert any(not torch.equal(p, q) for p, q in zip(n.parameters(), before[k], strict=True)), k
+
+
+@pytest.mark.parametrize("kind,ema,ema_rel", [("diffusion", 0.999, 0.0), ("gan", 0.999, 0.0), ("gan", 0.0, 0.05)])
+def test_every_average_moves_the_weights_and_copies_batchnorm_counters(kind, ema, ema_rel):
+    """loop.average_fn, each kind of generator average, on a net with BatchNorm (an integer step
+    counter among its buffers): the float weights move part of the way, the counter is copied."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from smallvision.generative.loop import average_fn
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    avg = AveragedModel(net, multi_avg_fn=average_fn(kind, ema, ema_rel), use_buffers=True)
+    for _ in range(3):
+        with torch.no_grad():
+            net[0].weight.add_(1.0)
+        net(torch.randn(4, 1, 5, 5))  # a training-mode pass: the BatchNorm counter counts it
+        avg.update_parameters(net)
+    w0 = avg.module[0].weight
+    assert not torch.equal(w0, net[0].weight) and (w0 - net[0].weight).abs().max() < 3.0
+    assert int(avg.module[1].num_batches_tracked) == int(net[1].num_batches_tracked) == 3

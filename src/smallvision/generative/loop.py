@@ -116,11 +116,9 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
             "config": cfg.to_dict(), "versions": versions(), **recorded}
     ema = None
     if cfg.kind in ("gan", "diffusion") and (cfg.ema or cfg.ema_rel):
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        from torch.optim.swa_utils import AveragedModel
 
-        avg = (power_ema(cfg.ema_rel) if cfg.ema_rel else warmup_ema(cfg.ema) if cfg.kind == "diffusion"
-               else get_ema_multi_avg_fn(cfg.ema))
-        ema = AveragedModel(nets["G"], multi_avg_fn=avg, use_buffers=True)
+        ema = AveragedModel(nets["G"], multi_avg_fn=average_fn(cfg.kind, cfg.ema, cfg.ema_rel), use_buffers=True)
     modules = {**nets, **({"G_ema": ema} if ema is not None else {})}
 
     def restore() -> dict[str, Any]:
@@ -140,16 +138,27 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
     return s
 
 
-def warmup_ema(decay: float) -> Callable[..., None]:
+def average_fn(kind: str, ema: float, ema_rel: float = 0.0) -> Callable[..., None]:
+    """The update of the generator's average: the power-function one for ``--ema-rel σ``, else a
+    fixed decay ``--ema d`` (warmed up for the flow, plain for the GANs' measured figures)."""
+    return power_ema(ema_rel) if ema_rel else warmup_ema(ema, warmup=kind == "diffusion")
+
+
+def warmup_ema(decay: float, warmup: bool = True) -> Callable[..., None]:
     """An EMA whose decay grows as min(decay, (1 + n) / (10 + n)) with the n updates so far (the
     warm-up of TensorFlow's ExponentialMovingAverage and ema-pytorch): without it a 0.999 average
     is still 63 % the initial weights after 469 steps (one MNIST epoch), and a flow whose output
-    layer starts at zero samples noise. The GANs keep the plain EMA their figures were measured with."""
+    layer starts at zero samples noise. ``warmup=False``: the plain fixed decay the GANs' figures
+    were measured with (torch's own EMA on the float tensors; integer buffers such as BatchNorm's
+    step counter are copied, where torch's would round them back to their first value)."""
 
     def update(ema_params: list[torch.Tensor], params: list[torch.Tensor], n: torch.Tensor | int) -> None:
         n = int(n)
-        d = min(decay, (1 + n) / (10 + n))
-        torch._foreach_lerp_(ema_params, params, 1 - d)
+        d = min(decay, (1 + n) / (10 + n)) if warmup else decay
+        if ema_params[0].is_floating_point():  # AveragedModel groups the tensors by dtype
+            torch._foreach_lerp_(ema_params, params, 1 - d)
+        else:  # integer buffers are copied: an average of a counter is not a counter
+            torch._foreach_copy_(ema_params, params)
 
     return update
 
