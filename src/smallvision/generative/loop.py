@@ -144,6 +144,16 @@ def average_fn(kind: str, ema: float, ema_rel: float = 0.0) -> Callable[..., Non
     return power_ema(ema_rel) if ema_rel else warmup_ema(ema, warmup=kind == "diffusion")
 
 
+def _move_towards(ema_params: list[torch.Tensor], params: list[torch.Tensor], weight: float) -> None:
+    """One averaging step over a group of AveragedModel's tensors (it groups them by dtype): float
+    tensors move ``weight`` of the way to the model's; integer buffers (BatchNorm's step counter)
+    are copied, since an average of a counter is not a counter."""
+    if ema_params[0].is_floating_point():
+        torch._foreach_lerp_(ema_params, params, weight)
+    else:
+        torch._foreach_copy_(ema_params, params)
+
+
 def warmup_ema(decay: float, warmup: bool = True) -> Callable[..., None]:
     """An EMA whose decay grows as min(decay, (1 + n) / (10 + n)) with the n updates so far (the
     warm-up of TensorFlow's ExponentialMovingAverage and ema-pytorch): without it a 0.999 average
@@ -155,10 +165,7 @@ def warmup_ema(decay: float, warmup: bool = True) -> Callable[..., None]:
     def update(ema_params: list[torch.Tensor], params: list[torch.Tensor], n: torch.Tensor | int) -> None:
         n = int(n)
         d = min(decay, (1 + n) / (10 + n)) if warmup else decay
-        if ema_params[0].is_floating_point():  # AveragedModel groups the tensors by dtype
-            torch._foreach_lerp_(ema_params, params, 1 - d)
-        else:  # integer buffers are copied: an average of a counter is not a counter
-            torch._foreach_copy_(ema_params, params)
+        _move_towards(ema_params, params, 1 - d)
 
     return update
 
@@ -175,10 +182,7 @@ def power_ema(sigma_rel: float) -> Callable[..., None]:
 
     def update(ema_params: list[torch.Tensor], params: list[torch.Tensor], n: torch.Tensor | int) -> None:
         t = int(n) + 1  # this update's step (the first, n = 0, is AveragedModel's copy)
-        if ema_params[0].is_floating_point():  # AveragedModel groups the tensors by dtype
-            torch._foreach_lerp_(ema_params, params, 1 - (1 - 1 / t) ** (gamma + 1))
-        else:  # BatchNorm's step counters
-            torch._foreach_copy_(ema_params, params)
+        _move_towards(ema_params, params, 1 - (1 - 1 / t) ** (gamma + 1))
 
     return update
 
