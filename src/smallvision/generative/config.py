@@ -37,7 +37,8 @@ class GenConfig(RunSettings):
                             check=NON_NEGATIVE)
     aux_weight: float = setting(0.0, "GAN: AC-GAN (Odena et al.): the discriminator also classifies real and generated "
                                 "images and the generator is trained to draw the class it is given; the weight of that "
-                                "classification loss (needs --conditional); 0: off.", check=NON_NEGATIVE)
+                                "classification loss (needs --conditional, or --clusters: then the class is the "
+                                "cluster); 0: off.", check=NON_NEGATIVE)
     aux_on_fakes: bool = setting(True, "AC-GAN: the discriminator's class head also learns from generated images (as "
                                  "Odena et al.); off: from real images only, a plain classifier the generator must "
                                  "satisfy.")
@@ -106,8 +107,9 @@ class GenConfig(RunSettings):
         check_truncation(self.truncation)
         if self.clusters == 1:
             raise UsageError("--clusters needs at least 2 clusters (0: off)")
-        if self.aux_weight > 0 and not self.conditional:
-            raise UsageError("--aux-weight (AC-GAN) needs --conditional: the generator must be told the class to draw")
+        if self.aux_weight > 0 and not (self.conditional or self.clusters):
+            raise UsageError("--aux-weight (AC-GAN) needs --conditional or --clusters: the generator must be told "
+                             "the class (or cluster) to draw")
         if self.kind == "diffusion" and self.guidance != 1 and not (self.conditional or self.clusters):
             raise UsageError("--guidance mixes the class-conditional and unconditional velocities: it needs "
                              "--conditional or --clusters")

