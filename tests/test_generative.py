@@ -627,6 +627,41 @@ def test_a_gan_step_trains_both_networks_and_leaves_the_discriminator_trainable(
         assert any(not torch.equal(p, q) for p, q in zip(n.parameters(), before[k], strict=True)), k
 
 
+@pytest.mark.parametrize("model_args,stacked", [({}, True), ({"mbstd": True}, False), ({"d_bn": True}, False)])
+def test_the_discriminator_judges_real_and_fake_in_one_call_only_when_each_image_is_judged_alone(model_args, stacked):
+    """gan._judge_both: one D call on the real and generated batches stacked gives each batch's
+    scores and class logits as two calls do, and is used only for a D without batch statistics
+    (BatchNorm or minibatch std would then mix the two batches)."""
+    from smallvision.data import load_dataset
+    from smallvision.generative.gan import _judge_both, per_image
+    from smallvision.generative.nets import create_generative
+
+    torch.manual_seed(0)
+    D = create_generative("dcgan", load_dataset("digits").info, "gan", width=8, conditional=True, aux_classes=True,
+                          **model_args)["D"].eval()
+    assert per_image(D) is stacked
+    real, fake, yr, yg = torch.randn(6, 1, 8, 8), torch.randn(6, 1, 8, 8), torch.arange(6), torch.arange(6).flip(0)
+    with torch.no_grad():
+        got = _judge_both(D, real, fake, yr, yg, aux=True)
+        want = (*D(real, yr, with_classes=True), *D(fake, yg, with_classes=True))
+        plain = _judge_both(D, real, fake, yr, yg, aux=False)
+    for a, b in zip(got, (want[0], want[2], want[1], want[3]), strict=True):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(plain[0], want[0])
+    torch.testing.assert_close(plain[1], want[2])
+    assert plain[2] is None and plain[3] is None
+
+
+def test_acgan_on_clusters_gives_the_discriminator_a_head_per_cluster(tmp_path):
+    """--aux-weight with --clusters: the class head names the clusters (no label is read)."""
+    from smallvision.engine.resume import load_resume
+
+    run = _gan(tmp_path, epochs=1, clusters=4, aux_weight=0.1, model_args={"width": 8})["run_dir"]
+    tensors, _ = load_resume(Path(run))
+    head = [v for k, v in tensors.items() if k.startswith("D.classes.") and k.endswith("original")]
+    assert len(head) == 1 and head[0].shape[0] == 4
+
+
 @pytest.mark.parametrize("kind,ema,ema_rel", [("diffusion", 0.999, 0.0), ("gan", 0.999, 0.0), ("gan", 0.0, 0.05)])
 def test_every_average_moves_the_weights_and_copies_batchnorm_counters(kind, ema, ema_rel):
     """loop.average_fn, each kind of generator average, on a net with BatchNorm (an integer step
