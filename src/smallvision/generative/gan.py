@@ -116,7 +116,8 @@ def _judge_both(D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor, yr: 
                 yg: torch.Tensor | None, aux: bool) -> tuple[torch.Tensor, ...]:
     """D's scores (and, for AC-GAN, class logits) of the real and the generated batch. When D scores
     each image on its own (no BatchNorm, no minibatch std), one call on both batches stacked: the
-    same scores, about 5 % faster a step on 2 cores than two calls. Otherwise two calls, so that
+    same scores, a few % faster a step on 2 cores than two calls (954 against 925 images/s,
+    benchmarks/results/gan-step.md, within that machine's noise). Otherwise two calls, so that
     batch statistics stay per batch, as the loss was written for."""
     if per_image(D):
         y = torch.cat([yr, yg]) if yr is not None and yg is not None else None

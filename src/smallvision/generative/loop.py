@@ -108,7 +108,9 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
     fmt = torch.channels_last if cfg.channels_last else torch.preserve_format  # for the convolutions' weights
     nets = {k: v.to(device, memory_format=fmt) for k, v in create_generative(cfg.model, info, cfg.kind, **args).items()}
     lrs = {"D": cfg.d_lr or cfg.lr}
-    fused = device.type in ("cpu", "cuda")  # one kernel for all of a network's parameters: ~3 % a GAN step on 2 cores
+    # fused Adam: one kernel for all of a network's parameters (the usual choice on CUDA; on 2 CPU
+    # cores no measurable difference to a GAN step, benchmarks/results/gan-step.md)
+    fused = device.type in ("cpu", "cuda")
     optimizers = {f"optim_{k.lower()}": torch.optim.Adam(v.parameters(), lr=lrs.get(k, cfg.lr), betas=(cfg.beta1, 0.999),
                                                          fused=fused or None)
                   for k, v in nets.items()}
