@@ -418,6 +418,22 @@ def test_channels_last_and_a_narrower_discriminator(tmp_path):
     assert g4 == g8 and d4 < d8 / 2 and runs[0]["params"] == {"G": g4, "D": d4}
 
 
+def test_a_deeper_discriminator_adds_3x3_blocks_to_the_discriminator_only():
+    """d_extra=N: N stride-1 3×3 convolutions at H/4 in D; G is untouched and D still scores each
+    image on its own (so it keeps the one stacked call) and under spectral norm."""
+    from smallvision.data import load_dataset
+    from smallvision.generative.gan import per_image
+
+    info = load_dataset("digits").info
+    nets = [GENERATIVE.entry("dcgan").fn(info, width=8, d_extra=n) for n in (0, 2)]
+    convs = [[m for m in n["D"].modules() if isinstance(m, torch.nn.Conv2d)] for n in nets]
+    assert len(convs[1]) == len(convs[0]) + 2 and all(c.kernel_size == (3, 3) and c.stride == (1, 1) for c in convs[1][2:])
+    assert all(hasattr(c, "parametrizations") for c in convs[1])
+    assert [p.shape for p in nets[0]["G"].parameters()] == [p.shape for p in nets[1]["G"].parameters()]
+    x = torch.rand(5, *info.input_shape) * 2 - 1
+    assert nets[1]["D"](x).shape == (5,) and per_image(nets[1]["D"])
+
+
 def test_top_k_training_narrows_the_generators_batch_over_the_run(tmp_path):
     """Top-k training (Sinha et al. 2020): G learns from all of its batch at the start, then from a
     share falling linearly to --top-k at the end of the run, the end being --epochs or the time

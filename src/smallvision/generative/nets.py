@@ -155,7 +155,7 @@ def gan_mlp(info: DatasetInfo, z_dim: int = 96, g_hidden: int = 1024, d_hidden: 
                      "hinge loss", kind="gan", loss="hinge")
 def dcgan(info: DatasetInfo, z_dim: int = 64, width: int = 32, conditional: bool = False,
           d_bn: bool = False, aux_classes: bool = False, mbstd: bool = False, extra: int = 1,
-          sn: bool = True, d_width: int = 0, cbn: bool = False) -> dict[str, nn.Module]:
+          sn: bool = True, d_width: int = 0, cbn: bool = False, d_extra: int = 0) -> dict[str, nn.Module]:
     """`d_bn`: BatchNorm after the discriminator's second convolution, as in Radford et al.
     (off by default: a gradient penalty (wgan-gp) needs a critic without it). `mbstd`: the
     discriminator also sees how alike the images of its batch are (against mode collapse).
@@ -166,6 +166,9 @@ def dcgan(info: DatasetInfo, z_dim: int = 64, width: int = 32, conditional: bool
     layer of a step, so a narrower discriminator buys the generator more steps in a time budget.
     `cbn` (conditional or --clusters): the generator's BatchNorms take their scale and shift from
     the class (ClassBatchNorm2d) instead of one learned pair.
+    `d_extra`: that many 3×3 convolution-LeakyReLU blocks after the discriminator's second
+    convolution (at H/4): a deeper critic, as SNGAN's (Miyato et al. 2018) is deeper than
+    Radford et al.'s; each roughly doubles the discriminator's cost.
     Version 2 (extra=1, sn=True, the hinge loss by default) against version 1 (extra=0, sn=False,
     bce), MNIST, ≤ 10 minutes on 2 cores: 59.7 % confident samples (Fréchet 2.2) against 52.1 %
     (3.2); conditional 97.5 % (5.9) against 81.5 % (10.8) (benchmarks/results/generative-v2.md)."""
@@ -192,6 +195,7 @@ def dcgan(info: DatasetInfo, z_dim: int = 64, width: int = 32, conditional: bool
         nn.Conv2d(c, 2 * dw, 4, 2, 1), nn.LeakyReLU(0.2, True),  # (B, 2w, H/2, W/2)
         nn.Conv2d(2 * dw, 4 * dw, 4, 2, 1, bias=not d_bn), *([nn.BatchNorm2d(4 * dw)] if d_bn else []),
         nn.LeakyReLU(0.2, True),  # (B, 4w, H/4, W/4)
+        *[m for _ in range(d_extra) for m in (nn.Conv2d(4 * dw, 4 * dw, 3, 1, 1), nn.LeakyReLU(0.2, True))],
         nn.Flatten())
     D = Discriminator(d, 4 * dw * (h // 4) * (w // 4), k, conditional, aux_classes, mbstd)
     if sn:
