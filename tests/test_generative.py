@@ -432,6 +432,8 @@ def test_a_deeper_discriminator_adds_3x3_blocks_to_the_discriminator_only():
     assert [p.shape for p in nets[0]["G"].parameters()] == [p.shape for p in nets[1]["G"].parameters()]
     x = torch.rand(5, *info.input_shape) * 2 - 1
     assert nets[1]["D"](x).shape == (5,) and per_image(nets[1]["D"])
+    with pytest.raises(UsageError, match="d_extra count blocks"):
+        GENERATIVE.entry("dcgan").fn(info, d_extra=-1)
 
 
 def test_top_k_training_narrows_the_generators_batch_over_the_run(tmp_path):
