@@ -303,6 +303,8 @@ def test_a_gan_killed_after_training_resumes_to_the_end(tmp_path):
     (["diffusion", "train", "--sampler", "rk4", "--dataset", "digits"], "rk4"),
     (["gan", "train", "--truncation", "0.01", "--dataset", "digits"], "--truncation must be 0 (off) or at least 0.05"),
     (["gan", "train", "--top-k", "0", "--dataset", "digits"], "--top-k must be in (0, 1]"),
+    (["gan", "train", "--retain", "1.5", "--dataset", "digits"], "--retain must be in (0, 1]"),
+    (["gan", "train", "--retain", "0.02", "--dataset", "digits"], "images kept by --retain"),
 ])
 def test_bad_generative_input_is_one_line(args, msg, tmp_path):
     r = run_main(*args, "--runs-dir", str(tmp_path)) if args[1] == "train" else run_main(*args)
@@ -489,6 +491,39 @@ def test_clusters_stand_in_for_labels(tmp_path):
     assert r.returncode == 2 and "cluster 0-3" in r.stderr
     r = run_cli("gan", "train", "--dataset", "digits", "--clusters", "4", "--conditional", "--runs-dir", str(tmp_path))
     assert r.returncode == 2 and "drop --conditional" in r.stderr
+
+
+def test_instance_selection_keeps_the_densest_share_of_each_group():
+    """--retain (DeVries et al. 2020): within each group (class or cluster) the images nearest to
+    many others are kept, the odd ones dropped, the same share of every group."""
+    from smallvision.generative.selection import select_dense
+
+    g = torch.Generator().manual_seed(0)
+    templates = torch.rand(2, 1, 8, 8, generator=g) * 200
+    typical = [templates[i] + torch.randn(n, 1, 8, 8, generator=g) * 3 for i, n in ((0, 30), (1, 20))]
+    odd = [torch.rand(n, 1, 8, 8, generator=g) * 255 for n in (5, 4)]
+    x = torch.cat([typical[0], odd[0], typical[1], odd[1]]).clamp(0, 255).to(torch.uint8)
+    groups = torch.tensor([0] * 35 + [1] * 24)
+    is_odd = torch.tensor([False] * 30 + [True] * 5 + [False] * 20 + [True] * 4)
+    kept, rec = select_dense(x, groups, 0.8)
+    assert torch.equal(kept, select_dense(x, groups, 0.8)[0])  # the same images every time
+    assert (groups[kept] == 0).sum() == 28 and (groups[kept] == 1).sum() == 19 and rec["images"] == 47
+    assert not is_odd[kept].any()  # every odd image dropped, in both groups
+    assert len(select_dense(x, groups, 1.0)[0]) == len(x)
+    one_group, _ = select_dense(x, None, 0.5)  # no groups: the densest half of all of them
+    assert len(one_group) == 30 and not is_odd[one_group].any()
+
+
+def test_a_gan_trains_on_the_retained_images_only(tmp_path):
+    from smallvision.data import load_dataset
+    from smallvision.generative.loop import load_net
+
+    n = len(load_dataset("digits").train_x)
+    out = _gan(tmp_path, epochs=1, clusters=4, retain=0.5, model_args={"width": 8})
+    _, meta = load_net(out["run_dir"], "G", torch.device("cpu"))
+    kept = meta["retained"]["images"]
+    assert abs(kept - n / 2) <= 4 and out["retained_images"] == kept  # about half of each of the 4 clusters
+    assert out["steps"] == -(-kept // 64)  # one epoch of the kept images, not of all of them
 
 
 def test_generate_draws_clusters_in_their_shares():

@@ -55,6 +55,10 @@ class GenConfig(RunSettings):
                            "its batch the discriminator rates most real, falling linearly from all of it at the start "
                            "to this share at the end of the run (--epochs or --max-time, whichever ends it first); 1: off.",
                            check=(lambda v: 0 < v <= 1, "must be in (0, 1]"))
+    retain: float = setting(1.0, "GAN, diffusion: instance selection (DeVries et al. 2020): train on this share of the "
+                            "training images, the densest ones of each class or cluster (distance to the 5th nearest "
+                            "neighbour in the pixels' first 64 principal components; without --clusters or "
+                            "--conditional, of the whole set); 1: all.", check=(lambda v: 0 < v <= 1, "must be in (0, 1]"))
     gp_weight: float = setting(10.0, "wgan-gp: weight of the gradient penalty.", check=NON_NEGATIVE)
     d_steps: int = setting(1, "GAN: discriminator steps per generator step.", check=AT_LEAST_1)
     ema: float = redefault(RunSettings, "ema", 0.999, help="GAN, diffusion: exponential moving average of the "

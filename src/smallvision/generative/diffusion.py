@@ -33,6 +33,7 @@ from smallvision.errors import DivergenceError, UsageError
 from smallvision.generative.clusters import cluster_relabel, cluster_shares, cluster_summary, draw_classes
 from smallvision.generative.config import GenConfig
 from smallvision.generative.loop import GenSession, finish_generator, load_net, open_session, quality_point, run_session
+from smallvision.generative.selection import selection_summary
 from smallvision.report.plots import plot_losses, save_grid
 
 
@@ -160,7 +161,7 @@ def _finish(s: GenSession) -> dict[str, Any]:
     plot_losses(st.history, ["loss"], s.run / RunFolder.LOSSES, f"{cfg.model}, velocity loss (flow matching)")
     summary: dict[str, Any] = {
         "run": s.run.name, "run_dir": str(s.run), "model": cfg.model, "dataset": s.info.name, "seed": cfg.seed,
-        "conditional": cfg.conditional, **cluster_summary(s.meta), "sampler": cfg.sampler, "steps": cfg.steps,
+        "conditional": cfg.conditional, **cluster_summary(s.meta), **selection_summary(s.meta), "sampler": cfg.sampler, "steps": cfg.steps,
         "evaluations_per_sample": evaluations(cfg.steps, cfg.sampler), "guidance": cfg.guidance,
         "time_sampling": cfg.time_sampling,
         "epochs_run": st.history[-1]["epoch"], "train_steps": st.step, "train_seconds": round(st.elapsed, 2),

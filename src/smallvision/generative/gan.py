@@ -29,6 +29,7 @@ from smallvision.generative.loop import (
     run_session,
 )
 from smallvision.generative.losses import GAN_LOSSES, gradient_penalty
+from smallvision.generative.selection import selection_summary
 from smallvision.report.plots import plot_losses, save_grid
 
 
@@ -225,7 +226,7 @@ def _finish(s: GenSession) -> dict[str, Any]:
     plot_losses(st.history, ["d_loss", "g_loss"], s.run / RunFolder.LOSSES, f"{cfg.model}, {cfg.loss} loss")
     summary: dict[str, Any] = {
         "run": s.run.name, "run_dir": str(s.run), "model": cfg.model, "loss": cfg.loss, "dataset": s.info.name,
-        "seed": cfg.seed, "conditional": cfg.conditional, **cluster_summary(s.meta), "truncation": cfg.truncation,
+        "seed": cfg.seed, "conditional": cfg.conditional, **cluster_summary(s.meta), **selection_summary(s.meta), "truncation": cfg.truncation,
         "epochs_run": st.history[-1]["epoch"],
         "steps": st.step, "train_seconds": round(st.elapsed, 2),
         "images_per_second": round(st.images_seen / max(st.step_time, 1e-9), 1), "stopped": st.stopped,

@@ -97,11 +97,17 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
     device = resolve_device(cfg.device)
     data = load_dataset(cfg.dataset, cfg.data_dir, cfg.data_args)
     x, y = training_subset(data.train_x, data.train_y, cfg.train_limit, cfg.seed)
-    if len(x) < cfg.batch_size:
-        raise UsageError(f"--batch-size {cfg.batch_size} is larger than the training set ({len(x)} images)")
     info, recorded = data.info, {}
     if relabel is not None:  # new labels stand in for the data set's, from here to the samples
         y, info, recorded = relabel(x, y, info)
+    if cfg.retain < 1:  # instance selection, within the classes (or clusters) the generator is told
+        from smallvision.generative.selection import select_dense
+
+        kept, recorded["retained"] = select_dense(x, y if cfg.conditional or relabel else None, cfg.retain)
+        x, y = x[kept], y[kept]
+    if len(x) < cfg.batch_size:
+        kept_by = " kept by --retain" if cfg.retain < 1 else ""
+        raise UsageError(f"--batch-size {cfg.batch_size} is larger than the training set ({len(x)} images{kept_by})")
     torch.manual_seed(cfg.seed)
     args = {**cfg.model_args, **({"conditional": True} if cfg.conditional or relabel else {}),
             **({"aux_classes": True} if cfg.kind == "gan" and cfg.aux_weight > 0 else {})}
