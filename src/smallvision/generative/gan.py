@@ -101,6 +101,8 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
             g_loss = g_loss + cfg.mode_seeking * mode_seeking_loss(fake, z)
         if c_gen is not None:
             g_loss = g_loss + cfg.aux_weight * F.cross_entropy(c_gen.float(), yf)
+        if cfg.ortho:
+            g_loss = g_loss + cfg.ortho * filter_similarity(G)
         s.optimizers["optim_g"].zero_grad(set_to_none=True)
         g_loss.backward()
         s.optimizers["optim_g"].step()
@@ -111,6 +113,22 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
         raise DivergenceError(f"discriminator loss became {d_loss.item()} at step {s.state.step + 1}; "
                               f"try a lower --lr than {cfg.lr:g}")
     s.add("d_loss", d_loss.detach() * len(xb))
+
+
+def filter_similarity(G: torch.nn.Module) -> torch.Tensor:
+    """Orthogonal regularisation's penalty (Brock et al. 2019), scale-free: for each linear or
+    convolution layer of G, the squared cosine similarity of every two of its filters (its weight's
+    rows; its columns when there are fewer of them, as for the noise's first layer, where rows
+    cannot all be orthogonal), summed. 0 when every layer's filters are orthogonal; random
+    filters give about rows²/columns."""
+    terms = []
+    for m in G.modules():
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            w = m.weight.float().flatten(1)
+            w = F.normalize(w.t() if w.shape[0] > w.shape[1] else w, dim=1)
+            gram = w @ w.t()
+            terms.append((gram - torch.eye(len(gram), device=gram.device)).pow(2).sum())
+    return torch.stack(terms).sum()
 
 
 def _judge_both(D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor, yr: torch.Tensor | None,
