@@ -121,7 +121,7 @@ def main() -> None:
                                       truncation=w)
             secs = time.perf_counter() - t0
             fid, inc, conf, smallest = judge(images, scorer, ref)
-            lines.append(f"| {Path(run).name} | {knob} {w:g} | {fid:.3f} | {inc:.2f} | {conf:.1f} | {smallest:.1f} | {secs:.0f} |")
+            lines.append(f"| {Path(run).name} | {knob} {w:g} | {fid:.3f} | {inc:.3f} | {conf:.1f} | {smallest:.1f} | {secs:.0f} |")
             print(lines[-1], flush=True)
             if best is None or fid < best[1]:
                 best = (w, fid)

@@ -7,7 +7,8 @@ group, in the first 64 principal components of the pixels (the paper scores dens
 embedding; no label and no classifier is read here). The group is the class or k-means cluster the
 generator is conditioned on, so every class keeps the same share and the class balance stays as
 it was; without one, the whole training set is one group, which favours the classes whose images
-are alike in pixels (MNIST's ones) — use it with ``--clusters``."""
+are alike in pixels (MNIST at 0.8: ones 13.9 % instead of 11.2 %, twos and eights 7.2 % instead of
+9.9 / 9.8 %) — use it with ``--clusters``."""
 
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ def neighbour_distances(x: torch.Tensor, groups: torch.Tensor | None, k: int = N
     flat = x.reshape(len(x), -1).float().div(255)
     flat = flat - flat.mean(0)
     q = min(components, *flat.shape)
-    torch.manual_seed(0)  # pca_lowrank draws a random projection: the same components every time
-    _, _, v = torch.pca_lowrank(flat, q=q, center=False, niter=4)
+    with torch.random.fork_rng(devices=[]):  # pca_lowrank draws a random projection: seeded, the caller's RNG untouched
+        torch.manual_seed(0)
+        _, _, v = torch.pca_lowrank(flat, q=q, center=False, niter=4)
     z = flat @ v
     groups = torch.zeros(len(x), dtype=torch.long) if groups is None else groups.cpu()
     out = torch.zeros(len(x))
