@@ -41,25 +41,33 @@ from _common import emit  # noqa: E402
 
 def validation_reference(run: str, meta: dict, dev: torch.device, reference: int):  # type: ignore[no-untyped-def]
     """The data set's default scorer and its features of `reference` seeded training images."""
-    from smallvision.data import load_dataset
     from smallvision.generative.score import Scorer, default_scorer
 
     cfg = meta["config"]
     scorer = Scorer(default_scorer(cfg["dataset"], cfg["data_args"], cfg["data_dir"], Path(run).parent,
                                    log=lambda m: None), dev)
-    train_x = load_dataset(cfg["dataset"], cfg["data_dir"], cfg["data_args"]).train_x
-    pick = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(1))[:reference]
-    return scorer, scorer.run(train_x[pick].float() / 255)[1]
+    return scorer, scorer.run(_seeded_training(meta, 0, reference))[1]
 
 
-def validation_floor(run: str, meta: dict, scorer, ref: torch.Tensor, reference: int) -> float:  # type: ignore[no-untyped-def]
-    """Real against real at the same n: `reference` other seeded training images against the reference."""
-    from smallvision.data import load_dataset
-
+def _seeded_training(meta: dict, start: int, stop: int) -> torch.Tensor:
+    """Training images start..stop of one seeded order, in [0, 1]: the reference is the first
+    `reference`, the floor's real images the next `reference` (the data set is read once)."""
     cfg = meta["config"]
-    train_x = load_dataset(cfg["dataset"], cfg["data_dir"], cfg["data_args"]).train_x
-    pick = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(1))[reference:2 * reference]
-    return judge(train_x[pick].float() / 255, scorer, ref)[0]
+    key = (cfg["dataset"], cfg["data_dir"], repr(sorted(cfg["data_args"].items())))
+    if _TRAIN.get("key") != key:
+        from smallvision.data import load_dataset
+
+        train_x = load_dataset(cfg["dataset"], cfg["data_dir"], cfg["data_args"]).train_x
+        _TRAIN.update(key=key, x=train_x[torch.randperm(len(train_x), generator=torch.Generator().manual_seed(1))])
+    return _TRAIN["x"][start:stop].float() / 255
+
+
+_TRAIN: dict = {}
+
+
+def validation_floor(meta: dict, scorer, ref: torch.Tensor, reference: int) -> float:  # type: ignore[no-untyped-def]
+    """Real against real at the same n: `reference` other seeded training images against the reference."""
+    return judge(_seeded_training(meta, reference, 2 * reference), scorer, ref)[0]
 
 
 def judge(images: torch.Tensor, scorer, ref: torch.Tensor) -> tuple[float, float, float, float]:  # type: ignore[no-untyped-def]
@@ -106,7 +114,7 @@ def main() -> None:
         cfg = meta["config"]
         scorer, ref = validation_reference(run, meta, dev, a.reference)
         knob = "guidance w" if meta["kind"] == "diffusion" else "truncation T"
-        limit = a.max_floor * validation_floor(run, meta, scorer, ref, a.reference) if a.rule == "targets" else None
+        limit = a.max_floor * validation_floor(meta, scorer, ref, a.reference) if a.rule == "targets" else None
         if limit is not None:
             lines.append(f"| {Path(run).name} | validation floor × {a.max_floor:g} | {limit:.3f} | | | | |")
         best, fits = None, None

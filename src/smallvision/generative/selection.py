@@ -13,12 +13,23 @@ are alike in pixels (MNIST at 0.8: ones 13.9 % instead of 11.2 %, twos and eight
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 NEIGHBOUR = 5  # the k of the k-th-nearest-neighbour density
 COMPONENTS = 64
+
+
+def members(groups: torch.Tensor | None, n: int) -> Iterator[torch.Tensor]:
+    """The indices of each group's images (None: all `n` images are one group)."""
+    if groups is None:
+        yield torch.arange(n)
+        return
+    groups = groups.cpu()
+    for g in groups.unique():
+        yield (groups == g).nonzero().squeeze(1)
 
 
 def neighbour_distances(x: torch.Tensor, groups: torch.Tensor | None, k: int = NEIGHBOUR,
@@ -32,10 +43,8 @@ def neighbour_distances(x: torch.Tensor, groups: torch.Tensor | None, k: int = N
         torch.manual_seed(0)
         _, _, v = torch.pca_lowrank(flat, q=q, center=False, niter=4)
     z = flat @ v
-    groups = torch.zeros(len(x), dtype=torch.long) if groups is None else groups.cpu()
     out = torch.zeros(len(x))
-    for g in groups.unique():
-        idx = (groups == g).nonzero().squeeze(1)
+    for idx in members(groups, len(x)):
         kk = min(k, len(idx) - 1)
         if kk < 1:  # a group of one image: nothing to compare with, kept
             continue
@@ -51,11 +60,7 @@ def select_dense(x: torch.Tensor, groups: torch.Tensor | None, share: float) -> 
     and, for the checkpoint, the share, the number kept and the seconds it took."""
     t0 = time.perf_counter()
     dist = neighbour_distances(x, groups)
-    g = torch.zeros(len(x), dtype=torch.long) if groups is None else groups.cpu()
-    keep = []
-    for c in g.unique():
-        idx = (g == c).nonzero().squeeze(1)
-        keep.append(idx[dist[idx].argsort(stable=True)[:max(1, round(share * len(idx)))]])
+    keep = [idx[dist[idx].argsort(stable=True)[:max(1, round(share * len(idx)))]] for idx in members(groups, len(x))]
     kept = torch.cat(keep).sort().values
     return kept, {"share": share, "images": len(kept), "of": len(x), "seconds": round(time.perf_counter() - t0, 2)}
 
