@@ -453,11 +453,43 @@ def test_top_k_training_narrows_the_generators_batch_over_the_run(tmp_path):
                                            loader=range(10), t_start=time.perf_counter() - spent))
 
     assert share(1, 0) == 1 and share(3, 0) == 0.75 and share(4, 10) == 0.5 and share(9, 0) == 0.5
-    assert share(1, 0, max_time=100, spent=50) == pytest.approx(0.75, abs=0.01)  # half the time gone
+    # 10 steps in 10 s: the clock passes 19 s in epoch 2, where training stops, half the steps
+    assert share(2, 0, max_time=19, spent=10) == pytest.approx(0.75, abs=0.01)
     assert share(3, 0, max_time=1000, spent=1) == 0.75  # the epochs end it first
     s = _gan(tmp_path, epochs=2, top_k=0.25, model_args={"width": 8})
     hist = json.loads((Path(s["run_dir"]) / "report.json").read_text())["history"]
     assert all(torch.isfinite(torch.tensor([h["d_loss"], h["g_loss"]])).all() for h in hist)
+
+
+def test_lr_decay_follows_the_run_to_its_predicted_end(tmp_path):
+    """--lr-decay F: the learning rates hold until the last F of the run, then fall linearly to 0 at
+    its end; with --max-time the end is that of the epoch in which the clock passes the budget
+    (training stops only at an epoch's end), at the pace so far. A run's last step uses a rate
+    near 0, the first the full one."""
+    import time
+    from types import SimpleNamespace
+
+    from smallvision.engine.resume import load_resume
+    from smallvision.generative.gan import lr_scale, run_done
+
+    def session(epoch: int, step: int, max_time: float = 0.0, spent: float = 0.0, decay: float = 0.5):
+        cfg = gen_config("gan", epochs=40, lr_decay=decay, max_time=max_time)
+        return SimpleNamespace(cfg=cfg, state=SimpleNamespace(epoch=epoch, step_in_epoch=step),
+                               loader=range(10), t_start=time.perf_counter() - spent)
+
+    assert run_done(session(21, 0)) == 0.5 and lr_scale(session(21, 0)) == 1
+    assert lr_scale(session(31, 0)) == 0.5 and lr_scale(session(41, 0)) == 0
+    assert lr_scale(session(31, 0, decay=0)) == 1
+    # 25 steps in 25 s, budget 95 s: epochs end at 30, 40, ... 90, 100 s, so 100 steps in all
+    assert run_done(session(3, 5, max_time=95, spent=25)) == pytest.approx(0.25, abs=0.01)
+    assert lr_scale(session(8, 5, max_time=95, spent=75)) == pytest.approx(0.5, abs=0.02)
+    with pytest.raises(UsageError, match="lr_decay|lr-decay"):
+        gen_config("gan", lr_decay=1.5).validate()
+
+    s = _gan(tmp_path, epochs=2, lr=1e-3, d_lr=2e-3, lr_decay=1.0, model_args={"width": 8})
+    optimizers = load_resume(Path(s["run_dir"]))[1]["resume"]["optimizers"]
+    lrs = {k: v["param_groups"][0]["lr"] for k, v in optimizers.items()}  # the last step's
+    assert 0 < lrs["optim_g"] < 1e-3 * 0.1 and 0 < lrs["optim_d"] < 2e-3 * 0.1, lrs
 
 
 def test_each_gan_defaults_to_its_own_loss():

@@ -55,6 +55,10 @@ class GenConfig(RunSettings):
                            "its batch the discriminator rates most real, falling linearly from all of it at the start "
                            "to this share at the end of the run (--epochs or --max-time, whichever ends it first); 1: off.",
                            check=(lambda v: 0 < v <= 1, "must be in (0, 1]"))
+    lr_decay: float = setting(0.0, "GAN: both networks' learning rates fall linearly to zero over this last share of "
+                              "the run (--epochs or --max-time, whichever ends it first), as budgeted training (Li et al. "
+                              "2020) and pix2pix/CycleGAN do; 0: constant.",
+                              check=(lambda v: 0 <= v <= 1, "must be in [0, 1]"))
     ortho: float = setting(0.0, "GAN: orthogonal regularisation of the generator (Brock et al. 2019, BigGAN's, made "
                            "scale-free, as BatchNorm makes each layer's scale arbitrary): the squared cosine similarity "
                            "of every two filters of each layer, summed, times this weight, is added to G's loss "

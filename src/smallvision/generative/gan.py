@@ -9,6 +9,7 @@ quality score (score.py) and the report.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,11 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
         half = len(xb) // 2
         yf = torch.cat([yb[: len(xb) - half], yb[:half]])
     yr, yg = (yb, yf) if cfg.conditional or cfg.clusters else (None, None)  # what D and G are told
+    if cfg.lr_decay:
+        scale = lr_scale(s)
+        for name, base in (("optim_d", cfg.d_lr or cfg.lr), ("optim_g", cfg.lr)):
+            for group in s.optimizers[name].param_groups:
+                group["lr"] = base * scale
     policy = tuple(p for p in cfg.diff_augment.split(",") if p)
     aug = (lambda x: diff_augment(x, policy)) if policy else (lambda x: x)
     with s.amp:  # the networks in the run's precision, the losses in fp32
@@ -155,14 +161,34 @@ def per_image(D: torch.nn.Module) -> bool:
         isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in D.modules())
 
 
+def run_done(s: GenSession) -> float:
+    """How far through its run training is, 0 to 1: the steps taken over the steps the run will
+    take. That is --epochs' worth, or, with --max-time, up to the end of the epoch in which the
+    clock will pass it (training stops only at an epoch's end), at the pace so far."""
+    cfg, st = s.cfg, s.state
+    per_epoch = max(len(s.loader), 1)
+    step = (st.epoch - 1) * per_epoch + st.step_in_epoch
+    total = cfg.epochs * per_epoch
+    if cfg.max_time and step:
+        elapsed = time.perf_counter() - s.t_start
+        pace = elapsed / step  # seconds a step, over the whole run so far
+        epoch_began = elapsed - st.step_in_epoch * pace
+        epochs_left = max(1, math.ceil((cfg.max_time - epoch_began) / (per_epoch * pace)))
+        total = min(total, (st.epoch - 1 + epochs_left) * per_epoch)
+    return min(step / total, 1.0)
+
+
 def top_k_share(s: GenSession) -> float:
     """Top-k training's share of the batch at this point of the run: 1 at the start, falling
-    linearly to ``cfg.top_k`` at the end, the end being --epochs or --max-time, whichever is nearer."""
-    cfg, st = s.cfg, s.state
-    done = (st.epoch - 1 + st.step_in_epoch / max(len(s.loader), 1)) / cfg.epochs
-    if cfg.max_time:
-        done = max(done, (time.perf_counter() - s.t_start) / cfg.max_time)
-    return 1 - (1 - cfg.top_k) * min(done, 1.0)
+    linearly to ``cfg.top_k`` at the end (run_done)."""
+    return 1 - (1 - s.cfg.top_k) * run_done(s)
+
+
+def lr_scale(s: GenSession) -> float:
+    """--lr-decay F: the learning rates' factor, 1 until the last F of the run, then falling
+    linearly to 0 at its end."""
+    f = s.cfg.lr_decay
+    return min(1.0, (1 - run_done(s)) / f) if f else 1.0
 
 
 def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
