@@ -9,8 +9,12 @@ Without a held-out folder a fixed seeded share of the images is the test split (
 are never moved or copied: images are decoded once (DataLoader worker processes) into uint8
 tensors at S×S (shorter side resized to S, centre crop), then trained on in memory. A training
 set bigger than STREAM_BYTES decoded (or ``stream=yes``) is streamed instead: worker processes
-decode each batch's files every epoch (data/stream.py). An image that cannot be decoded is
-skipped with a warning naming it, and counted in the report.
+decode each batch's files every epoch (data/stream.py). A JPEG is decoded at a reduced scale
+(libjpeg's DCT scaling: 1/2, 1/4 or 1/8, its shorter side kept at S or more), so a 24-MP phone
+photo costs little more than a small one. Which files are images, and the HEIC/AVIF readers, are
+data/formats.py's. What is left out (unreadable, not an image, or a format whose reader is not
+installed) is named and counted in one warning line and in the report; a class folder that
+holds only photos whose reader is missing is an error naming the package to install.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from smallvision.data import formats
 from smallvision.data.datasets import DATASETS, ImageData, channel_stats, make_data
+from smallvision.data.formats import IMAGE_EXTS, NOT_AN_IMAGE, MissingReader
 from smallvision.data.info import DatasetInfo, looks_like_digits
 from smallvision.errors import DataError, UsageError
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 HELD_OUT = ("val", "valid", "validation", "test")
 STREAM_BYTES = 3 << 30  # decoded uint8 training images above this are streamed from the files (stream=auto)
 
@@ -40,23 +45,49 @@ class FolderIndex:
     test: list[tuple[Path, int]]
     layout: str
     ignored: list[Path] = field(default_factory=list)  # files that are not images
+    no_reader: list[Path] = field(default_factory=list)  # images whose reader is not installed (HEIC without pillow-heif)
+
+    def left_out(self) -> list[str]:
+        """The files found but not used, as ``"PATH (REASON)"`` entries (ImageData.skipped's form)."""
+        return ([f"{p} ({NOT_AN_IMAGE})" for p in self.ignored]
+                + [f"{p} ({formats.missing_reader(p)})" for p in self.no_reader])
+
+    def files_found(self) -> int:
+        return len(self.train) + len(self.test) + len(self.ignored) + len(self.no_reader)
 
 
-def _images_under(folder: Path) -> tuple[list[Path], list[Path]]:
+def _images_under(folder: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """(images, files that are not images, images whose reader is not installed); hidden files
+    (.DS_Store, ._IMG_1.jpg) are passed over silently."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    return [p for p in files if p.suffix.lower() in IMAGE_EXTS], [p for p in files if p.suffix.lower() not in IMAGE_EXTS]
+    images = [p for p in files if p.suffix.lower() in IMAGE_EXTS]
+    no_reader = [p for p in images if formats.missing_reader(p)]
+    return [p for p in images if p not in no_reader], [p for p in files if p.suffix.lower() not in IMAGE_EXTS], no_reader
+
+
+def _only_unreadable_formats(where: str, images: list[Path], no_reader: list[Path]) -> None:
+    """A class folder of photos that all need a reader that is not installed: training without
+    the class would be silently wrong, so it is an error naming the package."""
+    if images or not no_reader:
+        return
+    kinds = sorted({formats.kind(p) for p in no_reader})
+    raise DataError(f"{where}: its {len(no_reader)} photo(s) are all {'/'.join(kinds)} and the "
+                    f"{formats.missing_reader(no_reader[0])}; install it and run again")
 
 
 def _class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def index_folder(root: str | Path, holdout: float | None = None) -> FolderIndex:
+def index_folder(root: str | Path, holdout: float | None = None, strict: bool = True) -> FolderIndex:
+    """The folder's layout, classes and splits. `strict`: a class whose photos all need a reader
+    that is not installed is an error (train); `check` passes False and lists them instead."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"folder:{root}: no such folder")
     subdirs = {p.name.lower(): p for p in _class_dirs(root)}
     ignored: list[Path] = []
+    no_reader: list[Path] = []
     held = next((subdirs[n] for n in HELD_OUT if n in subdirs), None)
     if "train" in subdirs and held is not None:
         classes = [p.name for p in _class_dirs(subdirs["train"])]
@@ -65,9 +96,12 @@ def index_folder(root: str | Path, holdout: float | None = None) -> FolderIndex:
             items = []
             for ci, c in enumerate(classes):
                 if (split_dir / c).is_dir():
-                    imgs, other = _images_under(split_dir / c)
+                    imgs, other, missing = _images_under(split_dir / c)
+                    if strict:
+                        _only_unreadable_formats(f"folder:{root}: class folder {split_dir.name}/{c}", imgs, missing)
                     items += [(p, ci) for p in imgs]
                     ignored += other
+                    no_reader += missing
             splits.append(items)
         extra = sorted({p.name for p in _class_dirs(held)} - set(classes))
         if extra:
@@ -77,25 +111,37 @@ def index_folder(root: str | Path, holdout: float | None = None) -> FolderIndex:
         classes = [p.name for p in _class_dirs(root)]
         items = []
         for ci, c in enumerate(classes):
-            imgs, other = _images_under(root / c)
+            imgs, other, missing = _images_under(root / c)
+            if strict:
+                _only_unreadable_formats(f"folder:{root}: class folder {c}/", imgs, missing)
             items += [(p, ci) for p in imgs]
             ignored += other
+            no_reader += missing
         train, test, layout = _hold_out(items, holdout), None, "one sub-folder per class"
     else:
-        imgs, other = _images_under(root)
+        imgs, other, missing = _images_under(root)
         ignored += other
-        prefixes = [p.name.split(".")[0].split("_")[0] for p in imgs]
+        no_reader += missing
+        prefix = lambda p: p.name.split(".")[0].split("_")[0]  # noqa: E731
+        if strict:
+            for c in sorted({prefix(p) for p in missing} - {prefix(p) for p in imgs}):
+                _only_unreadable_formats(f"folder:{root}: class {c} (file-name prefix)", [],
+                                         [p for p in missing if prefix(p) == c])
+        prefixes = [prefix(p) for p in imgs]
         classes = sorted(set(prefixes))
         items = [(p, classes.index(c)) for p, c in zip(imgs, prefixes, strict=True)]
         train, test, layout = _hold_out(items, holdout), None, "flat, label = file-name prefix"
     if test is None:
         train, test = train  # type: ignore[misc]
+    if not train and no_reader:
+        raise DataError(f"folder:{root}: no readable images found ({layout}): {len(no_reader)} photo(s) need a "
+                        f"reader that is not installed: {formats.missing_reader(no_reader[0])}")
     if not train:
         raise DataError(f"folder:{root}: no images found ({layout}; looked for {', '.join(sorted(IMAGE_EXTS))})")
     if len(classes) < 2:
         raise DataError(f"folder:{root}: only one class ({classes[0] if classes else 'none'}); a classifier needs "
                         "at least two sub-folders (or file-name prefixes)")
-    return FolderIndex(root, classes, train, test, layout, ignored)
+    return FolderIndex(root, classes, train, test, layout, ignored, no_reader)
 
 
 def _hold_out(items: list[tuple[Path, int]], share: float | None) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:
@@ -104,14 +150,25 @@ def _hold_out(items: list[tuple[Path, int]], share: float | None) -> tuple[list[
     return [items[i] for i in sorted(perm[n_test:])], [items[i] for i in sorted(perm[:n_test])]
 
 
-def open_image(path: Path, channels: int):  # type: ignore[no-untyped-def]
+def open_image(path: Path, channels: int, size: int | None = None):  # type: ignore[no-untyped-def]
     """Decode fully (a JPEG cut short inside its data only fails here), turn it upright by its
-    EXIF orientation (phone photos), and convert the mode: palette/alpha images are composited
-    on white; 16-bit and 32-bit grayscale are scaled to 8 bits (not clipped); CMYK, YCbCr, ... go
-    through PIL's conversion; 1 channel = luminance, 3 = RGB."""
+    EXIF orientation (phone photos; HEIC files come upright from libheif), and convert the mode:
+    palette/alpha images are composited on white; 16-bit and 32-bit grayscale are scaled to 8
+    bits (not clipped); CMYK, YCbCr, ... go through PIL's conversion; 1 channel = luminance, 3 = RGB.
+
+    `size`: the side the image will be resized to (its shorter side, then a centre crop). A JPEG
+    is then decoded at the largest reduction (1/2, 1/4, 1/8: JPEG draft mode, done inside
+    libjpeg's inverse DCT) that keeps both sides at `size` or more: a 6000 × 4000 photo for 224
+    px decodes at 750 × 500, and the resize that follows gives nearly the same pixels. Other
+    formats decode whole. A format whose reader is not installed raises MissingReader."""
     from PIL import Image, ImageOps
 
+    formats.register()
+    if why := formats.missing_reader(path):
+        raise MissingReader(why)
     with Image.open(path) as im:
+        if size:
+            im.draft(None, (size, size))  # JPEG only; a no-op for other formats
         im.load()
         im = ImageOps.exif_transpose(im)
         if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -146,17 +203,20 @@ class _Decode(torch.utils.data.Dataset):
     def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
         path, _ = self.items[i]
         try:
-            im = resize_center_crop(open_image(path, self.channels), self.size)
+            im = resize_center_crop(open_image(path, self.channels, self.size), self.size)
         except Exception as e:  # PIL raises many types for broken files; each is "unreadable"
-            return torch.zeros(self.channels, self.size, self.size, dtype=torch.uint8), False, f"{type(e).__name__}: {e}"
+            return (torch.zeros(self.channels, self.size, self.size, dtype=torch.uint8), False,
+                    formats.failure_reason(path, e))
         a = np.asarray(im, dtype=np.uint8)
         a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
         return torch.from_numpy(np.ascontiguousarray(a)), True, ""
 
 
-def decode_all(items: list[tuple[Path, int]], channels: int, size: int, workers: int
+def decode_all(items: list[tuple[Path, int]], channels: int, size: int, workers: int, warn: bool = True
                ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Decode every image with DataLoader worker processes; skip (and name) unreadable ones."""
+    """Decode every image with DataLoader worker processes; skip (and name) unreadable ones,
+    as ``"PATH (REASON)"`` entries; `warn`: one warning per skipped file (the folder loader
+    warns once for all of them instead)."""
     loader = torch.utils.data.DataLoader(_Decode(items, channels, size), batch_size=64, num_workers=workers,
                                          collate_fn=lambda b: b)
     xs, keep, skipped = [], [], []
@@ -168,7 +228,8 @@ def decode_all(items: list[tuple[Path, int]], channels: int, size: int, workers:
                 keep.append(items[i][1])
             else:
                 skipped.append(f"{items[i][0]} ({err})")
-                warnings.warn(f"skipping unreadable image {items[i][0]}: {err}", stacklevel=2)
+                if warn:
+                    warnings.warn(f"skipping {items[i][0]}: {err}", stacklevel=2)
             i += 1
     if not xs:
         return torch.zeros(0, channels, size, size, dtype=torch.uint8), torch.zeros(0, dtype=torch.long), skipped
@@ -179,6 +240,7 @@ def probe_mode(items: list[tuple[Path, int]], sample: int = 64) -> tuple[int, in
     """(channels, native max side) from a sample: grayscale only if every sampled image is."""
     from PIL import Image
 
+    formats.register()
     gray, side = True, 0
     for p, _ in items[:: max(1, len(items) // sample)][:sample]:
         try:
@@ -269,19 +331,27 @@ def _folder(arg: str | None, data_dir: str | Path | None, size: int | None = Non
         size = native if 0 < native <= 64 else 224
     if stream == "yes" or (stream == "auto" and len(idx.train) * channels * size * size > STREAM_BYTES):
         return _streamed_folder(idx, channels, size, workers)
-    tx, ty, skipped = decode_all(idx.train, channels, size, workers)
-    vx, vy, skipped_test = decode_all(idx.test, channels, size, workers)
+    tx, ty, skipped = decode_all(idx.train, channels, size, workers, warn=False)
+    vx, vy, skipped_test = decode_all(idx.test, channels, size, workers, warn=False)
     test_files = [str(p) for p, _ in idx.test]
     if skipped_test:
-        bad = {s.split(" (")[0] for s in skipped_test}
+        bad = {formats.split_entry(s)[0] for s in skipped_test}
         test_files = [f for f in test_files if f not in bad]
     data = make_data(f"folder:{idx.root.name}", (tx.numpy(), ty.numpy()), (vx.numpy(), vy.numpy()), idx.classes,
                      f"{idx.root} ({idx.layout})")
     data.test_files = test_files
-    bad_train = {s.split(" (")[0] for s in skipped}
+    bad_train = {formats.split_entry(s)[0] for s in skipped}
     data.train_files = [str(p) for p, _ in idx.train if str(p) not in bad_train]
-    data.skipped = skipped + skipped_test
+    data.skipped = idx.left_out() + skipped + skipped_test
+    warn_skipped(data.skipped, idx)
     return data
+
+
+def warn_skipped(skipped: list[str], idx: FolderIndex) -> None:
+    """The one line naming and counting what a folder's loading left out (the CLI prints a
+    warning as ``warning: skipped 3 of 120 files: ...``); the report lists every file."""
+    if skipped:
+        warnings.warn(formats.skip_summary(skipped, idx.files_found(), idx.root), stacklevel=3)
 
 
 def _streamed_folder(idx, channels: int, size: int, workers: int) -> ImageData:  # type: ignore[no-untyped-def]
@@ -289,13 +359,15 @@ def _streamed_folder(idx, channels: int, size: int, workers: int) -> ImageData: 
     now. Normalisation statistics come from a fixed sample of 2 000 training images."""
     files = ImageFiles(idx.train, channels, size, workers)
     sample = files[np.random.default_rng(0).permutation(len(files))[:2000].tolist()].load()
-    vx, vy, skipped_test = decode_all(idx.test, channels, size, workers)
+    vx, vy, skipped_test = decode_all(idx.test, channels, size, workers, warn=False)
     if len(torch.unique(files.labels())) < 2:
         raise DataError(f"folder:{idx.root.name}: the training set holds a single class; a classifier needs at least two")
     mean, std = channel_stats(sample)
     info = DatasetInfo(f"folder:{idx.root.name}", len(idx.classes), channels, size, size, mean, std, tuple(idx.classes),
                        looks_like_digits(idx.root.name, channels))
-    bad = {s.split(" (")[0] for s in skipped_test}
+    bad = {formats.split_entry(s)[0] for s in skipped_test}
+    left_out = idx.left_out() + skipped_test
+    warn_skipped(left_out, idx)  # training images found unreadable while streaming are named as they are met
     return ImageData(info, files, files.labels(), vx, vy, f"{idx.root} ({idx.layout}, streamed)",  # type: ignore[arg-type]
-                     [str(p) for p, _ in idx.test if str(p) not in bad], skipped_test,
+                     [str(p) for p, _ in idx.test if str(p) not in bad], left_out,
                      [str(p) for p, _ in idx.train])

@@ -82,7 +82,7 @@ class StreamLoader:
                 name = str(self.x.items[idx[i]][0])
                 if not any(s.startswith(name) for s in self.skipped):
                     self.skipped.append(f"{name} ({err})")
-                    warnings.warn(f"skipping unreadable image {name}: {err}", stacklevel=2)
+                    warnings.warn(f"skipping {name}: {err}", stacklevel=2)
             if not len(kept):
                 continue
             xb = self._prepare(x_u8)
