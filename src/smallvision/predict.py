@@ -95,7 +95,10 @@ class Predictor:
 
         c, h, w = self.info.input_shape
         if isinstance(image, (str, Path)):
-            im = open_image(Path(image), c)
+            # a JPEG decodes at the reduction that keeps it ≥ the model's input (draft mode), except
+            # for digit models, whose ink is cropped and centred from the whole image
+            digits = c == 1 and h == w and (center == "yes" or (center == "auto" and self.info.is_digit_style()))
+            im = open_image(Path(image), c, None if digits else min(h, w))
         elif isinstance(image, np.ndarray):
             im = Image.fromarray(image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255).astype(np.uint8))
             im = im.convert("L" if c == 1 else "RGB")
@@ -168,7 +171,7 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
                 raise UsageError(f"{item}: the pattern matches no files")
             files += matched
         elif p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS)
+            found = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith("."))
             if not found:
                 raise UsageError(f"{item}: no images in this folder")
             files += found

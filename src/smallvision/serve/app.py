@@ -19,8 +19,9 @@ from fastapi import Request  # at module level: FastAPI resolves the endpoints' 
 
 from smallvision.errors import UsageError
 
-# Decoders allowed for uploads: the common formats only (Pillow knows dozens, some rarely fuzzed).
-FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
+# Decoders allowed for uploads: the common formats only (Pillow knows dozens, some rarely fuzzed),
+# and phone photos' HEIC (pillow-heif) and AVIF where their readers are installed (data/formats.py)
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "HEIF", "AVIF")
 
 
 @dataclass(frozen=True)
@@ -38,17 +39,21 @@ class BadImage(Exception):
 
 def decode_image(data: bytes, max_pixels: int):  # type: ignore[no-untyped-def]
     """Bytes of an uploaded file -> a fully decoded PIL image, or BadImage (4xx) naming the
-    problem. The size is read from the header first: a decompression bomb is refused unread."""
-    from PIL import Image, UnidentifiedImageError
+    problem. The size is read from the header first: a decompression bomb is refused unread.
+    The image is turned upright by its EXIF orientation (a phone photo), as training's files are."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
+    from smallvision.data import formats
+
+    allowed = formats.pil_formats(FORMATS)  # registers the HEIF opener; only the readers installed
     if not data:
         raise BadImage(400, "empty upload: send an image file (PNG, JPEG, ...)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: our own cap decides
         try:
-            im = Image.open(io.BytesIO(data), formats=FORMATS)
+            im = Image.open(io.BytesIO(data), formats=allowed)
         except UnidentifiedImageError:
-            raise BadImage(400, f"not an image this server reads ({', '.join(FORMATS)})") from None
+            raise BadImage(400, f"not an image this server reads ({', '.join(allowed)})") from None
         except Image.DecompressionBombError:
             raise BadImage(413, f"image has too many pixels (limit {max_pixels:,})") from None
         except Exception as e:  # a malformed header
@@ -63,7 +68,7 @@ def decode_image(data: bytes, max_pixels: int):  # type: ignore[no-untyped-def]
         except Exception as e:  # truncated or corrupt data
             msg = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
             raise BadImage(400, f"corrupt or truncated image ({msg})") from None
-    return im
+    return ImageOps.exif_transpose(im)
 
 
 class _BodyLimit:
