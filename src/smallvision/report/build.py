@@ -240,9 +240,18 @@ def write_report(
         tables.insert(0, (f"Calibration (temperature {calibration['temperature']:.3f}, fitted on "  # type: ignore[index]
                           f"{calibration['val_images']} validation images)", calib_rows))  # type: ignore[index]
     if skipped:
-        tables.append((f"Unreadable images skipped ({len(skipped)})", [{"file": f} for f in skipped]))
+        tables.append(skipped_table(skipped))
     render(out_dir, title, head_rows, figures, tables, env, command)
     return doc
+
+
+def skipped_table(skipped: Sequence[str]) -> tuple[str, list[dict[str, str]]]:
+    """The files the data left out, each with its reason (unreadable, not an image, a format
+    whose reader is not installed), under a title that counts them by reason."""
+    from smallvision.data.formats import skip_summary, split_entry
+
+    title = skip_summary(skipped, names=0).replace("skipped ", "Files skipped: ", 1).replace(" files: ", " (", 1) + ")"
+    return title, [{"file": f, "reason": r} for f, r in map(split_entry, skipped)]
 
 
 def write_multilabel_report(
@@ -323,6 +332,6 @@ def write_multilabel_report(
             head_rows.append({"metric": key.replace("_", " "), "value": str(summary[key])})
     tables = [("Per-class average precision, and precision / recall / F1 at each class's threshold (test)", per_class)]
     if skipped:
-        tables.append((f"Unreadable images skipped ({len(skipped)})", [{"file": f} for f in skipped]))
+        tables.append(skipped_table(skipped))
     render(out_dir, title, head_rows, figures, tables, env, command)
     return doc
