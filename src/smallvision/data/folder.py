@@ -217,7 +217,8 @@ def decode_all(items: list[tuple[Path, int]], channels: int, size: int, workers:
     """Decode every image with DataLoader worker processes; skip (and name) unreadable ones,
     as ``"PATH (REASON)"`` entries; `warn`: one warning per skipped file (the folder loader
     warns once for all of them instead)."""
-    loader = torch.utils.data.DataLoader(_Decode(items, channels, size), batch_size=64, num_workers=workers,
+    # batches of 16: the workers share even a small folder's photos (24-MP JPEGs take 0.1 s each)
+    loader = torch.utils.data.DataLoader(_Decode(items, channels, size), batch_size=16, num_workers=workers,
                                          collate_fn=lambda b: b)
     xs, keep, skipped = [], [], []
     i = 0
