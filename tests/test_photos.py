@@ -53,7 +53,7 @@ def test_recipe_options_carry_over_to_your_folder(photos, tmp_path):
     from test_folders import build_folder
 
     digits = build_folder(tmp_path / "digits", per_class=5)
-    assert api.make_config(dataset=f"folder:{digits}").recipe in ("photo-transfer", "photo-fast")
+    assert api.make_config(dataset=f"folder:{digits}").recipe in ("photo-auto", "photo-fast")
     small = api.make_config(dataset=f"folder:{digits}", model="cnn-fast")
     assert small.model == "cnn-fast" and small.data_args == {}
 

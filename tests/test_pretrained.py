@@ -178,14 +178,14 @@ def test_the_frozen_phase_leaves_backbone_and_bn_statistics_bitwise_unchanged(tm
 @needs_photos
 @needs_weights
 def test_the_default_on_real_photos_fine_tunes_imagenet_weights_past_90(cats_dogs, tmp_path):
-    """The default command on 200 real photos: photo-transfer (both phases), > 90 % on 100 held out."""
+    """The default command on 200 real photos: photo-auto (the solved head, then fine-tuning), > 90 % on 100 held out."""
     import json
 
     r = run_main("train", "--dataset", f"folder:{cats_dogs}", "--data-arg", "size=160", "--runs-dir", str(tmp_path),
                  "--json")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
-    assert summary["recipe"] == "photo-transfer" and summary["model"] == "efficientnet-lite0"
+    assert summary["recipe"] == "photo-auto" and summary["model"] == "efficientnet-lite0"
     assert summary["weights"].startswith("ImageNet weights from") and summary["test_accuracy"] > 90
     assert "phase 1 (head) epoch" in r.stderr and "phase 2 (all) epoch" in r.stderr
     assert "ImageNet weights from" in r.stderr.splitlines()[0]

@@ -115,12 +115,13 @@ def test_a_contract_is_typed_an_unknown_key_fails_at_registration():
     assert MODELS.entry("cnn-fast").contract.min_size == DEFAULT_MIN_SIZE  # declares none
 
 
-def test_resolving_a_folder_reads_no_image(tmp_path):
+def test_resolving_a_folder_that_is_not_there_yet_picks_the_photo_recipe(tmp_path):
     """The photo default is a rule on the spec: a folder that is not there yet resolves (to the
-    photo recipe) without opening anything; another data set keeps the defaults."""
+    photo recipe; its data rules need the folder, and loading it says it is missing); another data
+    set keeps the defaults."""
     from smallvision.recipes import resolve
 
     cfg = resolve(dataset=f"folder:{tmp_path / 'not-yet'}")
-    assert cfg.recipe in ("photo-transfer", "photo-fast") and cfg.spec.name == "folder"
+    assert cfg.recipe in ("photo-auto", "photo-fast") and cfg.spec.name == "folder"
     assert resolve(dataset="fashion-mnist").recipe == "" and resolve(dataset="fashion-mnist").model == "cnn-fast"
     assert resolve(dataset=f"folder:{tmp_path}", model="cnn-fast").recipe == ""  # a model named: no rule

@@ -65,6 +65,31 @@ def _unit_open(v: str) -> bool:
         return False
 
 
+DURATION_UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(v: str) -> float:
+    """Seconds in ``90``, ``90s``, ``5m``, ``1.5h``; ValueError otherwise (``auto`` is the caller's)."""
+    text = str(v).strip().lower()
+    num = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(num):] or "s"
+    if not num or unit not in DURATION_UNITS:
+        raise ValueError(v)
+    seconds = float(num) * DURATION_UNITS[unit]
+    if not math.isfinite(seconds):
+        raise ValueError(v)
+    return seconds
+
+
+def _time_ok(v: str) -> bool:
+    if v in ("", "auto"):
+        return True
+    try:
+        return parse_duration(v) > 0
+    except ValueError:
+        return False
+
+
 def _val_size_ok(v: float) -> bool:
     """A fraction in [0, 1) or a whole count ≥ 1: 1.5 is neither (it used to keep ONE image)."""
     return math.isfinite(v) and (0 <= v < 1 or (v >= 1 and float(v).is_integer()))
@@ -201,6 +226,20 @@ class TrainConfig(RunSettings):
                               "BatchNorm in inference mode on its pretrained statistics (Keras's fine-tuning advice).")
     cache_features: bool = setting(False, "With --freeze: run the backbone once, train the head on cached features "
                                    "(with --unfreeze-after: phase 1 only).")
+    head: str = setting("sgd", "With --cache-features: how phase 1 trains the head. sgd: the optimiser and schedule "
+                        "for --unfreeze-after epochs; exact: an L2-regularised multinomial logistic regression solved "
+                        "to convergence (L-BFGS) on all cached features in one step, its strength chosen by 5-fold "
+                        "cross-validation on the training split (use --unfreeze-after 1).", choices=("sgd", "exact"))
+    select: str = setting("best", "Model selection on validation: best (the best evaluated epoch) or phases (only "
+                          "the end of each phase is evaluated: the head, then the fine-tuned model, kept unless "
+                          "the head is more accurate; no choosing among epochs on a small validation split).",
+                          choices=("best", "phases"))
+    time: str = setting("", "Time budget for a folder of photos with the default recipe (photo-auto): 90s, 5m, 1h, "
+                        "or auto (50 s + 0.08 s per training photo); the number of fine-tuning epochs is what fits in "
+                        "it at this machine's measured speed. Other recipes: use --max-time.", metavar="DURATION",
+                        check=(_time_ok, "takes a duration such as 90s, 5m or 1h, or auto"), result=False)
+    reasons: dict[str, str] = setting({}, "Why the data rules set what they set (written by the recipe's rules).",
+                                      flag=False, result=False)
     backbone_lr: float = setting(1.0, "Learning-rate multiplier for the backbone (with --lr-groups: for its earliest "
                                  "group; later groups rise geometrically towards the head's 1).", check=POSITIVE)
     lr_groups: int = setting(1, "Discriminative learning rates: split the backbone into N groups, early layers "

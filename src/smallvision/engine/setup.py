@@ -207,7 +207,10 @@ def cache_backbone_features(cfg: TrainConfig, model: torch.nn.Module, data: Prep
     parts = [(extract_features(model, xb, amp), yb) for xb, yb in data.train.in_order()]  # in memory: one part
     feats, labels = torch.cat([f for f, _ in parts]), torch.cat([y for _, y in parts])
     draws = balanced_weights(labels, data.info.num_classes) if cfg.sampler == "balanced" else None
-    loader = TensorLoader(feats, labels, cfg.batch_size, shuffle=True, seed=cfg.seed, sample_weights=draws)
+    if cfg.head == "exact":  # one step: the solve reads every feature at once (engine/head.py)
+        loader = TensorLoader(feats, labels, len(feats), shuffle=False, seed=cfg.seed)
+    else:
+        loader = TensorLoader(feats, labels, cfg.batch_size, shuffle=True, seed=cfg.seed, sample_weights=draws)
     val_xy = (extract_features(model, data.val[0], amp), data.val[1]) if data.val is not None else None
     if two_phases(cfg) and not cfg.test_every_epoch:  # the final test runs the whole model on the images
         return loader, val_xy, data.test
@@ -408,6 +411,9 @@ def _log_start(s: Session, resumed: bool) -> None:
     s.progress.log(f"run {s.run} | {cfg.dataset} ({len(data.train.x)} train, {0 if data.val is None else len(data.val[0])}"
                    f" val{' per process' if rt.dist.on else ''}, {len(data.test[0])} test) | {cfg.model} "
                    f"({count_params(s.model):,} params{pretrained_note(cfg)}) | {rt.device}, {rt.precision}{procs}")
+    if cfg.reasons and not resumed:  # the data rules' choices (recipes/rules.py), before anything trains
+        for key, why in cfg.reasons.items():
+            s.progress.log(f"  {key}: {why}")
     if cfg.recipe in ("photo-fast", "photo-accurate") and not resumed:
         from smallvision.models.pretrained import BACKBONES, weights_available
 

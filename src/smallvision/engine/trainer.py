@@ -86,6 +86,8 @@ def classifier_step(s: Session, xb: torch.Tensor, yb: torch.Tensor) -> None:
     run mixes the same way; the teachers' soft targets with --teacher); the loss and the correct
     count into the epoch's sums."""
     cfg, st = s.cfg, s.state
+    if s.on_features and cfg.head == "exact":
+        return solve_head_step(s, xb, yb)
     s.lr = lr = lr_at(cfg, st.step, len(s.loader), s.plateau.factor)
     mix = None
     if cfg.mixup or cfg.cutmix:
@@ -98,6 +100,21 @@ def classifier_step(s: Session, xb: torch.Tensor, yb: torch.Tensor) -> None:
     if s.ema is not None:
         s.ema.update_parameters(s.model)
     s.add("loss", loss * len(yb))
+    s.add("correct", n_correct(logits, yb))
+
+
+def solve_head_step(s: Session, xb: torch.Tensor, yb: torch.Tensor) -> None:
+    """--head exact: phase 1's one step solves the head on every cached feature (engine/head.py)."""
+    from smallvision.engine.head import fit_linear_head, set_head
+
+    fit = fit_linear_head(xb, yb, s.data.info.num_classes, s.cfg.seed, smoothing=s.cfg.label_smoothing)
+    set_head(s.model.head, fit)
+    s.meta["head_fit"] = {"l2": fit.lam, "cv_accuracy": {f"{k:g}": v for k, v in fit.cv_accuracy.items()}}
+    s.progress.log(f"phase 1: head solved (L2 {fit.lam:g}, chosen by {len(fit.cv_accuracy) and 5}-fold "
+                   f"cross-validation on the training split: {max(fit.cv_accuracy.values(), default=0):.2f} %)")
+    with torch.no_grad():
+        logits = s.model.head(xb)
+    s.add("loss", torch.nn.functional.cross_entropy(logits.float(), yb, reduction="sum").double())
     s.add("correct", n_correct(logits, yb))
 
 
@@ -116,6 +133,9 @@ def classifier_epoch_end(s: Session, epoch: int) -> tuple[dict[str, Any] | None,
     if s.avg is not None and epoch > cfg.epochs - cfg.average_last:  # one of the last K epochs
         s.avg.update_parameters(s.eval_model())
     last = epoch == cfg.epochs or (cfg.max_time and st.elapsed >= cfg.max_time)
+    phase_end = epoch == cfg.unfreeze_after and two_phases(cfg)
+    if cfg.select == "phases" and not (last or phase_end):  # judge each phase's result, not its epochs
+        return None, f"{s.phase_label(epoch)}epoch {epoch}/{cfg.epochs}: train {acc:.2f}% (loss {loss:.4f})  [{st.elapsed:.1f}s]"
     if epoch % cfg.eval_every and not last:  # sparse evaluation (full-batch recipes)
         return None, f"epoch {epoch}: train loss {loss:.4f}" if cfg.eval_every <= 10 else ""
     row, val, line = evaluate_epoch(s, epoch, s.lr, loss, acc)
@@ -171,7 +191,9 @@ def select(s: Session, row: dict[str, Any], val: EvalResult | None) -> None:
     st.history.append(row)
     meta = {**s.meta, "epoch": row["epoch"], "step": st.step, "metrics": row}
     weights = s.eval_model().state_dict()
-    if val is None or (val.accuracy, -val.loss) > (st.best_acc, -st.best_loss):
+    # --select phases: the later phase (fine-tuned) is kept unless the head alone is strictly more accurate
+    later_wins = s.cfg.select == "phases" and val is not None and val.accuracy >= st.best_acc
+    if val is None or later_wins or (val.accuracy, -val.loss) > (st.best_acc, -st.best_loss):
         st.best_epoch, st.bad_epochs = row["epoch"], 0
         st.best_acc, st.best_loss = (val.accuracy, val.loss) if val else (-1.0, 0.0)
         s.best_weights = {k: v.detach().clone() for k, v in weights.items()}

@@ -10,8 +10,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from smallvision.config import TrainConfig, merge, read_config_file
+from smallvision.config import FIELDS, TrainConfig, merge, read_config_file
 from smallvision.errors import UsageError
+from smallvision.recipes.rules import AUTO_RECIPES, check_folder_for_auto, plan_photo_folder
 from smallvision.registry import unknown_name_message
 
 
@@ -60,7 +61,7 @@ def default_recipe(dataset: str) -> str | None:
         return None
     from smallvision.models.pretrained import weights_available
 
-    return "photo-transfer" if weights_available("efficientnet-lite0") else "photo-fast"
+    return "photo-auto" if weights_available("efficientnet-lite0") else "photo-fast"
 
 
 def portable_options(kind: str) -> tuple[str, ...]:
@@ -74,16 +75,27 @@ def resolve(recipe: str | None = None, config: str | Path | TrainConfig | None =
             **overrides: Any) -> TrainConfig:
     """The one way settings are resolved: defaults < recipe < config (a recipe TOML, a run's
     config.json or a `TrainConfig`) < overrides, validated once. With no recipe, config or model
-    named, `default_recipe` may pick one from the data-set spec (a folder: the photo recipe); no
-    data is read."""
+    named, `default_recipe` may pick one from the data-set spec (a folder: the photo recipe). For
+    photo-auto the rules of recipes/rules.py then read the folder (file list, a sample of headers)
+    and time this machine, and set what the user did not."""
     if not recipe and config is None and "model" not in overrides:
         recipe = default_recipe(overrides.get("dataset", ""))
     base = recipe_config(recipe) if recipe else TrainConfig()
+    explicit = set(overrides)  # what the data rules must not change: the user's own settings
     if isinstance(config, TrainConfig):
-        base = config
+        base, explicit = config, set(FIELDS)
     elif config is not None:
-        base = merge(base, read_config_file(config), f"--config {config}", portable_options)
-    return backbone_size(merge(base, overrides, "settings", portable_options)).validate()
+        from_file = read_config_file(config)
+        explicit |= set(from_file)
+        base = merge(base, from_file, f"--config {config}", portable_options)
+    cfg = backbone_size(merge(base, overrides, "settings", portable_options)).validate()
+    if cfg.time and cfg.recipe not in AUTO_RECIPES:
+        raise UsageError(f"--time plans the default photo recipe's schedule ({', '.join(AUTO_RECIPES)}); recipe "
+                         f"{cfg.recipe or '(none)'} trains its own epochs: use --max-time to cap a run's time")
+    if cfg.recipe in AUTO_RECIPES and not explicit >= {"epochs", "hflip", "tta"}:
+        check_folder_for_auto(cfg)
+        cfg = plan_photo_folder(cfg, explicit).validate()
+    return cfg
 
 
 def backbone_size(cfg: TrainConfig) -> TrainConfig:

@@ -241,8 +241,30 @@ def write_report(
                           f"{calibration['val_images']} validation images)", calib_rows))  # type: ignore[index]
     if skipped:
         tables.append(skipped_table(skipped))
+    tables += settings_tables(cfg, history)
     render(out_dir, title, head_rows, figures, tables, env, command)
     return doc
+
+
+def settings_tables(cfg: dict[str, Any], history: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """"Why these settings" (the data rules' reasons, recipes/rules.py) and, for a run judged by
+    phases (--select phases), each candidate's validation score and which one was kept."""
+    out: list[tuple[str, list[dict[str, Any]]]] = []
+    if cfg.get("reasons"):
+        out.append(("Why these settings", [{"setting": k, "value": str(cfg.get(k, "")) if k in cfg else "",
+                                            "why": v} for k, v in cfg["reasons"].items()]))
+    if cfg.get("select") == "phases":
+        rows = [h for h in history if h.get("val_accuracy") is not None]
+        kept = None
+        for i, h in enumerate(rows):  # the later phase wins unless the earlier is strictly more accurate
+            if kept is None or h["val_accuracy"] >= rows[kept]["val_accuracy"]:
+                kept = i
+        names = {1: "head on features (solved)" if cfg.get("head") == "exact" else "head on features"}
+        out.append(("Candidates (validation)", [
+            {"candidate": names.get(h["epoch"], f"fine-tuned, {h['epoch'] - cfg.get('unfreeze_after', 0)} epochs"),
+             "validation accuracy": f"{h['val_accuracy']:.2f} %", "validation loss": f"{h['val_loss']:.4f}",
+             "kept": "yes" if i == kept else ""} for i, h in enumerate(rows)]))
+    return out
 
 
 def skipped_table(skipped: Sequence[str]) -> tuple[str, list[dict[str, str]]]:
@@ -333,5 +355,27 @@ def write_multilabel_report(
     tables = [("Per-class average precision, and precision / recall / F1 at each class's threshold (test)", per_class)]
     if skipped:
         tables.append(skipped_table(skipped))
+    tables += settings_tables(cfg, history)
     render(out_dir, title, head_rows, figures, tables, env, command)
     return doc
+
+
+def settings_tables(cfg: dict[str, Any], history: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """"Why these settings" (the data rules' reasons, recipes/rules.py) and, for a run judged by
+    phases (--select phases), each candidate's validation score and which one was kept."""
+    out: list[tuple[str, list[dict[str, Any]]]] = []
+    if cfg.get("reasons"):
+        out.append(("Why these settings", [{"setting": k, "value": str(cfg.get(k, "")) if k in cfg else "",
+                                            "why": v} for k, v in cfg["reasons"].items()]))
+    if cfg.get("select") == "phases":
+        rows = [h for h in history if h.get("val_accuracy") is not None]
+        kept = None
+        for i, h in enumerate(rows):  # the later phase wins unless the earlier is strictly more accurate
+            if kept is None or h["val_accuracy"] >= rows[kept]["val_accuracy"]:
+                kept = i
+        names = {1: "head on features (solved)" if cfg.get("head") == "exact" else "head on features"}
+        out.append(("Candidates (validation)", [
+            {"candidate": names.get(h["epoch"], f"fine-tuned, {h['epoch'] - cfg.get('unfreeze_after', 0)} epochs"),
+             "validation accuracy": f"{h['val_accuracy']:.2f} %", "validation loss": f"{h['val_loss']:.4f}",
+             "kept": "yes" if i == kept else ""} for i, h in enumerate(rows)]))
+    return out

@@ -1,0 +1,201 @@
+"""The photo suite: the default (`smallvision train --dataset folder:SET`, nothing else) on every
+real set in ``$SMALLVISION_DATA/photos``, beside a linear probe and a small sweep of our own recipes.
+
+    SMALLVISION_DATA=../shared/data .venv/bin/python benchmarks/photo_suite.py --seeds 0,1,2 \
+        --rows default,probe,photo-transfer-fast,photo-transfer --out benchmarks/results/photo-suite.md
+    ... --subset 500 ...     # the same on seeded 500-photo subsets of each set's training split
+
+Rows:
+  default   `smallvision train --dataset folder:SET --seed S` in its own process (what a user
+            types); wall s = the whole command (start-up, decoding, timing probe, feature pass,
+            training, test, calibration), the issue's limit is 60 s + 0.1 s per training photo.
+  probe     scikit-learn's LogisticRegressionCV (C in 0.03-3, 5-fold CV on the training photos)
+            on efficientnet-lite0's pooled 224 px ImageNet features (centre crop): the linear probe.
+  RECIPE    `smallvision train --recipe RECIPE --dataset folder:SET --seed S`, the sweep: our other
+            photo recipes (photo-transfer-fast: the head on features; photo-transfer: the previous
+            default, 3 head epochs + 1 fine-tuning epoch); RECIPE[flags] adds flags.
+Splits: the set's own held-out folder where it has one, otherwise the folder loader's seeded 1/7,
+the same for every row. --subset N: a folder of links in /tmp with N photos drawn (seeded,
+stratified) from the training split, and the full test split as test/ — same test set as the
+full set. Results are cached per (set, subset, row, seed) in --cache (JSON lines), so a long
+table can be built in several sittings; the table is made from the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_name, emit  # noqa: E402
+from _common import recipe_entries as entries  # noqa: E402
+
+SETS = "cats-vs-dogs-3000,hymenoptera,flowers-128,rsscn7,neu-steel,sign-digits,potato-leaf"
+PEAK = ("import atexit, resource, sys; atexit.register(lambda: print('PEAK_KB', "
+        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)); "
+        "from smallvision.cli.main import main; main(sys.argv[1:])")
+
+
+def subset_folder(root: Path, n: int, seed: int = 0) -> Path:
+    """A folder of links: `n` training photos (stratified, seeded) in train/<class>/, the test split in test/<class>/."""
+    import numpy as np
+
+    from smallvision.data.folder import index_folder
+
+    out = Path(f"/tmp/smallvision-suite/{root.name}-{n}")
+    if out.is_dir():
+        return out
+    idx = index_folder(root)
+    rng = np.random.default_rng(seed)
+    ys = np.array([c for _, c in idx.train])
+    share = min(1.0, n / len(ys))
+    picked = []
+    for c in range(len(idx.classes)):
+        members = np.flatnonzero(ys == c)
+        k = max(2, round(len(members) * share))
+        picked += rng.choice(members, size=min(k, len(members)), replace=False).tolist()
+    tmp = out.with_name(out.name + ".tmp")
+    for split, items in (("train", [idx.train[i] for i in sorted(picked)]), ("test", idx.test)):
+        for p, c in items:
+            d = tmp / split / idx.classes[c]
+            d.mkdir(parents=True, exist_ok=True)
+            link = d / f"{abs(hash(str(p))) % 10**8}-{p.name}"
+            if not link.exists():
+                link.symlink_to(p.resolve())
+    tmp.rename(out)
+    return out
+
+
+def run_train(folder: Path, seed: int, recipe: str | None, extra: list[str]) -> dict:
+    cmd = [sys.executable, "-c", PEAK, "train", "--dataset", f"folder:{folder}", "--seed", str(seed), "--json",
+           "--no-report", "--runs-dir", "/tmp/smallvision-suite-runs", *(["--recipe", recipe] if recipe else []), *extra]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr[-2000:]}")
+    s = json.loads(p.stdout.strip().splitlines()[-1])
+    cfg = json.loads((Path(s["run_dir"]) / "config.json").read_text())
+    return {"accuracy": s["test_accuracy"], "wall": round(wall, 1), "train_s": s["train_seconds"],
+            "features_s": s.get("feature_cache_seconds"), "peak_mb": int(p.stderr.rsplit("PEAK_KB ", 1)[1].split()[0]) // 1024,
+            "epochs": cfg["epochs"], "reasons": cfg.get("reasons", {}), "best_epoch": s["best_epoch"],
+            "train_photos": s.get("train_images"), "val": s.get("val_accuracy")}
+
+
+_NET = None
+
+
+def probe(folder: Path) -> dict:
+    from sklearn.linear_model import LogisticRegressionCV
+
+    from linear_probe import features
+    from smallvision.data.folder import index_folder
+    from smallvision.models.efficientnet_lite import _timm_net, to_timm_layout
+    from smallvision.models.pretrained import BACKBONES, imagenet_state
+
+    global _NET
+    if _NET is None:
+        torch_net = _timm_net(1000, 0.0, 0)
+        torch_net.load_state_dict(to_timm_layout(imagenet_state("efficientnet-lite0"), torch_net, "efficientnet-lite0"))
+        _NET = torch_net.eval()
+    b = BACKBONES["efficientnet-lite0"]
+    idx = index_folder(folder)
+    t0 = time.perf_counter()
+    ftr, fte = features(_NET, idx.train, 224, b.mean, b.std), features(_NET, idx.test, 224, b.mean, b.std)
+    ytr, yte = [y for _, y in idx.train], [y for _, y in idx.test]
+    clf = LogisticRegressionCV(Cs=[0.03, 0.1, 0.3, 1.0, 3.0], cv=5, max_iter=3000).fit(ftr, ytr)
+    return {"accuracy": round(100 * clf.score(fte, yte), 4), "wall": round(time.perf_counter() - t0, 1),
+            "C": float(clf.C_[0])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sets", default=SETS)
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--subset", type=int, default=0, help="N: seeded N-photo subsets of each training split (0: whole)")
+    ap.add_argument("--rows", default="default,probe,photo-transfer-fast,photo-transfer")
+    ap.add_argument("--cache", default="benchmarks/results/photo-suite-runs.jsonl")
+    ap.add_argument("--table-only", action="store_true", help="make the table from the cache, run nothing")
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    root = Path(os.environ.get("SMALLVISION_DATA", "../shared/data")) / "photos"
+    cache = Path(a.cache)
+    done = {}
+    if cache.is_file():
+        for line in cache.read_text().splitlines():
+            r = json.loads(line)
+            done[(r["set"], r["subset"], r["row"], r["seed"])] = r
+    seeds = [int(s) for s in a.seeds.split(",")]
+    rows = entries(a.rows)
+    for name in a.sets.split(","):
+        folder = root / name if not a.subset else subset_folder(root / name, a.subset)
+        for recipe, extra in rows:
+            row = recipe + (f" {' '.join(extra)}" if extra else "")
+            for seed in ([0] if recipe == "probe" else seeds):
+                key = (name, a.subset, row, seed)
+                if key in done or a.table_only:
+                    continue
+                r = probe(folder) if recipe == "probe" else run_train(
+                    folder, seed, None if recipe == "default" else recipe, extra)
+                r.update(set=name, subset=a.subset, row=row, seed=seed, date=time.strftime("%Y-%m-%d %H:%M"))
+                done[key] = r
+                with cache.open("a") as f:
+                    f.write(json.dumps(r) + "\n")
+                print(json.dumps({k: r[k] for k in ("set", "row", "seed", "accuracy", "wall")}), flush=True)
+    emit(table(done, a, seeds, rows, root), a.out)
+
+
+def table(done: dict, a: argparse.Namespace, seeds: list[int], rows: list, root: Path) -> list[str]:
+    from smallvision.data.folder import index_folder
+
+    what = f"seeded {a.subset}-photo subsets of the training splits" if a.subset else "whole sets"
+    lines = [f"Photo suite, {what}; {cpu_name()}, {os.cpu_count()} cores; seeds {a.seeds}.",
+             f"Command: `SMALLVISION_DATA=../shared/data .venv/bin/python benchmarks/photo_suite.py --seeds {a.seeds}"
+             + (f" --subset {a.subset}" if a.subset else "") + f" --rows {a.rows}`", "",
+             "Test accuracy, %: the mean over seeds (each seed). Limit = 60 s + 0.1 s per training photo; "
+             "\"default ok\" = default ≥ probe − 0.5 and ≥ the best sweep row − 1.5 points, within the limit.", "",
+             "| set | train / test photos | default | wall s (limit) | fine-tune epochs | probe | "
+             + " | ".join(r + (f" {' '.join(e)}" if e else "") for r, e in rows if r not in ("default", "probe"))
+             + " | default ok |", "|---|---|---:|---:|---:|---:|" + "---:|" * (len(rows) - 2) + "---|"]
+    for name in a.sets.split(","):
+        folder = root / name if not a.subset else Path(f"/tmp/smallvision-suite/{name}-{a.subset}")
+        try:
+            idx = index_folder(folder)
+            n_train, n_test = len(idx.train), len(idx.test)
+        except Exception:
+            continue
+        cells, means = [], {}
+        for recipe, extra in rows:
+            row = recipe + (f" {' '.join(extra)}" if extra else "")
+            rs = [done[k] for k in ((name, a.subset, row, s) for s in ([0] if recipe == "probe" else seeds)) if k in done]
+            if not rs:
+                cells += ["—"] * (3 if recipe == "default" else 1)
+                continue
+            accs = [r["accuracy"] for r in rs]
+            means[recipe] = statistics.mean(accs)
+            cell = f"{means[recipe]:.2f}" + (f" ({', '.join(f'{x:.1f}' for x in accs)})" if len(accs) > 1 else "")
+            if recipe == "default":
+                walls = [r["wall"] for r in rs]
+                limit = 60 + 0.1 * n_train
+                cells += [cell, f"{max(walls):.0f} ({limit:.0f})", "/".join(str(r["epochs"] - 1) for r in rs)]
+                means["_wall_ok"] = max(walls) <= limit
+            else:
+                cells.append(cell + ("" if recipe == "probe" else f", {statistics.mean(r['wall'] for r in rs):.0f} s"))
+        sweep = [v for k, v in means.items() if k not in ("default", "probe", "_wall_ok")]
+        ok = "—"
+        if "default" in means and "probe" in means:
+            good = means["default"] >= means["probe"] - 0.5 and (not sweep or means["default"] >= max(sweep) - 1.5)
+            ok = "yes" if good and means["_wall_ok"] else "no" + ("" if good else " (accuracy)") + (
+                "" if means["_wall_ok"] else " (time)")
+        lines.append(f"| {name} | {n_train} / {n_test} | " + " | ".join(cells) + f" | {ok} |")
+    return lines
+
+
+if __name__ == "__main__":
+    main()

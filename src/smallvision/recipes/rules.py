@@ -1,0 +1,128 @@
+"""Settings that come from the data: named rules that read what a photo folder is and set the
+schedule from it (the default recipe, ``photo-auto``). Each rule sets only what the user did not
+give (a flag, a ``--config`` file or a recipe of their own always wins) and writes its reason
+into ``reasons`` (config.json, the report's "Why these settings").
+
+The plan, for a folder on ImageNet weights:
+  1. the head is solved on the cached features (``--head exact``: a regularised logistic
+     regression, its strength by 5-fold cross-validation on the training split) — seconds;
+  2. the whole network is then fine-tuned for as many epochs as fit in the time budget at this
+     machine's measured speed (`engine.budget`), a step budget fixed before training starts (and
+     written into config.json, so ``--config`` repeats the run exactly on any machine);
+  3. validation judges the two results only (``--select phases``): the fine-tuned model is kept
+     unless the head alone is more accurate; no epoch is chosen among many on a small split.
+Fine-tuning is skipped when a class has too few photos to validate it, or when the budget
+does not hold one epoch; the head alone is then the model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from smallvision.config import TrainConfig, parse_duration
+from smallvision.errors import DataError, UsageError
+
+AUTO_RECIPES = ("photo-auto",)
+BUDGET_BASE, BUDGET_PER_PHOTO = 50.0, 0.08  # --time auto: seconds, and seconds per photo of the training split
+MIN_PER_CLASS = 10  # photos per class (training split) below which fine-tuning is not validated: the head alone
+MAX_FINE_TUNE_EPOCHS = 20  # a fast machine (a GPU) stops here, not at the budget
+OVERHEAD = 10.0  # seconds: start-up, the model's weights, the solve, calibration and the report
+
+
+@dataclass(frozen=True)
+class FolderFacts:
+    """What the rules read from a folder: no image decoded beyond a sample of headers."""
+
+    photos: int  # the training split (train/ or the seeded share), before the validation split
+    test: int
+    classes: list[str]
+    per_class: list[int]
+    channels: int
+    native_side: int
+    sample: tuple[Any, ...]  # a few photo paths (the speed probe decodes them)
+
+
+def folder_facts(path: str, holdout: float | None = None) -> FolderFacts:
+    from smallvision.data.folder import index_folder, probe_mode
+
+    idx = index_folder(path, holdout)
+    channels, side = probe_mode(idx.train)
+    counts = [0] * len(idx.classes)
+    for _, c in idx.train:
+        counts[c] += 1
+    step = max(1, len(idx.train) // 12)
+    return FolderFacts(len(idx.train), len(idx.test), idx.classes, counts, channels, side,
+                       tuple(p for p, _ in idx.train[::step][:12]))
+
+
+def budget_seconds(cfg: TrainConfig, photos: int) -> tuple[float, str]:
+    if cfg.time in ("", "auto"):
+        b = BUDGET_BASE + BUDGET_PER_PHOTO * photos
+        return b, f"--time auto: {BUDGET_BASE:g} s + {BUDGET_PER_PHOTO:g} s × {photos} training photos = {b:.0f} s"
+    b = parse_duration(cfg.time)
+    return b, f"--time {cfg.time} = {b:.0f} s"
+
+
+def plan_photo_folder(cfg: TrainConfig, explicit: set[str]) -> TrainConfig:
+    """`cfg` (photo-auto) with the data's rules applied to every setting not in `explicit`."""
+    from smallvision.engine.budget import measure_speed
+
+    from pathlib import Path
+
+    spec = cfg.spec
+    if not spec.arg or not Path(spec.arg).expanduser().is_dir():  # not there (yet): loading the data says so
+        return cfg
+    holdout = cfg.data_args.get("holdout", spec.options.get("holdout"))
+    facts = folder_facts(spec.arg or "", float(holdout) if holdout is not None else None)
+    reasons: dict[str, str] = {}
+
+    def put(key: str, value: Any, why: str) -> None:
+        if key in explicit:
+            reasons[key] = f"{getattr(cfg, key)!r}, as given (the rule would have said {value!r}: {why})"
+            return
+        setattr(cfg, key, value)
+        reasons[key] = why
+
+    lo = min(facts.per_class)
+    small = facts.classes[facts.per_class.index(lo)]
+    val = cfg.val_size if cfg.val_size >= 1 else round(facts.photos * cfg.val_size)
+    fine_tune_photos = max(facts.photos - int(val), 1)
+    budget, budget_why = budget_seconds(cfg, facts.photos)
+    size = int(cfg.data_args.get("size") or 224)
+    speed = measure_speed(cfg.model, size, facts.channels if facts.channels == 3 else 1, len(facts.classes),
+                          cfg.precision, cfg.channels_last, cfg.device, facts.sample)
+    workers = max(1, int(cfg.data_args.get("workers", 2)))
+    tta = 2 if cfg.tta else 1
+    fixed = (OVERHEAD + (facts.photos + facts.test) * speed.decode / workers  # decode every photo once
+             + facts.photos * speed.forward  # the feature pass over training + validation photos
+             + facts.test * speed.forward * tta)  # the final test through the whole network
+    per_epoch = fine_tune_photos * speed.train + val * speed.forward * tta / max(1, MAX_FINE_TUNE_EPOCHS)
+    epochs = max(0, min(MAX_FINE_TUNE_EPOCHS, math.floor((budget - fixed) / per_epoch)))
+    reasons["time"] = budget_why
+    reasons["speed"] = f"measured: {speed.describe()}"
+    cost = (f"the budget ({budget:.0f} s) less decoding, the feature pass and the test (~{fixed:.0f} s), "
+            f"at ~{per_epoch:.0f} s per fine-tuning epoch of {fine_tune_photos} photos")
+    if lo < MIN_PER_CLASS:
+        epochs, why = 0, (f"class {small!r} has {lo} training photo{'s' * (lo != 1)} (< {MIN_PER_CLASS}): too few to "
+                          "validate fine-tuning, so the head alone")
+    elif epochs == 0:
+        why = f"no fine-tuning: {cost} holds no whole epoch"
+    else:
+        why = f"{epochs} fine-tuning epoch{'s' * (epochs != 1)} after the solved head: {cost}" + (
+            f" (capped at {MAX_FINE_TUNE_EPOCHS})" if epochs == MAX_FINE_TUNE_EPOCHS else "")
+    put("epochs", 1 + epochs, why)
+    if cfg.epochs <= 1 or "epochs" in explicit and cfg.epochs <= cfg.unfreeze_after:  # the head alone: images never
+        for key in ("hflip", "tta"):  # pass through the network again, so no augmentation or test-time views
+            put(key, False, "the head alone trains on each photo's features as it is")
+    cfg.reasons = reasons
+    return cfg
+
+
+def check_folder_for_auto(cfg: TrainConfig) -> None:
+    """What the plan cannot work with, said before anything is read twice."""
+    if cfg.spec.name != "folder":
+        raise UsageError(f"recipe {cfg.recipe} plans from a folder of photos (--dataset folder:PATH), not {cfg.dataset}")
+    if not cfg.freeze or not cfg.cache_features:
+        raise DataError(f"recipe {cfg.recipe} needs freeze and cache_features (phase 1 solves the head on features)")

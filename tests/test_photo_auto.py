@@ -1,0 +1,131 @@
+"""The default photo recipe's data rules (recipes/rules.py) and the solved head (engine/head.py):
+the plan follows the folder and the budget, the user's flags win, every rule gives its reason, the
+head equals an independent logistic regression, and a real (tiny) run trains both phases."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_main
+from smallvision import api
+from smallvision.engine.budget import Speed
+from smallvision.engine.head import fit_linear_head
+from smallvision.errors import UsageError
+from smallvision.models.pretrained import weights_available
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+needs_weights = pytest.mark.skipif(not weights_available("efficientnet-lite0"), reason="ImageNet weights not installed")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    from make_photo_folder import make
+
+    return make(tmp_path_factory.mktemp("auto") / "scenes", per_class=30)
+
+
+@pytest.fixture
+def speed(monkeypatch):
+    """A fixed machine (0.1 s per training image, 0.02 s forward, 0.005 s decoding): the rule's arithmetic, not the probe."""
+    import smallvision.engine.budget as budget
+
+    monkeypatch.setattr(budget, "measure_speed", lambda *a, **k: Speed(0.005, 0.02, 0.1, "cpu"))
+
+
+def plan(folder, **kw):
+    return api.make_config("photo-auto", dataset=f"folder:{folder}", **kw)
+
+
+def test_the_budget_sets_the_fine_tuning_epochs(folder, speed):
+    """60 photos (train split 52, 5 of them validation): each epoch 47 × 0.1 s; more time, more epochs."""
+    short, long = plan(folder, time="20s"), plan(folder, time="60s")
+    assert 1 <= short.epochs < long.epochs and long.epochs - short.epochs == pytest.approx(40 / 4.7, abs=1.01)
+    assert "fine-tuning epoch" in long.reasons["epochs"] and "60 s" in long.reasons["time"]
+    capped = plan(folder, time="1h")
+    assert capped.epochs == 21 and "capped at 20" in capped.reasons["epochs"]
+    none = plan(folder, time="12s")  # under the decoding, feature pass and test: the head alone, seen as it is
+    assert none.epochs == 1 and not none.hflip and not none.tta and "no whole epoch" in none.reasons["epochs"]
+
+
+def test_the_users_settings_win_and_say_what_the_rule_would_have_done(folder, speed):
+    cfg = plan(folder, time="1h", epochs=3)
+    assert cfg.epochs == 3 and "as given" in cfg.reasons["epochs"] and "21" in cfg.reasons["epochs"]
+    replay = api.make_config(config=_as_json(cfg, folder.parent / "config.json"))  # a run's config.json: no rule runs
+    assert replay.epochs == 3 and replay.to_dict() == cfg.to_dict()
+
+
+def _as_json(cfg, path: Path) -> Path:
+    path.write_text(json.dumps(cfg.to_dict()))
+    return path
+
+
+def test_few_photos_per_class_train_the_head_alone(tmp_path, speed):
+    from make_photo_folder import make
+
+    small = make(tmp_path / "few", per_class=6)
+    cfg = plan(small, time="1h")
+    assert cfg.epochs == 1 and "too few to validate fine-tuning" in cfg.reasons["epochs"]
+
+
+@pytest.mark.parametrize("bad", ["0", "5parsecs", "-3m", "m"])
+def test_a_bad_time_is_a_usage_error(folder, bad):
+    with pytest.raises(UsageError, match="--time takes a duration"):
+        plan(folder, time=bad)
+
+
+def test_time_is_the_default_photo_recipes_and_other_recipes_say_so(folder):
+    with pytest.raises(UsageError, match="use --max-time"):
+        api.make_config("photo-transfer", dataset=f"folder:{folder}", time="5m")
+    r = run_main("train", "--recipe", "mnist-fast", "--time", "5m")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--max-time" in r.stderr
+    r = run_main("train", "--dataset", f"folder:{folder}", "--time", "5parsecs")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "5parsecs" in r.stderr
+
+
+def test_the_solved_head_is_scikit_learns_logistic_regression():
+    """Same objective, solved independently: L2 λ on standardised features is C = 1 / (λ N) in scikit-learn."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 20)) * 1.5
+    y = rng.integers(0, 3, 300)
+    x = centres[y] + rng.normal(size=(300, 20)) * (1 + np.arange(20))  # features of very different scales
+    fit = fit_linear_head(torch.tensor(x, dtype=torch.float32), torch.tensor(y), 3, lambdas=(1e-2,))
+    z = (x - x.mean(0)) / x.std(0, ddof=1)
+    ref = LogisticRegression(C=1 / (1e-2 * len(y)), tol=1e-10, max_iter=10_000).fit(z, y)
+    ours = torch.softmax(torch.tensor(x, dtype=torch.float32) @ fit.weight.T + fit.bias, 1).numpy()
+    np.testing.assert_allclose(ours, ref.predict_proba(z), atol=2e-3)
+
+
+def test_cross_validation_regularises_more_when_the_data_are_few_and_noisy():
+    rng = np.random.default_rng(1)
+
+    def draw(n, noise):
+        y = rng.integers(0, 2, n)
+        return torch.tensor(np.c_[y[:, None] * 2 - 1 + rng.normal(size=(n, 1)) * noise, rng.normal(size=(n, 200))],
+                            dtype=torch.float32), torch.tensor(y)
+
+    few = fit_linear_head(*draw(40, 2.0), 2)
+    many = fit_linear_head(*draw(2000, 0.3), 2)
+    assert few.lam > many.lam and set(few.cv_accuracy) == set(many.cv_accuracy)
+    assert max(many.cv_accuracy.values()) > 95
+
+
+@needs_weights
+def test_the_default_on_a_folder_solves_the_head_then_fine_tunes_and_reports_why(folder, tmp_path):
+    """A real run of the default (ImageNet weights), planned at 96 px with room for one fine-tuning epoch."""
+    r = run_main("train", "--dataset", f"folder:{folder}", "--data-arg", "size=96", "--time", "60s", "--epochs", "2",
+                 "--runs-dir", str(tmp_path), "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    assert s["recipe"] == "photo-auto" and s["steps"] == 1 + -(-47 // 32)  # the solve, then one epoch of batches
+    assert "head solved (L2" in r.stderr and "phase 2 (all) epoch" in r.stderr and "time: --time 60s" in r.stderr
+    cfg = json.loads((Path(s["run_dir"]) / "config.json").read_text())
+    assert cfg["head"] == "exact" and "as given" in cfg["reasons"]["epochs"] and "speed" in cfg["reasons"]
+    report = (Path(s["run_dir"]) / "report.md").read_text()
+    assert "Why these settings" in report and "Candidates (validation)" in report
+    assert "head on features (solved)" in report and "fine-tuned, 1 epochs" in report
