@@ -62,7 +62,8 @@ def _images_under(folder: Path) -> tuple[list[Path], list[Path], list[Path]]:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     images = [p for p in files if p.suffix.lower() in IMAGE_EXTS]
     no_reader = [p for p in images if formats.missing_reader(p)]
-    return [p for p in images if p not in no_reader], [p for p in files if p.suffix.lower() not in IMAGE_EXTS], no_reader
+    missing = set(no_reader)
+    return [p for p in images if p not in missing], [p for p in files if p.suffix.lower() not in IMAGE_EXTS], no_reader
 
 
 def _only_unreadable_formats(where: str, images: list[Path], no_reader: list[Path]) -> None:
@@ -98,7 +99,7 @@ def index_folder(root: str | Path, holdout: float | None = None, strict: bool = 
                 if (split_dir / c).is_dir():
                     imgs, other, missing = _images_under(split_dir / c)
                     if strict:
-                        _only_unreadable_formats(f"folder:{root}: class folder {split_dir.name}/{c}", imgs, missing)
+                        _only_unreadable_formats(f"folder:{root}: class folder {split_dir.name}/{c}/", imgs, missing)
                     items += [(p, ci) for p in imgs]
                     ignored += other
                     no_reader += missing
@@ -134,8 +135,8 @@ def index_folder(root: str | Path, holdout: float | None = None, strict: bool = 
     if test is None:
         train, test = train  # type: ignore[misc]
     if not train and no_reader:
-        raise DataError(f"folder:{root}: no readable images found ({layout}): {len(no_reader)} photo(s) need a "
-                        f"reader that is not installed: {formats.missing_reader(no_reader[0])}")
+        raise DataError(f"folder:{root}: no readable images found ({layout}): {len(no_reader)} photo(s) whose "
+                        f"{formats.missing_reader(no_reader[0])}")
     if not train:
         raise DataError(f"folder:{root}: no images found ({layout}; looked for {', '.join(sorted(IMAGE_EXTS))})")
     if len(classes) < 2:
