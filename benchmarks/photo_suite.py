@@ -92,9 +92,9 @@ _NET = None
 
 
 def probe(folder: Path) -> dict:
+    from linear_probe import features
     from sklearn.linear_model import LogisticRegressionCV
 
-    from linear_probe import features
     from smallvision.data.folder import index_folder
     from smallvision.models.efficientnet_lite import _timm_net, to_timm_layout
     from smallvision.models.pretrained import BACKBONES, imagenet_state

@@ -230,6 +230,10 @@ class TrainConfig(RunSettings):
                         "for --unfreeze-after epochs; exact: an L2-regularised multinomial logistic regression solved "
                         "to convergence (L-BFGS) on all cached features in one step, its strength chosen by 5-fold "
                         "cross-validation on the training split (use --unfreeze-after 1).", choices=("sgd", "exact"))
+    top_stages: int = setting(0, "With --cache-features and --unfreeze-after: phase 2 trains only the backbone's last N "
+                              "stages and the head (efficientnet-lite: 7 stages), on the activations below them, "
+                              "computed once with the features (no augmentation; the backward pass stops there); "
+                              "0: the whole network, on images.", check=NON_NEGATIVE)
     select: str = setting("best", "Model selection on validation: best (the best evaluated epoch) or phases (only "
                           "the end of each phase is evaluated: the head, then the fine-tuned model, kept unless "
                           "the head is more accurate; no choosing among epochs on a small validation split).",

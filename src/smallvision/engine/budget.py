@@ -20,12 +20,25 @@ import torch
 class Speed:
     decode: float  # seconds per photo (one process), read and resized to the working size
     forward: float  # seconds per image, inference
-    train: float  # seconds per image, forward + backward + optimiser step of the whole network
+    train: float  # seconds per image, forward + backward + optimiser step of what phase 2 trains
     device: str
 
     def describe(self) -> str:
         return (f"{1 / self.forward:.0f} images/s forward, {1 / self.train:.1f} images/s training, "
                 f"{1 / self.decode:.0f} photos/s decoding per process ({self.device})")
+
+
+def _top_only(net: torch.nn.Module, top_stages: int, x: torch.Tensor) -> tuple[torch.nn.Module, torch.Tensor]:
+    """--top-stages: what phase 2 trains (the last stages and the head) and a batch of its input."""
+    from smallvision.engine.setup import TopAndHead
+    from smallvision.models.base import split_features
+
+    bottom, top = split_features(net, top_stages)
+    with torch.no_grad():
+        a = bottom.eval()(x)
+    net.features.requires_grad_(False)
+    top.requires_grad_(True)
+    return TopAndHead(top, net.head), a
 
 
 def _timed(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
@@ -38,8 +51,9 @@ def _timed(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
 
 @cache
 def measure_speed(model: str, size: int, channels: int, num_classes: int, precision: str, channels_last: bool,
-                  device: str, sample: tuple[Path, ...] = ()) -> Speed:
-    """Per-image seconds of inference and of a training step for `model` at `size`, and per-photo decoding."""
+                  device: str, sample: tuple[Path, ...] = (), top_stages: int = 0) -> Speed:
+    """Per-image seconds of inference and of a training step for `model` at `size` (with
+    `top_stages`: of its last stages and head on the activations below), and per-photo decoding."""
     from smallvision.data.folder import open_image, resize_center_crop
     from smallvision.data.info import DatasetInfo
     from smallvision.engine.device import autocast_for, resolve_device
@@ -56,7 +70,8 @@ def measure_speed(model: str, size: int, channels: int, num_classes: int, precis
     batch = 32 if dev.type != "cpu" else 16
     x = torch.randn(batch, channels, size, size, device=dev).contiguous(memory_format=fmt)
     y = torch.randint(0, num_classes, (batch,), device=dev)
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-5)
+    trained, inputs = (net, x) if not top_stages else _top_only(net, top_stages, x)
+    opt = torch.optim.AdamW([p for p in trained.parameters() if p.requires_grad], lr=1e-5)
 
     def sync() -> None:
         if dev.type == "cuda":
@@ -69,7 +84,7 @@ def measure_speed(model: str, size: int, channels: int, num_classes: int, precis
 
     def step() -> None:
         with amp:
-            loss = torch.nn.functional.cross_entropy(net(x).float(), y)
+            loss = torch.nn.functional.cross_entropy(trained(inputs).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -77,8 +92,11 @@ def measure_speed(model: str, size: int, channels: int, num_classes: int, precis
 
     net.eval()
     fwd = _timed(forward, 1) / batch
-    net.train()
-    trn = _timed(step, 1) / batch
+    trained.train()
+    for m in trained.modules():  # BatchNorm as the photo recipes fine-tune: on its pretrained statistics
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    trn = _timed(step, 1 if not top_stages else 3) / batch
     dec = 0.005
     if sample:
         t0 = time.perf_counter()

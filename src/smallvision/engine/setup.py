@@ -204,6 +204,8 @@ def cache_backbone_features(cfg: TrainConfig, model: torch.nn.Module, data: Prep
         0 if two_phases(cfg) and not cfg.test_every_epoch else len(data.test[0]))
     if progress is not None:
         progress.log(f"phase 1: computing the frozen backbone's features of {n} images once")
+    if cfg.top_stages and two_phases(cfg):  # phase 2 trains the top stages on what lies below them
+        return _cache_with_activations(cfg, model, data, amp)
     parts = [(extract_features(model, xb, amp), yb) for xb, yb in data.train.in_order()]  # in memory: one part
     feats, labels = torch.cat([f for f, _ in parts]), torch.cat([y for _, y in parts])
     draws = balanced_weights(labels, data.info.num_classes) if cfg.sampler == "balanced" else None
@@ -215,6 +217,66 @@ def cache_backbone_features(cfg: TrainConfig, model: torch.nn.Module, data: Prep
     if two_phases(cfg) and not cfg.test_every_epoch:  # the final test runs the whole model on the images
         return loader, val_xy, data.test
     return loader, val_xy, (extract_features(model, data.test[0], amp), data.test[1])
+
+
+@dataclass
+class Activations:
+    """--top-stages: the frozen bottom's output for every training and validation image, computed
+    once with the features; phase 2 trains `top` (the last stages, shared with the model) and the head on them."""
+
+    train: TensorLoader
+    val: XY | None
+    top: torch.nn.Module
+    test: XY | None = None  # only with --test-every-epoch (reported, never used to choose)
+
+
+class TopAndHead(torch.nn.Module):
+    """What phase 2 of --top-stages runs: the model's last stages, then its head (the same modules)."""
+
+    def __init__(self, top: torch.nn.Module, head: torch.nn.Module) -> None:
+        super().__init__()
+        self.top, self.head = top, head
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        return self.head(self.top(a))
+
+
+@torch.inference_mode()
+def _bottom_and_features(bottom: torch.nn.Module, top: torch.nn.Module, x: torch.Tensor,
+                         amp: contextlib.AbstractContextManager, batch_size: int = 64) -> XY:
+    acts, feats = [], []
+    for i in range(0, len(x), batch_size):
+        with amp:
+            a = bottom(x[i : i + batch_size])
+            feats.append(top(a).float())
+        acts.append(a.float())
+    return torch.cat(acts), torch.cat(feats)
+
+
+def _cache_with_activations(cfg: TrainConfig, model: torch.nn.Module, data: Prepared,
+                            amp: contextlib.AbstractContextManager) -> tuple[TensorLoader, XY | None, XY]:
+    """The feature cache of phase 1, and (kept on the model as `_activations`) the bottom's output for phase 2."""
+    from smallvision.models.base import split_features
+
+    bottom, top = split_features(model, cfg.top_stages)
+    model.eval()
+    parts = [(*_bottom_and_features(bottom, top, xb, amp), yb) for xb, yb in data.train.in_order()]
+    acts, feats, labels = (torch.cat([p[i] for p in parts]) for i in range(3))
+    val_acts = val_feats = None
+    if data.val is not None:
+        val_acts, val_feats = _bottom_and_features(bottom, top, data.val[0], amp)
+    test_xy, test_acts = data.test, None
+    if cfg.test_every_epoch:
+        a, f = _bottom_and_features(bottom, top, data.test[0], amp)
+        test_xy, test_acts = (f, data.test[1]), (a, data.test[1])
+    model._activations = Activations(  # type: ignore[assignment]
+        TensorLoader(acts, labels, cfg.batch_size, shuffle=True, seed=cfg.seed),
+        (val_acts, data.val[1]) if data.val is not None else None, top, test_acts)
+    if cfg.head == "exact":
+        loader = TensorLoader(feats, labels, len(feats), shuffle=False, seed=cfg.seed)
+    else:
+        loader = TensorLoader(feats, labels, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    return loader, ((val_feats, data.val[1]) if data.val is not None else None), test_xy
 
 
 @dataclass
@@ -254,15 +316,30 @@ class Session(RunSession):
     head_fwd: Any = None  # the head alone, for steps on cached features (compiled)
     on_features: bool = False  # this epoch trains and judges the head on cached features
 
+    top_fwd: Any = None  # --top-stages: the last stages and the head, on cached activations (phase 2)
+
     def judge(self) -> torch.nn.Module:
-        """What validation and test run: the model, or only its head on cached features."""
+        """What validation and test run: the model, its head on cached features, or its top stages
+        and head on cached activations."""
+        if self.top_fwd is not None and self.fwd is self.top_fwd:
+            return self.top_fwd
         return self.model.head if self.on_features else self.eval_model()
 
-    def use_phase(self, epoch: int) -> None:
+    def use_phase(self, epoch: int, final_test: bool = False) -> None:
         """Batches, forward and evaluation data for `epoch`: cached features in the frozen
-        phase of --cache-features, images (and the whole model) otherwise."""
+        phase of --cache-features, cached activations in phase 2 of --top-stages, images (and the
+        whole model) otherwise; `final_test`: the whole model on the test images."""
         cfg = self.cfg
         self.on_features = cfg.cache_features and not (two_phases(cfg) and epoch > cfg.unfreeze_after)
+        if cfg.top_stages and not self.on_features and not final_test:
+            if self.cached is None:  # resumed in phase 2: the cache (and the activations) again
+                self.cached = cache_backbone_features(cfg, self.model, self.data, self.rt.amp, self.progress)
+            acts: Activations = self.model._activations
+            if self.top_fwd is None:
+                self.top_fwd = TopAndHead(acts.top, self.model.head)
+            self.loader, self.val_xy, self.fwd = acts.train, acts.val, self.top_fwd
+            self.test_xy = acts.test if acts.test is not None else self.data.test
+            return
         if self.on_features:
             if self.cached is None:
                 self.cached = cache_backbone_features(cfg, self.model, self.data, self.rt.amp, self.progress)
@@ -298,8 +375,13 @@ class Session(RunSession):
         self.use_phase(epoch)
         model.train()
         frozen = cfg.freeze and not (cfg.unfreeze_after and epoch > cfg.unfreeze_after)
-        model.features.requires_grad_(not frozen)
-        if frozen:
+        model.features.requires_grad_(not frozen and not cfg.top_stages)
+        if cfg.top_stages and not frozen:  # only the last stages train; everything below stays as it was
+            model.features.eval()
+            self.top_fwd.top.requires_grad_(True)
+            if not cfg.freeze_bn:
+                self.top_fwd.top.train()
+        elif frozen:
             model.features.eval()
         elif cfg.freeze_bn:  # trainable weights, BatchNorm on its pretrained running statistics
             for m in model.features.modules():

@@ -114,7 +114,7 @@ def solve_head_step(s: Session, xb: torch.Tensor, yb: torch.Tensor) -> None:
                    f"cross-validation on the training split: {max(fit.cv_accuracy.values(), default=0):.2f} %)")
     with torch.no_grad():
         logits = s.model.head(xb)
-    s.add("loss", torch.nn.functional.cross_entropy(logits.float(), yb, reduction="sum").double())
+    s.add("loss", task_loss(logits.float(), yb, None, s.cfg.label_smoothing) * len(yb))
     s.add("correct", n_correct(logits, yb))
 
 
@@ -251,7 +251,7 @@ def finish(s: Session) -> TrainResult:
         return TrainResult(s.run.path, {}, s.state.history)
     final = s.eval_model()
     if two_phases(s.cfg):  # the test runs the whole model on the images, whichever phase the selected weights are from
-        s.use_phase(s.cfg.epochs)
+        s.use_phase(s.cfg.epochs, final_test=True)
     if s.best_weights is not None and (s.data.val is not None or s.cfg.average_last):
         final.load_state_dict(s.best_weights)
     if not s.cfg.test:  # chosen on validation only (tune's trials): the test set stays unread

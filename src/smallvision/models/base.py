@@ -86,6 +86,24 @@ class Classifier(nn.Module):
         self.head = nn.Linear(self.num_features, num_classes, bias=bias)
 
 
+def split_features(model: nn.Module, top_stages: int) -> tuple[nn.Module, nn.Module]:
+    """(bottom, top) of a backbone built of stages (timm's EfficientNet family: ``conv_stem``,
+    ``blocks``, ``conv_head``): top(bottom(x)) is ``model.features(x)`` (in eval mode), and top
+    holds the last `top_stages` stages, the 1×1 head convolution and the pooling. Both share the
+    model's own modules (training top trains the model). Other models: a one-line error."""
+    feats = getattr(model, "features", None)
+    net = feats[-1] if isinstance(feats, nn.Sequential) and len(feats) else feats
+    if not all(hasattr(net, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "global_pool")):
+        raise UsageError("--top-stages needs a backbone made of stages (efficientnet-lite0/1/2)")
+    n = len(net.blocks)
+    if not 1 <= top_stages <= n:
+        raise UsageError(f"--top-stages must be 1-{n} for this backbone, got {top_stages}")
+    pre = list(feats)[:-1] if isinstance(feats, nn.Sequential) else []
+    bottom = nn.Sequential(*pre, net.conv_stem, net.bn1, *net.blocks[: n - top_stages])
+    top = nn.Sequential(*net.blocks[n - top_stages:], net.conv_head, net.bn2, net.global_pool)
+    return bottom, top
+
+
 def flat_size(features: nn.Module, input_shape: tuple[int, int, int]) -> int:
     """Width of `features`' output for one input of `input_shape`, by a dry forward on zeros."""
     training = features.training

@@ -67,9 +67,9 @@ def budget_seconds(cfg: TrainConfig, photos: int) -> tuple[float, str]:
 
 def plan_photo_folder(cfg: TrainConfig, explicit: set[str]) -> TrainConfig:
     """`cfg` (photo-auto) with the data's rules applied to every setting not in `explicit`."""
-    from smallvision.engine.budget import measure_speed
-
     from pathlib import Path
+
+    from smallvision.engine.budget import measure_speed
 
     spec = cfg.spec
     if not spec.arg or not Path(spec.arg).expanduser().is_dir():  # not there (yet): loading the data says so
@@ -92,18 +92,19 @@ def plan_photo_folder(cfg: TrainConfig, explicit: set[str]) -> TrainConfig:
     budget, budget_why = budget_seconds(cfg, facts.photos)
     size = int(cfg.data_args.get("size") or 224)
     speed = measure_speed(cfg.model, size, facts.channels if facts.channels == 3 else 1, len(facts.classes),
-                          cfg.precision, cfg.channels_last, cfg.device, facts.sample)
+                          cfg.precision, cfg.channels_last, cfg.device, facts.sample, cfg.top_stages)
     workers = max(1, int(cfg.data_args.get("workers", 2)))
     tta = 2 if cfg.tta else 1
     fixed = (OVERHEAD + (facts.photos + facts.test) * speed.decode / workers  # decode every photo once
              + facts.photos * speed.forward  # the feature pass over training + validation photos
-             + facts.test * speed.forward * tta)  # the final test through the whole network
-    per_epoch = fine_tune_photos * speed.train + val * speed.forward * tta / max(1, MAX_FINE_TUNE_EPOCHS)
+             + (facts.test + val) * speed.forward * tta)  # the final test and the calibration, whole network
+    per_epoch = fine_tune_photos * speed.train
     epochs = max(0, min(MAX_FINE_TUNE_EPOCHS, math.floor((budget - fixed) / per_epoch)))
     reasons["time"] = budget_why
     reasons["speed"] = f"measured: {speed.describe()}"
+    what = f"of the last {cfg.top_stages} stages " if cfg.top_stages else ""
     cost = (f"the budget ({budget:.0f} s) less decoding, the feature pass and the test (~{fixed:.0f} s), "
-            f"at ~{per_epoch:.0f} s per fine-tuning epoch of {fine_tune_photos} photos")
+            f"at ~{per_epoch:.0f} s per fine-tuning epoch {what}on {fine_tune_photos} photos")
     if lo < MIN_PER_CLASS:
         epochs, why = 0, (f"class {small!r} has {lo} training photo{'s' * (lo != 1)} (< {MIN_PER_CLASS}): too few to "
                           "validate fine-tuning, so the head alone")
