@@ -127,7 +127,7 @@ def test_the_default_on_a_folder_solves_the_head_then_fine_tunes_and_reports_why
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout.strip().splitlines()[-1])
     assert s["recipe"] == "photo-auto" and s["steps"] == 1 + -(-47 // 32)  # the solve, then one epoch of batches
-    assert "head solved (L2" in r.stderr and "phase 2 (all) epoch" in r.stderr and "time: --time 60s" in r.stderr
+    assert "head solved (L2" in r.stderr and "phase 2 (top 1 stage) epoch" in r.stderr and "time: --time 60s" in r.stderr
     cfg = json.loads((Path(s["run_dir"]) / "config.json").read_text())
     assert cfg["head"] == "exact" and "as given" in cfg["reasons"]["epochs"] and "speed" in cfg["reasons"]
     report = (Path(s["run_dir"]) / "report.md").read_text()

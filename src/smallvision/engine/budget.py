@@ -42,11 +42,15 @@ def _top_only(net: torch.nn.Module, top_stages: int, x: torch.Tensor) -> tuple[t
 
 
 def _timed(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
-    fn()  # warm-up: allocations, kernels chosen
-    t0 = time.perf_counter()
+    """The fastest of `repeats` calls after a warm-up (allocations, kernels chosen): the least
+    disturbed by whatever else the machine is doing."""
+    fn()
+    best = float("inf")
     for _ in range(repeats):
+        t0 = time.perf_counter()
         fn()
-    return (time.perf_counter() - t0) / repeats
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 @cache
@@ -91,12 +95,12 @@ def measure_speed(model: str, size: int, channels: int, num_classes: int, precis
         sync()
 
     net.eval()
-    fwd = _timed(forward, 1) / batch
+    fwd = _timed(forward, 3) / batch
     trained.train()
     for m in trained.modules():  # BatchNorm as the photo recipes fine-tune: on its pretrained statistics
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.eval()
-    trn = _timed(step, 1 if not top_stages else 3) / batch
+    trn = _timed(step, 2 if not top_stages else 3) / batch
     dec = 0.005
     if sample:
         t0 = time.perf_counter()

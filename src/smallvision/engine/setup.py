@@ -389,7 +389,8 @@ class Session(RunSession):
                     m.eval()
         if (not frozen and cfg.freeze and cfg.unfreeze_after and epoch == cfg.unfreeze_after + 1
                 and self.state.step_in_epoch == 0):
-            self.progress.log(f"epoch {epoch}: backbone unfrozen (phase 2, peak lr {cfg.lr * cfg.unfreeze_lr:g}"
+            what = f"its last {cfg.top_stages} stages" if cfg.top_stages else "backbone"
+            self.progress.log(f"epoch {epoch}: {what} unfrozen (phase 2, peak lr {cfg.lr * cfg.unfreeze_lr:g}"
                               + (f", backbone × {cfg.backbone_lr:g} in {cfg.lr_groups} groups"
                                  if cfg.backbone_lr != 1 else "") + ")")
 
@@ -397,7 +398,10 @@ class Session(RunSession):
         """'' for one phase; 'phase 1 (head)' / 'phase 2 (all)' for --freeze --unfreeze-after."""
         if not two_phases(self.cfg):
             return ""
-        return "phase 1 (head) " if epoch <= self.cfg.unfreeze_after else "phase 2 (all) "
+        if epoch <= self.cfg.unfreeze_after:
+            return "phase 1 (head) "
+        n = self.cfg.top_stages
+        return f"phase 2 (top {n} stage{'s' * (n != 1)}) " if n else "phase 2 (all) "
 
     def save_state(self) -> None:
         from smallvision.engine.resume import save_resume

@@ -102,7 +102,8 @@ def plan_photo_folder(cfg: TrainConfig, explicit: set[str]) -> TrainConfig:
     epochs = max(0, min(MAX_FINE_TUNE_EPOCHS, math.floor((budget - fixed) / per_epoch)))
     reasons["time"] = budget_why
     reasons["speed"] = f"measured: {speed.describe()}"
-    what = f"of the last {cfg.top_stages} stages " if cfg.top_stages else ""
+    n = cfg.top_stages
+    what = ("of the last stage " if n == 1 else f"of the last {n} stages ") if n else ""
     cost = (f"the budget ({budget:.0f} s) less decoding, the feature pass and the test (~{fixed:.0f} s), "
             f"at ~{per_epoch:.0f} s per fine-tuning epoch {what}on {fine_tune_photos} photos")
     if lo < MIN_PER_CLASS:
