@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import resource
 import shutil
 import sys
@@ -42,6 +43,15 @@ def _full(path: str) -> np.ndarray:
 
 def _draft(path: str) -> np.ndarray:
     return np.asarray(resize_center_crop(open_image(Path(path), 3, SIZE), SIZE))
+
+
+def _machine_busy() -> float:
+    """CPU-seconds every process on the machine has used (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except OSError:
+        return 0.0
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def _children_cpu() -> float:
@@ -81,6 +91,7 @@ def main() -> None:
     a = ap.parse_args()
     SIZE = a.size
     tmp = Path(tempfile.mkdtemp(prefix="decode-speed-"))
+    busy0, wall0, own0 = _machine_busy(), time.perf_counter(), time.process_time() + _children_cpu()
     try:
         made = []
         for i in range(a.unique):
@@ -115,6 +126,8 @@ def main() -> None:
             rows += [("12-MP HEIC (4032 × 3024), decoded whole, then resize", n, _rate(_draft, hpaths, n)) for n in (1, 2)]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    wall = time.perf_counter() - wall0
+    others = max(0.0, _machine_busy() - busy0 - (time.process_time() + _children_cpu() - own0))
     lines = [f"Command: `.venv/bin/python benchmarks/decode_speed.py{' --out ' + a.out if a.out else ''}`", "",
              f"Decoding {a.count} JPEGs ({a.count_full} without draft mode) of 6000 × 4000 (24 MP, quality 90, {mb:.1f} MB each, photo-like: "
              f"gradients + pattern + noise σ {a.noise:g}) to {SIZE} × {SIZE} (shorter side resized, centre crop); "
@@ -126,7 +139,9 @@ def main() -> None:
               "photos/s is wall-clock time; photos per CPU-second (the decoding processes' user + system time) is "
              "what one core does when nothing else runs, so two idle cores do about twice it. "
              "The folder loader's row includes its two worker processes' start."
-             + (f" HEIC rows: {a.heic} files of {heic_mb:.1f} MB (libheif's HEVC decoder, pillow-heif)." if a.heic else "")]
+             + (f" HEIC rows: {a.heic} files of {heic_mb:.1f} MB (libheif's HEVC decoder, pillow-heif)." if a.heic else "")
+             + f" Other processes used {others:.0f} CPU-seconds during this {wall:.0f}-second run "
+             f"({100 * others / (wall * multiprocessing.cpu_count()):.0f} % of the machine)."]
     emit(lines, a.out)
 
 
