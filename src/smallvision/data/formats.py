@@ -108,7 +108,7 @@ def failure_reason(path: str | Path, exc: BaseException) -> str:
         empty = False
     if empty:
         what = "empty file"
-    elif "truncated" in msg or "premature end" in msg.lower():
+    elif "truncated" in msg.lower() or "premature end" in msg.lower():
         what = f"truncated {kind(path)}"
     elif type(exc).__name__ == "UnidentifiedImageError":
         what = f"not a {kind(path)} file inside"
