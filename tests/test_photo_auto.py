@@ -69,6 +69,7 @@ def test_few_photos_per_class_train_the_head_alone(tmp_path, speed):
     small = make(tmp_path / "few", per_class=6)
     cfg = plan(small, time="1h")
     assert cfg.epochs == 1 and "too few to validate fine-tuning" in cfg.reasons["epochs"]
+    assert cfg.val_size == 0 and "neither choose nor calibrate" in cfg.reasons["val_size"]  # every photo trains the head
 
 
 @pytest.mark.parametrize("bad", ["0", "5parsecs", "-3m", "m"])
@@ -133,3 +134,42 @@ def test_the_default_on_a_folder_solves_the_head_then_fine_tunes_and_reports_why
     report = (Path(s["run_dir"]) / "report.md").read_text()
     assert "Why these settings" in report and "Candidates (validation)" in report
     assert "head on features (solved)" in report and "fine-tuned, 1 epochs" in report
+
+
+@needs_weights
+def test_top_stages_split_is_the_backbone_and_phase_2_trains_only_the_top(tmp_path):
+    """top(bottom(x)) is the backbone's output; a --top-stages 1 run leaves every weight below the
+    last stage as ImageNet's (bit for bit), changes the last stage, and its saved model, run whole
+    on the images, gives the run's own test figure."""
+    from smallvision.data.info import DatasetInfo
+    from smallvision.modelfile import load_checkpoint
+    from smallvision.models import create_model
+    from smallvision.models.base import split_features
+
+    info = DatasetInfo("t", 3, 3, 32, 32, (0.5,) * 3, (0.5,) * 3, ("a", "b", "c"))
+    m = create_model("efficientnet-lite0", info, pretrained=True).eval()
+    bottom, top = split_features(m, 1)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(top(bottom(x)), m.features(x))
+    with pytest.raises(UsageError, match="1-7"):
+        split_features(m, 8)
+    r = api.train(dataset="fake:3x32x32", data_args={"classes": 3, "train": 120, "test": 30}, model="efficientnet-lite0",
+                  model_args={"pretrained": True}, freeze=True, cache_features=True, head="exact", unfreeze_after=1,
+                  epochs=3, top_stages=1, optimizer="adamw", lr=3e-3, batch_size=32, report=False, runs_dir=tmp_path)
+    w = load_checkpoint(r.run_dir / "last.safetensors")[0]
+    start = m.state_dict()
+    n_blocks = len(m.features[-1].blocks)
+    below = [k for k in start if k.startswith("features.") and f"blocks.{n_blocks - 1}." not in k
+             and not k.startswith(("features.1.conv_head", "features.1.bn2"))]
+    assert below and all(torch.equal(w[k], start[k]) for k in below)
+    top_keys = [k for k in start if f"blocks.{n_blocks - 1}." in k and k.endswith("weight")]
+    assert any(not torch.equal(w[k], start[k]) for k in top_keys)
+    again = api.evaluate(r.run_dir)
+    assert again["accuracy"] == pytest.approx(r.summary["test_accuracy"], abs=0.01)
+
+
+def test_top_stages_on_a_model_without_stages_is_one_line(tmp_path):
+    r = run_main("train", "--dataset", "fake:1x28x28", "--model", "cnn-fast", "--freeze", "--cache-features",
+                 "--unfreeze-after", "1", "--epochs", "2", "--top-stages", "1", "--runs-dir", str(tmp_path))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--top-stages needs" in r.stderr

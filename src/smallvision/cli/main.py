@@ -438,7 +438,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 exposes the server to your network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     max_upload_mb: Annotated[float, typer.Option(help="Largest request body accepted (413 above).")] = 10.0,
-    max_pixels: Annotated[int, typer.Option(help="Largest image (width × height) decoded (413 above).")] = 25_000_000,
+    max_pixels: Annotated[int, typer.Option(help="Largest image (width × height) decoded (413 above).")] = 50_000_000,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
     threads: Annotated[int, typer.Option(help="Threads per prediction (requests run side by side).")] = 1,
 ) -> None:

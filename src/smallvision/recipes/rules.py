@@ -69,6 +69,7 @@ def plan_photo_folder(cfg: TrainConfig, explicit: set[str]) -> TrainConfig:
     """`cfg` (photo-auto) with the data's rules applied to every setting not in `explicit`."""
     from pathlib import Path
 
+    from smallvision.calibration import MIN_IMAGES as CALIBRATION_MIN
     from smallvision.engine.budget import measure_speed
 
     spec = cfg.spec
@@ -115,9 +116,12 @@ def plan_photo_folder(cfg: TrainConfig, explicit: set[str]) -> TrainConfig:
         why = f"{epochs} fine-tuning epoch{'s' * (epochs != 1)} after the solved head: {cost}" + (
             f" (capped at {MAX_FINE_TUNE_EPOCHS})" if epochs == MAX_FINE_TUNE_EPOCHS else "")
     put("epochs", 1 + epochs, why)
-    if cfg.epochs <= 1 or "epochs" in explicit and cfg.epochs <= cfg.unfreeze_after:  # the head alone: images never
-        for key in ("hflip", "tta"):  # pass through the network again, so no augmentation or test-time views
+    if cfg.epochs <= 1:  # the head alone: images never pass through the network again, so no augmentation
+        for key in ("hflip", "tta"):  # or test-time views
             put(key, False, "the head alone trains on each photo's features as it is")
+        if 0 < val < CALIBRATION_MIN:  # nothing left for validation to choose, and too few photos to calibrate
+            put("val_size", 0.0, f"the head alone, its strength chosen by cross-validation: a validation split of "
+                f"{int(val)} photos would neither choose nor calibrate (< {CALIBRATION_MIN}), so every photo trains")
     cfg.reasons = reasons
     return cfg
 

@@ -358,24 +358,3 @@ def write_multilabel_report(
     tables += settings_tables(cfg, history)
     render(out_dir, title, head_rows, figures, tables, env, command)
     return doc
-
-
-def settings_tables(cfg: dict[str, Any], history: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """"Why these settings" (the data rules' reasons, recipes/rules.py) and, for a run judged by
-    phases (--select phases), each candidate's validation score and which one was kept."""
-    out: list[tuple[str, list[dict[str, Any]]]] = []
-    if cfg.get("reasons"):
-        out.append(("Why these settings", [{"setting": k, "value": str(cfg.get(k, "")) if k in cfg else "",
-                                            "why": v} for k, v in cfg["reasons"].items()]))
-    if cfg.get("select") == "phases":
-        rows = [h for h in history if h.get("val_accuracy") is not None]
-        kept = None
-        for i, h in enumerate(rows):  # the later phase wins unless the earlier is strictly more accurate
-            if kept is None or h["val_accuracy"] >= rows[kept]["val_accuracy"]:
-                kept = i
-        names = {1: "head on features (solved)" if cfg.get("head") == "exact" else "head on features"}
-        out.append(("Candidates (validation)", [
-            {"candidate": names.get(h["epoch"], f"fine-tuned, {h['epoch'] - cfg.get('unfreeze_after', 0)} epochs"),
-             "validation accuracy": f"{h['val_accuracy']:.2f} %", "validation loss": f"{h['val_loss']:.4f}",
-             "kept": "yes" if i == kept else ""} for i, h in enumerate(rows)]))
-    return out

@@ -27,7 +27,7 @@ FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "HEIF", "AVIF")
 @dataclass(frozen=True)
 class Limits:
     max_bytes: int = 10 * 1024 * 1024  # request body
-    max_pixels: int = 25_000_000  # width × height, checked from the header before decoding
+    max_pixels: int = 50_000_000  # width × height, checked from the header before decoding (a 48-MP phone photo passes)
     max_top_k: int = 20
 
 
