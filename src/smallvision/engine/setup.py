@@ -214,8 +214,8 @@ def cache_backbone_features(cfg: TrainConfig, model: torch.nn.Module, data: Prep
     else:
         loader = TensorLoader(feats, labels, cfg.batch_size, shuffle=True, seed=cfg.seed, sample_weights=draws)
     val_xy = (extract_features(model, data.val[0], amp), data.val[1]) if data.val is not None else None
-    if two_phases(cfg) and not cfg.test_every_epoch:  # the final test runs the whole model on the images
-        return loader, val_xy, data.test
+    if (two_phases(cfg) or cfg.tta) and not cfg.test_every_epoch:  # the final test runs the whole model on the
+        return loader, val_xy, data.test  # images (with --tta: each image and its mirror)
     return loader, val_xy, (extract_features(model, data.test[0], amp), data.test[1])
 
 
@@ -330,8 +330,12 @@ class Session(RunSession):
         phase of --cache-features, cached activations in phase 2 of --top-stages, images (and the
         whole model) otherwise; `final_test`: the whole model on the test images."""
         cfg = self.cfg
+        if final_test:  # the whole model on the test images, whichever phase the weights are from
+            self.on_features = False
+            self.loader, self.val_xy, self.test_xy, self.fwd = self.data.train, self.data.val, self.data.test, self.full_fwd
+            return
         self.on_features = cfg.cache_features and not (two_phases(cfg) and epoch > cfg.unfreeze_after)
-        if cfg.top_stages and not self.on_features and not final_test:
+        if cfg.top_stages and not self.on_features:
             if self.cached is None:  # resumed in phase 2: the cache (and the activations) again
                 self.cached = cache_backbone_features(cfg, self.model, self.data, self.rt.amp, self.progress)
             acts: Activations = self.model._activations
@@ -459,6 +463,10 @@ def setup(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | 
     rt = runtime(cfg)
     data = prepare_data(cfg, rt.device, (rt.dist.rank, rt.dist.world))
     model, optimizer, ema = build_model(cfg, data.info, rt.device)
+    if cfg.top_stages:  # a model without stages says so before a run folder is made
+        from smallvision.models.base import split_features
+
+        split_features(model, cfg.top_stages)
     avg = build_average(cfg, ema.module if ema is not None else model)
     plateau = PlateauState(cfg.plateau_patience, cfg.gamma)
     run, state = _open_run(cfg, rt, runs_dir, command, resume, model, optimizer, ema, plateau, avg)

@@ -250,7 +250,7 @@ def finish(s: Session) -> TrainResult:
     if not s.rt.dist.main:
         return TrainResult(s.run.path, {}, s.state.history)
     final = s.eval_model()
-    if two_phases(s.cfg):  # the test runs the whole model on the images, whichever phase the selected weights are from
+    if two_phases(s.cfg) or (s.cfg.cache_features and s.cfg.tta):  # the whole model on the images (and mirrors)
         s.use_phase(s.cfg.epochs, final_test=True)
     if s.best_weights is not None and (s.data.val is not None or s.cfg.average_last):
         final.load_state_dict(s.best_weights)
