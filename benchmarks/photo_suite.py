@@ -163,6 +163,7 @@ def table(done: dict, a: argparse.Namespace, seeds: list[int], rows: list, root:
              "| set | train / test photos | default | wall s (limit) | fine-tune epochs | probe | "
              + " | ".join(r + (f" {' '.join(e)}" if e else "") for r, e in rows if r not in ("default", "probe"))
              + " | default ok |", "|---|---|---:|---:|---:|---:|" + "---:|" * (len(rows) - 2) + "---|"]
+    n_by_set: dict[str, int] = {}
     for name in a.sets.split(","):
         folder = root / name if not a.subset else Path(f"/tmp/smallvision-suite/{name}-{a.subset}")
         try:
@@ -171,6 +172,7 @@ def table(done: dict, a: argparse.Namespace, seeds: list[int], rows: list, root:
         except Exception:
             continue
         cells, means = [], {}
+        n_by_set[name] = n_train
         for recipe, extra in rows:
             row = recipe + (f" {' '.join(extra)}" if extra else "")
             rs = [done[k] for k in ((name, a.subset, row, s) for s in ([0] if recipe == "probe" else seeds)) if k in done]
@@ -194,7 +196,34 @@ def table(done: dict, a: argparse.Namespace, seeds: list[int], rows: list, root:
             ok = "yes" if good and means["_wall_ok"] else "no" + ("" if good else " (accuracy)") + (
                 "" if means["_wall_ok"] else " (time)")
         lines.append(f"| {name} | {n_train} / {n_test} | " + " | ".join(cells) + f" | {ok} |")
+    lines += speed_table(done, a, n_by_set)
     return lines
+
+
+def speed_table(done: dict, a: argparse.Namespace, n_by_set: dict[str, int]) -> list[str]:
+    """The default's seed-0 runs against the model-only limit its own probe measured (config.json's reasons):
+    the feature pass (training + validation photos / its seconds) and the fine-tuning epochs (photos
+    × epochs / training seconds, which include the head's solve)."""
+    import re
+
+    out = ["", "Speed of the default's seed-0 run against the model-only figures its own probe measured in the same "
+           "process (forward: the feature pass; training: a step of what phase 2 trains, bare, on random tensors):", "",
+           "| set | feature pass photos/s | probe forward /s | ratio | fine-tuning images/s | probe training /s | ratio "
+           "| peak MB |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for (name, subset, row, seed), r in sorted(done.items()):
+        if row != "default" or seed != 0 or subset != a.subset or not r.get("features_s"):
+            continue
+        m = re.search(r"([\d.]+) images/s forward, ([\d.]+) images/s training", r["reasons"].get("speed", ""))
+        if not m:
+            continue
+        fwd, trn = float(m[1]), float(m[2])
+        n = n_by_set.get(name, 0)
+        feat = n / r["features_s"]
+        ft_photos = round(n * 0.9)
+        ft = ft_photos * (r["epochs"] - 1) / r["train_s"] if r["epochs"] > 1 else None
+        out.append(f"| {name} | {feat:.1f} | {fwd:.0f} | {feat / fwd:.2f} | " + (
+            f"{ft:.0f} | {trn:.0f} | {ft / trn:.2f}" if ft else "— | — | —") + f" | {r['peak_mb']} |")
+    return out
 
 
 if __name__ == "__main__":
