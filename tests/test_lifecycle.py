@@ -125,7 +125,7 @@ def test_every_setting_is_a_flag_and_changes_the_config():
     from smallvision.cli.flags import setting_parameters, settings_from_flags
 
     names = {p.name for p in setting_parameters()}
-    assert names == {f for f in TrainConfig.__dataclass_fields__ if f != "recipe"}
+    assert names == {f for f, fd in TrainConfig.__dataclass_fields__.items() if fd.metadata["flag"]} - {"recipe"}
     assert settings_from_flags({"milestones": "3,9", "model_args": ["widths=[8,16]"], "normalize": "0.5,0.25",
                                 "lr": None}) == {"milestones": [3, 9], "model_args": {"widths": [8, 16]},
                                                   "normalize": [0.5, 0.25]}

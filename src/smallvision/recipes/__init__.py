@@ -12,7 +12,7 @@ from typing import Any
 
 from smallvision.config import FIELDS, TrainConfig, merge, read_config_file
 from smallvision.errors import UsageError
-from smallvision.recipes.rules import AUTO_RECIPES, check_folder_for_auto, plan_photo_folder
+from smallvision.recipes.rules import AUTO_RECIPES, plan_photo_folder
 from smallvision.registry import unknown_name_message
 
 
@@ -92,9 +92,8 @@ def resolve(recipe: str | None = None, config: str | Path | TrainConfig | None =
     if cfg.time and cfg.recipe not in AUTO_RECIPES:
         raise UsageError(f"--time plans the default photo recipe's schedule ({', '.join(AUTO_RECIPES)}); recipe "
                          f"{cfg.recipe or '(none)'} trains its own epochs: use --max-time to cap a run's time")
-    if cfg.recipe in AUTO_RECIPES and not explicit >= {"epochs", "hflip", "tta"}:
-        check_folder_for_auto(cfg)
-        cfg = plan_photo_folder(cfg, explicit).validate()
+    if cfg.recipe in AUTO_RECIPES and cfg.spec.name == "folder" and not explicit >= {"epochs", "hflip", "tta"}:
+        cfg = plan_photo_folder(cfg, explicit).validate()  # other data: the recipe's own settings
     return cfg
 
 

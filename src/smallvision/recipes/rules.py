@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from smallvision.config import TrainConfig, parse_duration
-from smallvision.errors import DataError, UsageError
 
 AUTO_RECIPES = ("photo-auto",)
 BUDGET_BASE, BUDGET_PER_PHOTO = 50.0, 0.08  # --time auto: seconds, and seconds per photo of the training split
@@ -133,11 +132,3 @@ def plan_photo_folder(cfg: TrainConfig, explicit: set[str]) -> TrainConfig:
                 f"{int(val)} photos would neither choose nor calibrate (< {CALIBRATION_MIN}), so every photo trains")
     cfg.reasons = reasons
     return cfg
-
-
-def check_folder_for_auto(cfg: TrainConfig) -> None:
-    """What the plan cannot work with, said before anything is read twice."""
-    if cfg.spec.name != "folder":
-        raise UsageError(f"recipe {cfg.recipe} plans from a folder of photos (--dataset folder:PATH), not {cfg.dataset}")
-    if not cfg.freeze or not cfg.cache_features:
-        raise DataError(f"recipe {cfg.recipe} needs freeze and cache_features (phase 1 solves the head on features)")
