@@ -6,9 +6,10 @@ into ``reasons`` (config.json, the report's "Why these settings").
 The plan, for a folder on ImageNet weights:
   1. the head is solved on the cached features (``--head exact``: a regularised logistic
      regression, its strength by 5-fold cross-validation on the training split) — seconds;
-  2. the whole network is then fine-tuned for as many epochs as fit in the time budget at this
-     machine's measured speed (`engine.budget`), a step budget fixed before training starts (and
-     written into config.json, so ``--config`` repeats the run exactly on any machine);
+  2. the network's last stage(s) (``top_stages``) then train on cached activations for as many
+     epochs as fit in the time budget at this machine's measured speed (`engine.budget`), a step
+     budget fixed before training starts (and written into config.json, so ``--config`` repeats
+     the run exactly on any machine);
   3. validation judges the two results only (``--select phases``): the fine-tuned model is kept
      unless the head alone is more accurate; no epoch is chosen among many on a small split.
 Fine-tuning is skipped when a class has too few photos to validate it, or when the budget
