@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,9 +36,6 @@ from _common import cpu_name, emit  # noqa: E402
 from _common import recipe_entries as entries  # noqa: E402
 
 SETS = "cats-vs-dogs-3000,hymenoptera,flowers-128,rsscn7,neu-steel,sign-digits,potato-leaf"
-PEAK = ("import atexit, resource, sys; atexit.register(lambda: print('PEAK_KB', "
-        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)); "
-        "from smallvision.cli.main import main; main(sys.argv[1:])")
 
 
 def subset_folder(root: Path, n: int, seed: int = 0) -> Path:
@@ -73,17 +69,12 @@ def subset_folder(root: Path, n: int, seed: int = 0) -> Path:
 
 
 def run_train(folder: Path, seed: int, recipe: str | None, extra: list[str]) -> dict:
-    cmd = [sys.executable, "-c", PEAK, "train", "--dataset", f"folder:{folder}", "--seed", str(seed), "--json",
-           "--no-report", "--runs-dir", "/tmp/smallvision-suite-runs", *(["--recipe", recipe] if recipe else []), *extra]
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if p.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr[-2000:]}")
-    s = json.loads(p.stdout.strip().splitlines()[-1])
+    from photos import run
+
+    s = run(recipe, folder, seed, extra, "/tmp/smallvision-suite-runs")
     cfg = json.loads((Path(s["run_dir"]) / "config.json").read_text())
-    return {"accuracy": s["test_accuracy"], "wall": round(wall, 1), "train_s": s["train_seconds"],
-            "features_s": s.get("feature_cache_seconds"), "peak_mb": int(p.stderr.rsplit("PEAK_KB ", 1)[1].split()[0]) // 1024,
+    return {"accuracy": s["test_accuracy"], "wall": round(s["wall"], 1), "train_s": s["train_seconds"],
+            "features_s": s.get("feature_cache_seconds"), "peak_mb": int(s["peak_mb"]),
             "epochs": cfg["epochs"], "reasons": cfg.get("reasons", {}), "best_epoch": s["best_epoch"],
             "train_photos": s.get("train_images"), "val": s.get("val_accuracy")}
 

@@ -41,9 +41,11 @@ PEAK = ("import atexit, resource, sys; atexit.register(lambda: print('PEAK_KB', 
         "from smallvision.cli.main import main; main(sys.argv[1:])")
 
 
-def run(recipe: str, folder: Path, seed: int, extra: list[str]) -> dict:
-    cmd = [sys.executable, "-c", PEAK, "train", "--recipe", recipe, "--dataset", f"folder:{folder}",
-           "--seed", str(seed), "--json", "--no-report", "--runs-dir", "/tmp/smallvision-bench-photos", *extra]
+def run(recipe: str | None, folder: Path, seed: int, extra: list[str],
+        runs_dir: str = "/tmp/smallvision-bench-photos") -> dict:
+    """One `smallvision train` process (no --recipe: the default); its summary, wall seconds and peak MB."""
+    cmd = [sys.executable, "-c", PEAK, "train", *(["--recipe", recipe] if recipe else []), "--dataset",
+           f"folder:{folder}", "--seed", str(seed), "--json", "--no-report", "--runs-dir", runs_dir, *extra]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
