@@ -10,7 +10,8 @@ from typing import Any
 
 from smallvision._version import __version__
 
-__all__ = ["__version__", "evaluate", "evaluate_ensemble", "train", "train_ensemble"]
+__all__ = ["__version__", "evaluate", "evaluate_ensemble", "train", "train_autoencoder", "train_ensemble", "train_flow",
+           "train_gan", "train_generative"]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,4 +19,8 @@ def __getattr__(name: str) -> Any:
         from smallvision import api
 
         return getattr(api, name)
+    if name in ("train_generative", "train_gan", "train_flow", "train_autoencoder"):
+        from smallvision import generative
+
+        return getattr(generative, name)
     raise AttributeError(name)

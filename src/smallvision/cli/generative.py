@@ -1,5 +1,6 @@
-"""`smallvision gan|autoencoder|diffusion ...`: thin over smallvision.generative; the
-train flags come from the `GenConfig` schema, as `train`'s come from `TrainConfig`."""
+"""`smallvision gan|autoencoder|diffusion ...`: thin over smallvision.generative; each family's
+train flags come from its own settings class (`GanConfig`, `FlowConfig`, `AutoencoderConfig`), as
+`train`'s come from `TrainConfig`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from smallvision.cli.flags import option, settings_from_flags, with_settings
-from smallvision.generative.config import GenConfig
+from smallvision.generative.config import CONFIGS, AutoencoderConfig, FlowConfig, GanConfig
 
 gan_app = typer.Typer(help="Generative adversarial networks: train, sample, score.", no_args_is_help=True)
 ae_app = typer.Typer(help="Autoencoders (plain, convolutional, variational, denoising): train, sample, reconstruct.",
@@ -22,6 +23,8 @@ diffusion_app = typer.Typer(help="Flow-matching (rectified flow) diffusion model
                             "sample, score.", no_args_is_help=True)
 
 _COMMON = (
+    option("recipe", Optional[str], None, "--recipe", help="A named recipe (see `smallvision recipes`); "
+           "--config and flags override it."),
     option("config", Optional[Path], None, "--config", help="Settings from a file: a run's config.json or a TOML table."),
     option("resume", Optional[Path], None, "--resume", help="Continue a stopped run folder from where it stopped."),
     option("runs_dir", Path, Path("runs"), "--runs-dir", help="Where run folders go."),
@@ -31,30 +34,13 @@ _COMMON = (
 
 def _train(kind: str, kw: dict[str, Any]) -> None:
     from smallvision.engine.progress import Progress
-    from smallvision.errors import UsageError
-    from smallvision.generative.config import gen_config
-    from smallvision.generative.loop import saved_config
+    from smallvision.generative import train_generative
 
-    over = settings_from_flags(kw, GenConfig)
+    over = settings_from_flags(kw, CONFIGS[kind])
     command = "smallvision " + shlex.join(sys.argv[1:])
-    if kw["resume"] is not None:
-        if kw["config"]:
-            raise UsageError("--resume continues a run with its own settings; drop --config")
-        base = saved_config(kw["resume"])
-        changed = [k for k, v in over.items() if base.get(k) != v and GenConfig.__dataclass_fields__[k].metadata["result"]]
-        if changed:
-            raise UsageError(f"cannot resume with a changed {changed[0]!r}; it would change the result. Start a new run")
-    else:
-        base = _read(kw["config"], kind) if kw["config"] else {}
-    base.pop("kind", None)
-    cfg = gen_config(kind, base, **over)
-    if kind == "gan":
-        from smallvision.generative.gan import train_gan as run
-    elif kind == "diffusion":
-        from smallvision.generative.diffusion import train_diffusion as run
-    else:
-        from smallvision.generative.autoencoder import train_autoencoder as run
-    summary = run(cfg, kw["runs_dir"], command, kw["resume"], Progress(enabled=not kw["as_json"]))
+    base = _read(kw["config"], kind) if kw["config"] else None
+    summary = train_generative(kind, kw["recipe"], base, kw["runs_dir"], kw["resume"], command,
+                               Progress(enabled=not kw["as_json"]), **over)
     _print(summary, kw["as_json"])
 
 
@@ -74,7 +60,12 @@ def _read(path: Path, kind: str) -> dict[str, Any]:
     except ValueError as e:
         raise UsageError(f"--config {p}: cannot read it ({e})") from None
     doc = doc.get(kind, doc) if isinstance(doc, dict) else {}
-    return {k: v for k, v in doc.items() if k not in ("resolved", "command")}
+    doc = {k: v for k, v in doc.items() if k not in ("resolved", "command", "description", "version")}
+    if p.suffix == ".json":  # a run's record: what an older version wrote beside this family's settings goes
+        from smallvision.generative.config import from_record
+
+        doc = from_record(kind, doc, str(p))
+    return doc
 
 
 def _print(res: dict[str, Any], as_json: bool) -> None:
@@ -92,10 +83,11 @@ def _print(res: dict[str, Any], as_json: bool) -> None:
 
 
 @gan_app.command("train")
-@with_settings(*_COMMON, cls=GenConfig)
+@with_settings(*_COMMON, cls=GanConfig)
 def gan_train(**kw: Any) -> None:
-    """Train a GAN (gan-mlp or dcgan; bce, lsgan, hinge or wgan-gp loss); writes runs/<name>/ with
-    per-epoch sample grids, a GIF, loss curves, checkpoints, the quality score and a report."""
+    """Train a GAN (gan-mlp, dcgan, dcgan-deep-d; bce, lsgan or hinge loss), e.g. --recipe gan-nolabel;
+    writes runs/<name>/ with per-epoch sample grids, a GIF, loss curves, checkpoints, the quality
+    score and a report."""
     _train("gan", kw)
 
 
@@ -133,12 +125,10 @@ def gan_sample(**kw: Any) -> None:
 
 
 @ae_app.command("train")
-@with_settings(*_COMMON, cls=GenConfig)
+@with_settings(*_COMMON, cls=AutoencoderConfig)
 def ae_train(**kw: Any) -> None:
     """Train an autoencoder (ae-mlp, ae-conv, vae-mlp, vae-conv; --denoise σ); writes reconstructions
     per epoch, the latent plot, loss curves, checkpoints and a report."""
-    if kw.get("model") is None:
-        kw["model"] = "ae-conv"
     _train("autoencoder", kw)
 
 
@@ -180,13 +170,11 @@ def ae_reconstruct(**kw: Any) -> None:
 
 
 @diffusion_app.command("train")
-@with_settings(*_COMMON, cls=GenConfig)
+@with_settings(*_COMMON, cls=FlowConfig)
 def diffusion_train(**kw: Any) -> None:
     """Train a flow-matching model (unet; --conditional for classifier-free guidance, --clusters K
     to guide without labels); writes per-epoch sample grids, a GIF, the loss curve, checkpoints,
     the quality score and a report."""
-    if kw.get("model") is None:
-        kw["model"] = "unet"
     _train("diffusion", kw)
 
 
@@ -203,3 +191,53 @@ def diffusion_sample(**kw: Any) -> None:
 
     _print(sample(kw["checkpoint"], kw["n"], kw["seed"], kw["out"], kw["label"], kw["device"], kw["steps"],
                   kw["sampler"], kw["guidance"], kw["score"], kw["scorer"], kw["runs_dir"]), kw["as_json"])
+
+
+def _choose_options(what: str, knob: str, defaults: str) -> tuple[inspect.Parameter, ...]:
+    """`gan choose`'s and `diffusion choose`'s options (generative/choose.py's arguments)."""
+    return (
+        inspect.Parameter("run", inspect.Parameter.KEYWORD_ONLY,
+                          annotation=Annotated[str, typer.Argument(help=f"A finished {what} run folder.")]),
+        option("values", Optional[str], None, "--values", help=f"The {knob} values tried, comma-separated "
+               f"(default: {defaults})."),
+        option("samples", int, 2000, "--samples", help="Samples per value (noise seed --seed)."),
+        option("seed", int, 1000, "--seed", help="Noise seed of the validation samples (not the reported score's 0)."),
+        option("reference", int, 10000, "--reference", help="Seeded training images the samples are compared with."),
+        option("rule", str, "distance", "--rule", help="distance: the lowest Fréchet distance; targets: the lowest "
+               "among the values meeting IS ≥ --min-is, ≥ 90 % confident, every class ≥ 8 %, a distance ≤ 2.5× the "
+               "validation floor."),
+        option("min_is", float, 9.3, "--min-is", help="--rule targets: the least Inception Score."),
+        option("device", str, "auto", "--device", help="auto, cpu, cuda, mps"),
+        option("as_json", bool, False, "--json"),
+    )
+
+
+def _choose(kw: dict[str, Any]) -> None:
+    from smallvision.cli.flags import numbers
+    from smallvision.generative.choose import choose
+
+    values = numbers(kw["values"], "--values", None) if kw["values"] else None
+    r = choose(kw["run"], values, kw["samples"], kw["seed"], kw["reference"], kw["rule"], kw["min_is"],
+               device=kw["device"])
+    if kw["as_json"]:
+        print(json.dumps(r))
+        return
+    for row in r["rows"]:
+        print("  ".join(f"{k} {v}" for k, v in row.items()))
+    print(f"chosen: {r['knob']} {r['chosen']:g} ({r['why']}); written to {r['run']}/choice.json")
+
+
+@gan_app.command("choose")
+@with_settings(*_choose_options("GAN", "truncation", "0,2.5,2,1.75,1.5"), cls=None)
+def gan_choose(**kw: Any) -> None:
+    """Choose the truncation on a validation protocol (training images, other noise), not on the
+    test score; writes choice.json in the run."""
+    _choose(kw)
+
+
+@diffusion_app.command("choose")
+@with_settings(*_choose_options("guided flow", "guidance", "1,1.5,2,3"), cls=None)
+def diffusion_choose(**kw: Any) -> None:
+    """Choose the guidance scale on a validation protocol (training images, other noise), not on
+    the test score; writes choice.json in the run."""
+    _choose(kw)

@@ -82,8 +82,10 @@ class StopOnSignal:
         if self.signum:
             s.save_state()
             s.progress.close()
+            kind = getattr(s.cfg, "kind", "")  # a generative run resumes with its own command
             raise Preempted(f"stopped by signal {self.signum} at epoch {s.state.epoch}, step {s.state.step_in_epoch}/"
-                            f"{len(s.loader)}; state saved. Continue with: smallvision train --resume {s.run}")
+                            f"{len(s.loader)}; state saved. Continue with: smallvision {kind + ' ' if kind else ''}"
+                            f"train --resume {s.run}")
 
     def close(self) -> None:
         for sig, old in self._old.items():
@@ -95,7 +97,7 @@ class TensorBoardLog:
     """``--tensorboard``: each evaluated epoch's row as scalars in runs/<name>/tensorboard."""
 
     def __init__(self, logdir: str) -> None:
-        from torch.utils.tensorboard import SummaryWriter  # the tensorboard package is a dependency
+        from torch.utils.tensorboard import SummaryWriter  # the 'tensorboard' extra (TrainConfig.validate checks)
 
         self.tb = SummaryWriter(logdir)
 

@@ -10,6 +10,7 @@ for a 2-D bottleneck, else its first two principal components), coloured by clas
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from smallvision.engine.progress import Progress
 from smallvision.engine.run import RunFolder
 from smallvision.errors import DivergenceError, UsageError
-from smallvision.generative.config import GenConfig
+from smallvision.generative.config import AutoencoderConfig
 from smallvision.generative.loop import (
     GenSession,
     load_net,
@@ -61,12 +62,12 @@ def test_error(s: GenSession) -> tuple[float, float]:
     return se / (n * s.test[0][0].numel()), loss / n
 
 
-def train_autoencoder(cfg: GenConfig, runs_dir: str | Path = "runs", command: str = "", resume: str | Path | None = None,
-                      progress: Progress | None = None) -> dict[str, Any]:
+def train_autoencoder(cfg: AutoencoderConfig, runs_dir: str | Path = "runs", command: str = "", resume: str | Path | None = None,
+                      progress: Progress | None = None, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     s = open_session(cfg, runs_dir, command, resume, progress)
     x8 = s.test[0][:8]
     s.fixed = {"x": x8, "inp": _noisy(x8, cfg.denoise) if cfg.denoise else x8}
-    return run_session(s, ae_step, _epoch_end, _line, _finish)
+    return run_session(s, ae_step, _epoch_end, _line, _finish, callbacks)
 
 
 def ae_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:

@@ -21,6 +21,7 @@ GIF, the quality score (score.py, as for the GANs) and the report.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,8 @@ from smallvision.engine.progress import Progress
 from smallvision.engine.run import RunFolder
 from smallvision.errors import DivergenceError, UsageError
 from smallvision.generative.clusters import cluster_relabel, cluster_shares, cluster_summary, draw_classes
-from smallvision.generative.config import GenConfig
+from smallvision.generative.config import FlowConfig
 from smallvision.generative.loop import GenSession, finish_generator, load_net, open_session, quality_point, run_session
-from smallvision.generative.selection import selection_summary
 from smallvision.report.plots import plot_losses, save_grid
 
 
@@ -139,8 +139,8 @@ def _line(row: dict[str, Any]) -> str:
     return f"epoch {row['epoch']:>3}  velocity loss {row['loss']:.4f}  [{row['seconds']:.1f}s]"
 
 
-def train_diffusion(cfg: GenConfig, runs_dir: str | Path = "runs", command: str = "", resume: str | Path | None = None,
-                    progress: Progress | None = None) -> dict[str, Any]:
+def train_diffusion(cfg: FlowConfig, runs_dir: str | Path = "runs", command: str = "", resume: str | Path | None = None,
+                    progress: Progress | None = None, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Train a flow-matching model; returns the run's summary (with the quality score when ``cfg.score``)."""
     # Subnormal floats appear in the backward pass of the smallest maps (8×8 digits: 1×1 at the
     # bottom) and make an x86 CPU ~30× slower per step (measured: 600 -> 20 ms); flushed to zero,
@@ -153,7 +153,7 @@ def train_diffusion(cfg: GenConfig, runs_dir: str | Path = "runs", command: str 
     if cfg.conditional or cfg.clusters:  # each grid row one class (or cluster)
         s.fixed["y"] = (torch.arange(cfg.samples, device=s.device) // max(cfg.samples // s.info.num_classes, 1)
                         ).clamp_max(s.info.num_classes - 1)
-    return run_session(s, flow_step, _epoch_end, _line, _finish)
+    return run_session(s, flow_step, _epoch_end, _line, _finish, callbacks)
 
 
 def _finish(s: GenSession) -> dict[str, Any]:
@@ -161,7 +161,7 @@ def _finish(s: GenSession) -> dict[str, Any]:
     plot_losses(st.history, ["loss"], s.run / RunFolder.LOSSES, f"{cfg.model}, velocity loss (flow matching)")
     summary: dict[str, Any] = {
         "run": s.run.name, "run_dir": str(s.run), "model": cfg.model, "dataset": s.info.name, "seed": cfg.seed,
-        "conditional": cfg.conditional, **cluster_summary(s.meta), **selection_summary(s.meta), "sampler": cfg.sampler, "steps": cfg.steps,
+        "conditional": cfg.conditional, **cluster_summary(s.meta), "sampler": cfg.sampler, "steps": cfg.steps,
         "evaluations_per_sample": evaluations(cfg.steps, cfg.sampler), "guidance": cfg.guidance,
         "time_sampling": cfg.time_sampling,
         "epochs_run": st.history[-1]["epoch"], "train_steps": st.step, "train_seconds": round(st.elapsed, 2),

@@ -1,7 +1,7 @@
 """`smallvision gan train|sample`: the GAN loop (pytorch/examples' dcgan shape) and sampling.
 
-Per step: one discriminator update on a real and a generated batch (plus the gradient penalty for
-WGAN-GP), then, every ``d_steps`` steps, one generator update through the updated discriminator.
+Per step: one discriminator update on a real and a generated batch, then one generator update
+through the updated discriminator.
 Per epoch: a grid of the same fixed noise (so the frames of the GIF are comparable), the loss
 row, ``generator.safetensors`` and the resume state. At the end: the loss curves, the GIF, the
 quality score (score.py) and the report.
@@ -9,19 +9,17 @@ quality score (score.py) and the report.
 
 from __future__ import annotations
 
-import math
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from smallvision.engine.progress import Progress
 from smallvision.engine.run import RunFolder
 from smallvision.errors import DivergenceError, UsageError
 from smallvision.generative.clusters import cluster_relabel, cluster_shares, cluster_summary, draw_classes
-from smallvision.generative.config import GenConfig, check_truncation
+from smallvision.generative.config import GanConfig, check_truncation
 from smallvision.generative.loop import (
     GenSession,
     finish_generator,
@@ -29,8 +27,7 @@ from smallvision.generative.loop import (
     quality_point,
     run_session,
 )
-from smallvision.generative.losses import GAN_LOSSES, gradient_penalty
-from smallvision.generative.selection import selection_summary
+from smallvision.generative.losses import GAN_LOSSES
 from smallvision.report.plots import plot_losses, save_grid
 
 
@@ -38,157 +35,55 @@ def _noise(n: int, s: GenSession, g: torch.Generator | None = None) -> torch.Ten
     return torch.randn(n, s.nets["G"].z_dim, device=s.device, generator=g)
 
 
-def diff_augment(x: torch.Tensor, policy: tuple[str, ...]) -> torch.Tensor:
-    """DiffAugment (Zhao et al. 2020): the same kind of random, differentiable change to every
-    image the discriminator sees, real or generated, so D cannot memorise the training set and
-    G's gradient passes through. ``translation``: a shift of up to 1/8 of the side, the border
-    black; ``cutout``: a black square of half the side at a random place. Images in [-1, 1]."""
-    n, _, h, w = x.shape
-    if "translation" in policy:
-        dy, dx = (torch.randint(-(h // 8), h // 8 + 1, (n,), device=x.device),
-                  torch.randint(-(w // 8), w // 8 + 1, (n,), device=x.device))
-        rows = (torch.arange(h, device=x.device).view(1, h) - dy.view(n, 1))  # source row of each output row
-        cols = (torch.arange(w, device=x.device).view(1, w) - dx.view(n, 1))
-        inside = ((rows >= 0) & (rows < h)).view(n, 1, h, 1) & ((cols >= 0) & (cols < w)).view(n, 1, 1, w)
-        x = x.gather(2, rows.clamp(0, h - 1).view(n, 1, h, 1).expand(-1, x.shape[1], -1, w))
-        x = x.gather(3, cols.clamp(0, w - 1).view(n, 1, 1, w).expand(-1, x.shape[1], h, -1))
-        x = torch.where(inside, x, torch.full_like(x, -1.0))
-    if "cutout" in policy:
-        cy, cx = torch.randint(0, h, (n, 1, 1), device=x.device), torch.randint(0, w, (n, 1, 1), device=x.device)
-        ys, xs = torch.arange(h, device=x.device).view(1, h, 1), torch.arange(w, device=x.device).view(1, 1, w)
-        hole = ((ys - cy).abs() <= h // 4) & ((xs - cx).abs() <= w // 4)
-        x = torch.where(hole.unsqueeze(1), torch.full_like(x, -1.0), x)
-    return x
-
-
 def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
-    """One discriminator update, then (every d_steps) one generator update; loss sums into s.meter."""
+    """One discriminator update on the real and a generated batch, then one generator update
+    through the updated discriminator; loss sums into s.meter."""
     G, D, cfg = s.nets["G"], s.nets["D"], s.cfg
     loss_fn = GAN_LOSSES.get(cfg.loss)
-    aux = cfg.aux_weight > 0  # AC-GAN: D also names the class of real and generated images
     z, yf = _noise(len(xb), s), yb  # the generated batch's noise and classes
     if cfg.mode_seeking:  # pairs (i, n + i): the same class, different noise
         half = len(xb) // 2
         yf = torch.cat([yb[: len(xb) - half], yb[:half]])
     yr, yg = (yb, yf) if cfg.conditional or cfg.clusters else (None, None)  # what D and G are told
     if cfg.lr_decay:
-        scale = lr_scale(s)
+        scale = lr_scale(cfg, s.state.step, len(s.loader))
         for name, base in (("optim_d", cfg.d_lr or cfg.lr), ("optim_g", cfg.lr)):
             for group in s.optimizers[name].param_groups:
                 group["lr"] = base * scale
-    policy = tuple(p for p in cfg.diff_augment.split(",") if p)
-    aug = (lambda x: diff_augment(x, policy)) if policy else (lambda x: x)
     with s.amp:  # the networks in the run's precision, the losses in fp32
         fake = G(z, yg)  # (B, C, H, W) in [-1, 1]
-        d_real, d_fake, c_real, c_fake = _judge_both(D, aug(xb), aug(fake.detach()), yr, yg, aux)
-    d_real, d_fake = d_real.float(), d_fake.float()
-    d_loss = loss_fn(d_real, d_fake, False)
-    if aux:
-        aux_d = F.cross_entropy(c_real.float(), yb)
-        if cfg.aux_on_fakes:
-            aux_d = aux_d + F.cross_entropy(c_fake.float(), yf)
-        d_loss = d_loss + cfg.aux_weight * aux_d
-    if GAN_LOSSES.entry(cfg.loss).contract.gradient_penalty:
-        d_loss = d_loss + cfg.gp_weight * gradient_penalty(D, xb, fake.detach(), yr)
+        # D scores each image alone, so one call on both batches stacked gives the two calls' scores
+        scores = D(torch.cat([xb, fake.detach()]), torch.cat([yr, yg]) if yr is not None else None).float()
+    d_loss = loss_fn(scores[: len(xb)], scores[len(xb):], False)
     s.optimizers["optim_d"].zero_grad(set_to_none=True)
     d_loss.backward()
     s.optimizers["optim_d"].step()
-    if s.state.step % cfg.d_steps == 0:
-        D.requires_grad_(False)  # G's step needs D's input gradient only, not its weights' (discarded anyway)
-        with s.amp:
-            out = D(aug(fake), yg, with_classes=aux)
-        D.requires_grad_(True)
-        d_gen, c_gen = out if aux else (out, None)
-        d_gen = d_gen.float()
-        if cfg.top_k < 1:  # only the fakes D finds most real teach G
-            d_gen = d_gen.topk(max(1, round(len(d_gen) * top_k_share(s)))).values
-        g_loss = loss_fn(None, d_gen, True)
-        if cfg.mode_seeking:
-            g_loss = g_loss + cfg.mode_seeking * mode_seeking_loss(fake, z)
-        if c_gen is not None:
-            g_loss = g_loss + cfg.aux_weight * F.cross_entropy(c_gen.float(), yf)
-        if cfg.ortho:
-            g_loss = g_loss + cfg.ortho * filter_similarity(G)
-        s.optimizers["optim_g"].zero_grad(set_to_none=True)
-        g_loss.backward()
-        s.optimizers["optim_g"].step()
-        if s.ema is not None:
-            s.ema.update_parameters(G)
-        s.add("g_loss", g_loss.detach() * len(xb))
+    D.requires_grad_(False)  # G's step needs D's input gradient only, not its weights' (discarded anyway)
+    with s.amp:
+        d_gen = D(fake, yg).float()
+    D.requires_grad_(True)
+    g_loss = loss_fn(None, d_gen, True)
+    if cfg.mode_seeking:
+        g_loss = g_loss + cfg.mode_seeking * mode_seeking_loss(fake, z)
+    s.optimizers["optim_g"].zero_grad(set_to_none=True)
+    g_loss.backward()
+    s.optimizers["optim_g"].step()
+    if s.ema is not None:
+        s.ema.update_parameters(G)
     if s.device.type == "cpu" and not torch.isfinite(d_loss):
         raise DivergenceError(f"discriminator loss became {d_loss.item()} at step {s.state.step + 1}; "
                               f"try a lower --lr than {cfg.lr:g}")
+    s.add("g_loss", g_loss.detach() * len(xb))
     s.add("d_loss", d_loss.detach() * len(xb))
 
 
-def filter_similarity(G: torch.nn.Module) -> torch.Tensor:
-    """Orthogonal regularisation's penalty (Brock et al. 2019), scale-free: for each linear or
-    convolution layer of G, the squared cosine similarity of every two of its filters (its weight's
-    rows; its columns when there are fewer of them, as for the noise's first layer, where rows
-    cannot all be orthogonal), summed. 0 when every layer's filters are orthogonal; random
-    filters give about rows²/columns."""
-    terms = []
-    for m in G.modules():
-        if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-            w = m.weight.float().flatten(1)
-            w = F.normalize(w.t() if w.shape[0] > w.shape[1] else w, dim=1)
-            gram = w @ w.t()
-            terms.append((gram - torch.eye(len(gram), device=gram.device)).pow(2).sum())
-    return torch.stack(terms).sum()
+def lr_scale(cfg: GanConfig, step: int, steps_per_epoch: int) -> float:
+    """--lr-decay F: the learning rates' factor at `step` (0-based) of the run's step budget,
+    --epochs × the steps of an epoch: the registered ``hold-decay`` schedule, a function of the
+    step alone (the same on any machine, and after a resume)."""
+    from smallvision.optim.schedules import SCHEDULERS
 
-
-def _judge_both(D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor, yr: torch.Tensor | None,
-                yg: torch.Tensor | None, aux: bool) -> tuple[torch.Tensor, ...]:
-    """D's scores (and, for AC-GAN, class logits) of the real and the generated batch. When D scores
-    each image on its own (no BatchNorm, no minibatch std), one call on both batches stacked: the
-    same scores, a few % faster a step on 2 cores than two calls (954 against 925 images/s,
-    benchmarks/results/gan-step.md, within that machine's noise). Otherwise two calls, so that
-    batch statistics stay per batch, as the loss was written for."""
-    if per_image(D):
-        y = torch.cat([yr, yg]) if yr is not None and yg is not None else None
-        out = D(torch.cat([real, fake]), y, with_classes=aux)
-        score, classes = out if aux else (out, None)
-        n = len(real)
-        return score[:n], score[n:], *((classes[:n], classes[n:]) if classes is not None else (None, None))
-    (d_real, c_real), (d_fake, c_fake) = ((D(real, yr, with_classes=True), D(fake, yg, with_classes=True)) if aux
-                                          else ((D(real, yr), None), (D(fake, yg), None)))
-    return d_real, d_fake, c_real, c_fake
-
-
-def per_image(D: torch.nn.Module) -> bool:
-    """Whether D's score of an image depends on that image alone (not on the rest of its batch)."""
-    return getattr(D, "std_out", None) is None and not any(
-        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in D.modules())
-
-
-def run_done(s: GenSession) -> float:
-    """How far through its run training is, 0 to 1: the steps taken over the steps the run will
-    take. That is --epochs' worth, or, with --max-time, up to the end of the epoch in which the
-    clock will pass it (training stops only at an epoch's end), at the pace so far."""
-    cfg, st = s.cfg, s.state
-    per_epoch = max(len(s.loader), 1)
-    step = (st.epoch - 1) * per_epoch + st.step_in_epoch
-    total = cfg.epochs * per_epoch
-    if cfg.max_time and step:
-        elapsed = time.perf_counter() - s.t_start
-        pace = elapsed / step  # seconds a step, over the whole run so far
-        epoch_began = elapsed - st.step_in_epoch * pace
-        epochs_left = max(1, math.ceil((cfg.max_time - epoch_began) / (per_epoch * pace)))
-        total = min(total, (st.epoch - 1 + epochs_left) * per_epoch)
-    return min(step / total, 1.0)
-
-
-def top_k_share(s: GenSession) -> float:
-    """Top-k training's share of the batch at this point of the run: 1 at the start, falling
-    linearly to ``cfg.top_k`` at the end (run_done)."""
-    return 1 - (1 - s.cfg.top_k) * run_done(s)
-
-
-def lr_scale(s: GenSession) -> float:
-    """--lr-decay F: the learning rates' factor, 1 until the last F of the run, then falling
-    linearly to 0 at its end."""
-    f = s.cfg.lr_decay
-    return min(1.0, (1 - run_done(s)) / f) if f else 1.0
+    return SCHEDULERS.get("hold-decay")(cfg, step / steps_per_epoch, float(cfg.epochs))
 
 
 def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -233,7 +128,7 @@ def _epoch_end(s: GenSession, epoch: int) -> dict[str, Any]:
     sums, seen = s.take_sums()
     d_sum, g_sum = sums.get("d_loss", 0.0), sums.get("g_loss", 0.0)
     st.images_seen += seen
-    row = {"epoch": epoch, "step": st.step, "d_loss": d_sum / max(seen, 1), "g_loss": g_sum / max(seen, 1) * s.cfg.d_steps,
+    row = {"epoch": epoch, "step": st.step, "d_loss": d_sum / max(seen, 1), "g_loss": g_sum / max(seen, 1),
            "seconds": round(st.elapsed, 2)}
     st.history.append(row)
     G = s.generator().eval()
@@ -248,8 +143,8 @@ def _epoch_end(s: GenSession, epoch: int) -> dict[str, Any]:
     return row
 
 
-def train_gan(cfg: GenConfig, runs_dir: str | Path = "runs", command: str = "", resume: str | Path | None = None,
-              progress: Progress | None = None) -> dict[str, Any]:
+def train_gan(cfg: GanConfig, runs_dir: str | Path = "runs", command: str = "", resume: str | Path | None = None,
+              progress: Progress | None = None, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Train a GAN; returns the run's summary (with the quality score when ``cfg.score``)."""
     relabel = cluster_relabel(cfg.clusters, cfg.seed) if cfg.clusters else None
     s = open_session(cfg, runs_dir, command, resume, progress, relabel)
@@ -258,7 +153,7 @@ def train_gan(cfg: GenConfig, runs_dir: str | Path = "runs", command: str = "", 
     if cfg.conditional or cfg.clusters:  # each grid row one class (or cluster)
         s.fixed["y"] = (torch.arange(cfg.samples, device=s.device) // max(cfg.samples // s.info.num_classes, 1)
                         ).clamp_max(s.info.num_classes - 1)
-    return run_session(s, gan_step, _epoch_end, _line, _finish)
+    return run_session(s, gan_step, _epoch_end, _line, _finish, callbacks)
 
 
 def _line(row: dict[str, Any]) -> str:
@@ -270,7 +165,7 @@ def _finish(s: GenSession) -> dict[str, Any]:
     plot_losses(st.history, ["d_loss", "g_loss"], s.run / RunFolder.LOSSES, f"{cfg.model}, {cfg.loss} loss")
     summary: dict[str, Any] = {
         "run": s.run.name, "run_dir": str(s.run), "model": cfg.model, "loss": cfg.loss, "dataset": s.info.name,
-        "seed": cfg.seed, "conditional": cfg.conditional, **cluster_summary(s.meta), **selection_summary(s.meta), "truncation": cfg.truncation,
+        "seed": cfg.seed, "conditional": cfg.conditional, **cluster_summary(s.meta), "truncation": cfg.truncation,
         "epochs_run": st.history[-1]["epoch"],
         "steps": st.step, "train_seconds": round(st.elapsed, 2),
         "images_per_second": round(st.images_seen / max(st.step_time, 1e-9), 1), "stopped": st.stopped,

@@ -6,7 +6,7 @@ report (its pictures: report/plots.py). Each loop (gan.py, autoencoder.py, diffu
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,8 @@ from smallvision.engine.device import resolve_device, seed_everything
 from smallvision.engine.progress import Progress
 from smallvision.engine.run import LoopState, RunFolder, RunSession, default_run_name, epoch_loop, open_run, running
 from smallvision.errors import UsageError
-from smallvision.generative.config import GenConfig
-from smallvision.generative.nets import GENERATIVE, create_generative
+from smallvision.generative.config import GenConfig, GeneratorSettings, from_record
+from smallvision.generative.nets import GENERATIVE, create_generative, current_args
 from smallvision.io import write_json
 from smallvision.modelfile import load_checkpoint, save_checkpoint, versions
 
@@ -100,20 +100,13 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
     info, recorded = data.info, {}
     if relabel is not None:  # new labels stand in for the data set's, from here to the samples
         y, info, recorded = relabel(x, y, info)
-    if cfg.retain < 1:  # instance selection, within the classes (or clusters) the generator is told
-        from smallvision.generative.selection import select_dense
-
-        kept, recorded["retained"] = select_dense(x, y if cfg.conditional or relabel else None, cfg.retain)
-        x, y = x[kept], y[kept]
     if len(x) < cfg.batch_size:
-        kept_by = " kept by --retain" if cfg.retain < 1 else ""
-        raise UsageError(f"--batch-size {cfg.batch_size} is larger than the training set ({len(x)} images{kept_by})")
+        raise UsageError(f"--batch-size {cfg.batch_size} is larger than the training set ({len(x)} images)")
     torch.manual_seed(cfg.seed)
-    args = {**cfg.model_args, **({"conditional": True} if cfg.conditional or relabel else {}),
-            **({"aux_classes": True} if cfg.kind == "gan" and cfg.aux_weight > 0 else {})}
+    args = {**cfg.model_args, **({"conditional": True} if getattr(cfg, "conditional", False) or relabel else {})}
     fmt = torch.channels_last if cfg.channels_last else torch.preserve_format  # for the convolutions' weights
     nets = {k: v.to(device, memory_format=fmt) for k, v in create_generative(cfg.model, info, cfg.kind, **args).items()}
-    lrs = {"D": cfg.d_lr or cfg.lr}
+    lrs = {"D": getattr(cfg, "d_lr", 0) or cfg.lr}  # a GAN's discriminator may have its own rate
     # fused Adam: one kernel for all of a network's parameters (the usual choice on CUDA; on 2 CPU
     # cores no measurable difference to a GAN step, benchmarks/results/gan-step.md)
     fused = device.type in ("cpu", "cuda")
@@ -125,7 +118,7 @@ def open_session(cfg: GenConfig, runs_dir: str | Path, command: str, resume: str
     meta = {"kind": cfg.kind, "model": cfg.model, "model_args": resolved_args(cfg.model, args), "dataset": data.info.to_dict(),
             "config": cfg.to_dict(), "versions": versions(), **recorded}
     ema = None
-    if cfg.kind in ("gan", "diffusion") and (cfg.ema or cfg.ema_rel):
+    if isinstance(cfg, GeneratorSettings) and (cfg.ema or cfg.ema_rel):
         from torch.optim.swa_utils import AveragedModel
 
         ema = AveragedModel(nets["G"], multi_avg_fn=average_fn(cfg.kind, cfg.ema, cfg.ema_rel), use_buffers=True)
@@ -204,7 +197,7 @@ def saved_config(run_dir: str | Path) -> dict[str, Any]:
     meta = load_resume(Path(run_dir))[1]
     if meta.get("kind") not in ("gan", "autoencoder", "diffusion"):
         raise UsageError(f"{run_dir}: not a GAN, autoencoder or diffusion run")
-    return meta["config"]
+    return from_record(meta["kind"], meta["config"], str(run_dir))
 
 
 def resolved_args(model: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -232,7 +225,7 @@ def load_net(checkpoint: str | Path, net: str, device: torch.device) -> tuple[nn
         from smallvision.generative.clusters import cluster_info
 
         info = cluster_info(info, meta["clusters"])
-    args = dict(meta["model_args"])
+    args = current_args(meta["model"], dict(meta["model_args"]), str(path))
     if meta["model"] == "dcgan" and "sn" not in args:  # saved by dcgan version 1, before defaults were recorded
         args = {"extra": 0, "sn": False, **args}
     nets = create_generative(meta["model"], info, meta["kind"], **args)
@@ -243,10 +236,13 @@ def load_net(checkpoint: str | Path, net: str, device: torch.device) -> tuple[nn
 
 # ----------------------------------------------------------------------------- the loop (engine/run.py's)
 def run_session(s: GenSession, step: Callable[..., None], epoch_end: Callable[[GenSession, int], dict[str, Any]],
-                line: Callable[[dict[str, Any]], str], finish: Callable[[GenSession], dict[str, Any]]) -> dict[str, Any]:
+                line: Callable[[dict[str, Any]], str], finish: Callable[[GenSession], dict[str, Any]],
+                callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """The shared epoch loop of `step(s, xb, yb)` (unless a resumed run is past training), each
-    epoch's row from `epoch_end` logged with `line`; then `finish`, inside the shared guard."""
-    callbacks = [ProgressBar(), StopOnSignal()]
+    epoch's row from `epoch_end` logged with `line`; then `finish`, inside the shared guard.
+    `callbacks` (objects with any of engine/callbacks.py's hooks, as `fit()` takes them) see every
+    step and epoch."""
+    callbacks = [ProgressBar(), StopOnSignal(), *callbacks]
     with running(s, callbacks):
         if s.state.phase == "training":
             def end(s: GenSession, epoch: int) -> tuple[dict[str, Any], str]:

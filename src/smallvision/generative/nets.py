@@ -46,60 +46,23 @@ class Generator(nn.Module):
             if y is None:
                 raise UsageError("this generator is conditional: give the class to draw")
             z = z + self.embed(y)
-        return self.body(z, y) if isinstance(self.body, ClassSequential) else self.body(z)
-
-
-class ClassBatchNorm2d(nn.Module):
-    """Conditional BatchNorm (de Vries et al. 2017; the generator of Miyato & Koyama 2018): batch
-    statistics as BatchNorm's, the scale and shift looked up for each image's class, so the class
-    reaches every stage of the generator rather than only its noise."""
-
-    def __init__(self, channels: int, num_classes: int) -> None:
-        super().__init__()
-        self.bn = nn.BatchNorm2d(channels, affine=False)
-        self.gain, self.shift = nn.Embedding(num_classes, channels), nn.Embedding(num_classes, channels)
-        nn.init.ones_(self.gain.weight)
-        nn.init.zeros_(self.shift.weight)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.bn(x) * self.gain(y)[:, :, None, None] + self.shift(y)[:, :, None, None]
-
-
-class ClassSequential(nn.Sequential):
-    """nn.Sequential that hands the class to its ClassBatchNorm2d layers."""
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
-        for m in self:
-            x = m(x, y) if isinstance(m, ClassBatchNorm2d) else m(x)
-        return x
+        return self.body(z)
 
 
 class Discriminator(nn.Module):
-    """image [+ class] -> one score per image (B,): a logit, or a critic value for WGAN. With
-    `aux_classes` (AC-GAN, Odena et al.) also class logits (B, K) when asked `with_classes`."""
+    """image [+ class] -> one score per image (B,): a logit, or a critic value. Each image is scored
+    on its own (no batch statistics), so the real and generated batches can go through stacked."""
 
-    def __init__(self, features: nn.Module, width: int, num_classes: int, conditional: bool,
-                 aux_classes: bool = False, mbstd: bool = False) -> None:
+    def __init__(self, features: nn.Module, width: int, num_classes: int, conditional: bool) -> None:
         super().__init__()
-        # mbstd: ProGAN's minibatch standard deviation, one more feature: how alike the batch's images are
         self.features, self.out = features, nn.Linear(width, 1)
-        # its own weight, not one more input column: a 6 273-wide matmul leaves bf16's fast kernels (3× slower)
-        self.std_out = nn.Linear(1, 1, bias=False) if mbstd else None
         self.embed = nn.Embedding(num_classes, width) if conditional else None
-        self.classes = nn.Linear(width, num_classes) if aux_classes else None
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
-                with_classes: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.features(x)  # (B, width)
         score = self.out(h).squeeze(1)
-        if self.std_out is not None:
-            score = score + self.std_out(_batch_std(h)).squeeze(1)
         if self.embed is not None and y is not None:
             score = score + (embed_rows(self.embed, y) * h).sum(1)  # projection discriminator
-        if with_classes:
-            if self.classes is None:
-                raise UsageError("this discriminator has no class head (build it with aux_classes)")
-            return score, self.classes(h)
         return score
 
 
@@ -119,18 +82,6 @@ def embed_rows(embed: nn.Embedding, y: torch.Tensor) -> torch.Tensor:
     return F.embedding(y, weight) / torch.vdot(u, torch.mv(weight, v))
 
 
-def _batch_std(h: torch.Tensor, group: int = 4) -> torch.Tensor:
-    """(B, F) -> (B, 1): the mean over features of the std across each group of `group` samples
-    (samples i, i + B/g, ... form a group): low when the generator draws the same image again."""
-    g = min(group, len(h))
-    while len(h) % g:
-        g -= 1
-    if h.shape[1] > 256:  # averages of 256 contiguous slices (a conv map's channels): the same signal, cheaper
-        h = nn.functional.adaptive_avg_pool1d(h[:, None].float(), 256)[:, 0]
-    s = h.float().view(g, -1, h.shape[1]).std(0, unbiased=False).mean(1)  # (B/g,)
-    return s.repeat(g)[:, None].to(h.dtype)
-
-
 def _check_side(info: DatasetInfo, name: str) -> None:
     if info.height % 4 or info.width % 4:
         raise UsageError(f"{name} needs image sides divisible by 4, got {info.height}×{info.width}")
@@ -140,70 +91,77 @@ def _check_side(info: DatasetInfo, name: str) -> None:
                      "(seed 002 keeps only the chapter's headings; sizes of the common PyTorch tutorial GAN)", kind="gan",
                      loss="bce")
 def gan_mlp(info: DatasetInfo, z_dim: int = 96, g_hidden: int = 1024, d_hidden: int = 256,
-            conditional: bool = False, aux_classes: bool = False) -> dict[str, nn.Module]:
+            conditional: bool = False) -> dict[str, nn.Module]:
     c, h, w = info.input_shape
     g = nn.Sequential(nn.Linear(z_dim, g_hidden), nn.ReLU(True), nn.Linear(g_hidden, g_hidden), nn.ReLU(True),
                       nn.Linear(g_hidden, c * h * w), nn.Tanh(), nn.Unflatten(1, (c, h, w)))
     d = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, d_hidden), nn.LeakyReLU(0.2, True),
                       nn.Linear(d_hidden, d_hidden), nn.LeakyReLU(0.2, True))
     k = info.num_classes
-    return {"G": Generator(g, z_dim, k, conditional), "D": Discriminator(d, d_hidden, k, conditional, aux_classes)}
+    return {"G": Generator(g, z_dim, k, conditional), "D": Discriminator(d, d_hidden, k, conditional)}
 
 
 @GENERATIVE.register("dcgan", "DCGAN (Radford et al.) for 28-32 px: G z-(4w·H/4·W/4)-ConvT-ConvT tanh with BatchNorm "
                      "and a 3×3 block at each stage, D two stride-2 convolutions with LeakyReLU and spectral norm; "
                      "hinge loss", kind="gan", loss="hinge")
-def dcgan(info: DatasetInfo, z_dim: int = 64, width: int = 32, conditional: bool = False,
-          d_bn: bool = False, aux_classes: bool = False, mbstd: bool = False, extra: int = 1,
-          sn: bool = True, d_width: int = 0, cbn: bool = False, d_extra: int = 0) -> dict[str, nn.Module]:
-    """`d_bn`: BatchNorm after the discriminator's second convolution, as in Radford et al.
-    (off by default: a gradient penalty (wgan-gp) needs a critic without it). `mbstd`: the
-    discriminator also sees how alike the images of its batch are (against mode collapse).
-    `extra`: that many 3×3 convolution-BatchNorm-ReLU blocks after each of the generator's two
-    low-resolution stages (H/4, H/2): a deeper generator (slower: ~1 770 against ~2 080 images/s unconditional on 2 cores).
-    `sn`: spectral normalisation of every discriminator layer (Miyato et al. 2018).
-    `d_width`: the discriminator's own width (0: `width`); its second convolution is the costliest
-    layer of a step, so a narrower discriminator buys the generator more steps in a time budget.
-    `cbn` (conditional or --clusters): the generator's BatchNorms take their scale and shift from
-    the class (ClassBatchNorm2d) instead of one learned pair.
-    `d_extra`: that many 3×3 convolution-LeakyReLU blocks after the discriminator's second
-    convolution (at H/4): a deeper critic, as SNGAN's (Miyato et al. 2018) is deeper than
-    Radford et al.'s; each about doubles the discriminator's multiply-adds, yet one costs only
-    ~5 % of a whole step on 2 cores (docs/generative.md, 2026-12-05).
-    Version 2 (extra=1, sn=True, the hinge loss by default) against version 1 (extra=0, sn=False,
-    bce), MNIST, ≤ 10 minutes on 2 cores: 59.7 % confident samples (Fréchet 2.2) against 52.1 %
-    (3.2); conditional 97.5 % (5.9) against 81.5 % (10.8) (benchmarks/results/generative-v2.md)."""
+def dcgan(info: DatasetInfo, z_dim: int = 64, width: int = 32, conditional: bool = False, extra: int = 1,
+          sn: bool = True, d_width: int = 0, d_extra: int = 0) -> dict[str, nn.Module]:
+    """`extra`: that many 3×3 convolution-BatchNorm-ReLU blocks after each of the generator's two
+    low-resolution stages (H/4, H/2): a deeper generator. `sn`: spectral normalisation of every
+    discriminator layer (Miyato et al. 2018). `d_width`: the discriminator's own width (0:
+    `width`); its second convolution is the costliest layer of a step, so a narrower
+    discriminator buys the generator more steps. `d_extra`: that many 3×3 convolution-LeakyReLU
+    blocks after the discriminator's second convolution (at H/4): a deeper critic, as SNGAN's
+    (Miyato et al. 2018) is deeper than Radford et al.'s. Version 2 (extra=1, sn=True, the hinge
+    loss) against version 1 (extra=0, sn=False, bce): docs/generative.md."""
     _check_side(info, "dcgan")
     c, h, w = info.input_shape
     k = info.num_classes
     if extra < 0 or d_extra < 0:
         raise UsageError(f"--model-arg extra and d_extra count blocks: 0 or more, not {min(extra, d_extra)}")
-    if cbn and not conditional:
-        raise UsageError("--model-arg cbn=true needs a conditional generator (--conditional or --clusters K)")
-
-    def norm(ch: int) -> nn.Module:
-        return ClassBatchNorm2d(ch, k) if cbn else nn.BatchNorm2d(ch)
 
     def blocks(ch: int) -> list[nn.Module]:
-        return [m for _ in range(extra) for m in (nn.Conv2d(ch, ch, 3, 1, 1, bias=False), norm(ch), nn.ReLU(True))]
+        return [m for _ in range(extra) for m in (nn.Conv2d(ch, ch, 3, 1, 1, bias=False), nn.BatchNorm2d(ch),
+                                                 nn.ReLU(True))]
 
-    g = (ClassSequential if cbn else nn.Sequential)(
+    g = nn.Sequential(
         nn.Linear(z_dim, 4 * width * (h // 4) * (w // 4)), nn.Unflatten(1, (4 * width, h // 4, w // 4)),
-        norm(4 * width), nn.ReLU(True), *blocks(4 * width),
-        nn.ConvTranspose2d(4 * width, 2 * width, 4, 2, 1, bias=False), norm(2 * width), nn.ReLU(True),  # H/2
+        nn.BatchNorm2d(4 * width), nn.ReLU(True), *blocks(4 * width),
+        nn.ConvTranspose2d(4 * width, 2 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(True),  # H/2
         *blocks(2 * width),
         nn.ConvTranspose2d(2 * width, c, 4, 2, 1), nn.Tanh())  # (B, C, H, W)
     dw = d_width or width
     d = nn.Sequential(
         nn.Conv2d(c, 2 * dw, 4, 2, 1), nn.LeakyReLU(0.2, True),  # (B, 2w, H/2, W/2)
-        nn.Conv2d(2 * dw, 4 * dw, 4, 2, 1, bias=not d_bn), *([nn.BatchNorm2d(4 * dw)] if d_bn else []),
-        nn.LeakyReLU(0.2, True),  # (B, 4w, H/4, W/4)
+        nn.Conv2d(2 * dw, 4 * dw, 4, 2, 1), nn.LeakyReLU(0.2, True),  # (B, 4w, H/4, W/4)
         *[m for _ in range(d_extra) for m in (nn.Conv2d(4 * dw, 4 * dw, 3, 1, 1), nn.LeakyReLU(0.2, True))],
         nn.Flatten())
-    D = Discriminator(d, 4 * dw * (h // 4) * (w // 4), k, conditional, aux_classes, mbstd)
+    D = Discriminator(d, 4 * dw * (h // 4) * (w // 4), k, conditional)
     if sn:
         _spectral_norm(D)
     return {"G": Generator(g, z_dim, k, conditional), "D": D}
+
+
+@GENERATIVE.register("dcgan-deep-d", "dcgan with a narrower, deeper discriminator (d_width=24, d_extra=1): the "
+                     "no-label recipe's network (gan-nolabel; a deeper critic at ~5 % of the step, a narrower one "
+                     "buys the generator more steps)", kind="gan", loss="hinge")
+def dcgan_deep_d(info: DatasetInfo, z_dim: int = 64, width: int = 32, conditional: bool = False, extra: int = 1,
+                 sn: bool = True, d_width: int = 24, d_extra: int = 1) -> dict[str, nn.Module]:
+    return dcgan(info, z_dim, width, conditional, extra, sn, d_width, d_extra)
+
+
+# dcgan options that smallvision 0.1 had and 0.2 took out (docs/generative.md, "Tried, not kept"),
+# with the value that meant "off": a checkpoint saved with them off rebuilds the same network.
+REMOVED_ARGS = {"d_bn": False, "mbstd": False, "cbn": False, "aux_classes": False}
+
+
+def current_args(model: str, args: dict[str, Any], source: str) -> dict[str, Any]:
+    """A checkpoint's model options without those 0.2 removed (when off; on: a one-line error)."""
+    for key, off in REMOVED_ARGS.items():
+        if args.get(key, off) != off:
+            raise UsageError(f"{source}: a {model} with {key}={args[key]} (smallvision 0.1); 0.2 removed it "
+                             "(docs/generative.md, 'Tried, not kept'): git checkout da0698c to load it")
+    return {k: v for k, v in args.items() if k not in REMOVED_ARGS}
 
 
 def _spectral_norm(net: nn.Module) -> None:
@@ -371,11 +329,19 @@ def _a(kind: str) -> str:
     return {"gan": "a GAN", "diffusion": "a diffusion model"}.get(kind) or ("an " if kind[0] in "aeiou" else "a ") + kind
 
 
-def create_generative(name: str, info: DatasetInfo, kind: str, **kwargs: Any) -> dict[str, nn.Module]:
+def check_kind(name: str, kind: str) -> None:
+    """`name` is a registered model of this family (gan, diffusion, autoencoder): else one line
+    naming what it is and the family's models."""
     entry = GENERATIVE.entry(name)
     if entry.contract.kind != kind:
+        family = {"gan": "GAN", "diffusion": "diffusion model"}.get(kind, kind)
         raise UsageError(f"{name!r} is {_a(entry.contract.kind)}, not {_a(kind)}; "
-                         f"{ {'gan': 'GAN', 'diffusion': 'diffusion model'}.get(kind, kind)}s: {', '.join(e.name for e in GENERATIVE if e.contract.kind == kind)}")
+                         f"{family}s: {', '.join(e.name for e in GENERATIVE if e.contract.kind == kind)}")
+
+
+def create_generative(name: str, info: DatasetInfo, kind: str, **kwargs: Any) -> dict[str, nn.Module]:
+    check_kind(name, kind)
+    entry = GENERATIVE.entry(name)
     try:
         return entry.fn(info, **kwargs)
     except TypeError as e:

@@ -123,6 +123,14 @@ def _cosine(cfg, e, total):  # type: ignore[no-untyped-def]
     return cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
+@SCHEDULERS.register("hold-decay", "the rate held, then linear to 0 over the last share of the run: the GAN's "
+                    "--lr-decay share (pix2pix, CycleGAN; budgeted training, Li et al. 2020); a classifier's: half",
+                    decays=True)
+def _hold_decay(cfg, e, total):  # type: ignore[no-untyped-def]
+    share = getattr(cfg, "lr_decay", 0.5) or 1.0  # TrainConfig has no lr_decay: the second half
+    return min(1.0, (1 - e / total) / share)
+
+
 @SCHEDULERS.register("plateau", "× gamma when validation loss has not improved for plateau_patience epochs",
                     decays=False)  # its decay depends on validation, applied by PlateauState
 def _plateau(cfg, e, total):  # type: ignore[no-untyped-def]

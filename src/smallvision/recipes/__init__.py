@@ -1,6 +1,7 @@
 """Named, versioned recipes: TOML files in this folder that pin data, model, optimiser,
-schedule, batch size, epochs and seed. ``[train]`` holds `TrainConfig` fields; comments list
-what a seed recipe changed from its tutorial and why."""
+schedule, batch size, epochs and seed. A classifier recipe's ``[train]`` table holds `TrainConfig`
+fields; a generative recipe's ``[gan]``, ``[diffusion]`` or ``[autoencoder]`` table holds its
+family's settings (generative/config.py). Comments say where each value comes from and why."""
 
 from __future__ import annotations
 
@@ -36,9 +37,20 @@ def recipe_doc(name: str) -> dict[str, Any]:
         raise UsageError(unknown_name_message("recipe", name, recipe_names())) from None
 
 
+KINDS = ("train", "gan", "diffusion", "autoencoder")  # a recipe's table: the command that trains it
+
+
+def recipe_kind(name: str) -> str:
+    """Which command trains the recipe: train (a classifier), gan, diffusion or autoencoder."""
+    doc = recipe_doc(name)
+    return next((k for k in KINDS if k in doc), "train")
+
+
 def recipe_config(name: str, base: TrainConfig | None = None) -> TrainConfig:
     """`TrainConfig` defaults overridden by the recipe's ``[train]`` table."""
     doc = recipe_doc(name)
+    if (kind := recipe_kind(name)) != "train":
+        raise UsageError(f"recipe {name!r} trains a {kind} model: `smallvision {kind} train --recipe {name}`")
     cfg = merge(base or TrainConfig(), doc.get("train", {}), f"recipe {name}")
     cfg.recipe = name
     return cfg

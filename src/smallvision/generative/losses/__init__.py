@@ -2,14 +2,12 @@
 here, picked up by the tests over the registry with no other edit).
 
 Contract: ``loss(d_real, d_fake, for_generator) -> scalar``; ``d_*`` are the discriminator's raw
-scores (B,), ``d_real`` is None on the generator's side. ``gradient_penalty=True`` in the
-registration asks the loop to add `gradient_penalty` (weight ``--gp-weight``) to D's loss.
+scores (B,), ``d_real`` is None on the generator's side.
 """
 
 from smallvision.generative.losses.base import GAN_LOSSES
-from smallvision.generative.losses.standard import gradient_penalty
 from smallvision.registry import import_all
 
 MODULES = import_all(__name__, __path__)
 
-__all__ = ["GAN_LOSSES", "gradient_penalty"]
+__all__ = ["GAN_LOSSES"]

@@ -12,7 +12,7 @@ from smallvision.registry import Contract, Registry
 
 @dataclass(frozen=True)
 class GanLossContract(Contract):
-    gradient_penalty: bool = False  # the loop adds `gradient_penalty` (weight --gp-weight) to D's loss
+    """A loss is loss(d_real, d_fake, for_generator) on the discriminator's scores; nothing else."""
 
 
 GAN_LOSSES: Registry[Callable[..., torch.Tensor]] = Registry("GAN loss", contract=GanLossContract)

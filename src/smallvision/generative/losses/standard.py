@@ -1,11 +1,10 @@
-"""The four losses of the GAN literature's first years: BCE (non-saturating), least squares,
-hinge, Wasserstein with gradient penalty."""
+"""The GAN losses: BCE (non-saturating), least squares, hinge. (WGAN-GP, with its gradient
+penalty and critic steps, was taken out in 0.2: docs/generative.md, "Tried, not kept".)"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from smallvision.generative.losses.base import GAN_LOSSES
 
@@ -33,20 +32,3 @@ def hinge_loss(d_real: torch.Tensor | None, d_fake: torch.Tensor, for_generator:
         return -d_fake.mean()
     assert d_real is not None
     return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
-
-
-@GAN_LOSSES.register("wgan-gp", "Wasserstein critic with gradient penalty (Gulrajani et al.; the penalty is added "
-                     "by the loop, weight --gp-weight)", gradient_penalty=True)
-def wgan_loss(d_real: torch.Tensor | None, d_fake: torch.Tensor, for_generator: bool) -> torch.Tensor:
-    if for_generator:
-        return -d_fake.mean()
-    assert d_real is not None
-    return d_fake.mean() - d_real.mean()
-
-
-def gradient_penalty(d: nn.Module, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-    """E[(‖∇D(x̂)‖ - 1)²] on random interpolates x̂ of real and fake images."""
-    a = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
-    x = (a * real + (1 - a) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(d(x, y).sum(), x, create_graph=True)
-    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
