@@ -1,19 +1,15 @@
-"""GANs, flow-matching models and autoencoders on real data, one `smallvision gan|diffusion|autoencoder
-train` process per row, with the quality score (GANs, diffusion) or the test reconstruction error
+"""The generative recipes on real data, one `smallvision gan|diffusion|autoencoder train --recipe NAME`
+process per row, with the quality score (GANs, flows) or the test reconstruction error
 (autoencoders) in one table.
 
     SMALLVISION_DATA=../shared/data .venv/bin/python benchmarks/generative.py \
-        --gan "dcgan --epochs 12" --gan "gan-mlp --epochs 30 --lr 3e-4" --diffusion "unet --epochs 5" \
-        --ae "vae-conv --epochs 10" \
-        --runs runs/bench-gen --out benchmarks/results/generative.md
+        --recipe gan-nolabel --recipe flow-selfguided ... --runs runs/bench-gen \
+        --out benchmarks/results/generative-recipes.md
 
-Each spec is a model name followed by extra flags; `--read RUN` adds the row of a finished run
-folder instead (its command is the one in its config.json, printed under the table); `--sample "RUN --guidance W"`
-adds a finished flow run's row scored from `smallvision diffusion sample RUN -n N --seed 0 --score` with
-those flags (a guidance scale chosen afterwards, on validation: benchmarks/sampling.py), both commands
-printed. Time is the training loop's own clock
-(`train_seconds`); the score uses --score-samples (default 10 000) samples and the data set's default
-scorer (score.py); the floor row is n real training images against the same test set.
+`--read RUN` adds the row of a finished run folder instead (its command, from its config.json, is
+printed under the table). Time is the training loop's own clock (`train_seconds`); the score is the
+run's own: its `--score-samples` (5 000) samples of noise seed 0 and the data set's default scorer
+(score.py), the floor n real training images against the same test set.
 """
 
 from __future__ import annotations
@@ -67,55 +63,32 @@ def read(run_dir: str) -> tuple[str, dict]:
     return cfg["kind"], out
 
 
-def run(kind: str, spec: str, runs: str, flags: list[str] | None = None) -> dict:
-    model, *extra = shlex.split(spec)
-    cmd = [sys.executable, "-m", "smallvision", kind, "train", "--model", model, "--json", "--runs-dir", runs, *extra,
-           *(flags or [])]
+def run(recipe: str, runs: str) -> tuple[str, dict]:
+    """Train `recipe` by its name alone; its kind and summary, with the command."""
+    from smallvision.recipes import recipe_kind
+
+    kind = recipe_kind(recipe)
+    cmd = [sys.executable, "-m", "smallvision", kind, "train", "--recipe", recipe, "--json", "--runs-dir", runs]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode:
         raise SystemExit(f"failed: {shlex.join(cmd)}\n{p.stderr[-2000:]}")
     out = json.loads(p.stdout.strip().splitlines()[-1])
     out["command"] = "smallvision " + shlex.join(cmd[3:])
-    return out
-
-
-def sample(spec: str, n: int) -> tuple[str, dict]:
-    """A finished flow run's row with the score of `diffusion sample` (seed 0, n samples, extra flags)."""
-    run_dir, *extra = shlex.split(spec)
-    kind, out = read(run_dir)
-    cmd = [sys.executable, "-m", "smallvision", kind, "sample", run_dir, "-n", str(n), "--seed", "0", "--score",
-           "--json", "--runs-dir", str(Path(run_dir).parent), *extra]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode:
-        raise SystemExit(f"failed: {shlex.join(cmd)}\n{p.stderr[-2000:]}")
-    res = json.loads(p.stdout.strip().splitlines()[-1])
-    out["score"] = res["score"]
-    for knob in ("guidance", "truncation"):  # the flow's, the GAN's
-        if knob in res:
-            out[knob] = res[knob]
-    out["command"] += " && smallvision " + shlex.join(cmd[3:])
     return kind, out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--gan", action="append", default=[])
-    ap.add_argument("--ae", action="append", default=[])
-    ap.add_argument("--diffusion", action="append", default=[])
-    ap.add_argument("--score-samples", type=int, default=10000)  # the n FID/IS papers on MNIST report
+    ap.add_argument("--recipe", action="append", default=[], help="a generative recipe to train (repeatable)")
+    ap.add_argument("--read", action="append", default=[], help="a finished run folder to tabulate (repeatable)")
     ap.add_argument("--runs", default="runs/bench-gen")
-    ap.add_argument("--read", action="append", default=[])
-    ap.add_argument("--sample", action="append", default=[])
     ap.add_argument("--out")
     a = ap.parse_args()
     lines = [f"Command: `{shlex.join(['python', 'benchmarks/generative.py'] + sys.argv[1:])}`", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores", ""]
-    done = [read(r) for r in a.read] + [sample(spec, a.score_samples) for spec in a.sample]
-    flags = ["--score-samples", str(a.score_samples)]
-    gens = [(k, s) for k, s in done if k in ("gan", "diffusion")] + \
-        [("gan", run("gan", spec, a.runs, flags)) for spec in a.gan] + \
-        [("diffusion", run("diffusion", spec, a.runs, flags)) for spec in a.diffusion]
-    aes = [s for k, s in done if k == "autoencoder"] + [run("autoencoder", spec, a.runs) for spec in a.ae]
+    done = [read(r) for r in a.read] + [run(r, a.runs) for r in a.recipe]
+    gens = [(k, s) for k, s in done if k in ("gan", "diffusion")]
+    aes = [s for k, s in done if k == "autoencoder"]
     if gens:
         lines += ["| generator | data | seed | conditioned on | epochs | train s | IS (real) | FID (floor) | FID ÷ floor | KID ×1000 (floor) "
                   "| near copies % | confident % (real) | asked class % | smallest class % | run |",

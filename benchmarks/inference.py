@@ -53,14 +53,14 @@ def main() -> None:
                 f"{1000 * statistics.median(lat):.2f} ms (median of 100) |")
     import subprocess
 
-    from smallvision.data.idx import _IDX_FILES, read_idx_pair
+    from smallvision.data.idx import IDX_FILES, read_idx_pair
     from smallvision.data.sources import find_files
 
-    files, _ = find_files("mnist", _IDX_FILES, None)
+    files, _ = find_files("mnist", IDX_FILES, None)
     if files:
         t = time.perf_counter()
-        read_idx_pair(files[_IDX_FILES[0]], files[_IDX_FILES[1]])
-        read_idx_pair(files[_IDX_FILES[2]], files[_IDX_FILES[3]])
+        read_idx_pair(files[IDX_FILES[0]], files[IDX_FILES[1]])
+        read_idx_pair(files[IDX_FILES[2]], files[IDX_FILES[3]])
         rows.append(f"| MNIST's four gzip IDX files to uint8 tensors | {time.perf_counter() - t:.2f} s |")
     starts = []
     for _ in range(5):

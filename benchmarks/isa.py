@@ -5,7 +5,7 @@ the faster one.
 
     SMALLVISION_DATA=../shared/data .venv/bin/python benchmarks/isa.py --out benchmarks/results/isa.md
 
-Rows are short runs (speed, not accuracy; `--no-test`): mnist-fast (1 epoch, as shipped),
+Rows are short runs (speed, not accuracy; `--set test=false`): mnist-fast (1 epoch, as shipped),
 fashion-fast --epochs 1 --train-limit 20000, photo-fast --epochs 2 on a 600-image folder assembled
 by tests/fixtures/make_photo_folder.py. images/s is the engine's training figure. A cap above what the CPU
 has is skipped.
@@ -34,7 +34,7 @@ NEEDS = {"AVX2": "avx2", "AVX512_CORE": "avx512bw", "AVX512_CORE_BF16": "avx512_
 
 def run(recipe: str, extra: list[str], cap: str, precision: str, runs: str) -> dict:
     cmd = [sys.executable, "-m", "smallvision", "train", "--recipe", recipe, "--precision", precision, "--json",
-           "--no-report", "--no-test", "--runs-dir", runs, *extra]
+           "--no-report", "--set", "test=false", "--runs-dir", runs, *extra]
     p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "ONEDNN_MAX_CPU_ISA": cap})
     if p.returncode:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stderr[-2000:]}")

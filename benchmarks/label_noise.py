@@ -1,6 +1,6 @@
 """Label-issue finder against injected noise: a seeded 6 000-image MNIST training subset with a
-share of its labels flipped (each to a random other class); `check --labels`'s finder (5 folds,
-confident learning) is scored on the flipped indices. Also times `check --labels` on a full
+share of its labels flipped (each to a random other class); `smallvision labels`' finder (5 folds,
+confident learning) is scored on the flipped indices. Also times `smallvision labels` on a full
 test set.
 
     SMALLVISION_DATA=../shared/data .venv/bin/python benchmarks/label_noise.py --seeds 0,1,2 \

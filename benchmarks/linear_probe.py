@@ -49,11 +49,11 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegressionCV
 
     from smallvision.data.folder import index_folder
-    from smallvision.models.efficientnet_lite import _timm_net, to_timm_layout
+    from smallvision.models.efficientnet_lite import timm_net, to_timm_layout
     from smallvision.models.pretrained import BACKBONES, imagenet_state
 
     torch.manual_seed(0)
-    net = _timm_net(1000, 0.0, int(a.model.removeprefix("efficientnet-lite")))
+    net = timm_net(1000, 0.0, int(a.model.removeprefix("efficientnet-lite")))
     net.load_state_dict(to_timm_layout(imagenet_state(a.model), net, a.model))
     net.eval()
     b = BACKBONES[a.model]

@@ -87,12 +87,12 @@ def probe(folder: Path) -> dict:
     from sklearn.linear_model import LogisticRegressionCV
 
     from smallvision.data.folder import index_folder
-    from smallvision.models.efficientnet_lite import _timm_net, to_timm_layout
+    from smallvision.models.efficientnet_lite import timm_net, to_timm_layout
     from smallvision.models.pretrained import BACKBONES, imagenet_state
 
     global _NET
     if _NET is None:
-        torch_net = _timm_net(1000, 0.0, 0)
+        torch_net = timm_net(1000, 0.0, 0)
         torch_net.load_state_dict(to_timm_layout(imagenet_state("efficientnet-lite0"), torch_net, "efficientnet-lite0"))
         _NET = torch_net.eval()
     b = BACKBONES["efficientnet-lite0"]

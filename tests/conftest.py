@@ -23,10 +23,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # make test: one worker per core, so 
 
 
 def _available(name: str) -> bool:
-    from smallvision.data.idx import _IDX_FILES
+    from smallvision.data.idx import IDX_FILES
     from smallvision.data.sources import find_files
 
-    found, _ = find_files(name, _IDX_FILES, None)
+    found, _ = find_files(name, IDX_FILES, None)
     return found is not None
 
 
@@ -62,18 +62,39 @@ def runs_dir(tmp_path: Path) -> Path:
     return tmp_path / "runs"
 
 
+def _session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder all of this session's pytest-xdist workers share (the session's own temp root)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def mnist_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One real mnist-fast run (1 epoch, ~99 %), shared by the export and serve tests."""
+    """One real mnist-fast run (1 epoch, ~99 %), shared by the export, serve, explain and import
+    tests: trained once per session, not once per worker (the first worker trains under a file
+    lock, the others wait and read it)."""
     if not _available("mnist"):
         pytest.skip("MNIST files not found (set SMALLVISION_DATA)")
-    from smallvision import api
+    from filelock import FileLock  # torch's own dependency
 
-    return api.train("mnist-fast", runs_dir=tmp_path_factory.mktemp("runs"), epochs=1, name="served").run_dir
+    root = _session_dir(tmp_path_factory)
+    run = root / "shared-runs" / "served"
+    with FileLock(str(root / "shared-mnist-run.lock")):
+        if not (run / "summary.json").is_file():
+            from smallvision import api
+
+            assert api.train("mnist-fast", runs_dir=run.parent, epochs=1, name="served").run_dir == run
+    return run
 
 
 @pytest.fixture(scope="session")
-def mnist_onnx(mnist_run: Path) -> Path:
-    from smallvision.export import export
+def mnist_onnx(mnist_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from filelock import FileLock
 
-    return Path(export(mnist_run, "onnx").path)
+    with FileLock(str(_session_dir(tmp_path_factory) / "shared-mnist-onnx.lock")):
+        path = mnist_run / "model.onnx"
+        if not path.is_file():
+            from smallvision.export import export
+
+            assert Path(export(mnist_run, "onnx").path) == path
+    return path

@@ -119,7 +119,7 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
 
 
 # ----------------------------------------------------------------------------- MNIST family
-_IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
 
 def _torchvision_download(cls_name: str) -> Callable[[Path], Path]:
@@ -138,12 +138,12 @@ def _mnist_like(name: str, cls_name: str, class_names: list[str], how: str, digi
         if arg:
             raise UsageError(f"{name} takes no path; point --data-dir at its files, or use idx:{arg}")
         files = locate_or_download(
-            name, _IDX_FILES, data_dir, _torchvision_download(cls_name), how,
+            name, IDX_FILES, data_dir, _torchvision_download(cls_name), how,
             extra_subdirs=[f"{cls_name}/raw", f"torchvision/{cls_name}/raw"],
         )
-        train = read_idx_pair(files[_IDX_FILES[0]], files[_IDX_FILES[1]])
-        test = read_idx_pair(files[_IDX_FILES[2]], files[_IDX_FILES[3]])
-        return make_data(name, train, test, class_names, str(files[_IDX_FILES[0]].parent), digit_style)
+        train = read_idx_pair(files[IDX_FILES[0]], files[IDX_FILES[1]])
+        test = read_idx_pair(files[IDX_FILES[2]], files[IDX_FILES[3]])
+        return make_data(name, train, test, class_names, str(files[IDX_FILES[0]].parent), digit_style)
 
     return load
 
@@ -162,7 +162,7 @@ def write_idx_files(folder: Path, names: list[str], size: tuple[int, int] = (16,
 def _idx_fixture(name: str) -> Callable[[Path], dict[str, object]]:
     """Four tiny IDX files in ``tmp/<name>/``: the set, as found through --data-dir."""
     def fixture(tmp: Path) -> dict[str, object]:
-        write_idx_files(tmp / name, _IDX_FILES)
+        write_idx_files(tmp / name, IDX_FILES)
         return {"dataset": name, "data_dir": str(tmp)}
 
     return fixture

