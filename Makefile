@@ -13,7 +13,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[dev,pretrained,docs,runtimes]'
+	$(BIN)/python -m pip install -q -e '.[dev,pretrained,docs,runtimes,serve,tune,explain,labels,export,tensorboard]'
 	@bash scripts/install-data.sh
 	@bash scripts/install-browser.sh
 	@touch $(STAMP)

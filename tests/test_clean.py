@@ -67,13 +67,13 @@ def test_near_duplicates_with_different_labels_are_paired():
     assert near_duplicates(imgs, labels) == [(1, 4, 0)]
 
 
-def test_check_labels_on_a_folder_names_files_and_near_duplicates(tmp_path):
+def test_labels_on_a_folder_names_files_and_near_duplicates(tmp_path):
     from smallvision.data.synthetic import write_image_folder
 
     root = write_image_folder(tmp_path / "pets", k=3, n=20, size=16)
     src = sorted((root / "train" / "class_0").glob("*.png"))[0]
     Image.open(src).save(root / "train" / "class_1" / "copy.png")  # a duplicate under another label
-    r = run_main("check", str(root), "--labels", "--folds", "2", "--recipe", "mnist-fast", "--set", "epochs=2",
+    r = run_main("labels", str(root), "--folds", "2", "--recipe", "mnist-fast", "--set", "epochs=2",
                  "--runs-dir", str(tmp_path / "runs"), "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
@@ -88,16 +88,16 @@ def test_check_labels_on_a_folder_names_files_and_near_duplicates(tmp_path):
     (["--folds", "1"], "at least 2"),
     (["--data-arg", "classes=1"], "≥2 classes"),
 ])
-def test_cv_and_check_labels_bad_input_is_one_line(args, words, tmp_path):
-    for cmd in (["cv", *FAKE], ["check", "fake:1x12x12", "--labels", *FAKE[2:]]):
+def test_cv_and_labels_bad_input_is_one_line(args, words, tmp_path):
+    for cmd in (["cv", *FAKE], ["labels", "fake:1x12x12", *FAKE[2:]]):
         r = run_main(*cmd, *args, "--runs-dir", str(tmp_path))
         assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, (cmd, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1
 
 
-def test_check_labels_on_an_empty_folder_is_one_line(tmp_path):
+def test_labels_on_an_empty_folder_is_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
-    r = run_main("check", str(tmp_path / "empty"), "--labels", "--runs-dir", str(tmp_path))
+    r = run_main("labels", str(tmp_path / "empty"), "--runs-dir", str(tmp_path))
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 

@@ -88,3 +88,62 @@ def test_the_import_graph_has_no_circle_even_through_lazy_imports():
         if v not in index:
             visit(v)
     assert not circles, circles
+
+
+# The layers, lowest first (docs/ARCHITECTURE.md): a module imports only its own layer and those
+# below, at module level or inside a function. The recipes sit with the engine because the photo
+# rules time this machine with the engine's speed probe; the package root re-exports the API.
+LAYERS = (
+    ("base", ("smallvision._version", "smallvision.errors", "smallvision.io", "smallvision.registry",
+              "smallvision.config", "smallvision.runfolder", "smallvision.extras")),
+    ("parts", ("smallvision.data", "smallvision.models", "smallvision.optim", "smallvision.report",
+               "smallvision.calibration", "smallvision.multilabel", "smallvision.modelfile")),
+    ("loops", ("smallvision.engine", "smallvision.recipes")),
+    ("library", ("smallvision.api", "smallvision.predict", "smallvision.export", "smallvision.explain",
+                 "smallvision.compare", "smallvision.tune", "smallvision.cv", "smallvision.clean",
+                 "smallvision.bench", "smallvision.serve", "smallvision.generative")),
+    ("command line", ("smallvision.cli", "smallvision.__main__", "smallvision")),
+)
+
+
+def _layer(module: str) -> int:
+    """The index in LAYERS of the longest prefix naming `module` (every module must have one)."""
+    hits = [(len(p), i) for i, (_, prefixes) in enumerate(LAYERS) for p in prefixes
+            if module == p or module.startswith(p + ".")]
+    assert hits, f"{module} is in no layer: add it to LAYERS (and docs/ARCHITECTURE.md)"
+    return max(hits)[1]
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    import ast
+    from pathlib import Path
+
+    import smallvision
+
+    root = Path(smallvision.__path__[0]).parent
+    mods = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+            for p in root.joinpath("smallvision").rglob("*.py")}
+
+    def imported(node: ast.AST) -> list[str]:
+        """What an import statement loads: `from smallvision import api` is smallvision.api."""
+        if isinstance(node, ast.Import):
+            return [a.name for a in node.names]
+        if isinstance(node, ast.ImportFrom) and node.module:
+            subs = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in mods]
+            return subs or [node.module]
+        return []
+
+    upward = []
+    for mod, path in mods.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            for target in imported(node):
+                if target.startswith("smallvision") and _layer(target) > _layer(mod):
+                    upward.append(f"{mod} ({LAYERS[_layer(mod)][0]}) imports {target} ({LAYERS[_layer(target)][0]})")
+    assert len(mods) > 80
+    assert not upward, "\n".join(upward)
+
+
+def test_the_layer_check_can_fail():
+    """An import of the engine from the model file is the kind of edge the check must catch."""
+    assert _layer("smallvision.engine.run") > _layer("smallvision.modelfile") > _layer("smallvision.runfolder")
+    assert _layer("smallvision") > _layer("smallvision.api") > _layer("smallvision.engine.trainer")

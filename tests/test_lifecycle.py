@@ -14,9 +14,10 @@ import pytest
 from conftest import run_cli
 from smallvision import api
 from smallvision.config import TrainConfig, read_config_file
-from smallvision.engine.run import LoopState, RunFolder
+from smallvision.engine.run import LoopState
 from smallvision.errors import UsageError
 from smallvision.modelfile import load_checkpoint
+from smallvision.runfolder import RunFolder
 
 ARGS = ["--dataset", "fake:1x12x12", "--data-arg", "classes=3", "--data-arg", "train=240", "--data-arg", "test=120",
         "--model", "lenet5", "--epochs", "2", "--val-size", "0.2", "--optimizer", "sgd", "--lr", "0.05"]

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from smallvision.config import TrainConfig, merge
-from smallvision.engine.run import RunFolder
 from smallvision.engine.trainer import TrainResult
 from smallvision.errors import UsageError
 from smallvision.recipes import resolve
+from smallvision.runfolder import RunFolder
 
 make_config = resolve  # the settings a run would use (recipes.resolve), for notebooks and the CLI
 
@@ -25,10 +25,15 @@ def train(recipe: str | None = None, runs_dir: str | Path = "runs", progress: bo
     """Train a recipe (or the defaults, or a config file) with keyword overrides of any `TrainConfig`
     field. `command` is recorded in config.json (the CLI passes the command line that ran);
     `callbacks`: objects with the loop's hooks (engine/callbacks.py)."""
+    return _fit(make_config(recipe, config, **overrides), runs_dir, progress, command, callbacks)
+
+
+def _fit(cfg: TrainConfig, runs_dir: str | Path, progress: bool, command: str,
+         callbacks: list[Any] | None = None) -> TrainResult:
+    """One run of settings already resolved and validated (`make_config`): nothing re-resolves them."""
     from smallvision.engine.progress import Progress
     from smallvision.engine.trainer import fit
 
-    cfg = make_config(recipe, config, **overrides)
     return fit(cfg, runs_dir=runs_dir, progress=Progress(enabled=progress), command=command, callbacks=callbacks)
 
 
@@ -65,6 +70,11 @@ def train_ensemble(recipe: str | None = None, k: int = 5, runs_dir: str | Path =
     them); the ensemble's figures go to ``runs_dir/<name>/summary.json``. Like every run, members are
     chosen and stopped on validation only; the test set is read once per member at the end.
     """
+    return _ensemble(make_config(recipe, config, **overrides), k, runs_dir, progress, command)
+
+
+def _ensemble(cfg: TrainConfig, k: int, runs_dir: str | Path, progress: bool, command: str) -> dict[str, Any]:
+    """`train_ensemble` of settings already resolved and validated (`make_config`)."""
     from smallvision.data import load_dataset
     from smallvision.engine.progress import Progress
     from smallvision.engine.run import default_run_name
@@ -73,7 +83,6 @@ def train_ensemble(recipe: str | None = None, k: int = 5, runs_dir: str | Path =
 
     if k < 2:
         raise UsageError(f"--ensemble takes K ≥ 2 members, got {k}")
-    cfg = make_config(recipe, config, **overrides)
     folder = RunFolder.create(runs_dir, default_run_name(cfg)).path
     members = []
     for i in range(k):
@@ -134,59 +143,52 @@ def _continue(run_dir: str | Path, progress: bool = False, command: str = "", **
     return fit(cfg, progress=Progress(enabled=progress), command=command, resume=(Path(run_dir), saved))
 
 
-def train_command(recipe: str | None = None, config: str | Path | None = None, *, resume: str | Path | None = None,
-                  ensemble: int = 0, nproc: int = 1, runs_dir: str | Path = "runs", progress: bool = False,
-                  command: str = "", launch_args: list[str] | None = None,
-                  **overrides: Any) -> tuple[str, dict[str, Any]]:
+def train_command(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, ensemble: int = 0,
+                  nproc: int = 1, runs_dir: str | Path = "runs", progress: bool = False, command: str = "",
+                  argv: list[str] | None = None, **overrides: Any) -> tuple[str, dict[str, Any]]:
     """What ``smallvision train`` does, for the CLI and notebooks alike: several processes
-    (`nproc` > 1: torchrun is started on this machine, the settings checked first), `resume` a
-    stopped run, an `ensemble` of K seeds, or one run. Returns (what ran, its summary); for
-    torchrun the summary is ``{"returncode": N}`` (rank 0 prints the run's own). `launch_args`:
-    the arguments torchrun repeats (the CLI's own, without --nproc); from Python, the resolved
-    settings are written to ``runs_dir/launch-<time>.toml`` and those are the arguments."""
+    (`nproc` > 1: torchrun is started on this machine), `resume` a stopped run, an `ensemble` of
+    K seeds, or one run of `cfg`, the settings resolved and validated once (`make_config`; the
+    CLI resolves them before it calls this, so bad settings fail before any process starts).
+    `overrides`: with `resume`, the settings that may change on a resume (max_time, threads...).
+    Returns (what ran, its summary); for torchrun the summary is ``{"returncode": N}`` (rank 0
+    prints the run's own). `argv`: the command's own arguments, which torchrun's processes repeat
+    (`engine.launch` drops --nproc); from Python, the settings are written to
+    ``runs_dir/launch-<time>.toml`` and those are the arguments."""
     import os
 
+    if resume is not None and cfg is not None:
+        raise UsageError("--resume continues a run with its own settings; drop --recipe/--config")
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        if resume is None:  # bad settings: one line here, before any process starts
-            cfg = resolve(recipe, config, **overrides)
-        elif not (Path(resume) / RunFolder.RESUME).is_file():
+        from smallvision.engine.launch import launch
+
+        if resume is not None and not (Path(resume) / RunFolder.RESUME).is_file():
             raise UsageError(f"{resume}: nothing to resume (no resume.safetensors); was it trained by smallvision?")
-        if launch_args is None:
-            if resume is not None:
-                launch_args = ["train", "--resume", str(resume)]
-            else:
-                import time
-
-                from smallvision.config import to_toml
-
-                Path(runs_dir).mkdir(parents=True, exist_ok=True)
-                file = Path(runs_dir) / f"launch-{time.strftime('%Y%m%d-%H%M%S')}.toml"
-                file.write_text(to_toml(cfg, "settings of a torchrun launch from Python"), encoding="utf-8")
-                launch_args = ["train", "--config", str(file), "--runs-dir", str(runs_dir), "--json"]
-        return "torchrun", {"returncode": torchrun(nproc, launch_args)}
+        return "torchrun", {"returncode": launch(argv or _launch_args(cfg, resume, runs_dir), nproc)}
     if resume is not None:
-        if recipe or config:
-            raise UsageError("--resume continues a run with its own settings; drop --recipe/--config")
         result = _continue(resume, progress=progress, command=command, **overrides)
         return f"run {result.run_dir}", result.summary
-    cfg = resolve(recipe, config, **overrides)  # names and values checked before any work
+    cfg = cfg if cfg is not None else make_config(**overrides)
     if ensemble:
-        summary = train_ensemble(None, ensemble, runs_dir=runs_dir, progress=progress, command=command, config=cfg)
+        summary = _ensemble(cfg, ensemble, runs_dir, progress, command)
         return f"ensemble {summary['run_dir']}", summary
-    result = train(runs_dir=runs_dir, progress=progress, command=command, config=cfg)
+    result = _fit(cfg, runs_dir, progress, command)
     return f"run {result.run_dir}", result.summary
 
 
-def torchrun(n: int, args: list[str]) -> int:
-    """``torchrun --standalone --nproc-per-node N -m smallvision ARGS``, its exit status."""
-    import shlex
-    import subprocess
-    import sys
+def _launch_args(cfg: TrainConfig | None, resume: str | Path | None, runs_dir: str | Path) -> list[str]:
+    """The command torchrun's processes run when Python (not a command line) asked for several:
+    resume the run, or train the settings written to ``runs_dir/launch-<time>.toml``."""
+    if resume is not None:
+        return ["train", "--resume", str(resume)]
+    import time
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m", "smallvision",
-           *args]
-    print("running: torchrun " + shlex.join(cmd[3:]), file=sys.stderr, flush=True)
-    return subprocess.run(cmd).returncode
+    from smallvision.config import to_toml
+
+    Path(runs_dir).mkdir(parents=True, exist_ok=True)
+    file = Path(runs_dir) / f"launch-{time.strftime('%Y%m%d-%H%M%S')}.toml"
+    file.write_text(to_toml(cfg or make_config(), "settings of a torchrun launch from Python"), encoding="utf-8")
+    return ["train", "--config", str(file), "--runs-dir", str(runs_dir), "--json"]
 
 
 def _evaluate_checkpoint(checkpoint: str | Path, dataset: str | None, split: str, data_dir: str | None,
@@ -282,11 +284,13 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "t
             write_multilabel_report(folder, title=f"{meta['model']} ({ckpt.parent.name}/{ckpt.name}) on {spec} {split}",
                                     info=info, logits=res.logits, y=y, thresholds={"values": values, "chosen": chosen,
                                                                                    "test": m},
-                                    images=xs, split=split, summary=out_doc, config=meta.get("config"), device=str(dev))
+                                    images=xs, split=split, summary=out_doc, config=meta.get("config"),
+                                    command=_reproduce(meta), device=str(dev))
             out_doc["report"] = str(folder / RunFolder.REPORT)
         return out_doc
     if report:
         from smallvision.explain import heatmaps
+        from smallvision.extras import installed
         from smallvision.report import classification_metrics, write_report
 
         tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec)
@@ -295,10 +299,18 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "t
             info = DatasetInfo.from_dict({**info.to_dict(), "class_names": list(data.info.class_names)})
         m = classification_metrics(res.logits, y, model.num_classes)
         write_report(folder, title=f"{meta['model']} ({ckpt.parent.name}/{ckpt.name}) on {spec} {split}", info=info,
-                     metrics=m, images=xs, split=split, summary=out_doc, config=meta.get("config"), device=str(dev),
-                     heatmap_fn=lambda x, t: heatmaps(model, x.float(), t))
+                     metrics=m, images=xs, split=split, summary=out_doc, config=meta.get("config"),
+                     command=_reproduce(meta), device=str(dev),
+                     heatmap_fn=(lambda x, t: heatmaps(model, x.float(), t)) if installed("captum") else None)
         out_doc["report"] = str(folder / RunFolder.REPORT)
     return out_doc
+
+
+def _reproduce(meta: dict[str, Any]) -> str:
+    """The command that trains the checkpoint again, from the settings it carries ("" when none)."""
+    from smallvision.engine.trainer import reproduce_command
+
+    return reproduce_command(meta["config"]) if meta.get("config") else ""
 
 
 def calibrate(run: str | Path, device: str = "auto", report: bool = True) -> dict[str, Any]:
@@ -306,9 +318,9 @@ def calibrate(run: str | Path, device: str = "auto", report: bool = True) -> dic
     split (re-created from its config and seed) and written into its checkpoints; the test split's
     errors before/after reported next to it. UsageError when the run held no validation split out."""
     from smallvision.calibration import reliability, summarise, why_not
-    from smallvision.engine.run import RunFolder
     from smallvision.io import write_json
     from smallvision.modelfile import resolve, write_into_checkpoint
+    from smallvision.runfolder import RunFolder
 
     ckpt = resolve(run)
     try:

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from smallvision.engine.run import RunFolder
 from smallvision.errors import UsageError
 from smallvision.io import write_json
+from smallvision.runfolder import RunFolder
 
 FORMATS = ("pytorch-fp32", "pytorch-bf16", "torchscript", "onnx", "onnx-int8", "openvino")
 BENCHMARK_JSON = "benchmark.json"

@@ -1,4 +1,4 @@
-"""Clean: the images of a data set whose label is probably wrong (`smallvision check --labels`).
+"""Clean: the images of a data set whose label is probably wrong (`smallvision labels`).
 
     from smallvision.clean import label_issues
     r = label_issues("mnist", split="test")      # k-fold out-of-fold probabilities, then cleanlab
@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from smallvision.engine.run import RunFolder
 from smallvision.errors import UsageError
+from smallvision.runfolder import RunFolder
 
 
 def default_recipe(spec: str) -> str:
-    """The recipe `check --labels` trains its folds with: photo-transfer-fast (frozen ImageNet
+    """The recipe `smallvision labels` trains its folds with: photo-transfer-fast (frozen ImageNet
     features, a linear head: seconds per fold) for a folder of photos when the weights are
     installed, else the photo default (recipes.default_recipe); a data set's own fast recipe where FOLD_RECIPES names
     one (fashion-mnist: fashion-fast); mnist-accurate otherwise (mnist-fast's net with random
@@ -96,6 +96,8 @@ def label_issues(dataset: str, split: str = "train", folds: int = 5, recipe: str
 
     if top < 1:
         raise UsageError(f"--top must be ≥ 1, got {top}")
+    import cleanlab  # noqa: F401  (the 'labels' extra: missing, the command says so before any fold trains)
+
     recipe = recipe or default_recipe(dataset)
     # each fold holds 10 % of its training images out to fit its temperature: confident learning
     # thresholds probabilities per class, and label smoothing's underconfident ones (mnist-fast's

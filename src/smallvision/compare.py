@@ -15,9 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from smallvision.engine.run import RunFolder
 from smallvision.errors import UsageError
 from smallvision.io import atomic_write_text, write_json
+from smallvision.runfolder import RunFolder
 
 
 @dataclass

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from smallvision.errors import UsageError
+from smallvision.extras import installed
+from smallvision.runfolder import RunFolder
 
 Check = tuple[Callable[[Any], bool], str]  # (predicate, what it says when false: "must be > 0")
 
@@ -191,11 +193,14 @@ class TrainConfig(RunSettings):
     # --- data
     val_size: float = setting(0.1, "Validation split from the training set: a fraction in [0, 1) or a whole count; "
                               "0: none.", check=(_val_size_ok, "must be a fraction in [0, 1) or a whole count ≥ 1"))
-    folds: int = setting(0, "Cross-validation (smallvision cv sets it): split --fold-split into K stratified folds, "
-                         "train on all but --fold and test on it (0: off).",
-                         check=(lambda v: v == 0 or v >= 2, "must be 0 (off) or at least 2"))
-    fold: int = setting(0, "With --folds: the fold held out as this run's test set (0 to K-1).", check=NON_NEGATIVE)
-    fold_split: str = setting("train", "With --folds: the split the folds are made of.", choices=("train", "test"))
+    # the folds: set by `smallvision cv` (and `labels`) for each fold's run, not flags of their own
+    folds: int = setting(0, "Cross-validation: split fold_split into K stratified folds, train on all but `fold` "
+                         "and test on it (0: off).", check=(lambda v: v == 0 or v >= 2, "must be 0 (off) or at least 2"),
+                         flag=False)
+    fold: int = setting(0, "With folds: the fold held out as this run's test set (0 to K-1).", check=NON_NEGATIVE,
+                        flag=False)
+    fold_split: str = setting("train", "With folds: the split the folds are made of.", choices=("train", "test"),
+                              flag=False)
     normalize: list[Any] | None = setting(None, "MEAN,STD on 0-1 pixels (default: the data set's own).",
                                           metavar="MEAN,STD")
     data_order: str = setting("seeded", "seeded: a function of (seed, epoch); torch: replay DataLoader(shuffle=True)'s "
@@ -293,7 +298,7 @@ class TrainConfig(RunSettings):
                                      check=(lambda v: 0 <= v <= 100, "is a percentage"), result=False)
     eval_every: int = setting(1, "Validate every N epochs.", check=AT_LEAST_1)
     test: bool = setting(True, "Read the test set once at the end (`smallvision tune`'s trials do not: they choose on "
-                         "validation, and only the final run is tested).", result=False)
+                         "validation, and only the final run is tested).", result=False, flag=False)
     test_every_epoch: bool = setting(False, "Also report test accuracy per epoch (reported, never used).",
                                      result=False)
     checkpoint_every: str = setting("", "Also save resume state every N steps (500) or seconds (60s).", result=False,
@@ -309,6 +314,10 @@ class TrainConfig(RunSettings):
             (self.normalize is None or min(self.normalize[1] if isinstance(self.normalize[1], list)
                                            else [self.normalize[1]]) > 0, "normalize std must be > 0"),
             (self.folds == 0 or self.fold < self.folds, f"--fold must be 0-{self.folds - 1} with --folds {self.folds}"),
+            (not (self.patience or self.target_accuracy) or self.val_size != 0,
+             "--patience and --target-accuracy watch the validation split; set --val-size > 0"),
+            (not self.tensorboard or installed("tensorboard"),
+             "--tensorboard needs the 'tensorboard' extra: pip install 'smallvision[tensorboard]'"),
             (isinstance(self.model_args, dict) and isinstance(self.data_args, dict),
              "model_args and data_args are tables of KEY = VALUE"),
         ]
@@ -406,8 +415,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     config.json. Unknown keys are an error naming the file; what a run folder records beside the
     settings (the command, the resolved device) is skipped."""
     p = Path(path).expanduser()
-    if p.is_dir():  # a run folder: its config.json (RunFolder.CONFIG; the settings layer does not import the engine)
-        p = p / "config.json"
+    if p.is_dir():  # a run folder: its config.json
+        p = p / RunFolder.CONFIG
     if not p.is_file():
         raise UsageError(f"--config {path}: no such file")
     text = p.read_text(encoding="utf-8")

@@ -1,5 +1,5 @@
 """K-fold cross-validation: `smallvision cv --folds K` and the out-of-fold probabilities that
-`check --labels` ranks.
+`smallvision labels` ranks.
 
     from smallvision.cv import cross_validate
     cv = cross_validate("mnist-fast", folds=5, dataset="mnist", split="test")
@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from smallvision.engine.run import RunFolder
 from smallvision.errors import UsageError
+from smallvision.runfolder import RunFolder
 
 # Label checking trains K models on small folds: every fold model sees about this many images
 # in all (epochs = this / fold size, at most MAX_EPOCHS): a 4 800-image fold gets 10 epochs of

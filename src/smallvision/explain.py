@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smallvision.engine.run import RunFolder
 from smallvision.errors import UsageError
 from smallvision.models.attribution import (  # noqa: F401  (the attribution functions, re-exported)
     TINY,
@@ -43,6 +42,7 @@ from smallvision.models.attribution import (  # noqa: F401  (the attribution fun
     no_tta,
     occlusion,
 )
+from smallvision.runfolder import RunFolder
 
 
 class Explainer:

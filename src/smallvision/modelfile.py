@@ -24,6 +24,7 @@ import torch
 
 from smallvision.errors import CheckpointError
 from smallvision.io import atomic_write_bytes
+from smallvision.runfolder import RunFolder
 
 FORMAT = "smallvision-checkpoint"
 FORMAT_VERSION = 1
@@ -114,8 +115,6 @@ def resolve(path: str | Path) -> Path:
     """A checkpoint file, or a run folder's best checkpoint (its last one when there is no best)."""
     p = Path(path)
     if p.is_dir():
-        from smallvision.engine.run import RunFolder
-
         for name in (RunFolder.BEST, RunFolder.LAST):
             if (p / name).is_file():
                 return p / name
@@ -185,8 +184,6 @@ def model_card(meta: dict[str, Any], ckpt: Path | None = None) -> dict[str, Any]
     if isinstance(meta.get("card"), dict):  # an exported file: its card was written at export
         return meta["card"]
     summary: dict[str, Any] = {}
-    from smallvision.engine.run import RunFolder
-
     if ckpt is not None and (ckpt.parent / RunFolder.SUMMARY).is_file():
         try:
             summary = json.loads((ckpt.parent / RunFolder.SUMMARY).read_text())

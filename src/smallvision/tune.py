@@ -271,9 +271,9 @@ def tune(recipe: str | None = None, config: str | Path | TrainConfig | None = No
     import optuna
 
     from smallvision.config import merge
-    from smallvision.engine.run import RunFolder
     from smallvision.engine.trainer import fit
     from smallvision.recipes import resolve
+    from smallvision.runfolder import RunFolder
 
     if trials < 1:
         raise UsageError(f"--trials must be ≥ 1, got {trials}")

@@ -6,6 +6,7 @@ errors print one line and exit 2 (``--debug`` shows the traceback instead).
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shlex
@@ -18,7 +19,7 @@ import typer
 
 from smallvision.cli.flags import option, parse_pairs, parse_sets, settings_from_flags, with_settings
 from smallvision.config import DatasetSpec
-from smallvision.engine.run import RunFolder
+from smallvision.runfolder import RunFolder
 
 app = typer.Typer(
     name="smallvision",
@@ -113,7 +114,18 @@ def _emit(summary: dict[str, Any], as_json: bool, title: str) -> None:
 _RECIPE = option("recipe", Optional[str], None, "--recipe", help="A named recipe (see `smallvision recipes`); flags override it.")
 _CONFIG = option("config", Optional[Path], None, "--config",
                  help="Settings from a file: a recipe TOML (print-config writes one) or a run's config.json; flags override it.")
+_CTX = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
 _SET = option("set_", Optional[list[str]], None, "--set", help="Any setting as KEY=VALUE (JSON value), repeatable.")
+
+
+def _argv(ctx: typer.Context) -> list[str]:
+    """The arguments `main(argv)` was given, kept on the root context: a command records (and
+    torchrun repeats) what it received, also when `main([...])` is called from Python."""
+    return list((ctx.find_root().obj or {}).get("argv", []))
+
+
+def _command_line(ctx: typer.Context) -> str:
+    return "smallvision " + shlex.join(_argv(ctx))
 
 
 def _settings(kw: dict[str, Any]) -> dict[str, Any]:
@@ -122,7 +134,7 @@ def _settings(kw: dict[str, Any]) -> dict[str, Any]:
 
 @app.command()
 @with_settings(
-    _RECIPE, _CONFIG,
+    _CTX, _RECIPE, _CONFIG,
     option("resume", Optional[Path], None, "--resume", help="Continue a stopped run folder from where it stopped."),
     option("runs_dir", Path, Path("runs"), "--runs-dir", help="Where run folders go."),
     option("ensemble", int, 0, "--ensemble", help="Train K members (seeds seed..seed+K-1) and test their averaged probabilities."),
@@ -131,22 +143,18 @@ def _settings(kw: dict[str, Any]) -> dict[str, Any]:
     option("as_json", bool, False, "--json", help="Print the final summary as one JSON line."),
     _SET,
 )
-def train(**kw: Any) -> None:
+def train(ctx: typer.Context, **kw: Any) -> None:
     """Train a model; writes runs/<name>/ with config, metrics, checkpoints, a summary and a report."""
     from smallvision import api
 
-    over, as_json = _settings(kw), kw["as_json"]
-    args, skip = [], False  # what torchrun repeats: this command line without --nproc
-    for a in sys.argv[1:]:
-        if skip:
-            skip = False
-        elif a == "--nproc":
-            skip = True
-        elif not a.startswith("--nproc="):
-            args.append(a)
-    title, summary = api.train_command(kw["recipe"], kw["config"], resume=kw["resume"], ensemble=kw["ensemble"],
-                                       nproc=kw["nproc"], runs_dir=kw["runs_dir"], progress=not as_json,
-                                       command="smallvision " + shlex.join(sys.argv[1:]), launch_args=args, **over)
+    over, as_json, resume = _settings(kw), kw["as_json"], kw["resume"]
+    # the settings resolved and validated once, here (bad ones fail before torchrun starts a process); a
+    # resume has its own (train_command refuses --recipe/--config with it; the flags may change a few)
+    fresh = resume is None or kw["recipe"] or kw["config"]
+    cfg = api.make_config(kw["recipe"], kw["config"], **over) if fresh else None
+    title, summary = api.train_command(cfg, resume=resume, ensemble=kw["ensemble"], nproc=kw["nproc"],
+                                       runs_dir=kw["runs_dir"], progress=not as_json, command=_command_line(ctx),
+                                       argv=_argv(ctx), **({} if fresh else over))
     if title == "torchrun":
         sys.exit(summary["returncode"])
     _emit(summary, as_json, title)
@@ -181,15 +189,15 @@ def tune(**kw: Any) -> None:
 
 
 @app.command("print-config")
-@with_settings(_RECIPE, _CONFIG, _SET)
-def print_config(**kw: Any) -> None:
+@with_settings(_CTX, _RECIPE, _CONFIG, _SET)
+def print_config(ctx: typer.Context, **kw: Any) -> None:
     """Print the resolved settings (defaults < recipe < --config < flags) as a recipe TOML file:
     save it, edit it, train it with --config FILE."""
     from smallvision import api
     from smallvision.config import to_toml
 
     cfg = api.make_config(kw["recipe"], kw["config"], **_settings(kw))
-    print(to_toml(cfg, f"settings of smallvision {shlex.join(sys.argv[1:])}"), end="")
+    print(to_toml(cfg, f"settings of {_command_line(ctx)}"), end="")
 
 
 @app.command()
@@ -456,51 +464,55 @@ def serve(
 
 @app.command()
 def check(
-    path: Annotated[str, typer.Argument(help="An image folder; with --labels, any data set (mnist, folder:DIR, npz:FILE, ...).")],
-    labels: Annotated[bool, typer.Option("--labels", help="Find probably mislabelled images: k-fold out-of-fold "
-                                         "predictions, then confident learning (cleanlab).")] = False,
-    split: Annotated[str, typer.Option(help="With --labels: the split to check, train or test.")] = "train",
-    folds: Annotated[int, typer.Option(help="With --labels: folds (one model trained per fold, one after another).")] = 5,
-    recipe: Annotated[Optional[str], typer.Option(help="With --labels: the folds' recipe (default: photo-transfer-fast "
-                                                  "for photos, else mnist-fast with epochs raised for small folds).")] = None,
-    data_arg: Annotated[Optional[list[str]], typer.Option(help="Data-set option KEY=VALUE, repeatable.")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any training setting KEY=VALUE for the folds, repeatable.")] = None,
-    top: Annotated[int, typer.Option(help="With --labels: suspects shown in the PNG grid.")] = 50,
-    out: Annotated[Optional[Path], typer.Option(help="With --labels: output folder (default: the cv folder under --runs-dir).")] = None,
-    runs_dir: Annotated[Path, typer.Option(help="Where the fold runs go.")] = Path("runs"),
+    path: Annotated[str, typer.Argument(help="An image folder.")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Scan an image folder (unreadable images, non-images, balance, sizes, duplicates; exit 1 on problems), or with --labels rank a data set's probable label errors."""
-    if labels:
-        from smallvision.clean import label_issues
-
-        # a folder (existing, or a path-looking argument, so a missing one is named as a folder) or a data-set spec
-        spec = path if ":" in path or not (Path(path).is_dir() or "/" in path) else f"folder:{path}"
-        overrides = parse_sets(set_)
-        if data_arg:
-            overrides["data_args"] = {**overrides.get("data_args", {}), **(parse_pairs(data_arg, "--data-arg") or {})}
-        r = label_issues(spec, split, folds, recipe, runs_dir, out, top,
-                         log=lambda m: print(m, file=sys.stderr, flush=True), **overrides)
-        if as_json:
-            print(json.dumps({k: v for k, v in r.items() if k != "suspects"} | {"suspects": r["suspects"][:top]}))
-            return
-        print(f"{r['suspect_count']} probable label errors in {r['images']} {split} images of {spec} "
-              f"({100 * r['suspect_share']:.2f} %); {folds}-fold out-of-fold accuracy {r['oof_accuracy']:.2f} % "
-              f"(folds {r['mean_accuracy']:.2f} ± {r['std_accuracy']:.2f} %), {r['seconds']:.0f} s")
-        for row in r["suspects"][:10]:
-            where = row.get("file", f"#{row['index']}")
-            print(f"  {where}: labelled {row['given']}, looks like {row['suggested']} "
-                  f"(p(given) {row['self_confidence']:.3f})")
-        for d in r.get("near_duplicates_with_different_labels", [])[:5]:
-            print(f"  near-duplicates, different labels: {d['a']} ({d['label_a']}) ~ {d['b']} ({d['label_b']})")
-        print(f"saved {r['suspects_csv']}, {r['grid'] or ''} (fold runs in {r['cv_dir']})")
-        return
+    """Scan an image folder: unreadable images, non-images, balance, sizes, duplicates (exit 1 on problems)."""
     from smallvision.data.check import check_folder, format_report
 
     r = check_folder(path)
     print(json.dumps(r) if as_json else format_report(r))
     if r["problems"]:
         sys.exit(1)
+
+
+@app.command()
+def labels(
+    dataset: Annotated[str, typer.Argument(help="Any data set: an image folder, mnist, folder:DIR, npz:FILE, ...")],
+    split: Annotated[str, typer.Option(help="The split to check, train or test.")] = "train",
+    folds: Annotated[int, typer.Option(help="Folds (one model trained per fold, one after another).")] = 5,
+    recipe: Annotated[Optional[str], typer.Option(help="The folds' recipe (default: photo-transfer-fast for photos, "
+                                                  "else mnist-fast with epochs raised for small folds).")] = None,
+    data_arg: Annotated[Optional[list[str]], typer.Option(help="Data-set option KEY=VALUE, repeatable.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any training setting KEY=VALUE for the folds, repeatable.")] = None,
+    top: Annotated[int, typer.Option(help="Suspects shown in the PNG grid.")] = 50,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: the cv folder under --runs-dir).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where the fold runs go.")] = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Rank a data set's probably mislabelled images: k-fold out-of-fold predictions, then confident learning (cleanlab)."""
+    from smallvision.clean import label_issues
+
+    # a folder (existing, or a path-looking argument, so a missing one is named as a folder) or a data-set spec
+    spec = dataset if ":" in dataset or not (Path(dataset).is_dir() or "/" in dataset) else f"folder:{dataset}"
+    overrides = parse_sets(set_)
+    if data_arg:
+        overrides["data_args"] = {**overrides.get("data_args", {}), **(parse_pairs(data_arg, "--data-arg") or {})}
+    r = label_issues(spec, split, folds, recipe, runs_dir, out, top,
+                     log=lambda m: print(m, file=sys.stderr, flush=True), **overrides)
+    if as_json:
+        print(json.dumps({k: v for k, v in r.items() if k != "suspects"} | {"suspects": r["suspects"][:top]}))
+        return
+    print(f"{r['suspect_count']} probable label errors in {r['images']} {split} images of {spec} "
+          f"({100 * r['suspect_share']:.2f} %); {folds}-fold out-of-fold accuracy {r['oof_accuracy']:.2f} % "
+          f"(folds {r['mean_accuracy']:.2f} ± {r['std_accuracy']:.2f} %), {r['seconds']:.0f} s")
+    for row in r["suspects"][:10]:
+        where = row.get("file", f"#{row['index']}")
+        print(f"  {where}: labelled {row['given']}, looks like {row['suggested']} "
+              f"(p(given) {row['self_confidence']:.3f})")
+    for d in r.get("near_duplicates_with_different_labels", [])[:5]:
+        print(f"  near-duplicates, different labels: {d['a']} ({d['label_a']}) ~ {d['b']} ({d['label_b']})")
+    print(f"saved {r['suspects_csv']}, {r['grid'] or ''} (fold runs in {r['cv_dir']})")
 
 
 @app.command()
@@ -627,6 +639,19 @@ def _error_table() -> list[tuple[type[BaseException], int, str, bool]]:
     ]
 
 
+def _command_path(args: list[str]) -> str:
+    """'smallvision serve', 'smallvision gan train': the command `args` name, options left out."""
+    cmd, path = typer.main.get_command(app), ["smallvision"]
+    for a in args:
+        sub = getattr(cmd, "commands", {}).get(a)
+        if sub is None and not a.startswith("-"):
+            break
+        if sub is not None:
+            cmd = sub
+            path.append(a)
+    return " ".join(path)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; every failure is one line on stderr and an exit status from
     `_error_table` (``--debug`` or SMALLVISION_DEBUG=1 shows the traceback instead)."""
@@ -637,7 +662,8 @@ def main(argv: list[str] | None = None) -> None:
     if not debug:  # our warnings (skipped images, label gaps) as one line each, like errors
         warnings.formatwarning = lambda message, *_a, **_k: f"warning: {message}\n"
     try:
-        rv = typer.main.get_command(app).main(args=args, prog_name="smallvision", standalone_mode=False)
+        rv = typer.main.get_command(app).main(args=args, prog_name="smallvision", standalone_mode=False,
+                                              obj={"argv": args})
         sys.exit(rv if isinstance(rv, int) else 0)
     except TyperException as e:  # bad flags (typer vendors click): one line, like every other user error
         if not e.format_message():  # no arguments at all: the help text was shown
@@ -648,6 +674,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exit as e:
         sys.exit(e.exit_code)
     except Exception as e:
+        if isinstance(e, ModuleNotFoundError):  # an extra's package: one line naming the extra
+            from smallvision.extras import missing_extra
+
+            e = missing_extra(e, _command_path(args)) or e
         for kind, status, fmt, traceback_on_debug in _error_table():
             if isinstance(e, kind):
                 if debug and traceback_on_debug:

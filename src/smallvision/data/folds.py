@@ -1,4 +1,4 @@
-"""K-fold cross-validation splits of any data set: what `smallvision cv` and `check --labels` train on.
+"""K-fold cross-validation splits of any data set: what `smallvision cv` and `smallvision labels` train on.
 
 `fold_indices` assigns every image of a split to one of K folds (stratified and seeded:
 scikit-learn's StratifiedKFold, so each fold keeps the class shares). `take_fold` turns a loaded

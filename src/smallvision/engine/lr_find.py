@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from smallvision.config import TrainConfig
-from smallvision.engine.run import RunFolder
+from smallvision.runfolder import RunFolder
 
 
 def range_test(cfg: TrainConfig, start_lr: float, end_lr: float, steps: int) -> tuple[list[float], list[float], str]:

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from smallvision.engine.run import RunFolder
 from smallvision.errors import CheckpointError
 from smallvision.io import atomic_write_bytes
 from smallvision.modelfile import checkpoint_bytes, load_checkpoint
+from smallvision.runfolder import RunFolder
 
 RESUME, PREVIOUS = RunFolder.RESUME, RunFolder.RESUME_PREV
 

@@ -31,11 +31,12 @@ from smallvision.data.stream import StreamLoader
 from smallvision.engine import distributed
 from smallvision.engine.device import autocast_for, resolve_device, seed_everything
 from smallvision.engine.progress import Progress
-from smallvision.engine.run import LoopState, RunFolder, RunSession, default_run_name, open_run
+from smallvision.engine.run import LoopState, RunSession, default_run_name, open_run
 from smallvision.errors import UsageError
 from smallvision.modelfile import load_checkpoint, versions
 from smallvision.models import count_params, create_model
 from smallvision.optim import PlateauState, build_optimizer, lr_at, two_phases
+from smallvision.runfolder import RunFolder
 
 XY = tuple[torch.Tensor, torch.Tensor]
 
@@ -138,7 +139,7 @@ def prepare_data(cfg: TrainConfig, device: torch.device, shard: tuple[int, int] 
 def multilabel_guard(cfg: TrainConfig) -> None:
     """Settings that have no multi-label meaning here: one line each, before any training."""
     bad = [(cfg.class_weights != "none", "--class-weights"), (cfg.sampler != "shuffle", "--sampler balanced"),
-           (cfg.label_smoothing > 0, "--label-smoothing"), (cfg.folds > 0, "cross-validation (cv, check --labels)")]
+           (cfg.label_smoothing > 0, "--label-smoothing"), (cfg.folds > 0, "cross-validation (cv, labels)")]
     for on, what in bad:
         if on:
             raise UsageError(f"{what} is for single-label data; {cfg.dataset} is a multi-label set (one sigmoid per class)")
@@ -452,10 +453,8 @@ def _open_run(cfg: TrainConfig, rt: Runtime, runs_dir: str | Path, command: str,
 def setup(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | None = None, command: str = "",
           resume: tuple[Path, Any] | None = None) -> Session:
     """Data, model, optimiser and run folder for `cfg`; with `resume` = (run folder, its loaded
-    resume state), the restored state of that run."""
-    cfg.validate()
-    if (cfg.patience or cfg.target_accuracy) and cfg.val_size == 0:
-        raise UsageError("--patience and --target-accuracy watch the validation split; set --val-size > 0")
+    resume state), the restored state of that run. `cfg` comes validated (`recipes.resolve`, or
+    `merge(...).validate()` for a variation of one): set-up trusts it."""
     if resume is not None:
         from smallvision.engine.resume import check_compatible
 

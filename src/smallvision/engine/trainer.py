@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,13 +28,15 @@ from smallvision.engine import distributed
 from smallvision.engine.callbacks import PeriodicSave, ProgressBar, StopOnSignal, TensorBoardLog
 from smallvision.engine.evaluate import EvalResult, evaluate, n_correct, task_loss
 from smallvision.engine.progress import Progress
-from smallvision.engine.run import RunFolder, crash_point, epoch_loop, running
+from smallvision.engine.run import crash_point, epoch_loop, running
 from smallvision.engine.setup import Session, setup
 from smallvision.errors import DivergenceError, UsageError
+from smallvision.extras import installed
 from smallvision.io import atomic_write_text, write_json
 from smallvision.modelfile import save_checkpoint
 from smallvision.models import count_params
 from smallvision.optim import lr_at, two_phases
+from smallvision.runfolder import RunFolder
 
 
 @dataclass
@@ -282,8 +286,8 @@ def finish(s: Session) -> TrainResult:
         write_multilabel_report(s.run.path, title=f"{s.run.name}: {s.cfg.model} on {s.data.info.name}",
                                 info=s.data.info, logits=test.logits, y=s.data.test[1], thresholds=labels_doc,
                                 images=s.data.test[0], split="test", summary=summary, history=s.state.history,
-                                config=s.cfg.to_dict(), device=str(s.rt.device), labels=s.data.test_files,
-                                skipped=skipped, train_counts=s.data.train_counts)
+                                config=s.cfg.to_dict(), command=reproduce_command(s.cfg.to_dict()),
+                                device=str(s.rt.device), labels=s.data.test_files, skipped=skipped, train_counts=s.data.train_counts)
     elif s.cfg.report:
         from smallvision.report import classification_metrics, write_report
 
@@ -291,14 +295,44 @@ def finish(s: Session) -> TrainResult:
         m = classification_metrics(logits, s.data.test[1], s.data.info.num_classes)
         write_report(s.run.path, title=f"{s.run.name}: {s.cfg.model} on {s.data.info.name}", info=s.data.info,
                      metrics=m, images=s.data.test[0], split="test", summary=summary, history=s.state.history,
-                     config=s.cfg.to_dict(), device=str(s.rt.device), labels=s.data.test_files, skipped=skipped,
+                     config=s.cfg.to_dict(), command=reproduce_command(s.cfg.to_dict()), device=str(s.rt.device),
+                     labels=s.data.test_files, skipped=skipped,
                      calibration=calib, heatmap_fn=_heatmap_fn(final), train_counts=s.data.train_counts)
     s.enter_phase("reported")
     return TrainResult(s.run.path, summary, s.state.history, test.logits)
 
 
+def reproduce_command(config: dict[str, Any]) -> str:
+    """`smallvision train ...` with every setting that differs from the defaults (recipe first): the
+    report's "Reproduce" line. Settings that are not flags (what `cv` sets, the rules' reasons) are
+    left out: config.json carries them."""
+    from smallvision.config import FIELDS, TrainConfig
+    from smallvision.recipes import recipe_config
+
+    base = recipe_config(config["recipe"]) if config.get("recipe") else TrainConfig()
+    args = ["smallvision", "train"] + (["--recipe", config["recipe"]] if config.get("recipe") else [])
+    for key, default in base.to_dict().items():
+        val = config.get(key, default)
+        if key == "recipe" or val == default or not FIELDS[key].metadata["flag"]:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(val, bool):
+            args.append(flag if val else flag.replace("--", "--no-", 1))
+        elif key in ("model_args", "data_args"):  # repeatable KEY=VALUE flags
+            args += [x for k, v in val.items() for x in (flag[:-1], f"{k}={json.dumps(v)}")]
+        elif isinstance(val, list):
+            args += [flag, ",".join(str(v) for v in val)]
+        elif val is not None:
+            args += [flag, str(val)]
+    return shlex.join(args)
+
+
 def _heatmap_fn(model: torch.nn.Module) -> Any:
-    """The report's heatmaps of its top-loss images (models/attribution.heatmaps, fp32, the whole model)."""
+    """The report's heatmaps of its top-loss images (models/attribution.heatmaps, fp32, the whole model);
+    None without the 'explain' extra (captum): the report shows the images without them."""
+    if not installed("captum"):
+        return None
+
     def fn(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         from smallvision.models.attribution import heatmaps
 

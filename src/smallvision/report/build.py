@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 import platform
-import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,9 +18,9 @@ import torch
 
 import smallvision.report.plots as plots
 from smallvision.data.info import DatasetInfo
-from smallvision.engine.run import RunFolder
 from smallvision.io import atomic_write_text, write_json
 from smallvision.report.metrics import ClassificationMetrics
+from smallvision.runfolder import RunFolder
 
 
 def environment(device: str = "cpu") -> dict[str, Any]:
@@ -44,29 +42,6 @@ def environment(device: str = "cpu") -> dict[str, Any]:
     if torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
     return env
-
-
-def reproduce_command(config: dict[str, Any]) -> str:
-    """`smallvision train ...` with every setting that differs from the defaults (recipe first)."""
-    from smallvision.config import TrainConfig
-    from smallvision.recipes import recipe_config
-
-    base = recipe_config(config["recipe"]) if config.get("recipe") else TrainConfig()
-    args = ["smallvision", "train"] + (["--recipe", config["recipe"]] if config.get("recipe") else [])
-    for key, default in base.to_dict().items():
-        val = config.get(key, default)
-        if key in ("recipe",) or val == default:
-            continue
-        flag = "--" + key.replace("_", "-")
-        if isinstance(val, bool):
-            args.append(flag if val else flag.replace("--", "--no-", 1))
-        elif key in ("model_args", "data_args"):  # repeatable KEY=VALUE flags
-            args += [x for k, v in val.items() for x in (flag[:-1], f"{k}={json.dumps(v)}")]
-        elif isinstance(val, list):
-            args += [flag, ",".join(str(v) for v in val)]
-        elif val is not None:
-            args += [flag, str(val)]
-    return shlex.join(args)
 
 
 def render(out_dir: Path, title: str, head_rows: Sequence[dict[str, Any]], figures: Sequence[tuple[str, str]],
@@ -130,6 +105,7 @@ def write_report(
     summary: dict[str, Any],
     history: Sequence[dict[str, Any]] = (),
     config: dict[str, Any] | None = None,
+    command: str = "",  # the command that reproduces the run (engine.trainer.reproduce_command), shown and saved
     device: str = "cpu",
     labels: Sequence[str] | None = None,  # per-image names (file paths for image folders)
     skipped: Sequence[str] = (),  # unreadable files left out of the data
@@ -196,7 +172,6 @@ def write_report(
             row["train images"] = int(c)
     confused = [{"true": names[t], "predicted": names[p], "count": c} for t, p, c in metrics.most_confused]
     cfg = config or {}
-    command = reproduce_command(cfg) if cfg else ""
     env = environment(device)
     doc = {
         "title": title, "split": split, "summary": summary,
@@ -289,6 +264,7 @@ def write_multilabel_report(
     summary: dict[str, Any],
     history: Sequence[dict[str, Any]] = (),
     config: dict[str, Any] | None = None,
+    command: str = "",  # the command that reproduces the run (engine.trainer.reproduce_command), shown and saved
     device: str = "cpu",
     labels: Sequence[str] | None = None,
     skipped: Sequence[str] = (),
@@ -297,7 +273,6 @@ def write_multilabel_report(
     """The multi-label run's report: exact match, macro/micro-F1 and mAP at the chosen thresholds,
     per-class AP/precision/recall/F1 with each class's threshold, the highest-loss images titled
     with their predicted and true label sets."""
-    from smallvision.engine.evaluate import task_loss
     from smallvision.multilabel import predicted_labels
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -308,7 +283,8 @@ def write_multilabel_report(
     probs = logits.sigmoid()
     chosen = predicted_labels(probs, values, names)
     truth = [[names[j] for j in torch.nonzero(row).flatten().tolist()] for row in y]
-    losses = torch.stack([task_loss(logits[i : i + 1], y[i : i + 1]) for i in range(len(y))])
+    # each image's training loss (engine.evaluate.task_loss of a multi-hot row): its mean binary cross-entropy
+    losses = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(1)  # (N,)
     top = losses.argsort(descending=True)[:16].tolist()
     figures: list[tuple[str, str]] = []
     if history:
@@ -330,7 +306,6 @@ def write_multilabel_report(
                   "support": int(pc["support"][i]), **({"train images": int(train_counts[i])} if train_counts else {})}
                  for i in range(len(names))]
     cfg = config or {}
-    command = reproduce_command(cfg) if cfg else ""
     env = environment(device)
     doc = {"title": title, "split": split, "summary": summary, "task": "multilabel",
            "metrics": {"exact_match": m["exact_match"], "macro_f1": m["macro_f1"], "micro_f1": m["micro_f1"],
