@@ -80,6 +80,24 @@ def _class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def _class_items(root: Path, split_dir: Path, classes: list[str], strict: bool, ignored: list[Path],
+                 no_reader: list[Path]) -> list[tuple[Path, int]]:
+    """(photo, class index) for each class folder of `split_dir` (a class may be absent from a
+    split); files that are not images and photos with no reader go to `ignored` / `no_reader`."""
+    items = []
+    for ci, c in enumerate(classes):
+        if not (split_dir / c).is_dir():
+            continue
+        imgs, other, missing = _images_under(split_dir / c)
+        if strict:
+            where = f"{split_dir.name}/{c}/" if split_dir != root else f"{c}/"
+            _only_unreadable_formats(f"folder:{root}: class folder {where}", imgs, missing)
+        items += [(p, ci) for p in imgs]
+        ignored += other
+        no_reader += missing
+    return items
+
+
 def index_folder(root: str | Path, holdout: float | None = None, strict: bool = True) -> FolderIndex:
     """The folder's layout, classes and splits. `strict`: a class whose photos all need a reader
     that is not installed is an error (train); `check` passes False and lists them instead."""
@@ -92,32 +110,15 @@ def index_folder(root: str | Path, holdout: float | None = None, strict: bool = 
     held = next((subdirs[n] for n in HELD_OUT if n in subdirs), None)
     if "train" in subdirs and held is not None:
         classes = [p.name for p in _class_dirs(subdirs["train"])]
-        splits = []
-        for split_dir in (subdirs["train"], held):
-            items = []
-            for ci, c in enumerate(classes):
-                if (split_dir / c).is_dir():
-                    imgs, other, missing = _images_under(split_dir / c)
-                    if strict:
-                        _only_unreadable_formats(f"folder:{root}: class folder {split_dir.name}/{c}/", imgs, missing)
-                    items += [(p, ci) for p in imgs]
-                    ignored += other
-                    no_reader += missing
-            splits.append(items)
+        splits = [_class_items(root, split_dir, classes, strict, ignored, no_reader)
+                  for split_dir in (subdirs["train"], held)]
         extra = sorted({p.name for p in _class_dirs(held)} - set(classes))
         if extra:
             raise DataError(f"folder:{root}: {held.name}/ has classes missing from train/: {', '.join(extra)}")
         train, test, layout = splits[0], splits[1], f"train/ + {held.name}/"
     elif subdirs:
         classes = [p.name for p in _class_dirs(root)]
-        items = []
-        for ci, c in enumerate(classes):
-            imgs, other, missing = _images_under(root / c)
-            if strict:
-                _only_unreadable_formats(f"folder:{root}: class folder {c}/", imgs, missing)
-            items += [(p, ci) for p in imgs]
-            ignored += other
-            no_reader += missing
+        items = _class_items(root, root, classes, strict, ignored, no_reader)
         train, test, layout = _hold_out(items, holdout), None, "one sub-folder per class"
     else:
         imgs, other, missing = _images_under(root)

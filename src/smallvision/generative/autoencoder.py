@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from smallvision.engine.progress import Progress
 from smallvision.engine.run import RunFolder
-from smallvision.errors import DivergenceError, UsageError
+from smallvision.errors import UsageError
 from smallvision.generative.config import AutoencoderConfig
 from smallvision.generative.loop import (
     GenSession,
@@ -73,11 +73,7 @@ def train_autoencoder(cfg: AutoencoderConfig, runs_dir: str | Path = "runs", com
 def ae_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
     """One optimiser step on the reconstruction (+ KL) loss; the loss sum into s.meter."""
     loss, _ = _loss(s.nets["AE"], xb, _noisy(xb, s.cfg.denoise), s.cfg.kl_weight)
-    s.optimizers["optim_ae"].zero_grad(set_to_none=True)
-    loss.backward()
-    s.optimizers["optim_ae"].step()
-    if s.device.type == "cpu" and not torch.isfinite(loss):
-        raise DivergenceError(f"loss became {loss.item()} at step {s.state.step + 1}; try a lower --lr than {s.cfg.lr:g}")
+    s.optimise("optim_ae", loss)
     s.add("loss", loss.detach() * len(xb))
 
 

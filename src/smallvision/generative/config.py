@@ -27,6 +27,11 @@ from smallvision.config import (
 from smallvision.errors import UsageError
 
 
+def family_model(default: str, what: str) -> Any:
+    """The ``--model`` setting of one family: its default model, and the family named in the help."""
+    return redefault(RunSettings, "model", default, choices="generative model", help=f"A registered {what}.")
+
+
 @dataclass
 class GenerativeSettings(RunSettings):
     """What the three generative families share beyond `RunSettings`: Adam, the batch, the grids."""
@@ -93,8 +98,7 @@ class GeneratorSettings(GenerativeSettings):
 class GanConfig(GeneratorSettings):
     KIND: ClassVar[str] = "gan"
 
-    model: str = redefault(RunSettings, "model", "dcgan", choices="generative model",
-                           help="A registered GAN.")
+    model: str = family_model("dcgan", "GAN")
     loss: str = setting("bce", "GAN loss (not given: the model's own, hinge for dcgan, bce for gan-mlp).",
                         choices="GAN loss")
     d_lr: float = setting(0.0, "The discriminator's own learning rate (two time-scale updates, Heusel et al.); "
@@ -120,8 +124,7 @@ class GanConfig(GeneratorSettings):
 class FlowConfig(GeneratorSettings):
     KIND: ClassVar[str] = "diffusion"
 
-    model: str = redefault(RunSettings, "model", "unet", choices="generative model",
-                           help="A registered flow model.")
+    model: str = family_model("unet", "flow model")
     steps: int = setting(16, "Solver steps from noise to image when sampling (Heun: 2 network evaluations per step "
                          "but the last).", check=AT_LEAST_1)
     sampler: str = setting("heun", "The ODE solver of sampling, euler or heun (2nd order).", choices=("euler", "heun"))
@@ -146,8 +149,7 @@ class FlowConfig(GeneratorSettings):
 class AutoencoderConfig(GenerativeSettings):
     KIND: ClassVar[str] = "autoencoder"
 
-    model: str = redefault(RunSettings, "model", "ae-conv", choices="generative model",
-                           help="A registered autoencoder.")
+    model: str = family_model("ae-conv", "autoencoder")
     kl_weight: float = setting(1.0, "VAE: weight of the KL term.", check=NON_NEGATIVE)
     denoise: float = setting(0.0, "Train to remove Gaussian noise of this std (0: off).", check=NON_NEGATIVE)
 

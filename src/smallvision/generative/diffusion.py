@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from smallvision.engine.progress import Progress
 from smallvision.engine.run import RunFolder
-from smallvision.errors import DivergenceError, UsageError
+from smallvision.errors import UsageError
 from smallvision.generative.clusters import cluster_relabel, cluster_shares, cluster_summary, draw_classes
 from smallvision.generative.config import FlowConfig
 from smallvision.generative.loop import GenSession, finish_generator, load_net, open_session, quality_point, run_session
@@ -54,13 +54,7 @@ def flow_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
     with s.amp:
         v = net((1 - tt) * noise + tt * xb, t, y)
     loss = F.mse_loss(v.float(), xb - noise)
-    s.optimizers["optim_g"].zero_grad(set_to_none=True)
-    loss.backward()
-    s.optimizers["optim_g"].step()
-    if s.ema is not None:
-        s.ema.update_parameters(net)
-    if s.device.type == "cpu" and not torch.isfinite(loss):
-        raise DivergenceError(f"loss became {loss.item()} at step {s.state.step + 1}; try a lower --lr than {cfg.lr:g}")
+    s.optimise("optim_g", loss, averaged=net)
     s.add("loss", loss.detach() * len(xb))
 
 

@@ -17,7 +17,7 @@ import torch
 
 from smallvision.engine.progress import Progress
 from smallvision.engine.run import RunFolder
-from smallvision.errors import DivergenceError, UsageError
+from smallvision.errors import UsageError
 from smallvision.generative.clusters import cluster_relabel, cluster_shares, cluster_summary, draw_classes
 from smallvision.generative.config import GanConfig, check_truncation
 from smallvision.generative.loop import (
@@ -55,9 +55,7 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
         # D scores each image alone, so one call on both batches stacked gives the two calls' scores
         scores = D(torch.cat([xb, fake.detach()]), torch.cat([yr, yg]) if yr is not None else None).float()
     d_loss = loss_fn(scores[: len(xb)], scores[len(xb):], False)
-    s.optimizers["optim_d"].zero_grad(set_to_none=True)
-    d_loss.backward()
-    s.optimizers["optim_d"].step()
+    s.optimise("optim_d", d_loss, what="discriminator loss")
     D.requires_grad_(False)  # G's step needs D's input gradient only, not its weights' (discarded anyway)
     with s.amp:
         d_gen = D(fake, yg).float()
@@ -65,14 +63,7 @@ def gan_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:
     g_loss = loss_fn(None, d_gen, True)
     if cfg.mode_seeking:
         g_loss = g_loss + cfg.mode_seeking * mode_seeking_loss(fake, z)
-    s.optimizers["optim_g"].zero_grad(set_to_none=True)
-    g_loss.backward()
-    s.optimizers["optim_g"].step()
-    if s.ema is not None:
-        s.ema.update_parameters(G)
-    if s.device.type == "cpu" and not torch.isfinite(d_loss):
-        raise DivergenceError(f"discriminator loss became {d_loss.item()} at step {s.state.step + 1}; "
-                              f"try a lower --lr than {cfg.lr:g}")
+    s.optimise("optim_g", g_loss, averaged=G, what="generator loss")
     s.add("g_loss", g_loss.detach() * len(xb))
     s.add("d_loss", d_loss.detach() * len(xb))
 

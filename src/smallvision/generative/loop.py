@@ -21,7 +21,7 @@ from smallvision.engine.callbacks import ProgressBar, StopOnSignal
 from smallvision.engine.device import resolve_device, seed_everything
 from smallvision.engine.progress import Progress
 from smallvision.engine.run import LoopState, RunFolder, RunSession, default_run_name, epoch_loop, open_run, running
-from smallvision.errors import UsageError
+from smallvision.errors import DivergenceError, UsageError
 from smallvision.generative.config import GenConfig, GeneratorSettings, from_record
 from smallvision.generative.nets import GENERATIVE, create_generative, current_args
 from smallvision.io import write_json
@@ -68,6 +68,20 @@ class GenSession(RunSession):
             net.train()
         self.meter = {}
         return self.loader.batches(epoch, self.state.step_in_epoch)
+
+    def optimise(self, name: str, loss: torch.Tensor, averaged: nn.Module | None = None, what: str = "loss") -> None:
+        """One update of the optimiser `name` on `loss`, then the generator's average follows
+        `averaged` (when there is one). A loss that is no longer finite stops the run with a
+        one-line error (checked on the CPU, where reading it costs nothing)."""
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if averaged is not None and self.ema is not None:
+            self.ema.update_parameters(averaged)
+        if self.device.type == "cpu" and not torch.isfinite(loss):
+            raise DivergenceError(f"{what} became {loss.item()} at step {self.state.step + 1}; "
+                                  f"try a lower --lr than {self.cfg.lr:g}")
 
     def save_net(self, name: str, filename: str) -> Path:
         """One network as a self-describing checkpoint (what `gan sample` / `autoencoder sample` load)."""
