@@ -653,3 +653,22 @@ def test_every_generative_recipe_resolves_lists_prints_and_trains_from_python(na
     s = smallvision.train_generative(kind, name, runs_dir=tmp_path / "runs", **over)
     saved = json.loads((Path(s["run_dir"]) / "config.json").read_text())
     assert saved["recipe"] == name and saved["epochs"] == 1 and saved["model"] == cfg.model
+
+
+def test_gan_choose_picks_the_truncation_on_training_images_and_writes_it_down(tmp_path):
+    """`gan choose`: each truncation's samples (noise seed 1000) judged against seeded training
+    images, the lowest Fréchet distance chosen and written to choice.json; the test set is not
+    read. Bad values are one-line errors."""
+    run = _gan(tmp_path, epochs=1, model_args={"width": 4})["run_dir"]
+    r = run_main("gan", "choose", run, "--values", "0,1.5", "--samples", "64", "--reference", "200", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert [row["truncation"] for row in out["rows"]] == [0.0, 1.5] and out["noise_seed"] == 1000
+    best = min(out["rows"], key=lambda row: row["distance"])
+    assert out["chosen"] == best["truncation"] and json.loads((Path(run) / "choice.json").read_text()) == out
+    r = run_main("gan", "choose", run, "--rule", "nearest")
+    assert r.returncode == 2 and "--rule must be distance or targets" in r.stderr
+    r = run_main("diffusion", "choose", run)
+    assert r.returncode == 2 and "a gan run; choose its truncation with `smallvision gan choose`" in r.stderr, r.stderr
+    r = run_main("gan", "choose", run, "--reference", "5000")
+    assert r.returncode == 2 and "the training set has" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -212,12 +212,12 @@ def _choose_options(what: str, knob: str, defaults: str) -> tuple[inspect.Parame
     )
 
 
-def _choose(kw: dict[str, Any]) -> None:
+def _choose(kind: str, kw: dict[str, Any]) -> None:
     from smallvision.cli.flags import numbers
     from smallvision.generative.choose import choose
 
     values = numbers(kw["values"], "--values", None) if kw["values"] else None
-    r = choose(kw["run"], values, kw["samples"], kw["seed"], kw["reference"], kw["rule"], kw["min_is"],
+    r = choose(kw["run"], kind, values, kw["samples"], kw["seed"], kw["reference"], kw["rule"], kw["min_is"],
                device=kw["device"])
     if kw["as_json"]:
         print(json.dumps(r))
@@ -232,7 +232,7 @@ def _choose(kw: dict[str, Any]) -> None:
 def gan_choose(**kw: Any) -> None:
     """Choose the truncation on a validation protocol (training images, other noise), not on the
     test score; writes choice.json in the run."""
-    _choose(kw)
+    _choose("gan", kw)
 
 
 @diffusion_app.command("choose")
@@ -240,4 +240,4 @@ def gan_choose(**kw: Any) -> None:
 def diffusion_choose(**kw: Any) -> None:
     """Choose the guidance scale on a validation protocol (training images, other noise), not on
     the test score; writes choice.json in the run."""
-    _choose(kw)
+    _choose("diffusion", kw)

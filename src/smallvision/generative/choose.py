@@ -36,7 +36,8 @@ def seeded_training(cfg: dict[str, Any], start: int, stop: int) -> torch.Tensor:
     train_x = load_dataset(cfg["dataset"], cfg["data_dir"], cfg["data_args"]).train_x
     order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(1))[start:stop]
     if len(order) < stop - start:
-        raise UsageError(f"--reference {stop - start // 2}: the training set has only {len(train_x)} images")
+        raise UsageError(f"--reference: {stop} training images needed (the reference, then the floor's with "
+                         f"--rule targets); the training set has {len(train_x)}")
     return train_x[order].float() / 255
 
 
@@ -51,11 +52,12 @@ def judge(images: torch.Tensor, scorer: Any, ref: torch.Tensor) -> dict[str, flo
             "smallest_class_percent": round(100 * float(shares.min()), 1)}
 
 
-def choose(run: str | Path, values: list[float] | None = None, samples: int = 2000, seed: int = 1000,
+def choose(run: str | Path, kind: str, values: list[float] | None = None, samples: int = 2000, seed: int = 1000,
            reference: int = 10000, rule: str = "distance", min_is: float = 9.3, max_floor: float = 2.5,
            device: str = "auto", runs_dir: str | Path | None = None) -> dict[str, Any]:
-    """Try each value on the validation protocol (module docstring); write and return
-    ``choice.json`` in the run folder: the rows, the rule and the chosen value."""
+    """Try each value of a `kind` run's knob (gan: truncation, diffusion: guidance) on the validation
+    protocol (module docstring); write and return ``choice.json`` in the run folder: the rows, the
+    rule and the chosen value."""
     from smallvision.engine.device import resolve_device
     from smallvision.generative import diffusion, gan
     from smallvision.generative.clusters import cluster_shares
@@ -69,7 +71,10 @@ def choose(run: str | Path, values: list[float] | None = None, samples: int = 20
         raise UsageError("--samples and --reference need at least 2 images each (a Fréchet distance needs a covariance)")
     dev = resolve_device(device)
     net, meta = load_net(run, "G", dev)
-    kind, cfg = meta["kind"], meta["config"]
+    cfg = meta["config"]
+    if meta["kind"] != kind:
+        raise UsageError(f"{run}: a {meta['kind']} run; choose its {KNOB.get(meta['kind'], 'knob')} with "
+                         f"`smallvision {meta['kind']} choose`")
     if kind == "diffusion" and net.embed is None:
         raise UsageError(f"{run}: guidance needs a flow trained with --conditional or --clusters")
     values = list(values or DEFAULT_VALUES[kind])
