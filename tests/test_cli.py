@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli, run_main
-from smallvision.recipes import recipe_config, recipe_names
+from smallvision.recipes import recipe_config, recipe_kind, recipe_names
 
 FAKE = "fake:1x12x12,classes=3,train=300,test=60"
 
@@ -22,20 +22,21 @@ def test_help_and_listings():
 
 def test_train_then_evaluate_json(tmp_path):
     r = run_cli("train", "--dataset", FAKE, "--model", "lenet5", "--epochs", "2", "--val-size", "0.2",
-                "--runs-dir", str(tmp_path / "runs"), "--json")
+                "--runs-dir", str(tmp_path / "runs"), "--json", "--no-report")  # reports: tests/test_report.py
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert {"test_accuracy", "test_loss", "train_seconds", "images_per_second", "run_dir"} <= set(summary)
     run_dir = summary["run_dir"]
-    r = run_main("evaluate", run_dir, "--json")  # in this process: the subprocess path is covered above
+    r = run_main("evaluate", run_dir, "--json", "--no-report")  # in this process: the subprocess path is covered above
     assert r.returncode == 0, r.stderr
     ev = json.loads(r.stdout.strip().splitlines()[-1])
     assert ev["test_accuracy"] == pytest.approx(summary["test_accuracy"])
 
 
 def test_ensemble_from_the_command_line(tmp_path):
-    r = run_cli("train", "--dataset", FAKE, "--model", "lenet5", "--epochs", "1", "--ensemble", "2", "--seed", "3",
-                "--runs-dir", str(tmp_path / "runs"), "--json")
+    # in this process (a subprocess train is test_train_then_evaluate_json's), no member reports
+    r = run_main("train", "--dataset", FAKE, "--model", "lenet5", "--epochs", "1", "--ensemble", "2", "--seed", "3",
+                 "--runs-dir", str(tmp_path / "runs"), "--json", "--no-report")
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout.strip().splitlines()[-1])
     assert s["members"] == 2 and len(s["member_accuracies"]) == 2
@@ -45,8 +46,8 @@ def test_ensemble_from_the_command_line(tmp_path):
 
 
 def test_flags_override_a_recipe(tmp_path):
-    r = run_cli("train", "--recipe", "seed-fashion-cnn", "--dataset", FAKE, "--epochs", "1", "--runs-dir",
-                str(tmp_path), "--json", "--no-report")
+    r = run_main("train", "--recipe", "seed-fashion-cnn", "--dataset", FAKE, "--epochs", "1", "--runs-dir",
+                 str(tmp_path), "--json", "--no-report")  # in this process
     assert r.returncode == 0, r.stderr
     cfg = json.loads((tmp_path / json.loads(r.stdout.splitlines()[-1])["run"] / "config.json").read_text())
     assert cfg["epochs"] == 1 and cfg["lr"] == 0.005 and cfg["seed"] == 420 and cfg["dataset"] == FAKE
@@ -95,7 +96,7 @@ def test_warnings_are_one_line(tmp_path):
 
 
 def test_convert_writes_seed004_csv(tmp_path):
-    r = run_cli("convert", "digits", "--out", str(tmp_path), "--header")
+    r = run_main("convert", "digits", "--out", str(tmp_path), "--header")  # in this process
     assert r.returncode == 0, r.stderr
     lines = (tmp_path / "digits_train.csv").read_text().splitlines()
     assert lines[0].startswith("label,p0,p1") and len(lines[1].split(",")) == 65
@@ -103,7 +104,8 @@ def test_convert_writes_seed004_csv(tmp_path):
 
 # vgg16 (138 M parameters) takes 25 s for its one step: in the slow set; its model is still built
 # and checked by the conformance suite in the default one
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if "vgg16" in n else n for n in recipe_names()])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if "vgg16" in n else n for n in recipe_names()
+                                  if recipe_kind(n) == "train"])  # the generative ones: tests/test_generative.py
 def test_every_recipe_resolves_and_runs_one_epoch_on_fake_data(name, runs_dir):
     from smallvision import api
 

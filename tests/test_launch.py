@@ -21,7 +21,7 @@ def test_print_config_records_the_arguments_main_was_given(monkeypatch, capsys):
 
     monkeypatch.setattr(sys, "argv", ["pytest", "something", "else"])
     try:
-        main(["print-config", "--lr", "0.5"])
+        main(["print-config", "--set", "lr=0.5"])
     except SystemExit as e:
         assert e.code == 0
-    assert 'description = "settings of smallvision print-config --lr 0.5"' in capsys.readouterr().out
+    assert 'description = "settings of smallvision print-config --set lr=0.5"' in capsys.readouterr().out

@@ -112,14 +112,15 @@ def test_pruning_compares_trials_at_the_same_point_of_their_schedule():
 
 
 def test_the_trials_split_has_its_own_flag_and_val_size_is_not_dropped(tmp_path):
-    """--trial-val-size sets the trials' split; --val-size changes the recipe (and so the trials
+    """--trial-val-size sets the trials' split; --set val_size changes the recipe (and so the trials
     too, when no trial split is given) instead of being silently replaced by the recipe's value."""
     from conftest import run_main
 
-    flags = ["--dataset", "digits", "--model", "cnn-fast", "--epochs", "1", "--trials", "1", "--no-final",
+    flags = ["--dataset", "digits", "--set", "model=cnn-fast", "--set", "epochs=1", "--trials", "1", "--no-final",
              "--runs-dir", str(tmp_path), "--space", "lr"]
-    for extra, name, expect in ([["--val-size", "0.3"], "a", 0.3], [["--val-size", "0.3", "--trial-val-size", "0.2"], "b", 0.2]):
-        r = run_main("tune", *flags, *extra, "--name", name)
+    for extra, name, expect in ([["--set", "val_size=0.3"], "a", 0.3],
+                                [["--set", "val_size=0.3", "--trial-val-size", "0.2"], "b", 0.2]):
+        r = run_main("tune", *flags, *extra, "--set", f"name={name}")
         assert r.returncode == 0, r.stderr
         (trial,) = (tmp_path / name / "trials").iterdir()
         assert json.loads((trial / "config.json").read_text())["val_size"] == expect

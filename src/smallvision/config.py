@@ -149,7 +149,7 @@ def redefault(cls: type, name: str, default: Any, **meta: Any) -> Any:
 @dataclass
 class RunSettings:
     """What every training command shares (``train`` and ``gan|autoencoder|diffusion train``): the
-    data, the model, the optimiser's rate, batch and epochs, the weight average, the run's seed,
+    data, the model, the optimiser's rate, batch and epochs, the run's seed,
     device, precision, threads, time limit, report and name. `TrainConfig` (here) and `GenConfig`
     (generative/config.py) add only their own; a subclass changes a shared setting's default with
     `redefault`. (``sampler`` is not shared: the classifier's training order and the flow's ODE
@@ -166,7 +166,6 @@ class RunSettings:
     lr: float = setting(1e-3, "Peak learning rate.", check=POSITIVE)
     batch_size: int = setting(64, "Batch size.", check=AT_LEAST_1)
     epochs: int = setting(10, "Epochs.", check=AT_LEAST_1)
-    ema: float = setting(0.0, "EMA decay of weights per step (e.g. 0.999); 0 = off.", check=UNIT)
     seed: int = setting(0, "Seed of everything (weights, split, order, augmentation).")
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps.", check=DEVICE, result=False)
     precision: str = setting("auto", "auto (bf16 on CUDA, else fp32), fast (bf16 where native), fp32, bf16, fp16.",
@@ -220,6 +219,7 @@ class TrainConfig(RunSettings):
     calibrate: bool = setting(True, "After training, fit a temperature on the validation split (temperature "
                               "scaling) so the probabilities match the accuracy; accuracy is unchanged; "
                               "nothing happens without a validation split.")
+    ema: float = setting(0.0, "EMA decay of weights per step (e.g. 0.999); 0 = off.", check=UNIT)
     # --- model
     freeze: bool = setting(False, "Transfer learning: train only the new head (BN statistics kept).")
     unfreeze_after: int = setting(0, "With --freeze: two phases, as fastai's fine_tune: the head alone for this many "

@@ -24,8 +24,8 @@ _REGISTRY_HELP = {"model": "see `smallvision models`", "data set": "see `smallvi
                   "optimizer": "sgd, adam, adamw, adadelta, rmsprop, or a plugin",
                   "scheduler": "constant, step, multistep, exponential, plateau, onecycle, cosine, or a plugin",
                   "augmentation": "none, flip, digits, crop, photo, erase",
-                  "generative model": "gan-mlp, dcgan, ae-mlp, ae-conv, vae-mlp, vae-conv, unet",
-                  "GAN loss": "bce (non-saturating), lsgan, hinge, wgan-gp"}
+                  "generative model": "see `smallvision models`",
+                  "GAN loss": "bce (non-saturating), lsgan, hinge"}
 _SINGULAR = {"model_args": "--model-arg", "data_args": "--data-arg"}  # repeatable KEY=VALUE flags
 
 
@@ -98,7 +98,7 @@ def parse_pairs(items: list[str] | None, flag: str) -> dict[str, Any] | None:
     return out
 
 
-def _numbers(text: str, flag: str, n: int | None) -> list[float]:
+def numbers(text: str, flag: str, n: int | None) -> list[float]:
     try:
         vals = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -120,9 +120,9 @@ def settings_from_flags(kw: dict[str, Any], cls: type = TrainConfig) -> dict[str
         elif name == "teacher":  # run folders, comma-separated
             val = [p.strip() for p in val.split(",") if p.strip()]
         elif name == "milestones":
-            val = [int(v) for v in _numbers(val, "--milestones", None)]
+            val = [int(v) for v in numbers(val, "--milestones", None)]
         elif name == "normalize":
-            val = _numbers(val, "--normalize", 2)
+            val = numbers(val, "--normalize", 2)
         out[name] = val
     return out
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import inspect
 import json
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -37,11 +36,18 @@ def _train(kind: str, kw: dict[str, Any]) -> None:
     from smallvision.generative import train_generative
 
     over = settings_from_flags(kw, CONFIGS[kind])
-    command = "smallvision " + shlex.join(sys.argv[1:])
+    command = _command_line()
     base = _read(kw["config"], kind) if kw["config"] else None
     summary = train_generative(kind, kw["recipe"], base, kw["runs_dir"], kw["resume"], command,
                                Progress(enabled=not kw["as_json"]), **over)
     _print(summary, kw["as_json"])
+
+
+def _command_line() -> str:
+    """The command as `main(argv)` received it (kept on the root context), for the run's record."""
+    import click
+
+    return "smallvision " + shlex.join((click.get_current_context().find_root().obj or {}).get("argv", []))
 
 
 def _read(path: Path, kind: str) -> dict[str, Any]:
@@ -49,8 +55,8 @@ def _read(path: Path, kind: str) -> dict[str, Any]:
     top-level settings)."""
     import tomllib
 
-    from smallvision.engine.run import RunFolder
     from smallvision.errors import UsageError
+    from smallvision.runfolder import RunFolder
 
     p = path / RunFolder.CONFIG if path.is_dir() else path
     if not p.is_file():

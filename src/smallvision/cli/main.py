@@ -84,10 +84,11 @@ def datasets(
 
 @app.command()
 def recipes() -> None:
-    """List the recipes (use with: smallvision train --recipe NAME)."""
-    from smallvision.recipes import recipe_doc, recipe_names
+    """List the recipes (use with: smallvision train --recipe NAME, or gan|diffusion|autoencoder train
+    --recipe NAME for the generative ones)."""
+    from smallvision.recipes import recipe_doc, recipe_kind, recipe_names
 
-    _print_table([(n, recipe_doc(n).get("description", "")) for n in recipe_names()], "recipes")
+    _print_table([(n, f"[{recipe_kind(n)}] {recipe_doc(n).get('description', '')}") for n in recipe_names()], "recipes")
 
 
 def _emit(summary: dict[str, Any], as_json: bool, title: str) -> None:
@@ -116,6 +117,9 @@ _CONFIG = option("config", Optional[Path], None, "--config",
                  help="Settings from a file: a recipe TOML (print-config writes one) or a run's config.json; flags override it.")
 _CTX = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
 _SET = option("set_", Optional[list[str]], None, "--set", help="Any setting as KEY=VALUE (JSON value), repeatable.")
+# `train` lists every setting as a flag; the commands that build on a recipe (tune, print-config, and
+# cv, compare, lr-find) take settings one way: --recipe, --config, --set KEY=VALUE, and the data set.
+_DATASET = option("dataset", Optional[str], None, "--dataset", help="Data set NAME or NAME:PATH (default: the recipe's).")
 
 
 def _argv(ctx: typer.Context) -> list[str]:
@@ -172,9 +176,9 @@ def train(ctx: typer.Context, **kw: Any) -> None:
     option("prune", bool, True, "--prune/--no-prune", help="Stop trials that fall below the median (MedianPruner)."),
     option("out", Optional[Path], None, "--out", help="Where to write the tuned recipe (default: <tune folder>/tuned.toml)."),
     option("trial_val_size", Optional[float], None, "--trial-val-size", help="The trials' validation split, a fraction "
-           "or a count (default: the recipe's val_size, or 0.1 when it has none); --val-size changes the recipe itself."),
+           "or a count (default: the recipe's val_size, or 0.1 when it has none); --set val_size=V changes the recipe itself."),
     option("runs_dir", Path, Path("runs"), "--runs-dir", help="Where the tune folder goes."),
-    _SET,
+    _DATASET, _SET, cls=None,
 )
 def tune(**kw: Any) -> None:
     """Search settings on a validation split (Optuna); write them as a recipe; test the best once."""
@@ -189,13 +193,24 @@ def tune(**kw: Any) -> None:
 
 
 @app.command("print-config")
-@with_settings(_CTX, _RECIPE, _CONFIG, _SET)
+@with_settings(_CTX, _RECIPE, _CONFIG, _DATASET, _SET, cls=None)
 def print_config(ctx: typer.Context, **kw: Any) -> None:
-    """Print the resolved settings (defaults < recipe < --config < flags) as a recipe TOML file:
-    save it, edit it, train it with --config FILE."""
+    """Print the resolved settings (defaults < recipe < --config < --set) as a recipe TOML file: save
+    it, edit it, train it with --config FILE. A generative recipe prints as its own table."""
     from smallvision import api
     from smallvision.config import to_toml
+    from smallvision.recipes import recipe_kind
 
+    if kw["recipe"] and (kind := recipe_kind(kw["recipe"])) != "train":  # a generative recipe: its own schema
+        from smallvision.errors import UsageError
+        from smallvision.generative.config import gen_config
+        from smallvision.generative.config import to_toml as gen_toml
+
+        if kw["config"] or _settings(kw):
+            raise UsageError(f"print-config prints a {kind} recipe as it is; to change it: smallvision {kind} train "
+                             f"--recipe {kw['recipe']} --FLAG VALUE")
+        print(gen_toml(gen_config(kind, None, kw["recipe"]), f"settings of {_command_line(ctx)}"), end="")
+        return
     cfg = api.make_config(kw["recipe"], kw["config"], **_settings(kw))
     print(to_toml(cfg, f"settings of {_command_line(ctx)}"), end="")
 

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 
 from smallvision.engine.progress import Progress
-from smallvision.engine.run import RunFolder
 from smallvision.errors import UsageError
 from smallvision.generative.config import AutoencoderConfig
 from smallvision.generative.loop import (
@@ -30,6 +29,7 @@ from smallvision.generative.loop import (
 )
 from smallvision.report import plots
 from smallvision.report.plots import plot_losses, save_grid
+from smallvision.runfolder import RunFolder
 
 
 def _loss(ae: torch.nn.Module, x: torch.Tensor, inp: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -72,8 +72,8 @@ class GeneratorSettings(GenerativeSettings):
     clusters: int = setting(0, "Condition on K k-means clusters of the training images instead of their labels (no "
                             "label is read: a self-conditioned GAN, Liu et al. 2020, or a self-guided flow, Hu et al. "
                             "2023); samples draw the clusters in their training shares; 0: off.", check=NON_NEGATIVE)
-    ema: float = redefault(RunSettings, "ema", 0.999, help="Exponential moving average of the generator's weights per "
-                           "step (samples, grids, score and the saved generator use it); 0: off.")
+    ema: float = setting(0.999, "Exponential moving average of the generator's weights per step (samples, grids, "
+                         "score and the saved generator use it); 0: off.", check=UNIT)
     ema_rel: float = setting(0.0, "A power-function EMA (Karras et al. 2024) of relative width σ_rel instead of --ema's "
                              "fixed decay: the average spans about the last σ_rel share of the steps so far, however "
                              "short the run (e.g. 0.05); 0: --ema.", check=(lambda v: 0 <= v < 0.28, "must be in [0, 0.28)"))

@@ -29,12 +29,12 @@ import torch
 import torch.nn.functional as F
 
 from smallvision.engine.progress import Progress
-from smallvision.engine.run import RunFolder
 from smallvision.errors import UsageError
 from smallvision.generative.clusters import cluster_relabel, cluster_shares, cluster_summary, draw_classes
 from smallvision.generative.config import FlowConfig
 from smallvision.generative.loop import GenSession, finish_generator, load_net, open_session, quality_point, run_session
 from smallvision.report.plots import plot_losses, save_grid
+from smallvision.runfolder import RunFolder
 
 
 def flow_step(s: GenSession, xb: torch.Tensor, yb: torch.Tensor) -> None:

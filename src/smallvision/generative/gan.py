@@ -16,7 +16,6 @@ from typing import Any
 import torch
 
 from smallvision.engine.progress import Progress
-from smallvision.engine.run import RunFolder
 from smallvision.errors import UsageError
 from smallvision.generative.clusters import cluster_relabel, cluster_shares, cluster_summary, draw_classes
 from smallvision.generative.config import GanConfig, check_truncation
@@ -29,6 +28,7 @@ from smallvision.generative.loop import (
 )
 from smallvision.generative.losses import GAN_LOSSES
 from smallvision.report.plots import plot_losses, save_grid
+from smallvision.runfolder import RunFolder
 
 
 def _noise(n: int, s: GenSession, g: torch.Generator | None = None) -> torch.Tensor:

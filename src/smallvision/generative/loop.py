@@ -20,12 +20,13 @@ from smallvision.data.loader import training_subset
 from smallvision.engine.callbacks import ProgressBar, StopOnSignal
 from smallvision.engine.device import resolve_device, seed_everything
 from smallvision.engine.progress import Progress
-from smallvision.engine.run import LoopState, RunFolder, RunSession, default_run_name, epoch_loop, open_run, running
+from smallvision.engine.run import LoopState, RunSession, default_run_name, epoch_loop, open_run, running
 from smallvision.errors import DivergenceError, UsageError
 from smallvision.generative.config import GenConfig, GeneratorSettings, from_record
 from smallvision.generative.nets import GENERATIVE, create_generative, current_args
 from smallvision.io import write_json
 from smallvision.modelfile import load_checkpoint, save_checkpoint, versions
+from smallvision.runfolder import RunFolder
 
 
 @dataclass

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from smallvision.engine.run import RunFolder
+from smallvision.runfolder import RunFolder
 
 SCORER_RECIPES = {"mnist": "mnist-accurate", "fashion-mnist": "fashion-fast", "digits": "mnist-accurate"}
 
@@ -40,7 +40,7 @@ SCORER_RECIPES = {"mnist": "mnist-accurate", "fashion-mnist": "fashion-fast", "d
 def default_scorer(dataset: str, data_args: dict[str, Any], data_dir: str | None, runs_dir: str | Path,
                    log: Any = print, recipe: str | None = None) -> Path:
     """The scoring classifier's run folder for a data set, trained now if it is not there yet."""
-    from smallvision import api
+    from smallvision.api import train
 
     recipe = recipe or SCORER_RECIPES.get(dataset, "mnist-fast")
     tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{dataset}{sorted(data_args.items())}-{recipe}")
@@ -52,7 +52,7 @@ def default_scorer(dataset: str, data_args: dict[str, Any], data_dir: str | None
     import shutil
 
     shutil.rmtree(run, ignore_errors=True)  # a scorer killed half-way is trained again
-    api.train(recipe, runs_dir=folder, name=tag, dataset=dataset, data_args=data_args, data_dir=data_dir,
+    train(recipe, runs_dir=folder, name=tag, dataset=dataset, data_args=data_args, data_dir=data_dir,
               label_smoothing=0.0, report=False, val_size=0, command="(scorer)")
     return run
 
