@@ -65,7 +65,7 @@ def runs_dir(tmp_path: Path) -> Path:
 def _session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder all of this session's pytest-xdist workers share (the session's own temp root)."""
     base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return base.parent if base.name.startswith("popen-gw") else base  # a worker's own: <session>/popen-gwN
 
 
 @pytest.fixture(scope="session")

@@ -76,7 +76,7 @@ def test_predict_on_the_onnx_file_gives_the_checkpoints_answers(mnist_run, mnist
     assert [p["label"] for p in a] == [p["label"] for p in b]
     assert max(abs(p["probability"] - q["probability"]) for p, q in zip(a, b, strict=True)) < 1e-3
     assert sum(p["label"] == Path(p["file"]).name[0] for p in b) >= 34
-    r = run_cli("predict", str(mnist_onnx), files[0], "--format", "json")
+    r = run_main("predict", str(mnist_onnx), str(files[0]), "--format", "json")  # the command line, in-process
     assert r.returncode == 0 and json.loads(r.stdout)["label"] == b[0]["label"]
 
 
@@ -117,7 +117,7 @@ def test_export_without_the_data_set_says_it_checked_random_inputs(tmp_path):
     (tmp_path / "small.npz").unlink()  # exported on a machine without the data: said, not hidden
     r = export(res.run_dir, "onnx", check_n=64)
     assert r.ok and r.checked_on.startswith("64 random inputs (no test images here")
-    out = run_cli("export", str(res.run_dir), "--format", "torchscript", "--json")
+    out = run_main("export", str(res.run_dir), "--format", "torchscript", "--json")
     assert out.returncode == 0 and "random inputs" in json.loads(out.stdout)["checked_on"]
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import needs_mnist, run_cli
+from conftest import needs_mnist, run_main
 from smallvision import api
 from smallvision.data import load_dataset
 from smallvision.data.check import check_folder
@@ -64,7 +64,7 @@ def test_check_warns_on_imbalanced_classes_and_names_the_flags(tmp_path):
     r = check_folder(root)
     assert r["imbalance_ratio"] >= 4 and r["problems"] == 0  # a warning, not a problem: exit 0
     assert len(r["warnings"]) == 1 and "--class-weights auto" in r["warnings"][0] and "--sampler balanced" in r["warnings"][0]
-    out = run_cli("check", str(root))
+    out = run_main("check", str(root))  # the real command line, in-process
     assert out.returncode == 0 and "warning: imbalanced classes" in out.stdout
 
 
@@ -105,7 +105,7 @@ def test_train_check_predict_on_a_folder(tmp_path):
     assert any(str(truncated) in u for u in report["unreadable"])
     assert str(notes) in report["not_images"]
     assert report["balance"]["train"]["1"] + report["balance"]["test"]["1"] == 40
-    r = run_cli("check", str(root))
+    r = run_main("check", str(root))
     assert r.returncode == 1 and "truncated.jpg" in r.stdout and "notes.txt" in r.stdout
 
     with pytest.warns(UserWarning, match="truncated.jpg"):
@@ -121,7 +121,7 @@ def test_train_check_predict_on_a_folder(tmp_path):
     assert "error" in pred[-1] and "error" in pred[-2]
     correct = sum(p["label"] == Path(p["file"]).parent.name for p in pred[:-2])
     assert correct >= 24
-    r = run_cli("predict", str(res.run_dir), str(root / "2"), "--format", "json", "--top-k", "2")
+    r = run_main("predict", str(res.run_dir), str(root / "2"), "--format", "json", "--top-k", "2")
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(rows) == 40 and all(len(x["top_k"]) == 2 for x in rows)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import needs_mnist, run_cli, run_main
+from conftest import needs_mnist, run_main
 from smallvision import api
 from smallvision.data import load_dataset
 from smallvision.data.multilabel import _csv_fixture
@@ -54,8 +54,8 @@ def test_thresholds_are_chosen_per_rule_on_the_given_split():
 
 def test_a_csv_multilabel_set_trains_from_the_cli_and_predicts_every_label(tmp_path):
     root = corners(tmp_path)
-    r = run_cli("train", "--dataset", f"multilabel:{root}", *FAST, "--threshold", "per-class",
-                "--runs-dir", str(tmp_path / "runs"), "--name", "corners", "--json")
+    r = run_main("train", "--dataset", f"multilabel:{root}", *FAST, "--threshold", "per-class",  # the CLI, in-process
+                 "--runs-dir", str(tmp_path / "runs"), "--name", "corners", "--json")
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout.strip().splitlines()[-1])
     assert s["test_macro_f1"] > 0.9 and s["test_map"] > 0.9, s
@@ -71,7 +71,7 @@ def test_a_csv_multilabel_set_trains_from_the_cli_and_predicts_every_label(tmp_p
     # predict: every corner present, none absent, on a bigger image than the training ones
     two = corner_image(tmp_path / "two.png", ["tl", "br"])
     three = corner_image(tmp_path / "three.png", ["tr", "bl", "br"])
-    rows = [json.loads(line) for line in run_cli("predict", str(run), two, three, "--format", "json").stdout.splitlines()]
+    rows = [json.loads(line) for line in run_main("predict", str(run), two, three, "--format", "json").stdout.splitlines()]
     assert sorted(rows[0]["labels"]) == ["br", "tl"] and sorted(rows[1]["labels"]) == ["bl", "br", "tr"]
     assert rows[0]["label"] == " ".join(rows[0]["labels"])  # fastai's layout: space-separated
     # evaluate scores at the run's own thresholds: the summary's figures

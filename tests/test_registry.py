@@ -72,15 +72,13 @@ def test_a_new_file_registers_with_no_other_edit(tmp_path):
         "def sq(d_real, d_fake, for_generator):\n    if for_generator:\n        return -d_fake.mean()\n"
         "    return ((1 - d_real).clamp(min=0) ** 2).mean() + ((1 + d_fake).clamp(min=0) ** 2).mean()\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    code = "from smallvision.generative.config import gen_config; print(gen_config('gan', loss='squared-hinge').loss)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 0 and out.stdout.split()[-1] == "squared-hinge", out.stderr
     runs = str(tmp_path / "runs")
-    code = ("from smallvision import api; r = api.train(dataset='halves', model='tiny-linear', epochs=30, lr=0.05, "
+    code = ("from smallvision.generative.config import gen_config; print(gen_config('gan', loss='squared-hinge').loss)\n"
+            "from smallvision import api; r = api.train(dataset='halves', model='tiny-linear', epochs=30, lr=0.05, "
             f"val_size=0, report=False, runs_dir={runs!r}); print(r.summary['test_accuracy'])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)  # one interpreter
     assert out.returncode == 0, out.stderr
-    assert float(out.stdout.split()[-1]) == 100.0
+    assert "squared-hinge" in out.stdout.split() and float(out.stdout.split()[-1]) == 100.0
 
 
 def test_all_modules_import():

@@ -59,7 +59,7 @@ def test_training_writes_a_consistent_report(runs_dir):
 
 
 def test_evaluate_writes_the_same_report_for_another_split(runs_dir):
-    r = api.train(runs_dir=runs_dir, dataset=FAKE, model="lenet5", epochs=1, val_size=30)
+    r = api.train(runs_dir=runs_dir, dataset=FAKE, model="lenet5", epochs=1, val_size=30, report=False)  # evaluate's own
     ev = api.evaluate(r.run_dir, split="val")
     rep = json.loads((r.run_dir / "eval-fake_1x16x16_classes_3_train_240_test_90-val" / "report.json").read_text())
     assert ev["images"] == 30 and np.array(rep["confusion_matrix"]).sum() == 30
@@ -67,7 +67,8 @@ def test_evaluate_writes_the_same_report_for_another_split(runs_dir):
 
 
 def test_compare_recipes_over_seeds_and_run_folders(tmp_path):
-    over = {"dataset": FAKE, "epochs": 2, "val_size": 30, "batch_size": 32}
+    # no per-run report (a report costs seconds of plotting; the table reads summaries and histories)
+    over = {"dataset": FAKE, "epochs": 2, "val_size": 30, "batch_size": 32, "report": False}
     rows, out = compare(["seed-mnist-mlp-plain", "seed-mnist-mlp-batchnorm"], seeds=2, out=tmp_path / "cmp",
                         overrides=over)
     assert [r["name"] for r in rows] == ["seed-mnist-mlp-plain", "seed-mnist-mlp-batchnorm"]

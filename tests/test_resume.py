@@ -14,8 +14,8 @@ from smallvision import api
 from smallvision.errors import UsageError
 from smallvision.modelfile import load_checkpoint
 
-# ~150 steps per epoch, a few seconds per run on 2 cores; deterministic kernels on the CPU.
-ARGS = ["--dataset", "fake:1x16x16,classes=5,train=4800,test=200", "--model", "cnn-fast",
+# ~75 steps per epoch, a few seconds per run on 2 cores; deterministic kernels on the CPU.
+ARGS = ["--dataset", "fake:1x16x16,classes=5,train=2400,test=200", "--model", "cnn-fast",
         "--model-arg", "widths=[8,16]", "--epochs", "2", "--batch-size", "32", "--optimizer", "sgd",
         "--momentum", "0.9", "--lr", "0.05", "--scheduler", "onecycle", "--val-size", "0.1", "--shift", "1",
         "--deterministic", "--threads", "1", "--ema", "0.99", "--mixup", "0.2", "--cutmix", "1.0", "--average-last", "2",
@@ -59,7 +59,7 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path, reference)
     p.send_signal(signal.SIGKILL)
     p.wait()
     saved = load_checkpoint(tmp_path / "run" / "resume.safetensors")[1]["resume"]["loop"]
-    assert saved["step_in_epoch"] > 0 and saved["step"] < 300  # really killed mid-run
+    assert saved["step_in_epoch"] > 0 and saved["step"] < 150  # really killed mid-run
     r = subprocess.run([sys.executable, "-m", "smallvision", "train", "--resume", str(tmp_path / "run"), "--json"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
