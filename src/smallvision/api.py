@@ -276,31 +276,32 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "t
                         f"{split}_micro_f1": m["micro_f1"], f"{split}_map": m["map"], "thresholds": values})
         out_doc.pop("temperature")
         if report:
-            from smallvision.report.build import write_multilabel_report
+            from smallvision.report.build import RunRecord, write_multilabel_report
 
             tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec)
             folder = Path(out) if out else ckpt.parent / f"eval-{tag}-{split}"
             chosen = (meta.get("thresholds") or {}).get("chosen", "0.5 (the checkpoint carries none)")
-            write_multilabel_report(folder, title=f"{meta['model']} ({ckpt.parent.name}/{ckpt.name}) on {spec} {split}",
+            write_multilabel_report(folder, RunRecord(split, out_doc, (), meta.get("config"), _reproduce(meta), str(dev)),
+                                    title=f"{meta['model']} ({ckpt.parent.name}/{ckpt.name}) on {spec} {split}",
                                     info=info, logits=res.logits, y=y, thresholds={"values": values, "chosen": chosen,
                                                                                    "test": m},
-                                    images=xs, split=split, summary=out_doc, config=meta.get("config"),
-                                    command=_reproduce(meta), device=str(dev))
+                                    images=xs)
             out_doc["report"] = str(folder / RunFolder.REPORT)
         return out_doc
     if report:
         from smallvision.explain import heatmaps
         from smallvision.extras import installed
         from smallvision.report import classification_metrics, write_report
+        from smallvision.report.build import RunRecord
 
         tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec)
         folder = Path(out) if out else ckpt.parent / f"eval-{tag}-{split}"
         if data.info.class_names and len(data.info.class_names) == len(info.class_names):
             info = DatasetInfo.from_dict({**info.to_dict(), "class_names": list(data.info.class_names)})
         m = classification_metrics(res.logits, y, model.num_classes)
-        write_report(folder, title=f"{meta['model']} ({ckpt.parent.name}/{ckpt.name}) on {spec} {split}", info=info,
-                     metrics=m, images=xs, split=split, summary=out_doc, config=meta.get("config"),
-                     command=_reproduce(meta), device=str(dev),
+        write_report(folder, RunRecord(split, out_doc, (), meta.get("config"), _reproduce(meta), str(dev)),
+                     title=f"{meta['model']} ({ckpt.parent.name}/{ckpt.name}) on {spec} {split}", info=info,
+                     metrics=m, images=xs,
                      heatmap_fn=(lambda x, t: heatmaps(model, x.float(), t)) if installed("captum") else None)
         out_doc["report"] = str(folder / RunFolder.REPORT)
     return out_doc

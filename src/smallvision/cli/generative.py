@@ -22,6 +22,7 @@ diffusion_app = typer.Typer(help="Flow-matching (rectified flow) diffusion model
                             "sample, score.", no_args_is_help=True)
 
 _COMMON = (
+    inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context),  # the argv main() received
     option("recipe", Optional[str], None, "--recipe", help="A named recipe (see `smallvision recipes`); "
            "--config and flags override it."),
     option("config", Optional[Path], None, "--config", help="Settings from a file: a run's config.json or a TOML table."),
@@ -36,18 +37,16 @@ def _train(kind: str, kw: dict[str, Any]) -> None:
     from smallvision.generative import train_generative
 
     over = settings_from_flags(kw, CONFIGS[kind])
-    command = _command_line()
+    command = _command_line(kw["ctx"])
     base = _read(kw["config"], kind) if kw["config"] else None
     summary = train_generative(kind, kw["recipe"], base, kw["runs_dir"], kw["resume"], command,
                                Progress(enabled=not kw["as_json"]), **over)
     _print(summary, kw["as_json"])
 
 
-def _command_line() -> str:
+def _command_line(ctx: typer.Context) -> str:
     """The command as `main(argv)` received it (kept on the root context), for the run's record."""
-    import click
-
-    return "smallvision " + shlex.join((click.get_current_context().find_root().obj or {}).get("argv", []))
+    return "smallvision " + shlex.join((ctx.find_root().obj or {}).get("argv", []))
 
 
 def _read(path: Path, kind: str) -> dict[str, Any]:

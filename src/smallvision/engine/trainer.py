@@ -280,24 +280,24 @@ def finish(s: Session) -> TrainResult:
     write_json(s.run / RunFolder.SUMMARY, summary)
     if s.state.phase == "trained":
         s.enter_phase("tested")
+    from smallvision.report.build import RunRecord
+
+    record = RunRecord("test", summary, s.state.history, s.cfg.to_dict(), reproduce_command(s.cfg.to_dict()),
+                       str(s.rt.device), s.data.test_files, skipped)
     if s.cfg.report and labels_doc is not None:
         from smallvision.report.build import write_multilabel_report
 
-        write_multilabel_report(s.run.path, title=f"{s.run.name}: {s.cfg.model} on {s.data.info.name}",
+        write_multilabel_report(s.run.path, record, title=f"{s.run.name}: {s.cfg.model} on {s.data.info.name}",
                                 info=s.data.info, logits=test.logits, y=s.data.test[1], thresholds=labels_doc,
-                                images=s.data.test[0], split="test", summary=summary, history=s.state.history,
-                                config=s.cfg.to_dict(), command=reproduce_command(s.cfg.to_dict()),
-                                device=str(s.rt.device), labels=s.data.test_files, skipped=skipped, train_counts=s.data.train_counts)
+                                images=s.data.test[0], train_counts=s.data.train_counts)
     elif s.cfg.report:
         from smallvision.report import classification_metrics, write_report
 
         logits = test.logits / final.temperature  # the probabilities predict and serve will give
         m = classification_metrics(logits, s.data.test[1], s.data.info.num_classes)
-        write_report(s.run.path, title=f"{s.run.name}: {s.cfg.model} on {s.data.info.name}", info=s.data.info,
-                     metrics=m, images=s.data.test[0], split="test", summary=summary, history=s.state.history,
-                     config=s.cfg.to_dict(), command=reproduce_command(s.cfg.to_dict()), device=str(s.rt.device),
-                     labels=s.data.test_files, skipped=skipped,
-                     calibration=calib, heatmap_fn=_heatmap_fn(final), train_counts=s.data.train_counts)
+        write_report(s.run.path, record, title=f"{s.run.name}: {s.cfg.model} on {s.data.info.name}", info=s.data.info,
+                     metrics=m, images=s.data.test[0], calibration=calib, heatmap_fn=_heatmap_fn(final),
+                     train_counts=s.data.train_counts)
     s.enter_phase("reported")
     return TrainResult(s.run.path, summary, s.state.history, test.logits)
 

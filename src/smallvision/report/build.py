@@ -11,6 +11,7 @@ import html
 import os
 import platform
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,25 +95,34 @@ def _table(rows: Sequence[dict[str, Any]], md: bool) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+@dataclass
+class RunRecord:
+    """What a run's report says besides its own figures, the same for every kind of report."""
+
+    split: str  # the evaluated split
+    summary: dict[str, Any]
+    history: Sequence[dict[str, Any]] = ()
+    config: dict[str, Any] | None = None
+    command: str = ""  # the command that reproduces the run (engine.trainer.reproduce_command), shown and saved
+    device: str = "cpu"
+    labels: Sequence[str] | None = None  # per-image names (file paths for image folders)
+    skipped: Sequence[str] = ()  # unreadable files left out of the data
+
+
 def write_report(
     out_dir: Path,
+    record: RunRecord,
     *,
     title: str,
     info: DatasetInfo,
     metrics: ClassificationMetrics,
     images: torch.Tensor,  # the evaluated split, normalised as the model saw it (N, C, H, W)
-    split: str,
-    summary: dict[str, Any],
-    history: Sequence[dict[str, Any]] = (),
-    config: dict[str, Any] | None = None,
-    command: str = "",  # the command that reproduces the run (engine.trainer.reproduce_command), shown and saved
-    device: str = "cpu",
-    labels: Sequence[str] | None = None,  # per-image names (file paths for image folders)
-    skipped: Sequence[str] = (),  # unreadable files left out of the data
     calibration: dict[str, Any] | None = None,  # trainer.calibrate's figures and reliability bins
     heatmap_fn: Any = None,  # (images (B, C, H, W), predicted (B,)) -> (B, H, W) maps in [0, 1]: explain.heatmaps
     train_counts: Sequence[int] | None = None,  # training images per class (imbalance is read off them)
 ) -> dict[str, Any]:
+    split, summary, history, labels, skipped = record.split, record.summary, record.history, record.labels, record.skipped
+    config, command, device = record.config, record.command, record.device
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(info.class_names) or [str(i) for i in range(metrics.confusion.shape[0])]
     mean = torch.tensor(info.mean).view(-1, 1, 1)
@@ -253,6 +263,7 @@ def skipped_table(skipped: Sequence[str]) -> tuple[str, list[dict[str, str]]]:
 
 def write_multilabel_report(
     out_dir: Path,
+    record: RunRecord,
     *,
     title: str,
     info: DatasetInfo,
@@ -260,14 +271,6 @@ def write_multilabel_report(
     y: torch.Tensor,  # (N, K) multi-hot
     thresholds: dict[str, Any],  # multilabel.summarise's doc: the values and the split's figures at them
     images: torch.Tensor,
-    split: str,
-    summary: dict[str, Any],
-    history: Sequence[dict[str, Any]] = (),
-    config: dict[str, Any] | None = None,
-    command: str = "",  # the command that reproduces the run (engine.trainer.reproduce_command), shown and saved
-    device: str = "cpu",
-    labels: Sequence[str] | None = None,
-    skipped: Sequence[str] = (),
     train_counts: Sequence[int] | None = None,  # training images carrying each label
 ) -> dict[str, Any]:
     """The multi-label run's report: exact match, macro/micro-F1 and mAP at the chosen thresholds,
@@ -275,6 +278,8 @@ def write_multilabel_report(
     with their predicted and true label sets."""
     from smallvision.multilabel import predicted_labels
 
+    split, summary, history, labels, skipped = record.split, record.summary, record.history, record.labels, record.skipped
+    config, command, device = record.config, record.command, record.device
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(info.class_names) or [str(i) for i in range(y.shape[1])]
     mean, std = torch.tensor(info.mean).view(-1, 1, 1), torch.tensor(info.std).view(-1, 1, 1)
