@@ -22,7 +22,7 @@ demo: setup
 	@bash scripts/demo.sh
 
 test: setup
-	$(BIN)/python -m pytest -q -m "not slow" -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -m "not slow" -n auto --dist worksteal
 
 test-all: setup
 	$(BIN)/python -m pytest -q -n auto --dist loadfile

@@ -63,6 +63,7 @@ def calibrated_run(tmp_path_factory):
                      name="calibrated").run_dir
 
 
+@pytest.mark.slow  # ~21 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_a_run_with_validation_is_calibrated_and_every_reader_uses_it(calibrated_run, tmp_path):
     from smallvision.export import export
     from smallvision.modelfile import OnnxModel, load_checkpoint

@@ -68,6 +68,7 @@ def test_near_duplicates_with_different_labels_are_paired():
     assert near_duplicates(imgs, labels) == [(1, 4, 0)]
 
 
+@pytest.mark.slow  # ~6 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_labels_on_a_folder_names_files_and_near_duplicates(tmp_path):
     from smallvision.data.synthetic import write_image_folder
 

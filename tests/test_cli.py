@@ -53,16 +53,18 @@ def test_flags_override_a_recipe(tmp_path):
     assert cfg["epochs"] == 1 and cfg["lr"] == 0.005 and cfg["seed"] == 420 and cfg["dataset"] == FAKE
 
 
-# A bad input through a real subprocess (the first; the rest in this process, which runs the same
-# parsing and error table); tests/test_bad_inputs.py checks every kind in-process.
+# A bad input through a real subprocess (the first, ~9 CPU-s: make test-slow; the rest in this
+# process, which runs the same parsing and error table); tests/test_bad_inputs.py checks every kind.
 @pytest.mark.parametrize("args,msg", [
-    (["train", "--model", "cnn-fats", "--dataset", FAKE], "did you mean cnn-fast"),
+    pytest.param(["train", "--model", "cnn-fats", "--dataset", FAKE], "did you mean cnn-fast", marks=pytest.mark.slow),
+    (["train", "--model", "cnn-fats", "--dataset", FAKE], "did you mean cnn-fast (in-process)"),
     (["train", "--dataset", "csv:/nonexistent.csv"], "file not found"),
     (["evaluate", "/nonexistent/run"], "no such checkpoint or run folder"),
     (["ensemble", "/nonexistent/a", "/nonexistent/b"], "no such checkpoint or run folder"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, args, msg):
     run = run_cli if msg == "did you mean cnn-fast" else run_main
+    msg = msg.removesuffix(" (in-process)")
     r = run(*args, "--runs-dir", str(tmp_path)) if args[0] == "train" else run(*args)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr and msg in r.stderr
@@ -70,6 +72,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, msg):
     assert not (tmp_path.exists() and any(tmp_path.iterdir())), "a failed command left a run folder"
 
 
+@pytest.mark.slow  # ~10 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_debug_shows_the_traceback():
     r = run_cli("--debug", "train", "--dataset", "mnits")
     assert r.returncode != 0 and "Traceback" in r.stderr
@@ -80,6 +83,7 @@ def test_bad_flag_value_is_usage_error():
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # ~10 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_warnings_are_one_line(tmp_path):
     import numpy as np
 
@@ -104,7 +108,8 @@ def test_convert_writes_seed004_csv(tmp_path):
 
 # vgg16 (138 M parameters) takes 25 s for its one step: in the slow set; its model is still built
 # and checked by the conformance suite in the default one
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if "vgg16" in n else n for n in recipe_names()
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if "vgg16" in n or "resnet18" in n else n
+                                  for n in recipe_names()
                                   if recipe_kind(n) == "train"])  # the generative ones: tests/test_generative.py
 def test_every_recipe_resolves_and_runs_one_epoch_on_fake_data(name, runs_dir):
     from smallvision import api

@@ -32,7 +32,11 @@ def _shapes(entry) -> list[tuple[int, int]]:  # (channels, side) to build at: it
     return list(dict.fromkeys(sizes))
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+# the largest: 3-15 CPU-s each, make test-slow (the default photo model, efficientnet-lite0, stays)
+HEAVY = ("vgg16", "convnext_tiny", "resnet50", "resnet34", "efficientnet_b0", "efficientnet-lite2")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in MODELS.names()])
 def test_model_contract(name):
     entry = MODELS.entry(name)
     for c, s in _shapes(entry):
@@ -62,7 +66,8 @@ def test_model_contract(name):
             create_model(name, info(1, lo // 2, 3))
 
 
-@pytest.mark.parametrize("name", DATASETS.names())
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "multi-mnist" else n  # ~6.5 CPU-s
+                                  for n in DATASETS.names()])
 def test_data_set_contract_and_its_fixture_learns(name, tmp_path, monkeypatch):
     """The entry's fixture loads as a well-formed set, and a small CNN learns it far above chance."""
     fixture = DATASETS.entry(name).contract.fixture

@@ -302,6 +302,7 @@ def test_balanced_sampler_draws_every_class_alike_and_is_seeded():
     assert torch.equal(resumed, drawn[400:])
 
 
+@pytest.mark.slow  # ~4 CPU-s: the default suite stays under 2 min 30 s on 2 cores (CI runs make test-slow)
 def test_balanced_sampler_trains_and_the_report_shows_training_counts(tmp_path):
     from smallvision import api
 

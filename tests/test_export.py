@@ -80,6 +80,7 @@ def test_predict_on_the_onnx_file_gives_the_checkpoints_answers(mnist_run, mnist
     assert r.returncode == 0 and json.loads(r.stdout)["label"] == b[0]["label"]
 
 
+@pytest.mark.slow  # ~9 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_export_with_tta_views_matches(tmp_path):
     """A model tested with shifted and mirrored views exports those views too."""
     res = api.train(runs_dir=tmp_path / "runs", dataset="digits", model="cnn-fast", epochs=1, shift=1,
@@ -121,6 +122,7 @@ def test_export_without_the_data_set_says_it_checked_random_inputs(tmp_path):
     assert out.returncode == 0 and "random inputs" in json.loads(out.stdout)["checked_on"]
 
 
+@pytest.mark.slow  # ~8 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 @needs_mnist
 def test_int8_export_keeps_test_accuracy_predicts_and_serves(mnist_run, mnist_onnx, tmp_path):
     """Static int8 (QDQ): checked by accuracy on the whole test set, a quarter of the fp32 file,
@@ -152,6 +154,7 @@ def test_int8_export_keeps_test_accuracy_predicts_and_serves(mnist_run, mnist_on
     assert got == int8[0]
 
 
+@pytest.mark.slow  # ~6 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 @needs_mnist
 def test_int8_export_that_loses_too_much_accuracy_is_refused_and_kept_aside(mnist_run, tmp_path):
     dest = tmp_path / "m-int8.onnx"

@@ -34,7 +34,9 @@ def _gan_cases() -> list[tuple[str, str]]:
     """From the registries, no list here: every GAN model with its own loss, then dcgan with every
     other registered loss (a new model or loss in nets.py is trained here with no edit)."""
     own = [(e.name, e.contract.loss) for e in GENERATIVE if e.contract.kind == "gan"]
-    return own + [("dcgan", loss) for loss in GAN_LOSSES.names() if ("dcgan", loss) not in own]
+    others = [pytest.param("dcgan", loss, marks=pytest.mark.slow)  # ~2.5 CPU-s each: make test-slow
+              for loss in GAN_LOSSES.names() if ("dcgan", loss) not in own]
+    return own + others
 
 
 @pytest.mark.parametrize("loss", GAN_LOSSES.names())
@@ -64,6 +66,7 @@ def test_gan_losses_move_and_the_run_folder_is_complete(model, loss, tmp_path):
     assert "z_dim" in meta["model_args"]  # every builder default recorded: a later default change cannot break it
 
 
+@pytest.mark.slow  # ~11 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_sampling_is_deterministic_for_a_seed(tmp_path):
     from smallvision.generative.gan import sample
 
@@ -97,6 +100,7 @@ def test_truncation_keeps_the_noise_inside_its_bound_and_trades_variety_away(tmp
     assert r.returncode == 2 and "--truncation must be 0 (off)" in r.stderr
 
 
+@pytest.mark.slow  # ~7 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_conditional_generator_draws_a_requested_class(tmp_path):
     from smallvision.generative.gan import generate
     from smallvision.generative.loop import load_net
@@ -109,7 +113,8 @@ def test_conditional_generator_draws_a_requested_class(tmp_path):
     assert r.returncode == 2 and "class 0-9" in r.stderr
 
 
-@pytest.mark.parametrize("model,kw", [("ae-mlp", {}), ("ae-conv", {"denoise": 0.3}), ("vae-conv", {})])
+@pytest.mark.parametrize("model,kw", [pytest.param("ae-mlp", {}, marks=pytest.mark.slow), ("ae-conv", {"denoise": 0.3}),
+                                      pytest.param("vae-conv", {}, marks=pytest.mark.slow)])  # the slow ones: make test-slow
 def test_autoencoder_learns_and_draws(model, kw, tmp_path):
     from smallvision.generative.autoencoder import reconstruct, sample, train_autoencoder
 
@@ -196,6 +201,7 @@ def _flow(tmp: Path, **kw):  # type: ignore[no-untyped-def]
                            tmp / "runs")
 
 
+@pytest.mark.slow  # ~20 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 @pytest.mark.parametrize("model", DIFFUSION)
 def test_a_flow_model_learns_and_samples_the_same_images_for_a_seed(model, tmp_path):
     from smallvision.generative.diffusion import sample
@@ -219,6 +225,7 @@ def test_a_flow_model_learns_and_samples_the_same_images_for_a_seed(model, tmp_p
     assert json.loads(r.stdout.splitlines()[-1])["evaluations_per_sample"] == 2
 
 
+@pytest.mark.slow  # ~7 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_a_conditional_flow_draws_the_class_asked_and_guidance_mixes_both_velocities(tmp_path):
     from smallvision.generative.diffusion import generate
     from smallvision.generative.loop import load_net
@@ -238,6 +245,7 @@ def test_a_conditional_flow_draws_the_class_asked_and_guidance_mixes_both_veloci
     assert r.returncode == 2 and "class 0-9" in r.stderr
 
 
+@pytest.mark.slow  # ~8 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_a_self_guided_flow_conditions_on_clusters_and_guides_towards_them(tmp_path):
     """--clusters K on a flow: no label read, the checkpoint records the clusters, samples draw
     them in their shares and ask for no class (a cluster is not a class), guidance is allowed."""
@@ -624,8 +632,8 @@ def test_a_run_of_version_0_1_still_samples_and_resumes(tmp_path):
     assert r.returncode == 2 and "removed in smallvision 0.2" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("name", ["gan-conditional", "gan-nolabel", "gan-mlp", "flow-selfguided", "flow-conditional",
-                                  "vae-2d"])
+@pytest.mark.parametrize("name", ["gan-nolabel", "flow-selfguided", "vae-2d", *(pytest.param(n, marks=pytest.mark.slow)
+                                  for n in ("gan-conditional", "gan-mlp", "flow-conditional"))])
 def test_every_generative_recipe_resolves_lists_prints_and_trains_from_python(name, tmp_path):
     """A generative recipe is a named table: `recipes` lists it, `print-config --recipe` prints it as
     a TOML that `--config` reads back to the same settings, and the Python API trains it (here a

@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 LOOP = ("smallvision.engine.trainer", "smallvision.engine.setup", "smallvision.optim", "smallvision.engine.callbacks")
 
 
@@ -15,6 +17,7 @@ def _loaded_after(code: str) -> set[str]:
     return set(out)
 
 
+@pytest.mark.slow  # ~9 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_predicting_from_a_run_does_not_import_the_trainer(mnist_run):
     loaded = _loaded_after(f"from smallvision.predict import Predictor\n"
                            f"p = Predictor.from_checkpoint({str(mnist_run)!r}, device='cpu')\n"
@@ -23,6 +26,7 @@ def test_predicting_from_a_run_does_not_import_the_trainer(mnist_run):
     assert not loaded & set(LOOP), sorted(loaded & set(LOOP))
 
 
+@pytest.mark.slow  # ~14 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_each_module_imports_on_its_own():
     """A circle shows up as an ImportError when the module in the middle is imported first."""
     import pkgutil

@@ -69,6 +69,7 @@ def test_sigkill_in_the_final_test_or_report_then_resume_completes(phase, refere
     assert r.returncode == 2 and "already finished" in r.stderr
 
 
+@pytest.mark.slow  # ~16 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_config_json_reproduces_the_run_bitwise(reference, tmp_path):
     r = run_cli("train", "--config", str(Path(reference["run_dir"]) / "config.json"), "--runs-dir", str(tmp_path), "--json")
     assert r.returncode == 0, r.stderr

@@ -52,6 +52,7 @@ def test_thresholds_are_chosen_per_rule_on_the_given_split():
     assert choose_thresholds(p, y, 0.3) == [0.3] * 3
 
 
+@pytest.mark.slow  # ~10 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_a_csv_multilabel_set_trains_from_the_cli_and_predicts_every_label(tmp_path):
     root = corners(tmp_path)
     r = run_main("train", "--dataset", f"multilabel:{root}", *FAST, "--threshold", "per-class",  # the CLI, in-process

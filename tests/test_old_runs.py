@@ -9,11 +9,14 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from conftest import run_main
 
 OLD_RUN = Path(__file__).parent / "fixtures" / "cls-v0.1"
 
 
+@pytest.mark.slow  # ~9 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_a_classifier_run_of_version_0_1_predicts_evaluates_and_resumes(tmp_path):
     from PIL import Image
 

@@ -124,6 +124,7 @@ def test_cross_validation_picks_the_strength_with_the_best_out_of_fold_accuracy(
 
 
 @needs_weights
+@pytest.mark.slow  # ~8.5 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_the_default_on_a_folder_solves_the_head_then_fine_tunes_and_reports_why(folder, tmp_path):
     """A real run of the default (ImageNet weights), planned at 96 px with room for one fine-tuning epoch."""
     r = run_main("train", "--dataset", f"folder:{folder}", "--data-arg", "size=96", "--time", "60s", "--epochs", "2",
@@ -139,6 +140,7 @@ def test_the_default_on_a_folder_solves_the_head_then_fine_tunes_and_reports_why
     assert "head on features (solved)" in report and "fine-tuned, 1 epochs" in report
 
 
+@pytest.mark.slow  # ~16 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 @needs_weights
 def test_top_stages_split_is_the_backbone_and_phase_2_trains_only_the_top(tmp_path):
     """top(bottom(x)) is the backbone's output; a --top-stages 1 run leaves every weight below the

@@ -23,6 +23,7 @@ def photos(tmp_path_factory):
     return make(tmp_path_factory.mktemp("photos") / "two scenes", per_class=40)
 
 
+@pytest.mark.slow  # ~13 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_the_default_command_on_photos_trains_the_photo_recipe(photos, tmp_path, monkeypatch):
     """Without ImageNet weights on the machine: photo-fast from scratch, and one line saying how to get them
     (with them: photo-transfer, tests/test_pretrained.py)."""
@@ -43,6 +44,7 @@ def test_the_default_command_on_photos_trains_the_photo_recipe(photos, tmp_path,
     assert (Path(summary["run_dir"]) / "report.html").is_file()
 
 
+@pytest.mark.slow  # ~5 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_recipe_options_carry_over_to_your_folder(photos, tmp_path):
     for name in ("photo-fast", "photo-accurate"):  # the recipe's image size, not the folder's own
         assert api.make_config(name, dataset=f"folder:{photos}").data_args == recipe_config(name).data_args
@@ -58,6 +60,7 @@ def test_recipe_options_carry_over_to_your_folder(photos, tmp_path):
     assert small.model == "cnn-fast" and small.data_args == {}
 
 
+@pytest.mark.slow  # ~7 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_seed_cats_dogs_recipe_holds_out_a_fraction_of_any_folder(photos, tmp_path):
     cfg = api.make_config("seed-cats-dogs-resnet18", dataset=f"folder:{photos}", model_args={"pretrained": False},
                           data_args={"size": 32}, epochs=1, report=False)

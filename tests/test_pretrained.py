@@ -155,6 +155,7 @@ def test_every_backbone_declares_size_statistics_and_its_file():
         assert MODELS.entry(name).contract.pretrained is True
 
 
+@pytest.mark.slow  # ~4 CPU-s: the default suite stays under 2 min 30 s on 2 cores (CI runs make test-slow)
 @needs_weights
 def test_the_frozen_phase_leaves_backbone_and_bn_statistics_bitwise_unchanged(tmp_path):
     """--freeze with augmentation (the backbone runs every step, in eval mode) and the cached

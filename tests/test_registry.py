@@ -46,6 +46,7 @@ def test_every_module_of_a_plugin_package_is_imported():
         assert pkg.MODULES == files, pkg.__name__
 
 
+@pytest.mark.slow  # ~9 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_a_new_file_registers_with_no_other_edit(tmp_path):
     """A model and a data set written as new files into a copy of the package are listed and train;
     a GAN loss in a new file is a --loss value with no other edit."""

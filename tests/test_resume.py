@@ -48,6 +48,7 @@ def reference(tmp_path_factory) -> Path:
     return runs / "ref"
 
 
+@pytest.mark.slow  # ~40 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path, reference):
     p = _train(tmp_path, "run", "--checkpoint-every", "20")
     _wait_for(tmp_path / "run" / "resume.safetensors", p)

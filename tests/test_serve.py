@@ -147,6 +147,7 @@ def test_decode_image_refuses_a_bomb_from_its_header_alone():
     assert decode_image(png_bomb(100, 50), 25_000_000).size == (100, 50)
 
 
+@pytest.mark.slow  # ~8 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_an_exported_onnx_file_serves_the_same_answers(mnist_onnx, mnist_run, digits):
     files, _ = digits
     with running(create_app(mnist_onnx)) as base, httpx.Client(base_url=base, timeout=10) as c:

@@ -77,6 +77,7 @@ def settled(page):
     return page.locator("#label").text_content()
 
 
+@pytest.mark.slow  # ~14 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_draw_and_upload_in_chromium(served, tmp_path):
     from playwright.sync_api import sync_playwright
 

@@ -62,6 +62,7 @@ def _scrambled(tmp_path):
     return path
 
 
+@pytest.mark.slow  # ~10 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_distillation_teaches_what_the_labels_do_not(tmp_path):
     teacher = api.train(dataset="digits", model="cnn-fast", model_args={"widths": [16, 32]}, epochs=8, batch_size=32,
                         lr=3e-3, val_size=0, runs_dir=tmp_path, report=False, name="teacher")

@@ -37,6 +37,7 @@ def test_plan_jobs_uses_parallel_trials_only_when_cores_allow():
         plan_jobs(-1)
 
 
+@pytest.mark.slow  # ~6 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_trials_choose_on_validation_and_only_the_final_run_reads_the_test_set(tmp_path):
     recipe = make_config(None, None, epochs=2, val_size=0, **DIGITS)  # a recipe that trains on everything
     r = tune(config=recipe, space="lr,label_smoothing", trials=4, runs_dir=tmp_path, name="t", prune=False,
@@ -59,6 +60,7 @@ def test_trials_choose_on_validation_and_only_the_final_run_reads_the_test_set(t
     assert again.label_smoothing == pytest.approx(r.best_params["label_smoothing"]) and again.epochs == 2
 
 
+@pytest.mark.slow  # ~24 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
 def test_parallel_trials_share_one_study(tmp_path):
     r = tune(space="lr", trials=2, jobs=2, runs_dir=tmp_path, name="p", final=False, log=lambda m: None, epochs=1,
              **DIGITS)
