@@ -122,3 +122,37 @@ def test_flipped_labels_are_found(tmp_path):
     hit = len(found & set(flip.tolist()))
     assert hit / len(found) >= 0.8 and hit / 180 >= 0.8, (len(found), hit)
     assert len(list((tmp_path / "runs").glob("cv-*/suspects.png"))) == 1
+    import csv
+
+    rows = list(csv.DictReader(open(r["ranking_csv"])))  # every image, most doubtful first
+    assert len(rows) == 6000 and {int(row["index"]) for row in rows if row["flagged"] == "1"} == found
+    head = {int(row["index"]) for row in rows[:180]}
+    assert len(head & set(flip.tolist())) / 180 >= 0.8  # the first 180 of the ranking: mostly the flips
+
+
+def test_every_image_is_ranked_by_label_quality_and_the_flagged_are_marked(tmp_path):
+    """label_ranking.csv lists every image once, lowest probability of the given label first (ties
+    in the data set's order), with the given and suggested class and whether confident learning
+    flagged it; the ranking goes on past the flagged ones."""
+    import csv
+
+    from smallvision.clean import _write_ranking, rank_all, rank_issues
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 40)
+    probs = np.full((120, 3), 0.05)
+    probs[np.arange(120), labels] = 0.9
+    wrong = rng.choice(120, 6, replace=False)
+    probs[wrong] = 0.05
+    probs[wrong, (labels[wrong] + 1) % 3] = 0.9  # confidently another class: label errors
+    probs[7] = [0.4, 0.35, 0.25]  # a doubtful, not flagged one
+    probs /= probs.sum(1, keepdims=True)
+    order, quality = rank_all(probs, labels)
+    flagged = np.zeros(120, bool)
+    flagged[rank_issues(probs, labels)] = True
+    assert set(order[:6].tolist()) == set(wrong.tolist()) and flagged[wrong].all()
+    assert list(np.sort(quality)) == list(quality[order]) and sorted(order.tolist()) == list(range(120))
+    _write_ranking(tmp_path / "r.csv", order, quality, flagged, labels, probs.argmax(1), probs, ["a", "b", "c"], None)
+    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
+    assert [int(r["rank"]) for r in rows] == list(range(1, 121)) and int(rows[6]["index"]) == 7
+    assert rows[6]["flagged"] == "0" and all(r["flagged"] == "1" for r in rows[:6])

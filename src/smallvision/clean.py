@@ -1,4 +1,5 @@
-"""Clean: the images of a data set whose label is probably wrong (`smallvision labels`).
+"""Clean: the images of a data set whose label is probably wrong (`smallvision labels`), and a
+ranking of every image by label quality (label_ranking.csv: page through the 100 most doubtful).
 
     from smallvision.clean import label_issues
     r = label_issues("mnist", split="test")      # k-fold out-of-fold probabilities, then cleanlab
@@ -84,6 +85,17 @@ def rank_issues(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.asarray(find_label_issues(labels=labels, pred_probs=probs, return_indices_ranked_by="self_confidence"))
 
 
+def rank_all(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every image, most doubtful label first: (order, quality). Quality is cleanlab's label
+    quality score (self-confidence: the out-of-fold probability of the given label), so the
+    ranking goes on past the images confident learning flags, in the same order (the flagged
+    ones are ranked by the same score); ties keep the data set's order."""
+    from cleanlab.rank import get_label_quality_scores
+
+    quality = np.asarray(get_label_quality_scores(labels, probs, method="self_confidence"))
+    return np.argsort(quality, kind="stable"), quality
+
+
 def label_issues(dataset: str, split: str = "train", folds: int = 5, recipe: str | None = None,
                  runs_dir: str | Path = "runs", out: str | Path | None = None, top: int = 50, near: int = 2,
                  progress: bool = False, log: Any = None, **overrides: Any) -> dict[str, Any]:
@@ -109,6 +121,9 @@ def label_issues(dataset: str, split: str = "train", folds: int = 5, recipe: str
     probs, labels, files, names = cv["probs"], cv["labels"], cv["files"], cv["class_names"]
     names = names or [str(i) for i in range(probs.shape[1])]
     ranked = rank_issues(probs, labels)
+    order, quality = rank_all(probs, labels)
+    flagged = np.zeros(len(labels), bool)
+    flagged[ranked] = True
     suggested = probs.argmax(1)
     suspects = [{"index": int(i), **({"file": files[i]} if files is not None else {}),
                  "given": names[labels[i]], "suggested": names[suggested[i]],
@@ -123,23 +138,26 @@ def label_issues(dataset: str, split: str = "train", folds: int = 5, recipe: str
     w.writeheader()
     w.writerows(suspects)
     atomic_write_text(folder / RunFolder.SUSPECTS_CSV, buf.getvalue())
+    _write_ranking(folder / RunFolder.LABEL_RANKING, order, quality, flagged, labels, suggested, probs, names, files)
     data = cv["data"]
     images = data.train_x if split == "train" else data.test_x
-    shown = ranked[:top]
+    shown = order[:top]  # the ranking's head, flagged or not: a user pages through the most doubtful
     if len(shown):
         pics = images[torch.from_numpy(shown)]
         pics = pics.load() if hasattr(pics, "load") else pics  # a streamed folder's files
-        titles = [f"#{int(i)} {names[labels[i]]} → {names[suggested[i]]}\np(given) {probs[i, labels[i]]:.2f}"
-                  for i in shown]
+        titles = [f"{'* ' if flagged[i] else ''}#{int(i)} {names[labels[i]]} → {names[suggested[i]]}\n"
+                  f"p(given) {probs[i, labels[i]]:.2f}" for i in shown]
         if files is not None:
             titles = [f"{t}\n{Path(files[i]).name[:22]}" for t, i in zip(titles, shown, strict=True)]
         plot_image_grid([p.float() / 255 for p in pics], titles, folder / RunFolder.SUSPECTS_PNG,
-                        suptitle=f"{dataset} {split}: the {len(shown)} most probable label errors of {len(ranked)} "
-                                 f"(given → suggested; {folds}-fold out-of-fold, confident learning)", cols=10)
+                        suptitle=f"{dataset} {split}: the {len(shown)} most doubtful labels of {len(labels)} (* flagged "
+                                 f"by confident learning: {len(ranked)}; given → suggested; {folds}-fold out-of-fold)",
+                        cols=10)
     doc: dict[str, Any] = {k: v for k, v in cv.items() if k not in ("probs", "labels", "fold_of", "files", "class_names",
                                                                     "data")}
     doc.update(suspect_count=len(ranked), suspect_share=round(len(ranked) / max(len(labels), 1), 5),
-               suspects_csv=str(folder / RunFolder.SUSPECTS_CSV), grid=str(folder / RunFolder.SUSPECTS_PNG) if len(shown) else None)
+               suspects_csv=str(folder / RunFolder.SUSPECTS_CSV), ranking_csv=str(folder / RunFolder.LABEL_RANKING),
+               grid=str(folder / RunFolder.SUSPECTS_PNG) if len(shown) else None)
     if files is not None:  # image folders: near-identical images that carry different labels
         imgs = images.load() if hasattr(images, "load") else images
         pairs = near_duplicates(imgs, labels, near)
@@ -148,3 +166,18 @@ def label_issues(dataset: str, split: str = "train", folds: int = 5, recipe: str
             for i, j, d in pairs]
     write_json(folder / RunFolder.SUSPECTS_JSON, {**doc, "suspects": suspects})
     return {**doc, "suspects": suspects}
+
+
+def _write_ranking(path: Path, order: np.ndarray, quality: np.ndarray, flagged: np.ndarray, labels: np.ndarray,
+                   suggested: np.ndarray, probs: np.ndarray, names: list[str], files: list[str] | None) -> None:
+    """label_ranking.csv: every image, most doubtful label first, the flagged ones marked."""
+    from smallvision.io import atomic_write_text
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["rank", "index", *(["file"] if files is not None else []), "given", "suggested", "label_quality",
+                "suggested_probability", "flagged"])
+    for rank, i in enumerate(order, 1):
+        w.writerow([rank, int(i), *([files[i]] if files is not None else []), names[labels[i]], names[suggested[i]],
+                    round(float(quality[i]), 4), round(float(probs[i, suggested[i]]), 4), int(flagged[i])])
+    atomic_write_text(path, buf.getvalue())

@@ -29,6 +29,7 @@ class RunFolder:
     LR_FIND_PNG, LR_FIND_JSON = "lr_find.png", "lr_find.json"  # smallvision lr-find
     TRIALS, CV = "trials.json", "cv.json"  # a tune study's trials; a cross-validation's folds
     SUSPECTS_CSV, SUSPECTS_PNG, SUSPECTS_JSON = "suspects.csv", "suspects.png", "suspects.json"  # smallvision labels
+    LABEL_RANKING = "label_ranking.csv"  # every image by label quality, the flagged ones marked
     EXPLAIN_JSON = "explain.json"  # smallvision explain
     # generative runs: the networks (what `gan|diffusion|autoencoder sample` load) and the figures
     GENERATOR, AUTOENCODER = "generator.safetensors", "autoencoder.safetensors"

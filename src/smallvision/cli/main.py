@@ -527,7 +527,8 @@ def labels(
               f"(p(given) {row['self_confidence']:.3f})")
     for d in r.get("near_duplicates_with_different_labels", [])[:5]:
         print(f"  near-duplicates, different labels: {d['a']} ({d['label_a']}) ~ {d['b']} ({d['label_b']})")
-    print(f"saved {r['suspects_csv']}, {r['grid'] or ''} (fold runs in {r['cv_dir']})")
+    print(f"saved {r['suspects_csv']}, every image ranked in {r['ranking_csv']}, {r['grid'] or ''} "
+          f"(fold runs in {r['cv_dir']})")
 
 
 @app.command()
