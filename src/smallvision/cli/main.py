@@ -88,7 +88,8 @@ def recipes() -> None:
     --recipe NAME for the generative ones)."""
     from smallvision.recipes import recipe_doc, recipe_kind, recipe_names
 
-    _print_table([(n, f"[{recipe_kind(n)}] {recipe_doc(n).get('description', '')}") for n in recipe_names()], "recipes")
+    _print_table([(n, ("" if recipe_kind(n) == "train" else f"{recipe_kind(n)} train: ") + recipe_doc(n).get("description", ""))
+                  for n in recipe_names()], "recipes")
 
 
 def _emit(summary: dict[str, Any], as_json: bool, title: str) -> None:

@@ -227,7 +227,8 @@ def recipe_settings(name: str, kind: str) -> dict[str, Any]:
 
     have = recipe_kind(name)
     if have != kind:
-        raise UsageError(f"recipe {name!r} is a {have} recipe: run it with `smallvision {have} train --recipe {name}`"
+        article = "an" if have[0] in "aeiou" else "a"
+        raise UsageError(f"recipe {name!r} is {article} {have} recipe: run it with `smallvision {have} train --recipe {name}`"
                          if have != "train" else f"recipe {name!r} trains a classifier: `smallvision train --recipe {name}`")
     return dict(recipe_doc(name)[kind])
 
