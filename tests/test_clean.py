@@ -156,3 +156,15 @@ def test_every_image_is_ranked_by_label_quality_and_the_flagged_are_marked(tmp_p
     rows = list(csv.DictReader(open(tmp_path / "r.csv")))
     assert [int(r["rank"]) for r in rows] == list(range(1, 121)) and int(rows[6]["index"]) == 7
     assert rows[6]["flagged"] == "0" and all(r["flagged"] == "1" for r in rows[:6])
+
+
+def test_labels_on_photos_folds_train_the_transfer_recipe_when_weights_are_installed():
+    """The folds of `labels` on a photo folder: the frozen ImageNet features and a linear head
+    (photo-transfer-fast) whenever the weights are here, whatever the photo default is called
+    (it became photo-auto, and the folds had fallen back to 60 epochs from scratch)."""
+    from smallvision.clean import default_recipe
+    from smallvision.models.pretrained import weights_available
+
+    want = "photo-transfer-fast" if weights_available("efficientnet-lite0") else "photo-fast"
+    assert default_recipe("folder:/any/photos") == want
+    assert default_recipe("mnist") == "mnist-accurate" and default_recipe("fashion-mnist") == "fashion-fast"

@@ -42,7 +42,7 @@ def default_recipe(spec: str) -> str:
 
     photo = photo_default(spec)
     if photo is not None:  # a folder: the photo rule
-        return "photo-transfer-fast" if photo == "photo-transfer" else "photo-fast"
+        return "photo-fast" if photo == "photo-fast" else "photo-transfer-fast"  # photo-fast: no weights here
     return FOLD_RECIPES.get(spec, "mnist-accurate")
 
 
