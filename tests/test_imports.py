@@ -101,7 +101,7 @@ LAYERS = (
     ("base", ("smallvision._version", "smallvision.errors", "smallvision.io", "smallvision.registry",
               "smallvision.config", "smallvision.runfolder", "smallvision.extras")),
     ("parts", ("smallvision.data", "smallvision.models", "smallvision.optim", "smallvision.report",
-               "smallvision.calibration", "smallvision.multilabel", "smallvision.modelfile")),
+               "smallvision.calibration", "smallvision.multilabel", "smallvision.modelfile", "smallvision.ood")),
     ("loops", ("smallvision.engine", "smallvision.recipes")),
     ("library", ("smallvision.api", "smallvision.predict", "smallvision.export", "smallvision.explain",
                  "smallvision.compare", "smallvision.tune", "smallvision.cv", "smallvision.clean",

@@ -249,8 +249,12 @@ def _evaluate_checkpoint(checkpoint: str | Path, dataset: str | None, split: str
 
 def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "test", data_dir: str | None = None,
              device: str = "auto", batch_size: int = 2000, report: bool = True,
-             out: str | Path | None = None, data_args: dict[str, Any] | None = None) -> dict[str, Any]:
+             out: str | Path | None = None, data_args: dict[str, Any] | None = None,
+             accept: float | None = None) -> dict[str, Any]:
     """Accuracy and loss of a checkpoint (or a run folder's best one) on a data set's split.
+    A model with an OOD detector also reports the share of the split it accepts (the rest it
+    answers "none of these", at its threshold or the one accepting `accept` of its validation
+    images) and the accuracy on the accepted images.
 
     The data set defaults to the one the model was trained on; any data set with the same
     image shape and class count works. ``split='val'`` re-creates the run's own seeded split.
@@ -267,6 +271,8 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "t
     out_doc = {"checkpoint": str(ckpt), "dataset": spec, "split": split, "images": res.n,
                f"{split}_accuracy": round(res.accuracy, 4), f"{split}_loss": round(res.loss, 6), "model": meta["model"],
                "temperature": round(float(model.temperature), 6)}  # the loss is that of the calibrated probabilities
+    if getattr(model, "ood", None) is not None and isinstance(meta.get("ood"), dict):
+        out_doc.update(_ood_figures(model, meta["ood"], xs, y, res.logits, split, accept))
     if info.multilabel:  # scored at the run's own thresholds, as predict decides
         from smallvision.multilabel import metrics, thresholds_of
 
@@ -305,6 +311,21 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, split: str = "t
                      heatmap_fn=(lambda x, t: heatmaps(model, x.float(), t)) if installed("captum") else None)
         out_doc["report"] = str(folder / RunFolder.REPORT)
     return out_doc
+
+
+def _ood_figures(model: Any, doc: dict[str, Any], xs: Any, y: Any, logits: Any, split: str,
+                 accept: float | None) -> dict[str, Any]:
+    """What "none of these" does on a split: the share accepted and the accuracy on it."""
+    from smallvision.ood import features_and_logits, score_features, threshold_at
+
+    thr = threshold_at(doc, accept)
+    f, z = features_and_logits(model, xs)
+    ok = score_features(model.ood, f, z) <= thr
+    right = logits.argmax(1).cpu() == y.cpu()
+    return {"ood": f"{doc['detector']}, threshold {thr:.4g} (accepting {accept or doc['accept']:.0%} of "
+                   f"{doc['quantile_images']} {doc['quantiles_on']} images)",
+            f"{split}_accepted_percent": round(100 * float(ok.float().mean()), 2),
+            f"{split}_accuracy_accepted": round(100 * float(right[ok].float().mean()), 4) if ok.any() else None}
 
 
 def _reproduce(meta: dict[str, Any]) -> str:
@@ -352,3 +373,29 @@ def calibrate(run: str | Path, device: str = "auto", report: bool = True) -> dic
         doc["figure"] = str(folder / RunFolder.RELIABILITY)
     write_json(folder / RunFolder.CALIBRATION, doc)
     return doc
+
+
+def run_splits(run: str | Path, device: str = "auto") -> dict[str, Any]:
+    """A finished run's model and its own data, re-created from its config and seed: ``model``,
+    ``meta``, and ``train``/``val``/``test`` as (normalised inputs, labels) on the device (``val``
+    None when the run held none out). What the OOD benchmark and `ood` refits read."""
+    from smallvision.config import from_dict
+    from smallvision.data import DatasetInfo, load_dataset, split_validation
+    from smallvision.data.loader import as_model_input, training_subset
+    from smallvision.engine.device import resolve_device
+    from smallvision.modelfile import load_model
+    from smallvision.modelfile import resolve as resolve_checkpoint
+
+    dev = resolve_device(device)
+    model, meta = load_model(resolve_checkpoint(run), dev)
+    cfg = from_dict(meta.get("config", {}))
+    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.data_args)
+    x, y = training_subset(data.train_x, data.train_y, cfg.train_limit, cfg.seed)
+    tr, va = split_validation(len(x), cfg.val_size, cfg.seed)
+    info = DatasetInfo.from_dict(meta["dataset"])
+
+    def ready(xs: Any, ys: Any) -> tuple[Any, Any]:
+        return as_model_input(xs, info.mean, info.std, dev), ys.to(dev)
+
+    return {"model": model, "meta": meta, "config": cfg, "train": ready(x[tr], y[tr]),
+            "val": ready(x[va], y[va]) if len(va) else None, "test": ready(data.test_x, data.test_y)}

@@ -219,6 +219,11 @@ class TrainConfig(RunSettings):
     calibrate: bool = setting(True, "After training, fit a temperature on the validation split (temperature "
                               "scaling) so the probabilities match the accuracy; accuracy is unchanged; "
                               "nothing happens without a validation split.")
+    ood: str = setting("knn", "\"None of these\": the out-of-distribution detector fitted after training (see "
+                       "docs/ood.md): knn, mahalanobis, vim, energy, msp, or none.",
+                       choices=("knn", "mahalanobis", "vim", "energy", "msp", "none"))
+    accept: float = setting(0.95, "The share of validation images the OOD threshold accepts; images scoring beyond it "
+                            "are answered \"none of these\".", check=(lambda v: 0 < v <= 1, "must be in (0, 1]"))
     ema: float = setting(0.0, "EMA decay of weights per step (e.g. 0.999); 0 = off.", check=UNIT)
     # --- model
     freeze: bool = setting(False, "Transfer learning: train only the new head (BN statistics kept).")

@@ -116,6 +116,8 @@ def export(checkpoint: str | Path, fmt: str = "onnx", out: str | Path | None = N
     writer = {"onnx": _write_onnx, "torchscript": _write_torchscript, "safetensors": _write_safetensors}[fmt]
     blob = writer(model, x[:2], doc, opset)
     diff, same = _check(fmt, blob, x, ref)
+    if fmt == "onnx" and "ood" in doc and getattr(model, "ood", None) is not None:
+        diff = max(diff, _ood_diff(model, blob, x))
     result = ExportResult(str(dest), fmt, checked_on, len(x), diff, same, len(blob))
     if not result.ok:
         atomic_write_bytes(str(dest) + ".failed", blob)
@@ -207,8 +209,10 @@ def _export_int8(model: torch.nn.Module, meta: dict[str, Any], doc: dict[str, An
         raise UsageError(f"onnx-int8 calibrates on the model's training images and is checked on its test set, "
                          f"which cannot be read here: {str(e).split(' (')[0]} (give --data-dir)") from None
     assert calib is not None
-    doc = {**doc, "quantization": {"method": "onnxruntime static QDQ, int8 weights per channel, uint8 activations",
-                                   "calibration_images": len(calib)}}
+    # without the OOD output: quantized features would move its scores off the fp32 threshold
+    doc = {**{k: v for k, v in doc.items() if k != "ood"},
+           "quantization": {"method": "onnxruntime static QDQ, int8 weights per channel, uint8 activations",
+                            "calibration_images": len(calib)}}
     fp32 = _write_onnx(model, x[:2], doc, opset)
     blob = quantize_int8(fp32, calib)
     q, ref = OnnxModel.from_bytes(blob), OnnxModel.from_bytes(fp32)
@@ -232,9 +236,13 @@ def _write_onnx(model: torch.nn.Module, example: torch.Tensor, doc: dict[str, An
 
     buf = io.BytesIO()
     batch = torch.export.Dim("batch", min=1)
+    # a model with an OOD detector (and "ood" in the document) gets a second output, the OOD score;
+    # the threshold travels in the metadata ("ood": its document, with the quantiles for other --accept)
+    with_ood = "ood" in doc and getattr(model, "ood", None) is not None
+    net, outputs = (WithOOD(model), ["logits", "ood_score"]) if with_ood else (model, ["logits"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prog = torch.onnx.export(model, (example,), dynamo=True, input_names=["image"], output_names=["logits"],
+        prog = torch.onnx.export(net, (example,), dynamo=True, input_names=["image"], output_names=outputs,
                                  dynamic_shapes=({0: batch},), opset_version=opset, verbose=False)
     prog.save(buf)  # type: ignore[union-attr]
     proto = onnx.load_from_string(buf.getvalue())
@@ -247,6 +255,20 @@ def _write_onnx(model: torch.nn.Module, example: torch.Tensor, doc: dict[str, An
     proto.doc_string = f"smallvision {doc['model']} trained on {doc['card']['dataset']}"
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
+
+
+class WithOOD(torch.nn.Module):
+    """The graph an ONNX export with "none of these" holds: (logits as predict gives them, OOD score)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from smallvision.ood import scores
+
+        logits, s = scores(self.model, x)
+        return logits, s
 
 
 def _write_torchscript(model: torch.nn.Module, example: torch.Tensor, doc: dict[str, Any], _opset: int | None) -> bytes:
@@ -277,7 +299,7 @@ def _check(fmt: str, blob: bytes, x: torch.Tensor, ref: torch.Tensor) -> tuple[f
     import io
 
     if fmt == "onnx":
-        return _compare(ref, OnnxModel.from_bytes(blob).run(x.numpy()))
+        return _compare(ref, OnnxModel.from_bytes(blob).run(x.numpy()))  # the logits; the OOD score in _check_ood
     if fmt == "torchscript":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -294,6 +316,18 @@ def _check(fmt: str, blob: bytes, x: torch.Tensor, ref: torch.Tensor) -> tuple[f
         m, _ = load_model(p, "cpu")
         with torch.inference_mode():
             return _compare(ref, m.float()(x))
+
+
+def _ood_diff(model: torch.nn.Module, blob: bytes, x: torch.Tensor) -> float:
+    """The largest difference of the OOD scores between PyTorch and the ONNX graph, relative to
+    the score's size where it is above 1 (a Mahalanobis distance is in the hundreds)."""
+    from smallvision.ood import scores
+
+    with torch.inference_mode():
+        _, ref = scores(model, x)
+    _, got = OnnxModel.from_bytes(blob).scores(x)
+    assert ref is not None and got is not None
+    return float(((ref.float() - got.float()).abs() / ref.float().abs().clamp_min(1)).max())
 
 
 def describe(result: ExportResult) -> dict[str, Any]:

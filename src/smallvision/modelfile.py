@@ -76,11 +76,15 @@ def save_checkpoint(path: str | Path, state: dict[str, torch.Tensor], meta: dict
     atomic_write_bytes(path, checkpoint_bytes(state, meta))
 
 
-def write_into_checkpoint(path: str | Path, calibration: dict[str, Any], key: str = "calibration") -> None:
+def write_into_checkpoint(path: str | Path, calibration: dict[str, Any], key: str = "calibration",
+                          tensors: dict[str, torch.Tensor] | None = None) -> None:
     """Store a calibration (calibration.summarise's doc), or under another `key` a multi-label
-    run's thresholds, in a checkpoint's metadata; the weights stay byte for byte the same."""
+    run's thresholds or an OOD detector's document (with its `tensors`, ``ood.*``), in a
+    checkpoint; the model's weights stay byte for byte the same."""
     state, meta = load_checkpoint(path)
     meta = {k: v for k, v in meta.items() if k not in ("format", "format_version", "data_sha256")}
+    if tensors is not None:  # they replace any earlier tensors under "<key>."
+        state = {**{k: v for k, v in state.items() if not k.startswith(key + ".")}, **tensors}
     save_checkpoint(path, state, {**meta, key: calibration})
 
 
@@ -137,10 +141,15 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):  # type: i
     # the checkpoint holds every weight: where they first came from (weights/pretrained) is history
     args = {k: v for k, v in meta.get("model_args", {}).items() if k not in ("weights", "pretrained")}
     model = create_model(name, DatasetInfo.from_dict(meta["dataset"]), **args)
+    ood = {k[len("ood."):]: state.pop(k) for k in [k for k in state if k.startswith("ood.")]}
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
         raise CheckpointError(f"{ckpt}: weights do not fit model {name!r}: {str(e).splitlines()[0]}") from None
+    if isinstance(meta.get("ood"), dict):  # "none of these": the detector fitted after training (ood.py)
+        from smallvision.ood import empty_detector
+
+        model.ood = empty_detector(meta["ood"]["detector"], ood)
     from smallvision.data.augment import tta_views_of
 
     model.tta = tta_views_of(meta.get("config", {}))  # evaluate/predict as the run was tested
@@ -250,6 +259,11 @@ class OnnxModel:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(logits, OOD scores or None): a graph exported with "none of these" has a second output."""
+        out = self.session.run(None, {self.input_name: np.ascontiguousarray(x.detach().float().cpu().numpy())})
+        return torch.from_numpy(out[0]), torch.from_numpy(out[1]) if len(out) > 1 else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.run(x.detach().float().cpu().numpy()))

@@ -25,6 +25,8 @@ from smallvision.data.folder import IMAGE_EXTS, open_image, resize_center_crop
 from smallvision.data.info import DatasetInfo
 from smallvision.errors import UsageError
 
+NONE_OF_THESE = "none of these"  # the label of an image that scores beyond the model's OOD threshold
+
 
 def mnist_style(gray: np.ndarray, size: int) -> np.ndarray:
     """Light-on-dark float image in [0, 1] -> (size, size): ink cropped, fitted into a
@@ -74,6 +76,19 @@ class Predictor:
             self.thresholds: list[float] | None = thresholds_of(meta)
         else:
             self.thresholds = None
+        self.ood: dict[str, Any] | None = meta.get("ood") if isinstance(meta.get("ood"), dict) else None
+        self.ood_threshold = float(self.ood["threshold"]) if self.ood else None
+
+    def accept(self, share: float | None) -> None:
+        """Answer "none of these" at another operating point: `share` of the validation images
+        accepted (ood.threshold_at); None: the stored threshold."""
+        if share is not None and self.ood is None:
+            raise UsageError("--accept: this model carries no OOD detector (train it again with smallvision 0.3 or "
+                             "later; --ood none turns it off)")
+        if self.ood is not None:
+            from smallvision.ood import threshold_at
+
+            self.ood_threshold = threshold_at(self.ood, share)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", onnx_threads: int = 0) -> Predictor:
@@ -146,12 +161,21 @@ class Predictor:
         for start in range(0, len(ready), batch_size):
             chunk = ready[start : start + batch_size]
             x = torch.stack([t for _, t in chunk]).to(self.device)
-            logits = self.model(x).float().cpu()
+            from smallvision.ood import scores
+
+            logits, strange = scores(self.model, x)
+            logits = logits.float().cpu()
             probs = logits.sigmoid() if self.thresholds is not None else logits.softmax(1)
             p, idx = probs.topk(k, dim=1)
-            for (i, _), pi, ii in zip(chunk, p, idx, strict=True):
+            for n, ((i, _), pi, ii) in enumerate(zip(chunk, p, idx, strict=True)):
                 out[i].update(label=self.classes[int(ii[0])], probability=round(float(pi[0]), 4),
                               top_k=[(self.classes[int(j)], round(float(q), 4)) for q, j in zip(pi, ii, strict=True)])
+                if strange is not None and self.ood_threshold is not None:
+                    # "none of these": the image scores beyond what the run accepted of its validation images
+                    s = float(strange[n])
+                    out[i].update(ood_score=round(s, 4), none_of_these=s > self.ood_threshold)
+                    if s > self.ood_threshold:
+                        out[i]["label"] = NONE_OF_THESE
             if self.thresholds is not None:
                 from smallvision.multilabel import predicted_labels
 

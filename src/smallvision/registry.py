@@ -95,7 +95,7 @@ def registry_of(kind: str) -> Registry[Any]:
     """The registry of a kind ("model", "data set", ...), its package imported so it is full."""
     packages = {"model": "smallvision.models", "data set": "smallvision.data", "optimizer": "smallvision.optim",
                 "scheduler": "smallvision.optim", "augmentation": "smallvision.data.augment",
-                "generative model": "smallvision.generative.nets", "GAN loss": "smallvision.generative.losses"}
+                "generative model": "smallvision.generative.nets", "GAN loss": "smallvision.generative.losses", "OOD detector": "smallvision.ood"}
     importlib.import_module(packages[kind])
     return _BY_KIND[kind][0]
 

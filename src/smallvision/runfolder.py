@@ -23,6 +23,7 @@ class RunFolder:
     REPORT, REPORT_MD, REPORT_JSON = "report.html", "report.md", "report.json"
     TENSORBOARD, LOCK, STUDY = "tensorboard", ".lock", "study.journal"
     CALIBRATION, RELIABILITY = "calibration.json", "reliability.png"
+    OOD = "ood.json"
     THRESHOLDS = "thresholds.json"  # a multi-label run's decision thresholds and its test figures at them
     EXPLAIN = "explain"  # heatmaps of the report's top-loss images (a folder)
     CURVES, CONFUSION, TOP_LOSSES = "curves.png", "confusion.png", "top_losses.png"  # the report's figures

@@ -108,6 +108,9 @@ def _emit(summary: dict[str, Any], as_json: bool, title: str) -> None:
                  f"{100 * v['test_ece_before']:.2f} % -> {100 * v['test_ece_after']:.2f} %"
                  if "test_ece_before" in v else f"temperature {v['temperature']:.3f}" if "temperature" in v
                  else f"none ({v.get('skipped', '')})")
+        if k == "ood" and isinstance(v, dict):  # one line: what "none of these" does on the test split
+            v = (f"{v['detector']}, accepts {v['test_accepted_percent']:.1f} % of test images (threshold on "
+                 f"{v['quantile_images']} {v['quantiles_on']} images at {v['accept']:.0%})")
         if v is not None and v != "":
             t.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
     Console().print(t)
@@ -227,12 +230,14 @@ def evaluate(
     out: Annotated[Optional[Path], typer.Option(help="Report folder (default: eval-<data>-<split> beside the checkpoint).")] = None,
     report: Annotated[bool, typer.Option("--report/--no-report")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON line.")] = False,
+    accept: Annotated[Optional[float], typer.Option(help="\"None of these\" at another operating point: the share of "
+                                                    "the run's validation images to accept (default: the run's own, 0.95).")] = None,
 ) -> None:
     """Evaluate a checkpoint on a data set's test (or validation) split and write its report."""
     from smallvision import api
 
     res = api.evaluate(checkpoint, dataset=dataset, split=split, data_dir=data_dir, device=device, report=report,
-                       out=out, data_args=parse_pairs(data_arg, "--data-arg"))
+                       out=out, data_args=parse_pairs(data_arg, "--data-arg"), accept=accept)
     _emit(res, as_json, f"evaluate {checkpoint}")
 
 
@@ -286,8 +291,11 @@ def predict(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
     explain: Annotated[Optional[Path], typer.Option("--explain", help="Also write a heatmap PNG per image (Grad-CAM; "
                                                      "occlusion for tiny inputs) and explain.json into this folder.")] = None,
+    accept: Annotated[Optional[float], typer.Option(help="\"None of these\" at another operating point: the share of "
+                                                    "the run's validation images to accept (default: the run's own, 0.95).")] = None,
 ) -> None:
-    """Predict classes of your own images with the model's own preprocessing."""
+    """Predict classes of your own images with the model's own preprocessing; an image unlike the
+    training images is answered "none of these" (docs/ood.md)."""
     from smallvision.errors import UsageError
     from smallvision.predict import Predictor, expand_inputs
 
@@ -303,6 +311,7 @@ def predict(
         print(f"heatmaps: {explain}/ (one PNG per image, explain.json)", file=sys.stderr)
     else:
         predictor = Predictor.from_checkpoint(checkpoint, device)
+        predictor.accept(accept)
         results = predictor.predict(files, top_k=top_k, invert=invert, center=center)
         if fmt == "table":
             cal = predictor.card.get("calibration", "none")
@@ -315,10 +324,11 @@ def predict(
         import csv
 
         w = csv.writer(sys.stdout)
-        w.writerow(["file", "label", "probability", "top_k", "error"])
+        w.writerow(["file", "label", "probability", "top_k", "ood_score", "none_of_these", "error"])
         for r in results:
             w.writerow([r["file"], r.get("label", ""), r.get("probability", ""),
-                        ";".join(f"{lbl}:{p}" for lbl, p in r.get("top_k", [])), r.get("error", "")])
+                        ";".join(f"{lbl}:{p}" for lbl, p in r.get("top_k", [])), r.get("ood_score", ""),
+                        r.get("none_of_these", ""), r.get("error", "")])
     else:
         for r in results:
             print(_answer_line(r))
@@ -331,6 +341,8 @@ def _answer_line(r: dict[str, Any]) -> str:
     if "error" in r:
         return f"{r['file']}: ERROR {r['error']}"
     alts = ", ".join(f"{lbl} {p:.3f}" for lbl, p in r["top_k"])
+    if r.get("none_of_these"):
+        return f"{r['file']}: none of these (OOD score {r['ood_score']:.3g}, beyond the model's threshold)   top-{len(r['top_k'])}: {alts}"
     return f"{r['file']}: {r['label']} ({r['probability']:.3f})   top-{len(r['top_k'])}: {alts}"
 
 
@@ -465,6 +477,8 @@ def serve(
     max_pixels: Annotated[int, typer.Option(help="Largest image (width × height) decoded (413 above).")] = 50_000_000,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
     threads: Annotated[int, typer.Option(help="Threads per prediction (requests run side by side).")] = 1,
+    accept: Annotated[Optional[float], typer.Option(help="\"None of these\" at another operating point: the share of "
+                                                    "the run's validation images to accept (default: the run's own, 0.95).")] = None,
 ) -> None:
     """Serve a page to draw or upload images and see the model's guess, plus a JSON API."""
     from smallvision.errors import UsageError
@@ -475,7 +489,7 @@ def serve(
         raise UsageError("--max-upload-mb and --max-pixels must be positive")
     limits = Limits(max_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=max_pixels)
     print(f"serving {checkpoint} on http://{host}:{port}/  (API docs: /docs; Ctrl-C stops)", flush=True)
-    run_server(checkpoint, host, port, limits, device, threads)
+    run_server(checkpoint, host, port, limits, device, threads, accept=accept)
 
 
 @app.command()

@@ -192,6 +192,8 @@ class BatchSource(Protocol):
 
     def in_order(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
+    def rows(self, idx: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
 
 class TensorLoader:
     """Batches from tensors already on the device. ``batch_size`` 0 means the full set (full-batch GD)."""
@@ -244,3 +246,9 @@ class TensorLoader:
     def in_order(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every image once, in order, unaugmented: the whole split as one batch (it is in memory)."""
         yield self.x, self.y
+
+    def rows(self, idx: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """These images, unaugmented, in batches (fitting the OOD detector on a training sample)."""
+        for i in range(0, len(idx), 256):
+            part = torch.tensor(idx[i : i + 256], device=self.y.device)
+            yield self.x[part.to(self.x.device)], self.y[part]

@@ -97,5 +97,13 @@ class StreamLoader:
             if len(kept):
                 yield self._prepare(x_u8), self.y[torch.tensor(idx)[kept]].to(self.device)
 
+    def rows(self, idx: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """These images, unaugmented, decoded in batches."""
+        b = self.batch_size
+        self._sampler.lists = [list(idx[i : i + b]) for i in range(0, len(idx), b)]
+        for (x_u8, kept, _, _), part in zip(self._loader, self._sampler.lists, strict=True):
+            if len(kept):
+                yield self._prepare(x_u8), self.y[torch.tensor(part)[kept]].to(self.device)
+
 
 __all__ = ["StreamLoader"]

@@ -270,6 +270,9 @@ def finish(s: Session) -> TrainResult:
     summary, skipped = _summary(s, final, test)
     labels_doc = choose_thresholds(s, test) if s.data.info.multilabel else None
     calib = calibrate(s, final, test) if labels_doc is None else None
+    ood_doc = fit_ood(s, final) if labels_doc is None else None
+    if ood_doc:
+        summary["ood"] = {k: v for k, v in ood_doc.items() if k != "quantiles"}
     if labels_doc is not None:
         summary.update(multilabel_summary(labels_doc))
     if calib:
@@ -390,6 +393,47 @@ def calibrate(s: Session, final: torch.nn.Module, test: EvalResult) -> dict[str,
     final.temperature = doc["temperature"]
     y = s.test_xy[1]
     return {**doc, "reliability": (reliability(test.logits, y), reliability(test.logits / doc["temperature"], y))}
+
+
+def fit_ood(s: Session, final: torch.nn.Module) -> dict[str, Any] | None:
+    """"None of these" (ood.py): the detector fitted on a seeded sample of the training images'
+    features, its threshold the --accept quantile of the validation split's scores (of the
+    training sample's without one, said so), written into the run's checkpoints; the share of
+    the test split accepted, and the accuracy on it, measured. None with --ood none."""
+    cfg = s.cfg
+    if cfg.ood == "none":
+        return None
+    import smallvision.ood as ood
+    from smallvision.modelfile import write_into_checkpoint
+
+    take = ood.fit_indices(len(s.data.train.x), cfg.seed, s.data.info.height * s.data.info.width)
+    f, z, y = [], [], []
+    for xb, yb in s.data.train.rows(take):
+        fb, zb = ood.features_and_logits(final, xb)
+        f.append(fb), z.append(zb), y.append(yb.cpu())
+    feats, logits, labels = torch.cat(f), torch.cat(z), torch.cat(y)
+    det = ood.fit_detector(cfg.ood, feats, labels, logits, final.head)
+    on = "validation" if s.data.val is not None else "training"
+    qf, qz = ood.features_and_logits(final, s.data.val[0]) if s.data.val is not None else (feats, logits)
+    q_scores = ood.score_features(det, qf, qz)
+    doc: dict[str, Any] = {"detector": cfg.ood, "accept": cfg.accept, "quantiles_on": on,
+                           "quantile_images": len(q_scores), "fit_images": len(feats),
+                           "quantiles": ood.quantiles(q_scores)}
+    doc["threshold"] = ood.threshold_at(doc, cfg.accept)
+    tf, tz = ood.features_and_logits(final, s.data.test[0])
+    accepted = ood.score_features(det, tf, tz) <= doc["threshold"]
+    right = tz.argmax(1) == s.data.test[1].cpu()
+    doc["test_accepted_percent"] = round(100 * float(accepted.float().mean()), 2)
+    doc["test_accuracy_accepted"] = round(100 * float(right[accepted].float().mean()), 2) if accepted.any() else None
+    tensors = {f"ood.{k}": v for k, v in det.state_dict().items()}
+    for name in (RunFolder.BEST, RunFolder.LAST):
+        if (s.run / name).is_file():
+            write_into_checkpoint(s.run / name, doc, key="ood", tensors=tensors)
+    write_json(s.run / RunFolder.OOD, doc)
+    final.ood = det.to(next(final.parameters()).device)
+    s.progress.log(f"none of these: {ood.describe(doc)}; accepts {doc['test_accepted_percent']:.1f} % of the test "
+                   "split")
+    return doc
 
 
 # ----------------------------------------------------------------------------- fit

@@ -1,0 +1,167 @@
+""""None of these" (ood.py): every registered detector tells far-away features from its training
+features, the threshold accepts the share it promises, and a trained run carries its detector
+through the checkpoint, predict, evaluate, serve's answer and an exported ONNX graph."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from conftest import run_main
+from smallvision import ood
+
+
+def _clusters(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.eye(3, 16) * 6
+    y = torch.randint(0, 3, (n,), generator=g)
+    return centres[y] + torch.randn(n, 16, generator=g), y
+
+
+def _head() -> nn.Linear:
+    head = nn.Linear(16, 3)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(3, 16))
+        head.bias.zero_()
+    return head
+
+
+@pytest.mark.parametrize("name", [e.name for e in ood.DETECTORS if e.contract.uses_features])
+def test_feature_detectors_score_far_images_higher(name: str) -> None:
+    f, y = _clusters(3000, 0)
+    head = _head()
+    det = ood.fit_detector(name, f, y, head(f).detach(), head)
+    f_in, _ = _clusters(500, 1)
+    g = torch.Generator().manual_seed(2)
+    f_out = torch.randn(500, 16, generator=g) * 2 + torch.cat([torch.zeros(500, 3), torch.full((500, 13), 3.0)], 1)
+    s_in = ood.score_features(det, f_in, head(f_in).detach())
+    s_out = ood.score_features(det, f_out, head(f_out).detach())
+    assert ood.auroc(s_in, s_out) > 0.95
+    assert ood.fpr_at_95(s_in, s_out) < 0.2
+
+
+@pytest.mark.parametrize("name", ["msp", "energy"])
+def test_logit_detectors_score_undecided_images_higher(name: str) -> None:
+    f, y = _clusters(1000, 0)
+    head = _head()
+    det = ood.fit_detector(name, f, y, head(f).detach(), head)
+    f_in, _ = _clusters(500, 1)
+    f_mid = torch.randn(500, 16, generator=torch.Generator().manual_seed(3)) * 0.5  # between the classes
+    s_in, s_mid = (ood.score_features(det, x, head(x).detach()) for x in (f_in, f_mid))
+    assert ood.auroc(s_in, s_mid) > 0.95
+
+
+def test_detector_rebuilds_from_its_tensors() -> None:
+    f, y = _clusters(800, 0)
+    head = _head()
+    for entry in ood.DETECTORS:
+        det = ood.fit_detector(entry.name, f, y, head(f).detach(), head)
+        again = ood.empty_detector(entry.name, dict(det.state_dict()))
+        x = f[:50]
+        assert torch.allclose(ood.score_features(det, x, head(x).detach()), ood.score_features(again, x, head(x).detach()))
+
+
+def test_threshold_accepts_the_share_it_promises() -> None:
+    scores = torch.randn(4000, generator=torch.Generator().manual_seed(0))
+    doc = {"quantiles": ood.quantiles(scores), "threshold": 0.0}
+    for share in (0.5, 0.9, 0.95, 0.99):
+        accepted = float((scores <= ood.threshold_at(doc, share)).float().mean())
+        assert abs(accepted - share) < 0.006
+    assert ood.threshold_at(doc, None) == 0.0
+    for bad in (0, 1.5, -0.2):
+        with pytest.raises(Exception, match="--accept must be in"):
+            ood.threshold_at(doc, bad)
+
+
+def test_fpr_at_95_counts_accepted_ood() -> None:
+    s_in = torch.arange(100.0)  # the 95 % threshold: 94.05
+    assert ood.fpr_at_95(s_in, torch.tensor([10.0, 200.0, 300.0, 94.0])) == 0.5
+
+
+def _images(tmp_path: Path) -> list[str]:
+    """Two real MNIST test digits and two noise pictures, as files a user would give predict."""
+    import gzip
+    import os
+
+    root = Path(os.environ["SMALLVISION_DATA"]) / "mnist"
+    raw = gzip.open(root / "t10k-images-idx3-ubyte.gz").read()[16:]
+    digits = np.frombuffer(raw, np.uint8).reshape(-1, 28, 28)
+    paths = []
+    for i in range(2):
+        p = tmp_path / f"digit{i}.png"
+        Image.fromarray(digits[i]).save(p)
+        paths.append(str(p))
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        p = tmp_path / f"noise{i}.png"
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    return paths
+
+
+def test_trained_run_answers_none_of_these(mnist_run: Path, mnist_onnx: Path, tmp_path: Path) -> None:
+    from smallvision import api
+    from smallvision.modelfile import OnnxModel, load_model
+    from smallvision.predict import NONE_OF_THESE, Predictor
+
+    model, meta = load_model(mnist_run)
+    doc = meta["ood"]
+    assert doc["detector"] == ood.DEFAULT and doc["accept"] == 0.95 and len(doc["quantiles"]) == ood.QUANTILES
+    assert doc["quantiles_on"] == "training"  # mnist-fast holds no validation split out: said so
+    assert json.loads((mnist_run / "ood.json").read_text())["threshold"] == doc["threshold"]
+
+    files = _images(tmp_path)
+    pred = Predictor.from_checkpoint(mnist_run, "cpu")
+    out = pred.predict(files)
+    assert all("ood_score" in r for r in out)
+    for r in out:
+        assert r["none_of_these"] == (r["ood_score"] > doc["threshold"])
+        assert (r["label"] == NONE_OF_THESE) == r["none_of_these"]
+    # a looser operating point rejects no more than a stricter one
+    pred.accept(0.5)
+    strict = sum(r["none_of_these"] for r in pred.predict(files))
+    pred.accept(0.995)
+    loose = sum(r["none_of_these"] for r in pred.predict(files))
+    assert strict >= loose
+
+    # the exported graph gives the same scores (second output) and the same answers
+    onnx_pred = Predictor.from_checkpoint(mnist_onnx)
+    assert onnx_pred.ood_threshold == pytest.approx(doc["threshold"])
+    for a, b in zip(Predictor.from_checkpoint(mnist_run, "cpu").predict(files), onnx_pred.predict(files), strict=True):
+        assert a["ood_score"] == pytest.approx(b["ood_score"], rel=1e-3, abs=1e-3)
+        assert a["label"] == b["label"]
+    assert OnnxModel.load(mnist_onnx).session.get_outputs()[1].name == "ood_score"
+
+    # evaluate: the share of the test split accepted, and the accuracy there (≥ the whole split's)
+    ev = api.evaluate(mnist_run, report=False, device="cpu")
+    assert 80 <= ev["test_accepted_percent"] <= 100
+    assert ev["test_accuracy_accepted"] >= ev["test_accuracy"]
+    looser = api.evaluate(mnist_run, report=False, device="cpu", accept=0.999)
+    assert looser["test_accepted_percent"] >= ev["test_accepted_percent"]
+
+
+def test_accept_out_of_range_is_one_line(mnist_run: Path, tmp_path: Path) -> None:
+    files = _images(tmp_path)
+    r = run_main("predict", str(mnist_run), files[0], "--accept", "1.5")
+    assert r.returncode == 2
+    assert "--accept must be in (0, 1]" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ood_none_trains_without_a_detector(runs_dir: Path, tmp_path: Path) -> None:
+    from smallvision import api
+    from smallvision.modelfile import load_model
+
+    res = api.train(None, runs_dir=runs_dir, dataset="digits", epochs=1, ood="none",
+                    report=False)
+    model, meta = load_model(res.run_dir)
+    assert "ood" not in meta and getattr(model, "ood", None) is None
+    img = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(img)
+    r = run_main("predict", str(res.run_dir), str(img), "--accept", "0.9")
+    assert r.returncode == 2 and "carries no OOD detector" in r.stderr
