@@ -67,7 +67,7 @@ def main() -> None:
     lines = [f"Command: `python benchmarks/ood.py {' '.join(sys.argv[1:])}`", "",
              f"Machine: {cpu_name()}, torch {torch.__version__}; fitted on ≤ {ood.FIT_SMALL} (small images) or "
              f"≤ {ood.FIT_LARGE} training images (ood.fit_indices).", "",
-             "| run (test accuracy %) | OOD set (images) | detector | AUROC % | FPR@95 % | accepted on test % ¹ | fit s |",
+             "| run (test accuracy %, one view) | OOD set (images) | detector | AUROC % | FPR@95 % | accepted on test % ¹ | fit s |",
              "|---|---|---|---:|---:|---:|---:|"]
     summary: dict[str, list[float]] = {}
     for case in a.case:

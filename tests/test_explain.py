@@ -36,10 +36,6 @@ def test_explain_writes_a_picture_per_image_and_names_the_broken_one(mnist_run, 
         row = by_name[f"d{i}.png"]
         assert row["label"] == want and row["methods"] == ["gradcam", "occlusion"]  # 28 px: both
         assert Image.open(row["figure"]).size[0] > 500
-    # predict --explain: the same pictures beside predict's usual answer
-    r = run_main("predict", str(mnist_run), str(folder / "d0.png"), "--explain", str(tmp_path / "p"), "--format", "json")
-    assert r.returncode == 0 and json.loads(r.stdout.splitlines()[0])["label"] == labels[0]
-    assert (tmp_path / "p" / "d0.png").is_file()
 
 
 def test_explain_bad_input_is_one_line(mnist_run, mnist_onnx, digit_files, tmp_path):

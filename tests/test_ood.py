@@ -151,6 +151,7 @@ def test_accept_out_of_range_is_one_line(mnist_run: Path, tmp_path: Path) -> Non
     r = run_main("predict", str(mnist_run), files[0], "--accept", "1.5")
     assert r.returncode == 2
     assert "--accept must be in (0, 1]" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_ood_none_trains_without_a_detector(runs_dir: Path, tmp_path: Path) -> None:

@@ -61,7 +61,15 @@ def test_three_ways_to_send_an_image_give_the_models_answer(url, digits, mnist_r
             assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
             assert {a.json()["label"] for a in answers} == {want["label"]}
             assert answers[0].json()["probability"] == pytest.approx(want["probability"], abs=1e-4)
-        assert sum(e["label"] == lbl for e, lbl in zip(expected, labels, strict=True)) >= 19  # a real model
+        # a real model (its top class: a few real digits may score as "none of these")
+        assert sum(e["top_k"][0][0] == lbl for e, lbl in zip(expected, labels, strict=True)) >= 19
+        # "none of these": the score and the decision in every answer; another operating point per request
+        first = c.post("/predict", files={"file": ("d.png", files[0])}).json()
+        assert first["none_of_these"] == (first["ood_score"] > first["ood_threshold"])
+        looser = c.post("/predict?accept=0.999", files={"file": ("d.png", files[0])}).json()
+        assert looser["ood_threshold"] >= first["ood_threshold"] and looser["ood_score"] == first["ood_score"]
+        bad = c.post("/predict?accept=1.5", files={"file": ("d.png", files[0])})
+        assert bad.status_code == 400 and "accept must be in" in bad.json()["detail"]
         top = c.post("/predict?top_k=3", files={"file": ("d.png", files[0])}).json()["top_k"]
         assert len(top) == 3 and top[0]["probability"] >= top[1]["probability"] >= top[2]["probability"]
         assert c.post("/predict?top_k=0", files={"file": ("d.png", files[0])}).status_code == 400

@@ -85,7 +85,8 @@ class Explainer:
             return results
         x = torch.stack([self.predictor.preprocess(images[i], invert, center) for i in ok])
         classes = self.predictor.classes
-        target = torch.tensor([classes.index(results[i]["label"]) for i in ok])
+        # the top class (also when the answer is "none of these": its map shows what the guess rests on)
+        target = torch.tensor([classes.index(results[i]["top_k"][0][0]) for i in ok])
         maps = self.heatmaps(x, target)
         mean, std = self.predictor._mean, self.predictor._std
         for j, i in enumerate(ok):

@@ -83,8 +83,8 @@ class Predictor:
         """Answer "none of these" at another operating point: `share` of the validation images
         accepted (ood.threshold_at); None: the stored threshold."""
         if share is not None and self.ood is None:
-            raise UsageError("--accept: this model carries no OOD detector (train it again with smallvision 0.3 or "
-                             "later; --ood none turns it off)")
+            raise UsageError("--accept: this model carries no OOD detector (it was trained with ood=none, or by a "
+                             "smallvision without \"none of these\"; train it again to get one)")
         if self.ood is not None:
             from smallvision.ood import threshold_at
 
@@ -141,11 +141,13 @@ class Predictor:
 
     @torch.inference_mode()
     def predict(self, images: Sequence[Any], top_k: int = 3, invert: str = "auto", center: str = "auto",
-                batch_size: int = 256) -> list[dict[str, Any]]:
+                batch_size: int = 256, accept: float | None = None) -> list[dict[str, Any]]:
         """One dict per input: label, probability, top_k [(label, p)...]; or error for unreadable files.
         A multi-label model adds ``labels`` (every class at or above its threshold, most probable
         first; ``label`` is them joined by spaces, fastai's layout) and its probabilities are
-        per-class sigmoids, so they do not sum to 1."""
+        per-class sigmoids, so they do not sum to 1. A model with an OOD detector adds ``ood_score``
+        and ``none_of_these`` (then ``label`` is "none of these"), at `accept` (the share of the
+        run's validation images accepted) when given, else at the predictor's threshold."""
         out: list[dict[str, Any]] = []
         ready: list[tuple[int, torch.Tensor]] = []
         for i, img in enumerate(images):
@@ -158,6 +160,13 @@ class Predictor:
             except Exception as e:  # unreadable file: reported for this file, the others still predicted
                 out[i]["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         k = max(1, min(top_k, len(self.classes)))
+        threshold = self.ood_threshold
+        if accept is not None:
+            from smallvision.ood import threshold_at
+
+            if self.ood is None:
+                raise UsageError("accept: this model carries no OOD detector")
+            threshold = threshold_at(self.ood, accept)
         for start in range(0, len(ready), batch_size):
             chunk = ready[start : start + batch_size]
             x = torch.stack([t for _, t in chunk]).to(self.device)
@@ -170,11 +179,11 @@ class Predictor:
             for n, ((i, _), pi, ii) in enumerate(zip(chunk, p, idx, strict=True)):
                 out[i].update(label=self.classes[int(ii[0])], probability=round(float(pi[0]), 4),
                               top_k=[(self.classes[int(j)], round(float(q), 4)) for q, j in zip(pi, ii, strict=True)])
-                if strange is not None and self.ood_threshold is not None:
+                if strange is not None and threshold is not None:
                     # "none of these": the image scores beyond what the run accepted of its validation images
                     s = float(strange[n])
-                    out[i].update(ood_score=round(s, 4), none_of_these=s > self.ood_threshold)
-                    if s > self.ood_threshold:
+                    out[i].update(ood_score=round(s, 4), none_of_these=s > threshold, ood_threshold=round(threshold, 6))
+                    if s > threshold:
                         out[i]["label"] = NONE_OF_THESE
             if self.thresholds is not None:
                 from smallvision.multilabel import predicted_labels

@@ -230,14 +230,12 @@ def evaluate(
     out: Annotated[Optional[Path], typer.Option(help="Report folder (default: eval-<data>-<split> beside the checkpoint).")] = None,
     report: Annotated[bool, typer.Option("--report/--no-report")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON line.")] = False,
-    accept: Annotated[Optional[float], typer.Option(help="\"None of these\" at another operating point: the share of "
-                                                    "the run's validation images to accept (default: the run's own, 0.95).")] = None,
 ) -> None:
     """Evaluate a checkpoint on a data set's test (or validation) split and write its report."""
     from smallvision import api
 
     res = api.evaluate(checkpoint, dataset=dataset, split=split, data_dir=data_dir, device=device, report=report,
-                       out=out, data_args=parse_pairs(data_arg, "--data-arg"), accept=accept)
+                       out=out, data_args=parse_pairs(data_arg, "--data-arg"))
     _emit(res, as_json, f"evaluate {checkpoint}")
 
 
@@ -289,8 +287,6 @@ def predict(
     invert: Annotated[str, typer.Option(help="Digit models: invert dark-on-light images (auto|yes|no).")] = "auto",
     center: Annotated[str, typer.Option(help="Digit models: crop and centre by mass as MNIST (auto|yes|no).")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
-    explain: Annotated[Optional[Path], typer.Option("--explain", help="Also write a heatmap PNG per image (Grad-CAM; "
-                                                     "occlusion for tiny inputs) and explain.json into this folder.")] = None,
     accept: Annotated[Optional[float], typer.Option(help="\"None of these\" at another operating point: the share of "
                                                     "the run's validation images to accept (default: the run's own, 0.95).")] = None,
 ) -> None:
@@ -304,19 +300,13 @@ def predict(
     if top_k < 1:
         raise UsageError(f"--top-k must be ≥ 1, got {top_k}")
     files = expand_inputs(inputs)
-    if explain is not None:
-        from smallvision.explain import Explainer
-
-        results = Explainer.from_checkpoint(checkpoint, device).explain_files(files, explain, top_k, invert, center)
-        print(f"heatmaps: {explain}/ (one PNG per image, explain.json)", file=sys.stderr)
-    else:
-        predictor = Predictor.from_checkpoint(checkpoint, device)
-        predictor.accept(accept)
-        results = predictor.predict(files, top_k=top_k, invert=invert, center=center)
-        if fmt == "table":
-            cal = predictor.card.get("calibration", "none")
-            print(f"probabilities: {'calibrated, ' + cal if cal != 'none' else 'uncalibrated (no temperature was fitted on held-out images: none held out, or too few)'}",
-                  file=sys.stderr)
+    predictor = Predictor.from_checkpoint(checkpoint, device)
+    predictor.accept(accept)
+    results = predictor.predict(files, top_k=top_k, invert=invert, center=center)
+    if fmt == "table":
+        cal = predictor.card.get("calibration", "none")
+        print(f"probabilities: {'calibrated, ' + cal if cal != 'none' else 'uncalibrated (no temperature was fitted on held-out images: none held out, or too few)'}",
+              file=sys.stderr)
     if fmt == "json":
         for r in results:
             print(json.dumps(r))
@@ -477,8 +467,6 @@ def serve(
     max_pixels: Annotated[int, typer.Option(help="Largest image (width × height) decoded (413 above).")] = 50_000_000,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
     threads: Annotated[int, typer.Option(help="Threads per prediction (requests run side by side).")] = 1,
-    accept: Annotated[Optional[float], typer.Option(help="\"None of these\" at another operating point: the share of "
-                                                    "the run's validation images to accept (default: the run's own, 0.95).")] = None,
 ) -> None:
     """Serve a page to draw or upload images and see the model's guess, plus a JSON API."""
     from smallvision.errors import UsageError
@@ -489,7 +477,7 @@ def serve(
         raise UsageError("--max-upload-mb and --max-pixels must be positive")
     limits = Limits(max_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=max_pixels)
     print(f"serving {checkpoint} on http://{host}:{port}/  (API docs: /docs; Ctrl-C stops)", flush=True)
-    run_server(checkpoint, host, port, limits, device, threads, accept=accept)
+    run_server(checkpoint, host, port, limits, device, threads)
 
 
 @app.command()

@@ -121,11 +121,10 @@ def _page() -> str:
 
 
 def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str = "auto",
-               threads: int = 0, accept: float | None = None):  # type: ignore[no-untyped-def]
+               threads: int = 0):  # type: ignore[no-untyped-def]
     """The app for one model: a run folder, a .safetensors checkpoint or an exported .onnx file.
     `threads` > 0 sets the threads one prediction may use (PyTorch's, process-wide, and
-    onnxruntime's); requests run side by side in the server's thread pool. `accept`: "none of
-    these" at another operating point (`Predictor.accept`)."""
+    onnxruntime's); requests run side by side in the server's thread pool."""
     import threading
 
     from fastapi.concurrency import run_in_threadpool
@@ -141,7 +140,6 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str
 
         torch.set_num_threads(threads)
     predictor = Predictor.from_checkpoint(checkpoint, device, onnx_threads=threads)
-    predictor.accept(accept)
     c, h, w = predictor.info.input_shape
     info = {
         "card": predictor.card,
@@ -208,24 +206,26 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str
     @app.post("/predict", summary="Classify one image",
               description="Send the image as multipart field `file`, as JSON `{\"image\": base64}`, or as the raw "
                           "body. Answers the top-k classes with probabilities, and for a model with an OOD detector "
-                          "its score and `none_of_these` (then `label` is \"none of these\").")
-    async def predict(request: Request, top_k: int = 5) -> Any:
+                          "its score and `none_of_these` (then `label` is \"none of these\"); `accept` (e.g. 0.99) sets the share "
+                          "of the run's validation images accepted.")
+    async def predict(request: Request, top_k: int = 5, accept: float | None = None) -> Any:
         t0 = time.perf_counter()
         if not 1 <= top_k <= limits.max_top_k:
             return error(400, f"top_k must be between 1 and {limits.max_top_k}")
+        if accept is not None and (predictor.ood is None or not 0 < accept <= 1):
+            return error(400, "accept must be in (0, 1]" if predictor.ood else "accept: this model carries no OOD detector")
         try:
             data = await read_upload(request)
             image = await run_in_threadpool(decode_image, data, limits.max_pixels)
         except BadImage as e:
             return error(e.status, e.message)
-        (out,) = await run_in_threadpool(predictor.predict, [image], top_k)
+        (out,) = await run_in_threadpool(predictor.predict, [image], top_k, accept=accept)
         if "error" in out:
             return error(400, f"could not prepare the image: {out['error']}")
         return {"label": out["label"], "probability": out["probability"],
                 **({"labels": out["labels"]} if "labels" in out else {}),  # multi-label: every label above its threshold
                 # "none of these": the OOD score and whether it is beyond the model's threshold (label is then "none of these")
-                **({"ood_score": out["ood_score"], "none_of_these": out["none_of_these"],
-                    "ood_threshold": round(predictor.ood_threshold, 6)} if "ood_score" in out else {}),
+                **({k: out[k] for k in ("ood_score", "none_of_these", "ood_threshold")} if "ood_score" in out else {}),
                 "top_k": [{"label": lbl, "probability": p} for lbl, p in out["top_k"]],
                 "size": list(image.size), "ms": round(1000 * (time.perf_counter() - t0), 2)}
 
@@ -298,7 +298,7 @@ def running(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
 
 
 def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
-          device: str = "auto", threads: int = 1, log_level: str = "warning", accept: float | None = None) -> None:
+          device: str = "auto", threads: int = 1, log_level: str = "warning") -> None:
     """Run the server in the foreground (Ctrl-C stops it). One thread per prediction by default:
     one image gains little from more, and concurrent requests then share the cores without
     oversubscribing them (benchmarks/results/serve_load.md: --threads 1 and 2 within 4 % on 2 cores)."""
@@ -308,5 +308,5 @@ def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, lim
         raise UsageError(f"--port must be 0-65535, got {port}")
     if threads < 1:
         raise UsageError(f"--threads must be ≥ 1, got {threads}")
-    app = create_app(checkpoint, limits, device, threads, accept)
+    app = create_app(checkpoint, limits, device, threads)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
