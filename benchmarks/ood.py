@@ -80,7 +80,7 @@ def main() -> None:
         y = tr_y[torch.tensor(take)].cpu()
         te_f, te_z = ood.features_and_logits(model, sp["test"][0])
         acc = 100 * float((te_z.argmax(1) == sp["test"][1].cpu()).float().mean())
-        q = ood.features_and_logits(model, sp["val"][0]) if sp["val"] is not None else (f, z)
+        val = ood.features_and_logits(model, sp["val"][0]) if sp["val"] is not None else None
         outs = {}
         for spec in sets.split(","):
             x = ood_images(spec, run, sp, a.photos)
@@ -90,7 +90,8 @@ def main() -> None:
             det = ood.fit_detector(name, f, y, z, model.head)
             fit_s = time.perf_counter() - t0
             s_in = ood.score_features(det, te_f, te_z)
-            thr = float(torch.quantile(ood.score_features(det, *q).double(), 0.95))
+            q, _ = ood.threshold_scores(name, det, f, y, z, model.head, val)
+            thr = float(torch.quantile(q.double(), 0.95))
             accepted = 100 * float((s_in <= thr).float().mean())
             for spec, (n, (of, oz)) in outs.items():
                 s_out = ood.score_features(det, of, oz)
@@ -101,7 +102,8 @@ def main() -> None:
     lines += ["", "Mean AUROC over every (run, OOD set) row: " +
               ", ".join(f"{k} {sum(v) / len(v):.2f} %" for k, v in sorted(summary.items(), key=lambda kv: -sum(kv[1]))),
               "", "¹ The share of the run's test images scoring under the threshold chosen at 95 % of its "
-              "validation split (of its fitting sample when it has none): the acceptance a user gets.", "",
+              "validation split (with cross-fitted training scores when it has fewer than "
+              f"{ood.MIN_VALIDATION} images: ood.threshold_scores): the acceptance a user gets.", "",
               "Runs: " + "; ".join(f"{Path(c.split('=')[0]).name}: `{json.loads((Path(c.split('=')[0]) / 'config.json').read_text()).get('recipe')}`"
                                   for c in a.case)]
     emit(lines, a.out)

@@ -169,3 +169,15 @@ def test_full_batch_is_not_copied_every_step():
     x, y = torch.randn(50, 1, 4, 4), torch.arange(50)
     xb, yb = next(TensorLoader(x, y, batch_size=0, shuffle=True, seed=3).batches(7))
     assert xb.data_ptr() == x.data_ptr() and torch.equal(yb, y)
+
+
+def test_normalized_view_rows_match_the_normalized_tensor():
+    """A big image set is held as uint8 and normalised per slice (NormalizedView); one row by an
+    int index is (C, H, W) like a tensor's (the report's top-loss grid reads rows one by one)."""
+    from smallvision.data.loader import NormalizedView, normalize
+
+    x = torch.randint(0, 256, (5, 3, 4, 4), dtype=torch.uint8)
+    full = normalize(x, [0.5, 0.4, 0.3], [0.2, 0.25, 0.3])
+    view = NormalizedView(x, [0.5, 0.4, 0.3], [0.2, 0.25, 0.3], channels_last=False)
+    assert view[2].shape == (3, 4, 4) and torch.allclose(view[2], full[2])
+    assert torch.allclose(view[1:3], full[1:3]) and torch.allclose(view[torch.tensor([4, 0])], full[[4, 0]])

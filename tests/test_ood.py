@@ -113,7 +113,7 @@ def test_trained_run_answers_none_of_these(mnist_run: Path, mnist_onnx: Path, tm
     model, meta = load_model(mnist_run)
     doc = meta["ood"]
     assert doc["detector"] == ood.DEFAULT and doc["accept"] == 0.95 and len(doc["quantiles"]) == ood.QUANTILES
-    assert doc["quantiles_on"] == "training"  # mnist-fast holds no validation split out: said so
+    assert doc["quantiles_on"] == "training (cross-fitted)"  # mnist-fast holds no validation split out: said so
     assert json.loads((mnist_run / "ood.json").read_text())["threshold"] == doc["threshold"]
 
     files = _images(tmp_path)
@@ -166,3 +166,19 @@ def test_ood_none_trains_without_a_detector(runs_dir: Path, tmp_path: Path) -> N
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(img)
     r = run_main("predict", str(res.run_dir), str(img), "--accept", "0.9")
     assert r.returncode == 2 and "carries no OOD detector" in r.stderr
+
+
+def test_cross_fitted_scores_are_not_flattered_by_their_own_bank() -> None:
+    """A training image in its own k-NN bank scores as more familiar than any new image; scored by
+    the detector fitted on the other half, it scores like a new image of the same distribution."""
+    f, y = _clusters(1000, 0)  # k = 1: each image's own nearest neighbour is itself
+    head = _head()
+    z = head(f).detach()
+    det = ood.fit_detector("knn", f, y, z, head)
+    own = ood.score_features(det, f, z)
+    crossed = ood.cross_fitted_scores("knn", f, y, z, head)
+    f_new, _ = _clusters(1000, 1)
+    new = ood.score_features(det, f_new, head(f_new).detach())
+    assert float(own.median()) < 0.9 * float(new.median())
+    # the halves' banks are half the size (a little farther apart): near, not equal
+    assert abs(float(crossed.quantile(0.95)) - float(new.quantile(0.95))) < 0.15 * float(new.quantile(0.95))

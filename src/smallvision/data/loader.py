@@ -47,6 +47,8 @@ class NormalizedView:
         return len(self.x)
 
     def __getitem__(self, idx):  # type: ignore[no-untyped-def]
+        if isinstance(idx, int):  # one image, (C, H, W) like a tensor's row (mean/std would broadcast it to 4-D)
+            return self[idx : idx + 1][0]
         out = (self.x[idx].float().div_(255) - self.mean) / self.std
         return out.contiguous(memory_format=torch.channels_last) if self.channels_last and out.dim() == 4 else out
 

@@ -490,7 +490,8 @@ def setup(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | 
     s.cache_seconds = time.perf_counter() - t0 if s.cached is not None else None
     s.t_start = time.perf_counter() - state.elapsed
     if resume is not None and (run / RunFolder.BEST).exists() and (data.val is not None or cfg.average_last):
-        s.best_weights = load_checkpoint(run / RunFolder.BEST)[0]
+        # the model's weights alone: a checkpoint written after the test also holds the OOD detector's (ood.*)
+        s.best_weights = {k: v for k, v in load_checkpoint(run / RunFolder.BEST)[0].items() if not k.startswith("ood.")}
     return s
 
 

@@ -413,9 +413,8 @@ def fit_ood(s: Session, final: torch.nn.Module) -> dict[str, Any] | None:
         f.append(fb), z.append(zb), y.append(yb.cpu())
     feats, logits, labels = torch.cat(f), torch.cat(z), torch.cat(y)
     det = ood.fit_detector(cfg.ood, feats, labels, logits, final.head)
-    on = "validation" if s.data.val is not None else "training"
-    qf, qz = ood.features_and_logits(final, s.data.val[0]) if s.data.val is not None else (feats, logits)
-    q_scores = ood.score_features(det, qf, qz)
+    val = ood.features_and_logits(final, s.data.val[0]) if s.data.val is not None else None
+    q_scores, on = ood.threshold_scores(cfg.ood, det, feats, labels, logits, final.head, val)
     doc: dict[str, Any] = {"detector": cfg.ood, "accept": cfg.accept, "quantiles_on": on,
                            "quantile_images": len(q_scores), "fit_images": len(feats),
                            "quantiles": ood.quantiles(q_scores)}
@@ -429,8 +428,7 @@ def fit_ood(s: Session, final: torch.nn.Module) -> dict[str, Any] | None:
     for name in (RunFolder.BEST, RunFolder.LAST):
         if (s.run / name).is_file():
             write_into_checkpoint(s.run / name, doc, key="ood", tensors=tensors)
-    write_json(s.run / RunFolder.OOD, doc)
-    final.ood = det.to(next(final.parameters()).device)
+    write_json(s.run / RunFolder.OOD, doc)  # (not attached to `final`: the session's resume state stays the model's)
     s.progress.log(f"none of these: {ood.describe(doc)}; accepts {doc['test_accepted_percent']:.1f} % of the test "
                    "split")
     return doc
