@@ -182,3 +182,10 @@ def test_cross_fitted_scores_are_not_flattered_by_their_own_bank() -> None:
     assert float(own.median()) < 0.9 * float(new.median())
     # the halves' banks are half the size (a little farther apart): near, not equal
     assert abs(float(crossed.quantile(0.95)) - float(new.quantile(0.95))) < 0.15 * float(new.quantile(0.95))
+
+
+def test_the_settings_offer_every_registered_detector() -> None:
+    from smallvision.config import FIELDS, TrainConfig
+
+    assert set(FIELDS["ood"].metadata["choices"]) == {*ood.DETECTORS.names(), "none"}
+    assert TrainConfig().ood == ood.DEFAULT

@@ -221,9 +221,9 @@ class TrainConfig(RunSettings):
                               "nothing happens without a validation split.")
     # "none of these" (ood.py, docs/ood.md); not flags (`--set ood=vim`): the default was measured on every
     # set of the OOD benchmark, and predict/serve choose another operating point from the stored quantiles
-    ood: str = setting("knn", "\"None of these\": the out-of-distribution detector fitted after training: knn, "
-                       "mahalanobis, vim, energy, msp, or none.",
-                       choices=("knn", "mahalanobis", "vim", "energy", "msp", "none"), flag=False)
+    ood: str = setting("vim", "\"None of these\": the out-of-distribution detector fitted after training: vim, "
+                       "mahalanobis, knn, energy, msp, or none.",
+                       choices=("vim", "mahalanobis", "knn", "energy", "msp", "none"), flag=False)
     accept: float = setting(0.95, "The share of validation images the OOD threshold accepts; images scoring beyond it "
                             "are answered \"none of these\".", check=(lambda v: 0 < v < 1, "must be in (0, 1)"),
                             flag=False)

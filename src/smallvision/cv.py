@@ -70,8 +70,9 @@ def cross_validate(recipe: str | None = None, folds: int = 5, split: str = "trai
     for i, idx in enumerate(held):
         if log:
             log(f"fold {i + 1}/{folds}: train on {len(y_all) - len(idx)}, predict {len(idx)}")
+        # a fold's run is for its out-of-fold probabilities: no OOD detector to fit (unless asked)
         res = train(recipe, runs_dir=root, progress=progress, name=f"fold-{i}", folds=folds, fold=i, fold_split=split,
-                    **overrides)
+                    **{"ood": "none", **overrides})
         assert res.test_logits is not None
         t = (res.summary.get("calibration") or {}).get("temperature", 1.0)
         probs[idx] = (res.test_logits.float() / t).softmax(1).numpy()
