@@ -52,6 +52,7 @@ QUANTILES = 201  # stored quantiles of the validation scores (every 0.5 %): --ac
 @dataclass(frozen=True)
 class DetectorContract(Contract):
     uses_features: bool = True  # reads the pre-logit features (else the logits alone)
+    module: type = nn.Module  # the Detector class a checkpoint's ood.* tensors are loaded into
 
 
 class Detector(nn.Module):
@@ -111,17 +112,17 @@ class ViM(Detector):
         return self.alpha * ((f - self.origin) @ self.residual).norm(dim=1) - torch.logsumexp(z, 1)
 
 
-@DETECTORS.register("msp", "1 - the maximum softmax probability (Hendrycks & Gimpel 2017)", uses_features=False)
+@DETECTORS.register("msp", "1 - the maximum softmax probability (Hendrycks & Gimpel 2017)", uses_features=False, module=MSP)
 def msp(f: torch.Tensor, y: torch.Tensor, z: torch.Tensor, head: nn.Linear) -> Detector:
     return MSP()
 
 
-@DETECTORS.register("energy", "the negative log-sum-exp of the logits (Liu et al. 2020)", uses_features=False)
+@DETECTORS.register("energy", "the negative log-sum-exp of the logits (Liu et al. 2020)", uses_features=False, module=Energy)
 def energy(f: torch.Tensor, y: torch.Tensor, z: torch.Tensor, head: nn.Linear) -> Detector:
     return Energy()
 
 
-@DETECTORS.register("mahalanobis", "smallest class-conditional Mahalanobis distance, shared covariance (Lee et al. 2018)")
+@DETECTORS.register("mahalanobis", "smallest class-conditional Mahalanobis distance, shared covariance (Lee et al. 2018)", module=Mahalanobis)
 def mahalanobis(f: torch.Tensor, y: torch.Tensor, z: torch.Tensor, head: nn.Linear) -> Detector:
     f, k = f.double(), head.out_features
     means = torch.stack([f[y == c].mean(0) if (y == c).any() else f.mean(0) for c in range(k)])
@@ -137,12 +138,12 @@ def mahalanobis(f: torch.Tensor, y: torch.Tensor, z: torch.Tensor, head: nn.Line
     return Mahalanobis().put(means=means, precision=torch.linalg.pinv(cov, hermitian=True))
 
 
-@DETECTORS.register("knn", "distance to the k-th nearest training feature, unit-normalised (Sun et al. 2022)")
+@DETECTORS.register("knn", "distance to the k-th nearest training feature, unit-normalised (Sun et al. 2022)", module=KNN)
 def knn(f: torch.Tensor, y: torch.Tensor, z: torch.Tensor, head: nn.Linear) -> Detector:
     return KNN().put(bank=F.normalize(f.float(), dim=1))
 
 
-@DETECTORS.register("vim", "virtual logit: residual norm off the principal subspace minus energy (Wang et al. 2022)")
+@DETECTORS.register("vim", "virtual logit: residual norm off the principal subspace minus energy (Wang et al. 2022)", module=ViM)
 def vim(f: torch.Tensor, y: torch.Tensor, z: torch.Tensor, head: nn.Linear) -> Detector:
     f = f.double()
     w, b = head.weight.detach().double().cpu(), head.bias.detach().double().cpu() if head.bias is not None else None
@@ -205,10 +206,7 @@ def threshold_scores(name: str, det: Detector, feats: torch.Tensor, labels: torc
 
 def empty_detector(name: str, tensors: dict[str, torch.Tensor]) -> Detector:
     """A detector rebuilt from a checkpoint's ``ood.*`` tensors (their names without the prefix)."""
-    cls = {"msp": MSP, "energy": Energy, "mahalanobis": Mahalanobis, "knn": KNN, "vim": ViM}.get(name)
-    if cls is None:
-        raise UsageError(f"OOD detector {name!r} is not known to this smallvision version")
-    det = cls().put(**tensors)
+    det = DETECTORS.entry(name).contract.module().put(**tensors)  # an unknown name: the registry's one-line error
     det.name = name  # type: ignore[assignment]
     return det.eval()
 
