@@ -82,7 +82,7 @@ def benchmark(checkpoint: str | Path, data_dir: str | None = None, formats: tupl
     if unknown:
         raise UsageError(f"--formats: unknown {', '.join(unknown)} (choose from {', '.join(FORMATS)})")
     if batch < 1 or images < 1 or latency_calls < 1:
-        raise UsageError("--batch, --images and --latency-calls must be ≥ 1")
+        raise UsageError("--batch and --images must be ≥ 1 (and latency_calls)")
     say = log or (lambda _m: None)
     ckpt = resolve(checkpoint)
     if threads:

@@ -395,13 +395,12 @@ def export_cmd(
     data_dir: Annotated[Optional[str], typer.Option(help="Where the model's data set is (for the check).")] = None,
     opset: Annotated[Optional[int], typer.Option(help="ONNX opset (default: the exporter's).")] = None,
     max_drop: Annotated[float, typer.Option(help="onnx-int8: test accuracy points it may lose against fp32.")] = 0.3,
-    calibration_images: Annotated[int, typer.Option(help="onnx-int8: training images its ranges are calibrated on.")] = 512,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Export a model to ONNX (fp32 or int8)/TorchScript/safetensors, checked against PyTorch on real test images."""
     from smallvision.export import TOLERANCE, describe, export
 
-    r = export(checkpoint, fmt, out, data_dir, check_images, opset, max_drop, calibration_images)
+    r = export(checkpoint, fmt, out, data_dir, check_images, opset, max_drop)  # int8: 512 calibration images
     if as_json:
         print(json.dumps(describe(r)))
         return
@@ -423,7 +422,6 @@ def benchmark(
                                                                               "onnx", "onnx-int8", "openvino")),
     images: Annotated[int, typer.Option(help="Test images the batch throughput is timed on.")] = 1024,
     batch: Annotated[int, typer.Option(help="Batch size of the throughput and accuracy passes.")] = 256,
-    latency_calls: Annotated[int, typer.Option(help="Single-image calls the latency is the median of.")] = 200,
     threads: Annotated[int, typer.Option(help="CPU threads for every runtime (0: torch's default).")] = 0,
     data_dir: Annotated[Optional[str], typer.Option(help="Where the model's data set is.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -433,7 +431,7 @@ def benchmark(
     from smallvision.bench import markdown
 
     doc = run_benchmark(checkpoint, data_dir, [f.strip() for f in formats.split(",") if f.strip()], images, batch,
-                        latency_calls, threads, log=lambda m: print(m, file=sys.stderr, flush=True))
+                        threads=threads, log=lambda m: print(m, file=sys.stderr, flush=True))
     if as_json:
         print(json.dumps(doc))
         return
@@ -532,6 +530,28 @@ def labels(
         print(f"  near-duplicates, different labels: {d['a']} ({d['label_a']}) ~ {d['b']} ({d['label_b']})")
     print(f"saved {r['suspects_csv']}, every image ranked in {r['ranking_csv']}, {r['grid'] or ''} "
           f"(fold runs in {r['cv_dir']})")
+
+
+@app.command()
+def suggest(
+    run: Annotated[str, typer.Argument(help="A run folder or a .safetensors checkpoint.")],
+    folder: Annotated[Path, typer.Argument(help="A folder of unlabelled images (sub-folders named as the run's "
+                                           "classes count as labelled and are left out).")],
+    n: Annotated[int, typer.Option("-n", help="How many images to suggest.")] = 50,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: suggestions/ in the run).")] = None,
+) -> None:
+    """Which images to label next: the most useful first (doubtful, and not copies of one confusion); a CSV and a grid."""
+    from smallvision.suggest import suggest as rank_folder
+
+    r = rank_folder(run, folder, n, out=out, log=lambda m: print(m, file=sys.stderr, flush=True))
+    for row in r["suggestions"][:10]:
+        guess = f"{row['predicted']} {row['probability']:.2f}" + (f" or {row['second']} {row['second_probability']:.2f}"
+                                                                   if "second" in row else "")
+        print(f"{row['rank']:>4}. {row['file']}  ({guess})")
+    more = f" ({r['already_labelled']} already in class folders left out)" if r["already_labelled"] else ""
+    print(f"suggested {r['n']} of {r['pool']} unlabelled images{more}; every image ranked in {r['csv']}, "
+          f"the first {min(r['n'], 48)} in {r['grid']}. Move each into its class folder of the training data "
+          "and train again.")
 
 
 @app.command()
