@@ -46,6 +46,21 @@ def test_feature_detectors_score_far_images_higher(name: str) -> None:
     assert ood.fpr_at_95(s_in, s_out) < 0.2
 
 
+@pytest.mark.parametrize("name", [e.name for e in ood.DETECTORS if e.contract.uses_features])
+def test_feature_detectors_stay_sane_on_a_few_labelled_images(name: str) -> None:
+    """6 training images of 16 features (a few photos per class on a 1 280-feature backbone, scaled
+    down): fewer images than ViM's principal dimensions; the scores stay finite and ordered."""
+    f, y = _clusters(6, 0)
+    head = _head()
+    det = ood.fit_detector(name, f, y, head(f).detach(), head)
+    f_in, _ = _clusters(500, 1)
+    f_out = torch.randn(500, 16, generator=torch.Generator().manual_seed(2)) * 2 + torch.full((16,), 3.0)
+    s_in = ood.score_features(det, f_in, head(f_in).detach())
+    s_out = ood.score_features(det, f_out, head(f_out).detach())
+    assert torch.isfinite(s_in).all() and s_in.abs().max() < 1e4
+    assert ood.auroc(s_in, s_out) > 0.9
+
+
 @pytest.mark.parametrize("name", ["msp", "energy"])
 def test_logit_detectors_score_undecided_images_higher(name: str) -> None:
     f, y = _clusters(1000, 0)

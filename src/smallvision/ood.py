@@ -151,6 +151,8 @@ def vim(f: torch.Tensor, y: torch.Tensor, z: torch.Tensor, head: nn.Linear) -> D
     x = f - origin
     n_feat = f.shape[1]
     dim = 1000 if n_feat >= 2048 else 512 if n_feat >= 768 else n_feat // 2  # the paper's principal dimensions
+    if len(x) <= dim:  # a few labelled photos span fewer dimensions: the subspace they can estimate, else their
+        dim = max(1, len(x) // 2)  # residual norms are ~0 and alpha (their mean's inverse) explodes
     _, vecs = torch.linalg.eigh(x.T @ x / len(x))  # ascending eigenvalues
     residual = vecs[:, : n_feat - dim]
     norms = (x @ residual).norm(dim=1)
