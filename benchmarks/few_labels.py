@@ -10,7 +10,8 @@ of a seeded test sample, centre crop at 224 px (what `train` computes for a fold
 A. Few labels: k labelled images per class (k = 1, 2, 5, 10, 20) drawn from the pool; the heads
    that could train on them, scored on the test sample: the library's solved linear head
    (`engine.head.fit_linear_head`, its strength by cross-validation when every class has 2),
-   nearest class mean on the raw features (a linear layer too), nearest class mean by cosine.
+   nearest class mean on the raw features (`fit_class_means`, a linear layer too), the rule
+   training uses between the two (`fit_head`), and the nearest class mean by cosine.
 B. Label next: start with 5 labels per class; four rounds each add 2 labels per class's worth of
    images, picked from the pool by each rule of `smallvision.suggest` (or at random) with the
    head trained on the labels so far; accuracy after each round.
@@ -82,7 +83,7 @@ def features(name: str, root: Path, cache: Path, model: str, pool: int, test: in
         pi, ti = _draw(tr_y, None, pool, 0), _draw(te_y, None, test, 1)
         px, tx = d.train_x[pi], d.test_x[ti]
         out = {"pool_x": _pixels_to_features(net, px, mean, std), "test_x": _pixels_to_features(net, tx, mean, std),
-               "pool_y": torch.as_tensor(tr_y[pi]), "test_y": torch.as_tensor(te_y[ti]), "classes": d.info.classes}
+               "pool_y": torch.as_tensor(tr_y[pi]), "test_y": torch.as_tensor(te_y[ti]), "classes": list(d.info.class_names)}
     else:
         from linear_probe import features as photo_features
 
@@ -101,16 +102,15 @@ def features(name: str, root: Path, cache: Path, model: str, pool: int, test: in
 
 
 def head(name: str, x: torch.Tensor, y: torch.Tensor, k: int, seed: int):  # type: ignore[no-untyped-def]
-    """A function features -> probabilities, trained on (x, y) by the head `name`."""
-    if name == "linear":
-        from smallvision.engine.head import fit_linear_head
+    """A function features -> probabilities, trained on (x, y) by the head `name`: the library's
+    logistic regression (linear), nearest class mean (ncm), the rule between them that training
+    uses (default: engine.head.fit_head), or the cosine class mean (ncm-cos, not in the library)."""
+    from smallvision.engine.head import fit_class_means, fit_head, fit_linear_head
 
-        fit = fit_linear_head(x, y, k, seed)
+    if name in ("linear", "ncm", "default"):
+        fit = {"linear": lambda: fit_linear_head(x, y, k, seed), "ncm": lambda: fit_class_means(x, y, k),
+               "default": lambda: fit_head(x, y, k, seed)}[name]()
         return lambda f: (f @ fit.weight.T + fit.bias).softmax(1)
-    if name == "ncm":  # Euclidean: -|f - mu|^2 = 2 f.mu - |mu|^2 + const, a linear layer
-        mu = torch.stack([x[y == c].mean(0) for c in range(k)])
-        scale = 1.0 / x.var(0).sum().clamp_min(1e-6)
-        return lambda f: (scale * (2 * f @ mu.T - mu.pow(2).sum(1))).softmax(1)
     mu = F.normalize(torch.stack([F.normalize(x[y == c], dim=1).mean(0) for c in range(k)]), dim=1)  # ncm-cos
     return lambda f: (10 * F.normalize(f, dim=1) @ mu.T).softmax(1)
 
@@ -168,7 +168,7 @@ def main() -> None:
     ap.add_argument("--model", default="efficientnet-lite0")
     ap.add_argument("--heads", default="linear,ncm,ncm-cos")
     ap.add_argument("--rules", default="random,margin,entropy,typical,margin-diverse")
-    ap.add_argument("--al-head", default="linear", help="the head the label-next rounds train")
+    ap.add_argument("--al-head", default="default", help="the head the label-next rounds train")
     ap.add_argument("--cache", default="/tmp/few-labels-cache")
     ap.add_argument("--out")
     a = ap.parse_args()
@@ -180,7 +180,7 @@ def main() -> None:
     few = ["| set | classes | head | " + " | ".join(f"{s} per class" for s in SHOTS) + " |",
            "|---|---:|---|" + "---:|" * len(SHOTS)]
     al = ["| set | rule | " + " | ".join(f"{START + r * PER_ROUND} per class" for r in range(ROUNDS + 1))
-          + " | gain over random (last round) |", "|---|---|" + "---:|" * (ROUNDS + 2)]
+          + " | gain over random, rounds 1-4 | last round |", "|---|---|" + "---:|" * (ROUNDS + 3)]
     for name in a.sets.split(","):
         d = features(name, root, Path(a.cache), a.model, a.pool, a.test)
         print(f"{name}: features of {len(d['pool_y'])} + {len(d['test_y'])} images ({d['seconds']:.0f} s)", flush=True)
@@ -189,10 +189,14 @@ def main() -> None:
             few.append(f"| {name} | {len(d['classes'])} | {h} | " + " | ".join(_ms(res[(h, s)]) for s in SHOTS) + " |")
             print(few[-1], flush=True)
         curves = label_next(d, rules, a.al_head)
-        base = np.array(curves["random"])[:, -1] if "random" in curves else None
+        base = np.array(curves["random"]) if "random" in curves else None
         for rule in rules:
             c = np.array(curves[rule])
-            gain = "" if base is None or rule == "random" else f"{np.mean(c[:, -1] - base):+.1f} ± {np.std(c[:, -1] - base):.1f}"
+            if base is None or rule == "random":
+                gain = " | "
+            else:  # per seed (same start): the mean over the rounds after the start, and the last round
+                g = c[:, 1:] - base[:, 1:]
+                gain = f"{np.mean(g):+.1f} ± {np.std(g.mean(1)):.1f} | {np.mean(g[:, -1]):+.1f} ± {np.std(g[:, -1]):.1f}"
             al.append(f"| {name} | {rule} | " + " | ".join(_ms(list(c[:, r])) for r in range(ROUNDS + 1)) + f" | {gain} |")
             print(al[-1], flush=True)
     lines = [f"# Few labels and label next ({cpu_name()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')})", "",
@@ -204,7 +208,7 @@ def main() -> None:
              "## A. Accuracy against labels per class", "", *few, "",
              f"## B. Label next: {START} labels per class, then {ROUNDS} rounds of {PER_ROUND} × classes images "
              f"picked by each rule (the {a.al_head} head retrained each round)", "",
-             "Gain: the rule's last-round accuracy minus random's, per seed (same start), mean ± sd.", "", *al]
+             "Gain: the rule's accuracy minus random's, per seed (same start): averaged over rounds 1-4, and at the last round; mean ± sd over seeds.", "", *al]
     emit(lines, a.out)
 
 

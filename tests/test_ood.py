@@ -61,6 +61,17 @@ def test_feature_detectors_stay_sane_on_a_few_labelled_images(name: str) -> None
     assert ood.auroc(s_in, s_out) > 0.9
 
 
+def test_vim_gives_way_to_knn_when_too_few_images_estimate_its_subspace() -> None:
+    """ViM's principal subspace on 1 280 features has 512 dimensions: a run fits it only on more images
+    (in each half when the threshold's scores are cross-fitted); below that, k-NN and the reason."""
+    assert ood.vim_dim(1280) == 512 and ood.vim_dim(16) == 8
+    assert ood.detector_for("vim", 2000, 1280, cross_fitted=False) == ("vim", "")
+    assert ood.detector_for("vim", 1000, 1280, cross_fitted=False) == ("vim", "")
+    name, why = ood.detector_for("vim", 1000, 1280, cross_fitted=True)  # 500 in each half
+    assert name == "knn" and "512" in why and "1000" in why
+    assert ood.detector_for("energy", 10, 1280, cross_fitted=True) == ("energy", "")  # others need no subspace
+
+
 @pytest.mark.parametrize("name", ["msp", "energy"])
 def test_logit_detectors_score_undecided_images_higher(name: str) -> None:
     f, y = _clusters(1000, 0)

@@ -13,7 +13,7 @@ import torch
 from conftest import run_main
 from smallvision import api
 from smallvision.engine.budget import Speed
-from smallvision.engine.head import fit_linear_head
+from smallvision.engine.head import CLASS_MEANS_UP_TO, fit_class_means, fit_head, fit_linear_head
 from smallvision.errors import UsageError
 from smallvision.models.pretrained import weights_available
 
@@ -73,6 +73,44 @@ def test_few_photos_per_class_train_the_head_alone(tmp_path, speed):
     cfg = plan(small, time="1h")
     assert cfg.epochs == 1 and "too few to validate fine-tuning" in cfg.reasons["epochs"]
     assert cfg.val_size == 0 and "neither choose nor calibrate" in cfg.reasons["val_size"]  # every photo trains the head
+    assert "nearest class mean" in cfg.reasons["val_size"] and "no validation" in cfg.reasons["val_size"]
+
+
+def test_class_means_are_the_nearest_mean_rule_with_a_scale_chosen_by_leave_one_out():
+    """The layer's argmax is the nearest class mean (any scale), and its softmax's temperature is the one
+    among the tried scales with the lowest leave-one-out log-loss, recomputed here the slow way."""
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(4, 30)) * 0.5  # overlapping classes: the best scale is finite
+    y = torch.tensor(np.repeat(np.arange(4), 5))
+    x = torch.tensor(centres[y.numpy()] + rng.normal(size=(20, 30)), dtype=torch.float32)
+    fit = fit_class_means(x, y, 4)
+    assert fit.kind == "class means" and fit.lam == 0.0
+    q = torch.tensor(centres[rng.integers(0, 4, 200)] + rng.normal(size=(200, 30)) * 2, dtype=torch.float32)
+    mu = torch.stack([x[y == c].mean(0) for c in range(4)])
+    assert torch.equal((q @ fit.weight.T + fit.bias).argmax(1), torch.cdist(q, mu).argmin(1))
+
+    def loo_loss(s):
+        losses = []
+        for i in range(len(y)):
+            keep = torch.arange(len(y)) != i
+            m = torch.stack([x[keep & (y == c)].mean(0) for c in range(4)])
+            losses.append(torch.nn.functional.cross_entropy(-s * torch.cdist(x[i : i + 1], m).pow(2), y[i : i + 1]))
+        return float(torch.stack(losses).mean())
+
+    d2 = torch.cdist(mu, mu).pow(2)
+    base = 1.0 / float(d2[d2 > 0].median())
+    losses = {f: loo_loss(base * f) for f in (1, 2, 4, 8, 16, 32, 64)}
+    best = min(losses, key=losses.get)
+    assert 1 < best < 64 and fit.scale == pytest.approx(base * best, rel=1e-5)
+
+
+def test_the_head_is_class_means_up_to_the_threshold_then_the_logistic_regression():
+    rng = np.random.default_rng(3)
+    for per_class, kind in ((1, "class means"), (CLASS_MEANS_UP_TO, "class means"),
+                            (CLASS_MEANS_UP_TO + 1, "logistic regression")):
+        y = torch.tensor(np.r_[np.repeat([0, 1], per_class), np.repeat(2, 40)])  # the smallest class decides
+        x = torch.tensor(rng.normal(size=(len(y), 8)) + y.numpy()[:, None], dtype=torch.float32)
+        assert fit_head(x, y, 3).kind == kind, per_class
 
 
 @pytest.mark.parametrize("bad", ["0", "5parsecs", "-3m", "m"])
@@ -138,6 +176,25 @@ def test_the_default_on_a_folder_solves_the_head_then_fine_tunes_and_reports_why
     report = (Path(s["run_dir"]) / "report.md").read_text()
     assert "Why these settings" in report and "Candidates (validation)" in report
     assert "head on features (solved)" in report and "fine-tuned, 1 epochs" in report
+
+
+@needs_weights
+@pytest.mark.slow  # a real run: the default suite stays under 3 min on 2 cores (CI runs make test-slow)
+def test_a_few_photos_per_class_train_class_means_and_say_so(tmp_path):
+    """6 photos per class: the default trains the nearest-class-mean head alone on every photo, logs
+    and records it, and the report says there was no validation."""
+    from make_photo_folder import make
+
+    small = make(tmp_path / "few", per_class=6)
+    r = run_main("train", "--dataset", f"folder:{small}", "--data-arg", "size=96", "--runs-dir", str(tmp_path), "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "head = the nearest class mean" in r.stderr
+    meta = json.loads((Path(s["run_dir"]) / "config.json").read_text())
+    assert meta["val_size"] == 0 and "no validation" in meta["reasons"]["val_size"]
+    report = (Path(s["run_dir"]) / "report.md").read_text()
+    assert "no validation" in report and "nearest class mean" in report
+    assert s["test_accuracy"] >= 50  # two scenes, one of them flowers: far from chance even on 10 photos
 
 
 @pytest.mark.slow  # ~16 CPU-s: the default suite stays under 3 min on 2 cores (CI runs make test-slow)

@@ -143,6 +143,22 @@ def knn(f: torch.Tensor, y: torch.Tensor, z: torch.Tensor, head: nn.Linear) -> D
     return KNN().put(bank=F.normalize(f.float(), dim=1))
 
 
+def vim_dim(n_feat: int) -> int:
+    """ViM's principal dimensions for `n_feat` features (the paper's choice)."""
+    return 1000 if n_feat >= 2048 else 512 if n_feat >= 768 else n_feat // 2
+
+
+def detector_for(name: str, n_fit: int, n_feat: int, cross_fitted: bool) -> tuple[str, str]:
+    """The detector a run can fit, and why when it is not `name`: ViM estimates a principal subspace
+    of vim_dim features, which takes more images than that (in each half, when the threshold's
+    scores are cross-fitted); with fewer (a few labelled photos) the k-NN distance stands in."""
+    have = n_fit // 2 if cross_fitted else n_fit
+    if name != "vim" or have > vim_dim(n_feat):
+        return name, ""
+    return "knn", (f"knn, not vim: vim's {vim_dim(n_feat)}-dimensional principal subspace needs more "
+                   f"{'images in each half' if cross_fitted else 'images'} than the {n_fit} it would be fitted on")
+
+
 @DETECTORS.register("vim", "virtual logit: residual norm off the principal subspace minus energy (Wang et al. 2022)", module=ViM)
 def vim(f: torch.Tensor, y: torch.Tensor, z: torch.Tensor, head: nn.Linear) -> Detector:
     f = f.double()
@@ -150,7 +166,7 @@ def vim(f: torch.Tensor, y: torch.Tensor, z: torch.Tensor, head: nn.Linear) -> D
     origin = -torch.linalg.pinv(w) @ b if b is not None else torch.zeros(f.shape[1], dtype=f.dtype)
     x = f - origin
     n_feat = f.shape[1]
-    dim = 1000 if n_feat >= 2048 else 512 if n_feat >= 768 else n_feat // 2  # the paper's principal dimensions
+    dim = vim_dim(n_feat)
     if len(x) <= dim:  # a few labelled photos span fewer dimensions: the subspace they can estimate, else their
         dim = max(1, len(x) // 2)  # residual norms are ~0 and alpha (their mean's inverse) explodes
     _, vecs = torch.linalg.eigh(x.T @ x / len(x))  # ascending eigenvalues
@@ -271,7 +287,8 @@ def threshold_at(doc: dict[str, Any], accept: float | None = None) -> float:
 def describe(doc: dict[str, Any]) -> str:
     """The threshold's provenance in one line (report, model card)."""
     return (f"{doc['detector']}, threshold {doc['threshold']:.4g} accepting {doc['accept']:.0%} of "
-            f"{doc['quantile_images']} {doc['quantiles_on']} images; fitted on {doc['fit_images']} training images")
+            f"{doc['quantile_images']} {doc['quantiles_on']} images; fitted on {doc['fit_images']} training images"
+            + (f" ({doc['why']})" if doc.get("why") else ""))
 
 
 def auroc(in_scores: torch.Tensor, out_scores: torch.Tensor) -> float:

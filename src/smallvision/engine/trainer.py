@@ -109,13 +109,20 @@ def classifier_step(s: Session, xb: torch.Tensor, yb: torch.Tensor) -> None:
 
 def solve_head_step(s: Session, xb: torch.Tensor, yb: torch.Tensor) -> None:
     """--head exact: phase 1's one step solves the head on every cached feature (engine/head.py)."""
-    from smallvision.engine.head import fit_linear_head, set_head
+    from smallvision.engine.head import CLASS_MEANS_UP_TO, fit_head, set_head
 
-    fit = fit_linear_head(xb, yb, s.data.info.num_classes, s.cfg.seed, smoothing=s.cfg.label_smoothing)
+    fit = fit_head(xb, yb, s.data.info.num_classes, s.cfg.seed, smoothing=s.cfg.label_smoothing)
     set_head(s.model.head, fit)
-    s.meta["head_fit"] = {"l2": fit.lam, "cv_accuracy": {f"{k:g}": v for k, v in fit.cv_accuracy.items()}}
-    s.progress.log(f"phase 1: head solved (L2 {fit.lam:g}, chosen by {len(fit.cv_accuracy) and 5}-fold "
-                   f"cross-validation on the training split: {max(fit.cv_accuracy.values(), default=0):.2f} %)")
+    if fit.kind == "class means":
+        s.meta["head_fit"] = {"kind": fit.kind, "scale": fit.scale}
+        s.progress.log(f"phase 1: head = the nearest class mean (a class has at most {CLASS_MEANS_UP_TO} "
+                       "labelled photos: too few for a logistic regression to beat it)")
+    else:
+        s.meta["head_fit"] = {"kind": fit.kind, "l2": fit.lam,
+                              "cv_accuracy": {f"{k:g}": v for k, v in fit.cv_accuracy.items()}}
+        how = (f"chosen by {fit.folds}-fold cross-validation on the training split: "
+               f"{max(fit.cv_accuracy.values()):.2f} %" if fit.folds else "no folds to choose on: the middle of the grid")
+        s.progress.log(f"phase 1: head solved (L2 {fit.lam:g}, {how})")
     with torch.no_grad():
         logits = s.model.head(xb)
     s.add("loss", task_loss(logits.float(), yb, None, s.cfg.label_smoothing) * len(yb))
@@ -412,12 +419,16 @@ def fit_ood(s: Session, final: torch.nn.Module) -> dict[str, Any] | None:
         fb, zb = ood.features_and_logits(final, xb)
         f.append(fb), z.append(zb), y.append(yb.cpu())
     feats, logits, labels = torch.cat(f), torch.cat(z), torch.cat(y)
-    det = ood.fit_detector(cfg.ood, feats, labels, logits, final.head)
     val = ood.features_and_logits(final, s.data.val[0]) if s.data.val is not None else None
-    q_scores, on = ood.threshold_scores(cfg.ood, det, feats, labels, logits, final.head, val)
-    doc: dict[str, Any] = {"detector": cfg.ood, "accept": cfg.accept, "quantiles_on": on,
+    name, why = ood.detector_for(cfg.ood, len(feats), feats.shape[1],
+                                 cross_fitted=val is None or len(val[0]) < ood.MIN_VALIDATION)
+    det = ood.fit_detector(name, feats, labels, logits, final.head)
+    q_scores, on = ood.threshold_scores(name, det, feats, labels, logits, final.head, val)
+    doc: dict[str, Any] = {"detector": name, "accept": cfg.accept, "quantiles_on": on,
                            "quantile_images": len(q_scores), "fit_images": len(feats),
                            "quantiles": ood.quantiles(q_scores)}
+    if why:
+        doc["why"] = why
     doc["threshold"] = ood.threshold_at(doc, cfg.accept)
     tf, tz = ood.features_and_logits(final, s.data.test[0])
     accepted = ood.score_features(det, tf, tz) <= doc["threshold"]

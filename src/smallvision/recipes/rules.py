@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from smallvision.config import TrainConfig, parse_duration
+from smallvision.engine.head import CLASS_MEANS_UP_TO
 
 AUTO_RECIPES = ("photo-auto",)
 BUDGET_BASE, BUDGET_PER_PHOTO = 50.0, 0.08  # --time auto: seconds, and seconds per photo of the training split
@@ -129,7 +130,9 @@ def plan_photo_folder(cfg: TrainConfig, explicit: set[str]) -> TrainConfig:
     if cfg.epochs <= 1:  # the head alone: trained on each photo's features as it is (tested on it and its mirror)
         put("hflip", False, "the head alone trains on each photo's features as it is")
         if 0 < val < CALIBRATION_MIN:  # nothing left for validation to choose, and too few photos to calibrate
-            put("val_size", 0.0, f"the head alone, its strength chosen by cross-validation: a validation split of "
-                f"{int(val)} photos would neither choose nor calibrate (< {CALIBRATION_MIN}), so every photo trains")
+            head = ("the nearest class mean, nothing to choose" if lo <= CLASS_MEANS_UP_TO
+                    else "its strength chosen by cross-validation")
+            put("val_size", 0.0, f"the head alone ({head}): a validation split of {int(val)} photos would neither "
+                f"choose nor calibrate (< {CALIBRATION_MIN}), so every photo trains; no validation, no calibration")
     cfg.reasons = reasons
     return cfg
