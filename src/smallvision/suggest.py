@@ -15,8 +15,10 @@ backbone's features (the pooled features the OOD detector reads too):
   the most doubtful of each cluster (Citovsky et al. 2021's cluster-margin): doubt, but not 50
   copies of one confusion.
 
-Which rule is the default is decided by the learning curves of ``benchmarks/few_labels.py``
-(``benchmarks/results/few-labels.md``); the others stay selectable for comparison.
+The default, margin-diverse, won the learning curves of ``benchmarks/few_labels.py`` (eight sets,
+3 seeds, ``benchmarks/results/few-labels.md``): +1.9 points over random on average, ahead by more
+than the seeds' spread on six sets, the best worst case. The others stay as the baselines it is
+measured against.
 """
 
 from __future__ import annotations
