@@ -15,6 +15,7 @@ from torch import nn
 
 from conftest import run_main
 from smallvision import ood
+from smallvision.config import TrainConfig
 
 
 def _clusters(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,7 +139,7 @@ def test_trained_run_answers_none_of_these(mnist_run: Path, mnist_onnx: Path, tm
 
     model, meta = load_model(mnist_run)
     doc = meta["ood"]
-    assert doc["detector"] == ood.DEFAULT and doc["accept"] == 0.95 and len(doc["quantiles"]) == ood.QUANTILES
+    assert doc["detector"] == ood.DEFAULT and doc["accept"] == TrainConfig().accept and len(doc["quantiles"]) == ood.QUANTILES
     assert doc["quantiles_on"] == "training (cross-fitted)"  # mnist-fast holds no validation split out: said so
     assert json.loads((mnist_run / "ood.json").read_text())["threshold"] == doc["threshold"]
 
@@ -215,3 +216,57 @@ def test_the_settings_offer_every_registered_detector() -> None:
 
     assert set(FIELDS["ood"].metadata["choices"]) == {*ood.DETECTORS.names(), "none"}
     assert TrainConfig().ood == ood.DEFAULT
+
+
+def test_examples_tighten_the_threshold_only_as_far_as_it_pays() -> None:
+    """In-distribution scores N(0, 1); examples N(2, 1): the chosen share minimises own images refused
+    plus examples accepted over the steps from the run's accept down to the floor (brute force
+    here), never loosens, and stops at the floor however many examples get through."""
+    g = torch.Generator().manual_seed(0)
+    doc = {"quantiles": ood.quantiles(torch.randn(20000, generator=g)), "accept": 0.97}
+    out = torch.randn(4000, generator=g) + 2
+    a = ood.accept_from_examples(doc, out)
+
+    def cost(x: float) -> float:
+        return (1 - x) + float((out <= ood.threshold_at(doc, x)).float().mean())
+
+    steps = [i / 200 for i in range(180, 195)]  # 0.90 .. 0.97
+    assert ood.MIN_ACCEPT <= a < 0.97 and cost(a) == pytest.approx(min(cost(x) for x in steps), abs=1e-9)
+    assert ood.accept_from_examples(doc, torch.full((50,), 10.0)) == 0.97  # already refused: unchanged
+    assert ood.accept_from_examples(doc, torch.zeros(50) - 5) == 0.97  # inseparable: refusing more never pays
+    assert ood.accept_from_examples(doc, torch.randn(4000, generator=g) + 0.5, floor=0.95) >= 0.95
+
+
+def test_calibrate_with_ood_examples_moves_the_stored_threshold(mnist_run: Path, tmp_path: Path) -> None:
+    """`calibrate RUN --ood-examples DIR` writes the tightened threshold into the checkpoints and
+    ood.json, predict then answers with it, and a second call starts again from the run's own accept."""
+    import shutil
+
+    from smallvision.predict import Predictor
+
+    run = tmp_path / "run"
+    shutil.copytree(mnist_run, run)
+    ex = tmp_path / "other"
+    ex.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(40):  # sparse blobs and strokes: some look like ink, some like nothing
+        a = np.zeros((28, 28), np.uint8)
+        for _ in range(1 + i % 4):
+            y, x, h, w = rng.integers(0, 20, 4)
+            a[y : y + 2 + h % 8, x : x + 2 + w % 8] = 255
+        Image.fromarray(a).save(ex / f"blob{i}.png")
+    before = Predictor.from_checkpoint(run, "cpu").ood
+    r = run_main("calibrate", str(run), "--ood-examples", str(ex), "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout.strip().splitlines()[-1])
+    assert doc["accept_before"] == before["accept"] and ood.MIN_ACCEPT <= doc["accept"] <= before["accept"]
+    assert doc["examples"] == 40 and doc["examples_accepted_percent"] <= doc["examples_accepted_percent_before"]
+    p = Predictor.from_checkpoint(run, "cpu")
+    assert p.ood["accept"] == doc["accept"] and p.ood_threshold == pytest.approx(ood.threshold_at(before, doc["accept"]))
+    assert json.loads((run / "ood.json").read_text())["examples"]["images"] == 40
+    got = p.predict([str(f) for f in sorted(ex.iterdir())])
+    assert 100 * sum(not g["none_of_these"] for g in got) / 40 == pytest.approx(doc["examples_accepted_percent"], abs=0.01)
+    again = json.loads(run_main("calibrate", str(run), "--ood-examples", str(ex), "--json").stdout.strip().splitlines()[-1])
+    assert again["accept_before"] == before["accept"] and again["accept"] == doc["accept"]
+    r = run_main("calibrate", str(run), "--ood-examples", str(tmp_path / "nowhere"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no such folder" in r.stderr

@@ -174,3 +174,42 @@ def test_serve_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "no such checkpoint" in r.stderr and "Traceback" not in r.stderr
     r = run_main("serve", str(tmp_path), "--max-upload-mb", "0")
     assert r.returncode == 2 and "must be positive" in r.stderr
+
+
+def test_the_page_lists_suggestions_and_doubtful_labels_for_review(mnist_run, digits, tmp_path):
+    """The run's own suggestions (RUN/suggestions/suggestions.csv, as `suggest` writes it) and a
+    `--review` label ranking are served read-only: their rows, and each row's own picture only."""
+    import csv
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(mnist_run, run)
+    files, labels = digits
+    paths = []
+    for i, b in enumerate(files[:3]):
+        p = tmp_path / f"d{i}.png"
+        p.write_bytes(b)
+        paths.append(p)
+    (run / "suggestions").mkdir()
+    with open(run / "suggestions" / "suggestions.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["rank", "file", "suggested", "predicted", "probability", "second", "second_probability"])
+        w.writerows([[i + 1, str(p), True, "7", 0.5, "1", 0.4] for i, p in enumerate(paths)])
+    ranking = tmp_path / "label_ranking.csv"
+    with open(ranking, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["rank", "index", "given", "suggested", "label_quality", "suggested_probability", "flagged"])
+        w.writerows([[r + 1, r * 10, "4", "9", 0.01, 0.97, int(r == 0)] for r in range(150)])
+    with running(create_app(run, review=[ranking])) as base, httpx.Client(base_url=base, timeout=10) as c:
+        lists = c.get("/review").json()["lists"]
+        assert [lst["kind"] for lst in lists] == ["suggestions", "labels"]
+        assert [r["file"] for r in lists[0]["rows"]] == [str(p) for p in paths]
+        assert len(lists[1]["rows"]) == 100 and lists[1]["rows"][0]["image"] is None  # no file: an index only
+        assert c.get(lists[0]["rows"][1]["image"]).content == paths[1].read_bytes()
+        for bad in ("/review/0/3", "/review/1/0", "/review/7/0", "/review/-1/0"):
+            assert c.get(bad).status_code == 404, bad
+        assert 'id="review"' in c.get("/").text
+    with running(create_app(mnist_run)) as base, httpx.Client(base_url=base, timeout=10) as c:
+        assert c.get("/review").json() == {"lists": []}  # nothing to review: the page hides the section
+    r = run_main("serve", str(mnist_run), "--review", str(tmp_path / "nowhere.csv"))
+    assert r.returncode == 2 and "no such file or folder" in r.stderr and len(r.stderr.strip().splitlines()) == 1

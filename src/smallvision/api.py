@@ -375,6 +375,52 @@ def calibrate(run: str | Path, device: str = "auto", report: bool = True) -> dic
     return doc
 
 
+def refuse_like(run: str | Path, examples: str | Path, device: str = "auto") -> dict[str, Any]:
+    """Tighten a run's "none of these" threshold with a folder of examples of what it should refuse
+    (ood.accept_from_examples): the detector stays; the operating point moves down from the run's
+    `accept` as far as refusing more of the examples is worth refusing more of its own images
+    (never below ood.MIN_ACCEPT). Written into its checkpoints and ood.json; the shares before and
+    after are returned (and a one-line error when the run has no detector or the folder no images)."""
+    import torch
+
+    from smallvision import ood
+    from smallvision.io import write_json
+    from smallvision.modelfile import resolve, write_into_checkpoint
+    from smallvision.predict import Predictor, expand_inputs
+    from smallvision.runfolder import RunFolder
+
+    ckpt = resolve(run)
+    p = Predictor.from_checkpoint(ckpt, device)
+    if p.ood is None or getattr(p.model, "ood", None) is None:
+        raise UsageError(f"{run}: this model carries no \"none of these\" detector (multi-label, an exported file, "
+                         "or trained with --set ood=none)")
+    if not Path(examples).is_dir():
+        raise UsageError(f"{examples}: no such folder (give a folder of images the model should refuse)")
+    files = expand_inputs([str(examples)])
+    xs = torch.stack([p.preprocess(f) for f in files])
+    f, z = ood.features_and_logits(p.model, xs)
+    out = ood.score_features(p.model.ood, f, z)
+    doc = {k: v for k, v in p.ood.items() if k != "examples"}
+    base = float(doc.get("accept_before_examples", doc["accept"]))
+    doc["accept"] = base  # examples are judged from the run's own operating point, not an earlier example set's
+    doc["threshold"] = ood.threshold_at(doc, base)
+    before = 100 * float((out <= doc["threshold"]).float().mean())
+    accept = ood.accept_from_examples(doc, out)
+    doc.update(accept=accept, accept_before_examples=base, threshold=ood.threshold_at(doc, accept))
+    after = 100 * float((out <= doc["threshold"]).float().mean())
+    doc["examples"] = {"folder": str(examples), "images": len(files), "accepted_percent": round(after, 2),
+                       "accepted_percent_before": round(before, 2)}
+    folder = ckpt.parent
+    for name in (RunFolder.BEST, RunFolder.LAST):
+        if (folder / name).is_file():
+            write_into_checkpoint(folder / name, doc, key="ood")
+    if (folder / RunFolder.OOD).is_file():
+        write_json(folder / RunFolder.OOD, doc)
+    return {"run": str(run), "detector": doc["detector"], "examples": len(files), "accept_before": base,
+            "accept": accept, "threshold": doc["threshold"], "examples_accepted_percent_before": round(before, 2),
+            "examples_accepted_percent": round(after, 2)}
+
+
 def run_splits(run: str | Path, device: str = "auto") -> dict[str, Any]:
     """A finished run's model and its own data, re-created from its config and seed: ``model``,
     ``meta``, and ``train``/``val``/``test`` as (normalised inputs, labels) on the device (``val``

@@ -224,7 +224,9 @@ class TrainConfig(RunSettings):
     ood: str = setting("vim", "\"None of these\": the out-of-distribution detector fitted after training: vim, "
                        "mahalanobis, knn, energy, msp, or none.",
                        choices=("vim", "mahalanobis", "knn", "energy", "msp", "none"), flag=False)
-    accept: float = setting(0.95, "The share of validation images the OOD threshold accepts; images scoring beyond it "
+    # 0.97, not 0.95: a quantile of a few hundred validation scores moves by about a point, and at 0.95
+    # the five runs of benchmarks/results/ood.md refused 4.5-6.0 % of their own test images; 0.97 keeps it under 5 %
+    accept: float = setting(0.97, "The share of validation images the OOD threshold accepts; images scoring beyond it "
                             "are answered \"none of these\".", check=(lambda v: 0 < v < 1, "must be in (0, 1)"),
                             flag=False)
     ema: float = setting(0.0, "EMA decay of weights per step (e.g. 0.999); 0 = off.", check=UNIT)

@@ -12,7 +12,7 @@ and a **threshold**: an image scoring above it is answered "none of these".
   to the k-th nearest training feature on the unit sphere, Sun et al. 2022) and ``vim`` (the
   feature's norm outside the principal subspace, scaled, minus the energy: Wang et al. 2022).
   Which one is the default was measured (benchmarks/ood.py, docs/ood.md).
-- The **threshold** is the `accept` quantile (0.95: 95 % of validation images accepted) of the
+- The **threshold** is the `accept` quantile (0.97: 97 % of validation images accepted) of the
   validation split's scores: never the test set, never OOD images. The scores' quantiles are
   stored too, so ``--accept`` picks another operating point later without the data. With fewer
   than MIN_VALIDATION validation images (or none) the quantiles also take the training sample's
@@ -44,7 +44,6 @@ from smallvision.errors import UsageError
 from smallvision.registry import Contract, Registry
 
 DEFAULT = "vim"  # the best mean AUROC over every run and OOD set: benchmarks/results/ood.md (docs/ood.md)
-ACCEPT = 0.95  # the share of validation images accepted at the stored threshold
 FIT_SMALL, FIT_LARGE = 5000, 1000  # training images the detector is fitted on (small images / ≥ 64 px)
 QUANTILES = 201  # stored quantiles of the validation scores (every 0.5 %): --accept later
 
@@ -284,11 +283,35 @@ def threshold_at(doc: dict[str, Any], accept: float | None = None) -> float:
     return float(qs[lo] + (qs[hi] - qs[lo]) * (pos - lo))
 
 
+MIN_ACCEPT = 0.9  # examples of what to refuse may lower the acceptance of the run's own images this far, no further
+
+
+def accept_from_examples(doc: dict[str, Any], out_scores: torch.Tensor, floor: float = MIN_ACCEPT) -> float:
+    """The operating point that best separates the run's own images from a user's examples of what
+    it should refuse: among the stored quantiles' steps from the run's `accept` down to `floor`,
+    the share `a` that answers the fewest images wrongly, (1 - a) of its own plus the share of the
+    examples accepted (ties: the larger a). Examples only tighten the threshold: that they are far
+    says nothing of the kinds of image they do not show."""
+    out = out_scores.double()
+    steps = len(doc["quantiles"]) - 1
+    best_cost, best = float("inf"), float(doc["accept"])
+    for i in range(round(float(doc["accept"]) * steps), -1, -1):
+        a = i / steps
+        if a < floor - 1e-9:
+            break
+        cost = (1 - a) + float((out <= threshold_at(doc, a)).double().mean())
+        if cost < best_cost - 1e-12:
+            best_cost, best = cost, a
+    return best
+
+
 def describe(doc: dict[str, Any]) -> str:
     """The threshold's provenance in one line (report, model card)."""
-    return (f"{doc['detector']}, threshold {doc['threshold']:.4g} accepting {doc['accept']:.0%} of "
+    ex = doc.get("examples")
+    return (f"{doc['detector']}, threshold {doc['threshold']:.4g} accepting {doc['accept']:.1%} of "
             f"{doc['quantile_images']} {doc['quantiles_on']} images; fitted on {doc['fit_images']} training images"
-            + (f" ({doc['why']})" if doc.get("why") else ""))
+            + (f" ({doc['why']})" if doc.get("why") else "")
+            + (f"; set by {ex['images']} examples to refuse ({ex['accepted_percent']} % of them accepted)" if ex else ""))
 
 
 def auroc(in_scores: torch.Tensor, out_scores: torch.Tensor) -> float:

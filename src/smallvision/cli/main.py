@@ -366,12 +366,24 @@ def explain_cmd(
 @app.command()
 def calibrate(
     run: Annotated[str, typer.Argument(help="A finished run folder (or its .safetensors checkpoint).")],
+    ood_examples: Annotated[Optional[Path], typer.Option(help="Instead: a folder of images the model should answer "
+                                                         "\"none of these\" for; its OOD threshold is tightened to refuse them.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Fit a temperature on the run's validation split (temperature scaling) and store it in its checkpoints: predict, serve, evaluate and export then give calibrated probabilities."""
+    """Fit a temperature on the run's validation split (temperature scaling) and store it in its checkpoints: predict, serve, evaluate and export then give calibrated probabilities. With --ood-examples: set the "none of these" threshold from examples instead."""
     from smallvision import api
 
+    if ood_examples is not None:
+        doc = api.refuse_like(run, ood_examples, device)
+        if as_json:
+            print(json.dumps(doc))
+            return
+        print(f"none of these: {doc['detector']} threshold {doc['threshold']:.4g}, now accepting "
+              f"{doc['accept']:.1%} of the run's own images (was {doc['accept_before']:.1%}); of the "
+              f"{doc['examples']} examples, {doc['examples_accepted_percent']:.1f} % accepted (was "
+              f"{doc['examples_accepted_percent_before']:.1f} %); written into {run}'s checkpoints")
+        return
     doc = api.calibrate(run, device)
     if as_json:
         print(json.dumps(doc))
@@ -465,6 +477,8 @@ def serve(
     max_pixels: Annotated[int, typer.Option(help="Largest image (width × height) decoded (413 above).")] = 50_000_000,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
     threads: Annotated[int, typer.Option(help="Threads per prediction (requests run side by side).")] = 1,
+    review: Annotated[Optional[list[Path]], typer.Option(help="A label_ranking.csv (`labels`) or suggestions.csv "
+                                                         "(`suggest`) to show for review; the run's own suggestions are shown anyway.")] = None,
 ) -> None:
     """Serve a page to draw or upload images and see the model's guess, plus a JSON API."""
     from smallvision.errors import UsageError
@@ -475,7 +489,7 @@ def serve(
         raise UsageError("--max-upload-mb and --max-pixels must be positive")
     limits = Limits(max_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=max_pixels)
     print(f"serving {checkpoint} on http://{host}:{port}/  (API docs: /docs; Ctrl-C stops)", flush=True)
-    run_server(checkpoint, host, port, limits, device, threads)
+    run_server(checkpoint, host, port, limits, device, threads, review=review)
 
 
 @app.command()

@@ -120,11 +120,51 @@ def _page() -> str:
     return resources.files("smallvision.serve").joinpath("page.html").read_text(encoding="utf-8")
 
 
+REVIEW_ROWS = 100  # rows of each review list the page shows
+
+
+def review_lists(checkpoint: str | Path, review: list[str | Path] | None = None) -> list[dict[str, Any]]:
+    """The lists the page shows for review (read-only): the run's own `suggest` output
+    (RUN/suggestions/suggestions.csv) when there is one, and each `review` path, a suggestions.csv,
+    a `labels` label_ranking.csv or a folder holding one. Their first REVIEW_ROWS rows each."""
+    import csv
+
+    run = Path(checkpoint)
+    own = (run if run.is_dir() else run.parent) / "suggestions" / "suggestions.csv"
+    paths = [own] if own.is_file() else []
+    for item in review or []:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found = [p / n for n in ("suggestions.csv", "label_ranking.csv") if (p / n).is_file()]
+            if not found:
+                raise UsageError(f"--review {item}: no suggestions.csv or label_ranking.csv in this folder")
+            paths += found
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise UsageError(f"--review {item}: no such file or folder")
+    lists = []
+    for p in paths:
+        with open(p, newline="") as fh:
+            reader = csv.DictReader(fh)
+            head = reader.fieldnames or []
+            rows = [row for row in reader if row.get("suggested") != "False"][:REVIEW_ROWS]  # suggest's: the n chosen
+        if {"given", "suggested", "label_quality"} <= set(head):
+            kind, title = "labels", "Most doubtful labels (given → suggested)"
+        elif {"predicted", "probability", "suggested"} <= set(head):
+            kind, title = "suggestions", "Label these next (the model's two best guesses)"
+        else:
+            raise UsageError(f"--review {p}: not a suggestions.csv or label_ranking.csv (its columns: {', '.join(head[:8])})")
+        lists.append({"kind": kind, "title": title, "source": str(p), "rows": rows})
+    return lists
+
+
 def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str = "auto",
-               threads: int = 0):  # type: ignore[no-untyped-def]
+               threads: int = 0, review: list[str | Path] | None = None):  # type: ignore[no-untyped-def]
     """The app for one model: a run folder, a .safetensors checkpoint or an exported .onnx file.
     `threads` > 0 sets the threads one prediction may use (PyTorch's, process-wide, and
-    onnxruntime's); requests run side by side in the server's thread pool."""
+    onnxruntime's); requests run side by side in the server's thread pool. `review`: lists shown
+    on the page for review (review_lists)."""
     import threading
 
     from fastapi.concurrency import run_in_threadpool
@@ -139,6 +179,7 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str
         import torch
 
         torch.set_num_threads(threads)
+    lists = review_lists(checkpoint, review)
     predictor = Predictor.from_checkpoint(checkpoint, device, onnx_threads=threads)
     c, h, w = predictor.info.input_shape
     info = {
@@ -202,6 +243,25 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str
     @app.get("/info")
     async def get_info() -> dict[str, Any]:
         return info
+
+    @app.get("/review", summary="Lists to review",
+             description="The run's label-next suggestions and any `--review` list (doubtful labels), their first "
+                         "rows; each row's picture at /review/{list}/{row}.")
+    async def get_review() -> dict[str, Any]:
+        return {"lists": [{**lst, "rows": [{**r, "image": f"/review/{i}/{j}" if r.get("file") else None}
+                                           for j, r in enumerate(lst["rows"])]} for i, lst in enumerate(lists)]}
+
+    @app.get("/review/{li}/{ri}", include_in_schema=False)
+    async def review_image(li: int, ri: int) -> Any:
+        from fastapi.responses import FileResponse
+
+        try:
+            path = Path(lists[li]["rows"][ri]["file"]) if li >= 0 and ri >= 0 else None
+        except (IndexError, KeyError):
+            path = None
+        if path is None or not path.is_file():  # only the files the lists name, read-only
+            return error(404, "no such review image")
+        return FileResponse(path)
 
     @app.post("/predict", summary="Classify one image",
               description="Send the image as multipart field `file`, as JSON `{\"image\": base64}`, or as the raw "
@@ -298,7 +358,8 @@ def running(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
 
 
 def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
-          device: str = "auto", threads: int = 1, log_level: str = "warning") -> None:
+          device: str = "auto", threads: int = 1, log_level: str = "warning",
+          review: list[str | Path] | None = None) -> None:
     """Run the server in the foreground (Ctrl-C stops it). One thread per prediction by default:
     one image gains little from more, and concurrent requests then share the cores without
     oversubscribing them (benchmarks/results/serve_load.md: --threads 1 and 2 within 4 % on 2 cores)."""
@@ -308,5 +369,5 @@ def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, lim
         raise UsageError(f"--port must be 0-65535, got {port}")
     if threads < 1:
         raise UsageError(f"--threads must be ≥ 1, got {threads}")
-    app = create_app(checkpoint, limits, device, threads)
+    app = create_app(checkpoint, limits, device, threads, review)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
