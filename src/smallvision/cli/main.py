@@ -109,8 +109,9 @@ def _emit(summary: dict[str, Any], as_json: bool, title: str) -> None:
                  if "test_ece_before" in v else f"temperature {v['temperature']:.3f}" if "temperature" in v
                  else f"none ({v.get('skipped', '')})")
         if k == "ood" and isinstance(v, dict):  # one line: what "none of these" does on the test split
-            v = (f"{v['detector']}, accepts {v['test_accepted_percent']:.1f} % of test images (threshold on "
-                 f"{v['quantile_images']} {v['quantiles_on']} images at {v['accept']:.0%})")
+            from smallvision.ood import describe
+
+            v = f"accepts {v['test_accepted_percent']:.1f} % of test images; {describe(v)}"
         if v is not None and v != "":
             t.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
     Console().print(t)

@@ -206,10 +206,11 @@ def write_report(
             head_rows.append({"metric": key.replace("_", " "), "value": str(summary[key])})
     if isinstance(summary.get("ood"), dict):  # "none of these": what the threshold does on this split
         o = summary["ood"]
+        from smallvision.ood import describe
+
         head_rows.append({"metric": "none of these", "value": (
-            f"{o['detector']}: accepts {o['test_accepted_percent']:.1f} % of the test images ("
-            f"{o['test_accuracy_accepted']}% right among them), threshold on {o['quantile_images']} "
-            f"{o['quantiles_on']} images at {o['accept']:.0%}")})
+            f"accepts {o['test_accepted_percent']:.1f} % of the test images ({o['test_accuracy_accepted']}% right "
+            f"among them); {describe(o)}")})
     if isinstance(summary.get("calibration"), dict) and "skipped" in summary["calibration"]:
         head_rows.append({"metric": "calibration", "value": f"none: {summary['calibration']['skipped']}"})
     elif not calibration and split == "test" and history and all(h.get("val_loss") is None for h in history):
