@@ -383,7 +383,7 @@ def refuse_like(run: str | Path, examples: str | Path, device: str = "auto") -> 
     after are returned (and a one-line error when the run has no detector or the folder no images)."""
     import torch
 
-    from smallvision import ood
+    import smallvision.ood as ood
     from smallvision.io import write_json
     from smallvision.modelfile import resolve, write_into_checkpoint
     from smallvision.predict import Predictor, expand_inputs
