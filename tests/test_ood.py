@@ -70,6 +70,7 @@ def test_vim_gives_way_to_knn_when_too_few_images_estimate_its_subspace() -> Non
     assert ood.detector_for("vim", 1000, 1280, cross_fitted=False) == ("vim", "")
     name, why = ood.detector_for("vim", 1000, 1280, cross_fitted=True)  # 500 in each half
     assert name == "knn" and "512" in why and "1000" in why
+    assert ood.detector_for("vim-energy", 1000, 1280, cross_fitted=True)[0] == "knn"  # ViM inside it too
     assert ood.detector_for("energy", 10, 1280, cross_fitted=True) == ("energy", "")  # others need no subspace
 
 
