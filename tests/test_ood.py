@@ -236,6 +236,9 @@ def test_examples_tighten_the_threshold_only_as_far_as_it_pays() -> None:
     assert ood.accept_from_examples(doc, torch.full((50,), 10.0)) == 0.97  # already refused: unchanged
     assert ood.accept_from_examples(doc, torch.zeros(50) - 5) == 0.97  # inseparable: refusing more never pays
     assert ood.accept_from_examples(doc, torch.randn(4000, generator=g) + 0.5, floor=0.95) >= 0.95
+    off_grid = {**doc, "accept": 0.973}  # between two stored steps: never rounded up (looser)
+    assert ood.accept_from_examples(off_grid, torch.full((50,), 10.0)) == 0.973
+    assert ood.accept_from_examples(off_grid, out) <= 0.973
 
 
 def test_calibrate_with_ood_examples_moves_the_stored_threshold(mnist_run: Path, tmp_path: Path) -> None:

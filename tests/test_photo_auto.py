@@ -235,3 +235,12 @@ def test_top_stages_on_a_model_without_stages_is_one_line(tmp_path):
     r = run_main("train", "--dataset", "fake:1x28x28", "--model", "cnn-fast", "--freeze", "--cache-features",
                  "--unfreeze-after", "1", "--epochs", "2", "--top-stages", "1", "--runs-dir", str(tmp_path))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--top-stages needs" in r.stderr
+
+
+def test_a_class_without_labelled_images_is_never_predicted_by_class_means():
+    """A class with no image in the training split must not become a mean at the origin (which
+    small-norm features would all be closest to)."""
+    x = torch.tensor([[1.0, 1.0], [1.2, 0.9], [-1.0, 1.0], [-0.9, 1.1]])
+    fit = fit_class_means(x, torch.tensor([0, 0, 1, 1]), 3)
+    q = torch.tensor([[0.3, 0.3], [0.0, 0.0], [-0.2, 0.1]])
+    assert ((q @ fit.weight.T + fit.bias).argmax(1) != 2).all()

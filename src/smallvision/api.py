@@ -396,11 +396,22 @@ def refuse_like(run: str | Path, examples: str | Path, device: str = "auto") -> 
                          "or trained with --set ood=none)")
     if not Path(examples).is_dir():
         raise UsageError(f"{examples}: no such folder (give a folder of images the model should refuse)")
-    files = expand_inputs([str(examples)])
-    xs = torch.stack([p.preprocess(f) for f in files])
+    xs, files = [], []
+    for f in expand_inputs([str(examples)]):
+        try:
+            xs.append(p.preprocess(f))
+            files.append(f)
+        except UsageError:
+            raise
+        except Exception:  # an unreadable file is left out, the others judged
+            continue
+    if not files:
+        raise UsageError(f"{examples}: none of its images could be read")
+    xs = torch.stack(xs)
     f, z = ood.features_and_logits(p.model, xs)
     out = ood.score_features(p.model.ood, f, z)
-    doc = {k: v for k, v in p.ood.items() if k != "examples"}
+    # the training-time test figures were measured at the old threshold: they would mislead beside the new one
+    doc = {k: v for k, v in p.ood.items() if k not in ("examples", "test_accepted_percent", "test_accuracy_accepted")}
     base = float(doc.get("accept_before_examples", doc["accept"]))
     doc["accept"] = base  # examples are judged from the run's own operating point, not an earlier example set's
     doc["threshold"] = ood.threshold_at(doc, base)
@@ -411,10 +422,11 @@ def refuse_like(run: str | Path, examples: str | Path, device: str = "auto") -> 
     doc["examples"] = {"folder": str(examples), "images": len(files), "accepted_percent": round(after, 2),
                        "accepted_percent_before": round(before, 2)}
     folder = ckpt.parent
-    for name in (RunFolder.BEST, RunFolder.LAST):
-        if (folder / name).is_file():
-            write_into_checkpoint(folder / name, doc, key="ood")
-    if (folder / RunFolder.OOD).is_file():
+    targets = {ckpt} | ({folder / n for n in (RunFolder.BEST, RunFolder.LAST) if (folder / n).is_file()}
+                        if Path(run).is_dir() else set())
+    for target in sorted(targets):
+        write_into_checkpoint(target, doc, key="ood")
+    if Path(run).is_dir() and (folder / RunFolder.OOD).is_file():
         write_json(folder / RunFolder.OOD, doc)
     return {"run": str(run), "detector": doc["detector"], "examples": len(files), "accept_before": base,
             "accept": accept, "threshold": doc["threshold"], "examples_accepted_percent_before": round(before, 2),

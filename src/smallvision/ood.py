@@ -32,6 +32,7 @@ no run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -317,9 +318,10 @@ def accept_from_examples(doc: dict[str, Any], out_scores: torch.Tensor, floor: f
     says nothing of the kinds of image they do not show."""
     out = out_scores.double()
     steps = len(doc["quantiles"]) - 1
-    best_cost, best = float("inf"), float(doc["accept"])
-    for i in range(round(float(doc["accept"]) * steps), -1, -1):
-        a = i / steps
+    start = float(doc["accept"])
+    best_cost, best = float("inf"), start
+    # the run's own accept first, then the stored steps below it (never above: examples only tighten)
+    for a in [start] + [i / steps for i in range(math.floor(start * steps - 1e-9), -1, -1)]:
         if a < floor - 1e-9:
             break
         cost = (1 - a) + float((out <= threshold_at(doc, a)).double().mean())

@@ -168,7 +168,7 @@ def suggest(run: str | Path, folder: str | Path, n: int = 50, rule: str = DEFAUL
     top2 = probs.topk(min(2, probs.shape[1]), dim=1)
     rows = []
     for r, i in enumerate(order):
-        row = {"rank": r + 1, "file": kept[i], "suggested": r < n, "predicted": p.classes[int(top2.indices[i, 0])],
+        row = {"rank": r + 1, "file": str(Path(kept[i]).resolve()), "suggested": r < n, "predicted": p.classes[int(top2.indices[i, 0])],
                "probability": round(float(top2.values[i, 0]), 4)}
         if probs.shape[1] > 1:
             row.update(second=p.classes[int(top2.indices[i, 1])], second_probability=round(float(top2.values[i, 1]), 4))

@@ -89,14 +89,17 @@ def fit_class_means(feats: torch.Tensor, y: torch.Tensor, num_classes: int) -> H
     base = 1.0 / float(spread[spread > 0].median()) if (spread > 0).any() else 1.0
     scores: dict[float, float] = {}
     scale = base
+    empty = counts == 0  # a class with no labelled image here: never predicted (not a mean at the origin)
     if counts[counts > 0].min() >= 2:  # leave-one-out: each image against the means of the others
         loo = mu[y] + (mu[y] - x) / (counts[y] - 1)[:, None]  # its own class's mean without it
         d = torch.cdist(x, mu).pow(2)
         d[torch.arange(len(y)), y] = (x - loo).pow(2).sum(1)
+        d[:, empty] = float("inf")
         for factor in (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0):
             scores[factor] = round(float(F.cross_entropy(-base * factor * d, y)), 4)
         scale = base * min(scores, key=lambda f: scores[f])
     weight, bias = 2 * scale * mu, -scale * mu.pow(2).sum(1)
+    bias[empty] = -1e4
     with torch.no_grad():
         loss = float(F.cross_entropy(x @ weight.T + bias, y))
     return HeadFit(weight.contiguous(), bias, 0.0, {}, loss, kind="class means", scale=scale)

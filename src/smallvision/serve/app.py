@@ -145,17 +145,21 @@ def review_lists(checkpoint: str | Path, review: list[str | Path] | None = None)
             raise UsageError(f"--review {item}: no such file or folder")
     lists = []
     for p in paths:
-        with open(p, newline="") as fh:
-            reader = csv.DictReader(fh)
-            head = reader.fieldnames or []
-            rows = [row for row in reader if row.get("suggested") != "False"][:REVIEW_ROWS]  # suggest's: the n chosen
+        try:
+            with open(p, newline="", encoding="utf-8-sig") as fh:  # -sig: a spreadsheet's byte-order mark
+                reader = csv.DictReader(fh)
+                head = reader.fieldnames or []
+                rows = list(reader)
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise UsageError(f"--review {p}: not a readable CSV ({type(e).__name__})") from None
         if {"given", "suggested", "label_quality"} <= set(head):
             kind, title = "labels", "Most doubtful labels (given → suggested)"
         elif {"predicted", "probability", "suggested"} <= set(head):
             kind, title = "suggestions", "Label these next (the model's two best guesses)"
+            rows = [r for r in rows if r.get("suggested") != "False" and r.get("file")]  # suggest's: the n chosen
         else:
             raise UsageError(f"--review {p}: not a suggestions.csv or label_ranking.csv (its columns: {', '.join(head[:8])})")
-        lists.append({"kind": kind, "title": title, "source": str(p), "rows": rows})
+        lists.append({"kind": kind, "title": title, "source": str(p), "rows": rows[:REVIEW_ROWS]})
     return lists
 
 
@@ -255,13 +259,16 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str
     async def review_image(li: int, ri: int) -> Any:
         from fastapi.responses import FileResponse
 
+        from smallvision.data.formats import IMAGE_EXTS
+
         try:
             path = Path(lists[li]["rows"][ri]["file"]) if li >= 0 and ri >= 0 else None
-        except (IndexError, KeyError):
+        except (IndexError, KeyError, TypeError):
             path = None
-        if path is None or not path.is_file():  # only the files the lists name, read-only
+        # only the image files the lists name, read-only, never sniffed as anything else
+        if path is None or path.suffix.lower() not in IMAGE_EXTS or not path.is_file():
             return error(404, "no such review image")
-        return FileResponse(path)
+        return FileResponse(path, headers={"X-Content-Type-Options": "nosniff"})
 
     @app.post("/predict", summary="Classify one image",
               description="Send the image as multipart field `file`, as JSON `{\"image\": base64}`, or as the raw "
