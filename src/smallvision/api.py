@@ -396,19 +396,10 @@ def refuse_like(run: str | Path, examples: str | Path, device: str = "auto") -> 
                          "or trained with --set ood=none)")
     if not Path(examples).is_dir():
         raise UsageError(f"{examples}: no such folder (give a folder of images the model should refuse)")
-    xs, files = [], []
-    for f in expand_inputs([str(examples)]):
-        try:
-            xs.append(p.preprocess(f))
-            files.append(f)
-        except UsageError:
-            raise
-        except Exception:  # an unreadable file is left out, the others judged
-            continue
+    xs, files, skipped = p.preprocess_files(expand_inputs([str(examples)]))
     if not files:
-        raise UsageError(f"{examples}: none of its images could be read")
-    xs = torch.stack(xs)
-    f, z = ood.features_and_logits(p.model, xs)
+        raise UsageError(f"{examples}: none of its images could be read ({skipped[0]})")
+    f, z = ood.features_and_logits(p.model, torch.stack(xs))
     out = ood.score_features(p.model.ood, f, z)
     # the training-time test figures were measured at the old threshold: they would mislead beside the new one
     doc = {k: v for k, v in p.ood.items() if k not in ("examples", "test_accepted_percent", "test_accuracy_accepted")}

@@ -104,6 +104,22 @@ class Predictor:
         p.card = model_card(meta, None if onnx else resolve(path))  # an exported file carries its card
         return p
 
+    def preprocess_files(self, files: Sequence[str | Path]) -> tuple[list[torch.Tensor], list[str], list[str]]:
+        """Each readable file's model input; the files read; the unreadable ones as "file: reason"
+        (the others still go on: what suggest and calibrate --ood-examples judge)."""
+        xs: list[torch.Tensor] = []
+        kept: list[str] = []
+        skipped: list[str] = []
+        for f in files:
+            try:
+                xs.append(self.preprocess(f))
+                kept.append(str(f))
+            except UsageError:
+                raise
+            except Exception as e:  # an unreadable file is named, the others judged
+                skipped.append(f"{f}: {type(e).__name__}")
+        return xs, kept, skipped
+
     def preprocess(self, image: Any, invert: str = "auto", center: str = "auto") -> torch.Tensor:
         """A path, PIL image or array -> the model's normalised input (C, H, W)."""
         from PIL import Image

@@ -146,15 +146,7 @@ def suggest(run: str | Path, folder: str | Path, n: int = 50, rule: str = DEFAUL
         raise UsageError(f"{run}: suggest needs a run folder or .safetensors checkpoint (the model's features), "
                          "not an exported file")
     files, labelled = _pool(Path(folder), p.classes)
-    xs, kept, skipped = [], [], []
-    for f in files:
-        try:
-            xs.append(p.preprocess(f))
-            kept.append(f)
-        except UsageError:
-            raise
-        except Exception as e:  # an unreadable file is named, the others ranked
-            skipped.append(f"{f}: {type(e).__name__}")
+    xs, kept, skipped = p.preprocess_files(files)
     if not kept:
         raise UsageError(f"{folder}: none of its {len(files)} images could be read ({skipped[0]})")
     if log:
