@@ -128,9 +128,27 @@ def test_every_setting_is_a_flag_and_changes_the_config():
 
     names = {p.name for p in setting_parameters()}
     assert names == {f for f, fd in TrainConfig.__dataclass_fields__.items() if fd.metadata["flag"]} - {"recipe"}
-    assert settings_from_flags({"milestones": "3,9", "model_args": ["widths=[8,16]"], "normalize": "0.5,0.25",
-                                "lr": None}) == {"milestones": [3, 9], "model_args": {"widths": [8, 16]},
-                                                  "normalize": [0.5, 0.25]}
+    assert settings_from_flags({"model_args": ["widths=[8,16]"], "normalize": "0.5,0.25",
+                                "lr": None}) == {"model_args": {"widths": [8, 16]}, "normalize": [0.5, 0.25]}
+
+
+def test_advanced_settings_have_no_flag_but_reach_the_config_and_the_reproduce_line():
+    """The schedules' parameters are set with --set (or a recipe), and the report's Reproduce line
+    says so: a run with a non-default gamma is repeated by its own line."""
+    import shlex
+
+    from smallvision.cli.flags import parse_sets, setting_parameters
+    from smallvision.engine.trainer import reproduce_command
+
+    advanced = {f for f, fd in TrainConfig.__dataclass_fields__.items() if fd.metadata["advanced"]}
+    assert {"gamma", "milestones", "step_size", "data_order"} <= advanced
+    assert not advanced & {p.name for p in setting_parameters()}
+    cfg = api.make_config("mnist-fast", **parse_sets(["gamma=0.5", "milestones=[3, 9]"]), scheduler="multistep")
+    line = reproduce_command(cfg.to_dict())
+    assert "--set gamma=0.5" in line and "--gamma" not in line
+    args = shlex.split(line)[2:]
+    sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+    assert api.make_config("mnist-fast", **parse_sets(sets), scheduler="multistep") == cfg
 
 
 def test_result_changing_settings_are_refused_on_resume_and_others_allowed(reference):

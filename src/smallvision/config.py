@@ -27,11 +27,14 @@ Check = tuple[Callable[[Any], bool], str]  # (predicate, what it says when false
 
 
 def setting(default: Any, help: str, *, choices: str | tuple[str, ...] | None = None, check: Check | None = None,
-            result: bool = True, flag: bool = True, metavar: str = "") -> Any:
+            result: bool = True, flag: bool = True, advanced: bool = False, metavar: str = "") -> Any:
     """A `TrainConfig` field with its schema. ``choices`` names a registry ("model", ...) or lists
     the values; ``result=False`` marks settings that may change on resume (they do not alter what
-    the run computes); ``flag=False`` keeps it off the command line (set by the engine)."""
-    meta = {"help": help, "choices": choices, "check": check, "result": result, "flag": flag, "metavar": metavar}
+    the run computes); ``flag=False`` keeps it off the command line (set by the engine);
+    ``advanced=True`` gives it no flag of its own either, but a user sets it with ``--set KEY=VALUE``
+    or in a recipe (the schedules' parameters: the help stays short, nothing is lost)."""
+    meta = {"help": help, "choices": choices, "check": check, "result": result, "flag": flag and not advanced,
+            "advanced": advanced, "metavar": metavar}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -143,7 +146,7 @@ def redefault(cls: type, name: str, default: Any, **meta: Any) -> Any:
     f = cls.__dataclass_fields__[name]
     m = {**f.metadata, **meta}
     return setting(default, m["help"], choices=m["choices"], check=m["check"], result=m["result"], flag=m["flag"],
-                   metavar=m["metavar"])
+                   advanced=m["advanced"], metavar=m["metavar"])
 
 
 @dataclass
@@ -203,7 +206,7 @@ class TrainConfig(RunSettings):
     normalize: list[Any] | None = setting(None, "MEAN,STD on 0-1 pixels (default: the data set's own).",
                                           metavar="MEAN,STD")
     data_order: str = setting("seeded", "seeded: a function of (seed, epoch); torch: replay DataLoader(shuffle=True)'s "
-                              "order.", choices=("seeded", "torch"))
+                              "order.", choices=("seeded", "torch"), advanced=True)
     shift: int = setting(0, "Random-shift augmentation, pixels.", check=NON_NEGATIVE)
     hflip: bool = setting(False, "Random horizontal flips (not for digits).")
     augment: str = setting("none", "Augmentation preset (see README).", choices="augmentation")
@@ -281,14 +284,16 @@ class TrainConfig(RunSettings):
                                 "(full batch).", check=(lambda v: v >= 0, "must be ≥ 1 (or 0 for full batch)"))
     epochs: int = redefault(RunSettings, "epochs", 10, help="Epochs (full-batch: steps).")
     # --- learning-rate schedule (a pure function of the step, optim/schedules.py)
-    scheduler: str = setting("constant", "Learning-rate schedule.", choices="scheduler")
+    scheduler: str = setting("constant", "Learning-rate schedule; its parameters (step_size, gamma, milestones, "
+                             "pct_start, final_lr_ratio, plateau_patience) with --set KEY=VALUE or in a recipe.",
+                             choices="scheduler")
     warmup_epochs: float = setting(0.0, "Linear warm-up, epochs.", check=NON_NEGATIVE)
-    step_size: int = setting(7, "step scheduler: epochs between decays.", check=AT_LEAST_1)
-    gamma: float = setting(0.1, "Decay factor for step/multistep/exponential/plateau.")
-    milestones: list[int] = setting([30, 80], "multistep: epochs, comma-separated (30,80).", metavar="E1,E2,...")
-    pct_start: float = setting(0.25, "onecycle: fraction of steps spent warming up.", check=UNIT)
-    final_lr_ratio: float = setting(0.0, "onecycle/cosine: last lr as a fraction of lr.", check=NON_NEGATIVE)
-    plateau_patience: int = setting(2, "plateau: evaluations without a better validation loss.", check=NON_NEGATIVE)
+    step_size: int = setting(7, "step scheduler: epochs between decays.", check=AT_LEAST_1, advanced=True)
+    gamma: float = setting(0.1, "Decay factor for step/multistep/exponential/plateau.", advanced=True)
+    milestones: list[int] = setting([30, 80], "multistep: epochs, a JSON list ([30, 80]).", metavar="E1,E2,...", advanced=True)
+    pct_start: float = setting(0.25, "onecycle: fraction of steps spent warming up.", check=UNIT, advanced=True)
+    final_lr_ratio: float = setting(0.0, "onecycle/cosine: last lr as a fraction of lr.", check=NON_NEGATIVE, advanced=True)
+    plateau_patience: int = setting(2, "plateau: evaluations without a better validation loss.", check=NON_NEGATIVE, advanced=True)
     teacher: list[str] = setting([], "Knowledge distillation: trained run folders (comma-separated) whose averaged "
                                  "softened probabilities the student also learns.", metavar="RUN,RUN,...")
     distill_alpha: float = setting(0.5, "With --teacher: the soft (teacher) term's weight in the loss (1: the labels' "

@@ -119,8 +119,6 @@ def settings_from_flags(kw: dict[str, Any], cls: type = TrainConfig) -> dict[str
             val = parse_pairs(val, _SINGULAR[name])
         elif name == "teacher":  # run folders, comma-separated
             val = [p.strip() for p in val.split(",") if p.strip()]
-        elif name == "milestones":
-            val = [int(v) for v in numbers(val, "--milestones", None)]
         elif name == "normalize":
             val = numbers(val, "--normalize", 2)
         out[name] = val

@@ -314,8 +314,9 @@ def finish(s: Session) -> TrainResult:
 
 def reproduce_command(config: dict[str, Any]) -> str:
     """`smallvision train ...` with every setting that differs from the defaults (recipe first): the
-    report's "Reproduce" line. Settings that are not flags (what `cv` sets, the rules' reasons) are
-    left out: config.json carries them."""
+    report's "Reproduce" line. Settings without a flag of their own that a user sets (the schedules'
+    parameters) come as ``--set KEY=VALUE``; the engine's own (what `cv` sets, the rules' reasons)
+    are left out: config.json carries them."""
     from smallvision.config import FIELDS, TrainConfig
     from smallvision.recipes import recipe_config
 
@@ -323,7 +324,11 @@ def reproduce_command(config: dict[str, Any]) -> str:
     args = ["smallvision", "train"] + (["--recipe", config["recipe"]] if config.get("recipe") else [])
     for key, default in base.to_dict().items():
         val = config.get(key, default)
-        if key == "recipe" or val == default or not FIELDS[key].metadata["flag"]:
+        meta = FIELDS[key].metadata
+        if key == "recipe" or val == default or not (meta["flag"] or meta["advanced"]):
+            continue
+        if meta["advanced"]:
+            args += ["--set", f"{key}={json.dumps(val)}"]
             continue
         flag = "--" + key.replace("_", "-")
         if isinstance(val, bool):
