@@ -94,7 +94,7 @@ def export(checkpoint: str | Path, fmt: str = "onnx", out: str | Path | None = N
     from smallvision.modelfile import load_model, resolve
 
     if fmt not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, web, web-int8; got {fmt!r}")
     if check_n < 1:
         raise UsageError(f"--check-images must be ≥ 1, got {check_n}")
     ckpt = resolve(checkpoint)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from smallvision.data.folder import IMAGE_EXTS, open_image, resize_center_crop
+from smallvision.data.folder import IMAGE_EXTS, open_image, resize_center_crop, resize_hv
 from smallvision.data.info import DatasetInfo
 from smallvision.errors import UsageError
 
@@ -40,14 +40,14 @@ def mnist_style(gray: np.ndarray, size: int) -> np.ndarray:
     gray[gray < 0.15] = 0
     ink = gray > 0.3
     if not ink.any():
-        return np.asarray(Image.fromarray((gray * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR)) / 255.0
+        return np.asarray(resize_hv(Image.fromarray((gray * 255).astype(np.uint8)), (size, size), Image.BILINEAR)) / 255.0
     rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
     crop = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     box = max(1, round(size * 20 / 28))
     h, w = crop.shape
     s = box / max(h, w)
     nh, nw = max(1, round(h * s)), max(1, round(w * s))
-    small = np.asarray(Image.fromarray((crop * 255).astype(np.uint8)).resize((nw, nh), Image.LANCZOS)) / 255.0
+    small = np.asarray(resize_hv(Image.fromarray((crop * 255).astype(np.uint8)), (nw, nh), Image.LANCZOS)) / 255.0
     canvas = np.zeros((size, size))
     top, left = (size - nh) // 2, (size - nw) // 2
     canvas[top : top + nh, left : left + nw] = small
@@ -148,10 +148,10 @@ class Predictor:
                 arr = mnist_style(g, h)
             else:
                 pim = resize_center_crop(Image.fromarray((g * 255).astype(np.uint8)), min(h, w))
-                arr = np.asarray(pim.resize((w, h)), dtype=np.float64) / 255.0
+                arr = np.asarray(resize_hv(pim, (w, h), Image.BICUBIC), dtype=np.float64) / 255.0
             x = torch.from_numpy(arr).float()[None]
         else:
-            pim = resize_center_crop(im, min(h, w)).resize((w, h))
+            pim = resize_hv(resize_center_crop(im, min(h, w)), (w, h), Image.BICUBIC)
             x = torch.from_numpy(np.asarray(pim, dtype=np.float32) / 255.0).permute(2, 0, 1)
         return (x - self._mean) / self._std
 

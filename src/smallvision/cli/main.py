@@ -6,6 +6,7 @@ errors print one line and exit 2 (``--debug`` shows the traceback instead).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
@@ -402,8 +403,11 @@ def calibrate(
 def export_cmd(
     checkpoint: Annotated[str, typer.Argument(help="A run folder or a .safetensors checkpoint.")],
     fmt: Annotated[str, typer.Option("--format", help="onnx, onnx-int8 (static int8, checked by test accuracy), "
-                                     "torchscript or safetensors")] = "onnx",
-    out: Annotated[Optional[str], typer.Option("--out", "-o", help="File to write (default: model.<ext> beside the checkpoint).")] = None,
+                                     "torchscript, safetensors, or web / web-int8 (a folder: a page that runs the "
+                                     "model offline in any browser)")] = "onnx",
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="File to write (default: model.<ext> beside the "
+                                               "checkpoint; web: the folder web/ in the run).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="web: replace a folder that exists and is not empty.")] = False,
     check_images: Annotated[int, typer.Option(help="Test images the export is checked on against PyTorch.")] = 256,
     data_dir: Annotated[Optional[str], typer.Option(help="Where the model's data set is (for the check).")] = None,
     opset: Annotated[Optional[int], typer.Option(help="ONNX opset (default: the exporter's).")] = None,
@@ -413,6 +417,22 @@ def export_cmd(
     """Export a model to ONNX (fp32 or int8)/TorchScript/safetensors, checked against PyTorch on real test images."""
     from smallvision.export import TOLERANCE, describe, export
 
+    if fmt in ("web", "web-int8"):
+        from smallvision.web import export_web
+
+        w = export_web(checkpoint, out, force=force, int8=fmt == "web-int8", data_dir=data_dir, check_n=check_images,
+                       opset=opset)
+        if as_json:
+            print(json.dumps(dataclasses.asdict(w)))
+            return
+        c = w.check
+        checked = (f"int8 {c['accuracy']:.2f} % against fp32's {c['reference_accuracy']:.2f} % on {c['checked_on']}"
+                   if c["accuracy"] is not None else
+                   f"max abs logit difference {c['max_abs_diff']:.2e} against PyTorch on {c['checked_on']}")
+        print(f"wrote {w.path}/ ({w.bytes / 1e6:.1f} MB: the page, the model {w.model_bytes / 1e6:.1f} MB, ONNX Runtime "
+              f"Web); model checked: {checked}")
+        print(f"open it: python -m http.server -d {w.path} 8000, then http://localhost:8000/")
+        return
     r = export(checkpoint, fmt, out, data_dir, check_images, opset, max_drop)  # int8: 512 calibration images
     if as_json:
         print(json.dumps(describe(r)))

@@ -184,12 +184,25 @@ def open_image(path: Path, channels: int, size: int | None = None):  # type: ign
         return im.convert("L" if channels == 1 else "RGB")
 
 
+def resize_hv(im, size: tuple[int, int], resample: int):  # type: ignore[no-untyped-def]
+    """Pillow's ``im.resize(size, resample)`` with the horizontal pass always first. Pillow 13 picks
+    the order of its two passes from the image's shape, and the 8-bit rounding between them moves
+    a pixel by one level: pinned here, training, `predict` and the exported web page (which does
+    the same in JavaScript, smallvision/web/preprocess.js) give the same pixels on any Pillow."""
+    w, h = size
+    if im.width != w:
+        im = im.resize((w, im.height), resample)
+    if im.height != h:
+        im = im.resize((w, h), resample)
+    return im
+
+
 def resize_center_crop(im, size: int):  # type: ignore[no-untyped-def]
     from PIL import Image
 
     w, h = im.size
     s = size / min(w, h)
-    im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
+    im = resize_hv(im, (max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
     w, h = im.size
     left, top = (w - size) // 2, (h - size) // 2
     return im.crop((left, top, left + size, top + size))
