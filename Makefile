@@ -11,11 +11,12 @@ export SMALLVISION_DATA ?= $(SHARED)
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml web-runtime/package-lock.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -e '.[dev,pretrained,docs,runtimes,serve,tune,explain,labels,export,tensorboard]'
 	@bash scripts/install-data.sh
 	@bash scripts/install-browser.sh
+	@bash scripts/install-web-runtime.sh
 	@touch $(STAMP)
 
 demo: setup

@@ -52,11 +52,11 @@ class WebExport:
 def ort_web_dir() -> Path:
     """ONNX Runtime Web's ``dist`` folder: $SMALLVISION_ORT_WEB, else ``web-runtime/node_modules``
     of this checkout (what `make setup` installs), else of the current folder."""
-    candidates = []
-    if os.environ.get("SMALLVISION_ORT_WEB"):
-        candidates.append(Path(os.environ["SMALLVISION_ORT_WEB"]))
     rel = Path("web-runtime") / "node_modules" / "onnxruntime-web" / "dist"
-    candidates += [parent / rel for parent in Path(__file__).resolve().parents] + [Path.cwd() / rel]
+    if os.environ.get("SMALLVISION_ORT_WEB"):  # given: the only place looked at
+        candidates = [Path(os.environ["SMALLVISION_ORT_WEB"])]
+    else:
+        candidates = [parent / rel for parent in Path(__file__).resolve().parents] + [Path.cwd() / rel]
     for d in candidates:
         if all((d / f).is_file() for f in ORT_FILES):
             version = _package_version(d)
