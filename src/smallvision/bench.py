@@ -32,6 +32,8 @@ from smallvision.io import write_json
 from smallvision.runfolder import RunFolder
 
 FORMATS = ("pytorch-fp32", "pytorch-bf16", "torchscript", "onnx", "onnx-int8", "openvino")
+# on request (--formats ...,web): the exported web page, timed in headless Chromium
+OPTIONAL = ("web",)
 BENCHMARK_JSON = "benchmark.json"
 
 
@@ -78,9 +80,9 @@ def benchmark(checkpoint: str | Path, data_dir: str | None = None, formats: tupl
     from smallvision.export import _accuracy, export, model_images
     from smallvision.modelfile import OnnxModel, load_model, resolve
 
-    unknown = [f for f in formats if f not in FORMATS]
+    unknown = [f for f in formats if f not in FORMATS + OPTIONAL]
     if unknown:
-        raise UsageError(f"--formats: unknown {', '.join(unknown)} (choose from {', '.join(FORMATS)})")
+        raise UsageError(f"--formats: unknown {', '.join(unknown)} (choose from {', '.join(FORMATS + OPTIONAL)})")
     if batch < 1 or images < 1 or latency_calls < 1:
         raise UsageError("--batch and --images must be ≥ 1 (and latency_calls)")
     say = log or (lambda _m: None)
@@ -124,6 +126,10 @@ def benchmark(checkpoint: str | Path, data_dir: str | None = None, formats: tupl
             elif fmt in ("onnx", "onnx-int8"):
                 path = exported(fmt)
                 runner, size = OnnxModel.load(path, threads), path.stat().st_size
+            elif fmt == "web":
+                rows.append(_web_row(ckpt, data_dir, Path(tmp) / "web", runner_accuracy=lambda p: _accuracy(
+                    OnnxModel.load(p, threads), test_x, test_y, batch), say=say))
+                continue
             else:  # openvino
                 if importlib.util.find_spec("openvino") is None:
                     rows.append({"format": fmt, "note": "not installed (pip install openvino)"})
@@ -153,6 +159,25 @@ def benchmark(checkpoint: str | Path, data_dir: str | None = None, formats: tupl
     return doc
 
 
+def _web_row(ckpt: Path, data_dir: str | None, folder: Path, runner_accuracy: Callable[[Path], float],
+             say: Callable[[str], None]) -> dict[str, Any]:
+    """The web folder (export --format web): its size, its model's test accuracy (the same ONNX graph),
+    and batch-1 latency in headless Chromium (ONNX Runtime Web, WebAssembly)."""
+    from smallvision.web import browser_timing, export_web
+
+    say("exporting web (and checking it)")
+    w = export_web(ckpt, folder, data_dir=data_dir)
+    say("measuring web in headless Chromium")
+    try:
+        t = browser_timing(folder)
+    except UsageError as e:
+        return {"format": "web", "note": str(e)}
+    return {"format": "web", "bytes": w.bytes, "accuracy": round(runner_accuracy(folder / "model.onnx"), 2),
+            "latency_ms": t["latency_ms"], "ready_s": t["ready_s"], "first_answer_s": t["first_answer_s"],
+            "note": f"the whole folder; headless Chromium, ONNX Runtime Web (WebAssembly, 1 thread); page ready "
+                    f"{t['ready_s']:.2f} s, first answer {t['first_answer_s']:.2f} s"}
+
+
 def markdown(doc: dict[str, Any]) -> list[str]:
     """The table as Markdown lines (the CLI prints it with rich; benchmarks/ commit these)."""
     lines = [f"{doc['model']} on {doc['dataset']}: accuracy on all {doc['test_images']} test images; batch-{doc['batch']} "
@@ -164,8 +189,9 @@ def markdown(doc: dict[str, Any]) -> list[str]:
         if "accuracy" not in r:
             lines.append(f"| {r['format']} | | | | | {r.get('note', '')} |")
             continue
+        rate = f"{r['images_per_s']:,.0f}" if "images_per_s" in r else ""
         lines.append(f"| {r['format']} | {r['bytes'] / 1e6:.3f} | {r['accuracy']:.2f} | {r['latency_ms']:.3f} | "
-                     f"{r['images_per_s']:,.0f} | {r.get('note', '')} |")
+                     f"{rate} | {r.get('note', '')} |")
     if "int8" in doc:
         i = doc["int8"]
         lines += ["", f"int8 against ONNX fp32: accuracy {i['accuracy_delta']:+.2f} points, {i['speedup_batch']:.2f}× "
@@ -173,4 +199,4 @@ def markdown(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-__all__ = ["FORMATS", "benchmark", "markdown"]
+__all__ = ["FORMATS", "OPTIONAL", "benchmark", "markdown"]

@@ -163,6 +163,33 @@ def review_lists(checkpoint: str | Path, review: list[str | Path] | None = None)
     return lists
 
 
+def _web_runtime_installed() -> bool:
+    from smallvision.web import ort_web_dir
+
+    try:
+        ort_web_dir()
+        return True
+    except UsageError:
+        return False
+
+
+def _web_folder_zip(checkpoint: str | Path) -> bytes:
+    """`export --format web` of `checkpoint` into a temporary folder, zipped in memory."""
+    import io
+    import tempfile
+    import zipfile
+
+    from smallvision.web import export_web
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(export_web(checkpoint, Path(tmp) / "web").path)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted(folder.iterdir()):
+                z.write(f, f"web/{f.name}")
+        return buf.getvalue()
+
+
 def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str = "auto",
                threads: int = 0, review: list[str | Path] | None = None):  # type: ignore[no-untyped-def]
     """The app for one model: a run folder, a .safetensors checkpoint or an exported .onnx file.
@@ -203,6 +230,11 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str
 
         explainer = Explainer(predictor)
     info["explain"] = explainer.methods if explainer else []
+    # the same model as a static web page (export --format web), zipped on first request: offered
+    # when this is a checkpoint (not an .onnx file) and ONNX Runtime Web is installed here
+    info["web_download"] = not str(checkpoint).lower().endswith(".onnx") and _web_runtime_installed()
+    web_zip: dict[str, bytes] = {}
+    web_lock = threading.Lock()
     explain_lock = threading.Lock()  # attribution hooks are registered on the one shared model
     # the API docs (/docs, /redoc) from Swagger UI / ReDoc files shipped in fastapi-offline: no CDN
     app = FastAPIOffline(title=title, version="1",
@@ -247,6 +279,28 @@ def create_app(checkpoint: str | Path, limits: Limits | None = None, device: str
     @app.get("/info")
     async def get_info() -> dict[str, Any]:
         return info
+
+    @app.get("/web.zip", summary="The model as a web page",
+             description="A zip of `smallvision export --format web`: a static page that runs this model offline "
+                         "in any browser (built on the first request, then kept).")
+    async def get_web_zip() -> Any:
+        if not info["web_download"]:
+            return error(404, "no web page for this model here (an .onnx file, or ONNX Runtime Web not installed: "
+                              "make setup)")
+
+        def build() -> bytes:
+            with web_lock:
+                if "zip" not in web_zip:
+                    web_zip["zip"] = _web_folder_zip(checkpoint)
+                return web_zip["zip"]
+
+        try:
+            blob = await run_in_threadpool(build)
+        except UsageError as e:
+            return error(409, str(e))
+        name = f"{predictor.card.get('run') or 'model'}-web.zip"
+        return Response(blob, media_type="application/zip",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     @app.get("/review", summary="Lists to review",
              description="The run's label-next suggestions and any `--review` list (doubtful labels), their first "

@@ -204,3 +204,58 @@ def export_web(checkpoint: str | Path, out: str | Path | None = None, *, force: 
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return WebExport(str(dest), sum(files.values()), files["model.onnx"], int8, describe(r), list(files))
+
+
+def browser_timing(folder: str | Path, calls: int = 50, chromium: str | None = None) -> dict[str, Any]:
+    """The web folder in headless Chromium (Playwright; `chromium` or $SMALLVISION_CHROMIUM or the one on
+    PATH), served by a static server on this machine: seconds from opening the page to its first
+    answer (a gray picture of the model's size chosen as a file), and the median of `calls` model
+    calls (WebAssembly, one thread: a static server gives no cross-origin isolation)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from PIL import Image
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise UsageError("the browser's timing needs Playwright (the dev extra: make setup)") from None
+    browser_path = chromium or os.environ.get("SMALLVISION_CHROMIUM") or shutil.which("chromium") \
+        or shutil.which("chromium-browser")
+    if not browser_path:
+        raise UsageError("the browser's timing needs Chromium (sudo apt-get install chromium, or SMALLVISION_CHROMIUM)")
+    doc = json.loads((Path(folder) / "model.json").read_text())
+    rule = doc["preprocessing"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "-d", str(folder), "--bind", "127.0.0.1", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+            picture = Path(tmp) / "gray.png"
+            Image.new("RGB", (rule["width"], rule["height"]), (128, 128, 128)).save(picture)
+            for _ in range(100):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            browser = p.chromium.launch(executable_path=browser_path, headless=True, args=["--no-sandbox"])
+            page = browser.new_page()
+            t0 = time.perf_counter()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector("body[data-ready='1']", timeout=120_000)
+            ready = time.perf_counter() - t0
+            page.set_input_files("#file", str(picture))
+            page.wait_for_function("Number(document.body.dataset.answered) >= 1", timeout=120_000)
+            first = time.perf_counter() - t0
+            latency = float(page.evaluate(f"window.smallvision.latency({int(calls)})"))
+            version = page.evaluate("navigator.userAgent")
+            browser.close()
+    finally:
+        server.terminate()
+    return {"ready_s": round(ready, 3), "first_answer_s": round(first, 3), "latency_ms": round(latency, 3),
+            "browser": version}

@@ -43,7 +43,8 @@
   };
   const rule = doc.preprocessing, card = doc.card || {};
   const classes = doc.class_names;
-  $("title").textContent = `${card.model || "model"} · ${card.dataset || ""}`;
+  // a folder data set by its name, not the path it was trained from
+  $("title").textContent = `${card.model || "model"} · ${String(card.dataset || "").replace(/^folder:.*[\\/]/, "folder:")}`;
   const acc = typeof card.test_accuracy === "number" ? `test accuracy ${card.test_accuracy.toFixed(2)} %, ` : "";
   $("card").textContent = `${acc}${classes.length} classes (${classes.slice(0, 8).join(", ")}${classes.length > 8 ? ", …" : ""})` +
     (doc.ood ? "; answers \"none of these\" for images unlike its training data" : "");
@@ -266,6 +267,20 @@
   });
   $("clear").addEventListener("click", clearPad);
 
+  // for `smallvision benchmark`: the median time of `n` model calls on one input, in ms
+  window.smallvision = {
+    async latency(n) {
+      const x = new Float32Array(rule.channels * rule.height * rule.width), times = [];
+      await classify(x);
+      for (let i = 0; i < n; i++) {
+        const t0 = performance.now();
+        await classify(x);
+        times.push(performance.now() - t0);
+      }
+      times.sort((a, b) => a - b);
+      return times[Math.floor(n / 2)];
+    },
+  };
   body.dataset.ready = "1";
   say("Ready: drop, paste or choose photos" + (rule.digit_style ? ", or draw a digit" : "") + ".");
 })();
