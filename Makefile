@@ -13,7 +13,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml web-runtime/package-lock.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[dev,pretrained,docs,runtimes,serve,tune,explain,labels,export,tensorboard]'
+	$(BIN)/python -m pip install -q -e '.[dev,pretrained,docs,runtimes,serve,tune,explain,labels,export,tensorboard,phone]'
 	@bash scripts/install-data.sh
 	@bash scripts/install-browser.sh
 	@bash scripts/install-web-runtime.sh

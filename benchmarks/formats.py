@@ -1,5 +1,6 @@
 """Every export format of a trained model side by side (`smallvision benchmark`): file size, test
-accuracy, batch-1 latency, batch throughput, measured in one process. Each recipe is trained
+accuracy, batch-1 latency, batch throughput, measured in one process; the phones' files (TFLite,
+ExecuTorch) in their own Python runtimes and the web page in headless Chromium. Each recipe is trained
 first (its own schedule, no report), then benchmarked.
 
     SMALLVISION_DATA=../shared/data .venv/bin/python benchmarks/formats.py \
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 from _common import cpu_name, emit, recipe_entries  # benchmarks/_common.py
 
-from smallvision.bench import benchmark, markdown
+from smallvision.bench import FORMATS, OPTIONAL, benchmark, markdown
 
 
 def main() -> None:
@@ -45,7 +46,7 @@ def main() -> None:
             summary = json.loads(p.stdout.strip().splitlines()[-1])
             label = " ".join([recipe, *flags])
             photo = summary["dataset"].startswith("folder:")
-            doc = benchmark(Path(summary["run_dir"]), images=a.photo_images if photo else 1024,
+            doc = benchmark(Path(summary["run_dir"]), formats=FORMATS + OPTIONAL, images=a.photo_images if photo else 1024,
                             latency_calls=50 if photo else 200, log=lambda m: print(m, flush=True))
             lines += [f"## {label}", "", *markdown(doc), ""]
             print("\n".join(lines[-len(markdown(doc)) - 3:]), flush=True)

@@ -33,7 +33,7 @@ from smallvision.runfolder import RunFolder
 
 FORMATS = ("pytorch-fp32", "pytorch-bf16", "torchscript", "onnx", "onnx-int8", "openvino")
 # on request (--formats ...,web): the exported web page, timed in headless Chromium
-OPTIONAL = ("web",)
+OPTIONAL = ("tflite", "executorch", "web")  # phones (the phone extra) and the page
 BENCHMARK_JSON = "benchmark.json"
 
 
@@ -126,6 +126,11 @@ def benchmark(checkpoint: str | Path, data_dir: str | None = None, formats: tupl
             elif fmt in ("onnx", "onnx-int8"):
                 path = exported(fmt)
                 runner, size = OnnxModel.load(path, threads), path.stat().st_size
+            elif fmt in ("tflite", "executorch"):
+                from smallvision.export import PhoneModel
+
+                path = exported(fmt)
+                runner, size, note = PhoneModel(path.read_bytes(), fmt), path.stat().st_size, "its own runtime, one image a call"
             elif fmt == "web":
                 rows.append(_web_row(ckpt, data_dir, Path(tmp) / "web", runner_accuracy=lambda p: _accuracy(
                     OnnxModel.load(p, threads), test_x, test_y, batch), say=say))

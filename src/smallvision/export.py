@@ -29,7 +29,13 @@ from smallvision.errors import UsageError
 from smallvision.io import atomic_write_bytes
 from smallvision.modelfile import OnnxModel, model_card, preprocessing
 
-FORMATS = {"onnx": ".onnx", "onnx-int8": "-int8.onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
+FORMATS = {"onnx": ".onnx", "onnx-int8": "-int8.onnx", "torchscript": ".pt", "safetensors": ".safetensors",
+           "tflite": ".tflite", "executorch": ".pte"}
+# phones: LiteRT (TensorFlow Lite) through litert-torch, ExecuTorch with the XNNPACK backend; both take one
+# image at a time (batch 1, the shape they are converted with) and give the logits predict gives (the
+# temperature included, no "none of these" output). Neither file format has a place for our document,
+# so it is written beside the file (model.tflite.json), and the check runs each file in its own runtime.
+PHONE = ("tflite", "executorch")
 EXPORT_FORMAT = "smallvision-export"
 TOLERANCE = 1e-4  # max abs logit difference accepted between PyTorch and the exported model
 INT8_MAX_DROP = 0.3  # onnx-int8: accuracy points it may lose against fp32 ONNX on the test set
@@ -113,9 +119,12 @@ def export(checkpoint: str | Path, fmt: str = "onnx", out: str | Path | None = N
            "card": model_card(meta, ckpt), "source": str(ckpt)}
     if fmt == "onnx-int8":
         return _export_int8(model, meta, doc, dest, x, data_dir, opset, max_drop, calibration_n)
-    writer = {"onnx": _write_onnx, "torchscript": _write_torchscript, "safetensors": _write_safetensors}[fmt]
+    writer = {"onnx": _write_onnx, "torchscript": _write_torchscript, "safetensors": _write_safetensors,
+              "tflite": _write_tflite, "executorch": _write_executorch}[fmt]
     blob = writer(model, x[:2], doc, opset)
     diff, same = _check(fmt, blob, x, ref)
+    if fmt in PHONE:
+        atomic_write_bytes(str(dest) + ".json", json.dumps({k: v for k, v in doc.items() if k != "ood"}, indent=1).encode())
     if fmt == "onnx" and "ood" in doc and getattr(model, "ood", None) is not None:
         diff = max(diff, _ood_diff(model, blob, x))
     result = ExportResult(str(dest), fmt, checked_on, len(x), diff, same, len(blob))
@@ -294,9 +303,79 @@ def _write_safetensors(model: torch.nn.Module, _example: torch.Tensor, doc: dict
     return checkpoint_bytes(model.state_dict(), meta, extra=flat)
 
 
+def _quiet() -> Any:
+    """The converters' own chatter (warnings, absl and TensorFlow logs) kept off the user's screen."""
+    import contextlib
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    logging.disable(logging.WARNING)
+    stack.callback(logging.disable, logging.NOTSET)
+    return stack
+
+
+def _write_tflite(model: torch.nn.Module, example: torch.Tensor, _doc: dict[str, Any], _opset: int | None) -> bytes:
+    import tempfile
+
+    import litert_torch
+
+    with _quiet(), tempfile.TemporaryDirectory() as tmp:
+        litert_torch.convert(model, (example[:1],)).export(str(Path(tmp) / "m.tflite"))
+        return (Path(tmp) / "m.tflite").read_bytes()
+
+
+def _write_executorch(model: torch.nn.Module, example: torch.Tensor, _doc: dict[str, Any], _opset: int | None) -> bytes:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    with _quiet():
+        program = torch.export.export(model, (example[:1],))
+        return bytes(to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)
+
+
+class PhoneModel:
+    """A .tflite or .pte file run by its own Python runtime (ai-edge-litert's Interpreter, ExecuTorch's
+    Runtime), callable like the model: (B, C, H, W) float tensor -> logits, one image per call inside."""
+
+    def __init__(self, blob: bytes, fmt: str) -> None:
+        import tempfile
+
+        self.fmt = fmt
+        if fmt == "tflite":
+            from ai_edge_litert.interpreter import Interpreter
+
+            self.it = Interpreter(model_content=blob)
+            self.it.allocate_tensors()
+            self.inp, self.out = self.it.get_input_details()[0]["index"], self.it.get_output_details()[0]["index"]
+        else:
+            from executorch.runtime import Runtime
+
+            self._tmp = tempfile.NamedTemporaryFile(suffix=".pte")  # the runtime loads a program from a file
+            self._tmp.write(blob)
+            self._tmp.flush()
+            with _quiet():
+                self.method = Runtime.get().load_program(self._tmp.name).load_method("forward")
+
+    def one(self, x: torch.Tensor) -> np.ndarray:
+        if self.fmt == "tflite":
+            self.it.set_tensor(self.inp, np.ascontiguousarray(x.numpy(), dtype=np.float32))
+            self.it.invoke()
+            return np.array(self.it.get_tensor(self.out))
+        return self.method.execute([x.contiguous()])[0].numpy()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.concatenate([self.one(x[i : i + 1].float()) for i in range(len(x))]))
+
+
 def _check(fmt: str, blob: bytes, x: torch.Tensor, ref: torch.Tensor) -> tuple[float, bool]:
     """Run the exported bytes as a user would load them and compare the logits."""
     import io
+
+    if fmt in PHONE:
+        return _compare(ref, PhoneModel(blob, fmt)(x))
 
     if fmt == "onnx":
         return _compare(ref, OnnxModel.from_bytes(blob).run(x.numpy()))  # the logits; the OOD score in _check_ood

@@ -25,6 +25,7 @@ PACKAGES = {
     "openvino": "runtimes",
     "tensorboard": "tensorboard",
     "timm": "pretrained",
+    "litert_torch": "phone", "ai_edge_litert": "phone", "executorch": "phone",
 }
 
 

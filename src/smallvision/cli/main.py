@@ -403,8 +403,9 @@ def calibrate(
 def export_cmd(
     checkpoint: Annotated[str, typer.Argument(help="A run folder or a .safetensors checkpoint.")],
     fmt: Annotated[str, typer.Option("--format", help="onnx, onnx-int8 (static int8, checked by test accuracy), "
-                                     "torchscript, safetensors, or web / web-int8 (a folder: a page that runs the "
-                                     "model offline in any browser)")] = "onnx",
+                                     "torchscript, safetensors, tflite / executorch (phones; checked in their own "
+                                     "runtimes), or web / web-int8 (a folder: a page that runs the model offline in "
+                                     "any browser)")] = "onnx",
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="File to write (default: model.<ext> beside the "
                                                "checkpoint; web: the folder web/ in the run).")] = None,
     force: Annotated[bool, typer.Option("--force", help="web: replace a folder that exists and is not empty.")] = False,
@@ -437,7 +438,8 @@ def export_cmd(
     if as_json:
         print(json.dumps(describe(r)))
         return
-    print(f"wrote {r.path} ({r.format}, {r.bytes / 1e6:.2f} MB) with the preprocessing and model card inside")
+    where = f"beside it in {Path(r.path).name}.json" if fmt in ("tflite", "executorch") else "inside"
+    print(f"wrote {r.path} ({r.format}, {r.bytes / 1e6:.2f} MB) with the preprocessing and model card {where}")
     if r.accuracy is not None:
         print(f"checked on {r.checked_on}: int8 {r.accuracy:.2f} %, fp32 {r.reference_accuracy:.2f} % "
               f"(at most {r.max_drop:g} points lower allowed); top class as fp32's on {'all' if r.same_argmax else 'not all'} "
@@ -451,7 +453,7 @@ def export_cmd(
 def benchmark(
     checkpoint: Annotated[str, typer.Argument(help="A run folder or a .safetensors checkpoint.")],
     formats: Annotated[str, typer.Option(help="Comma-separated, from: pytorch-fp32, pytorch-bf16, torchscript, onnx, "
-                                         "onnx-int8, openvino, and on request web (the exported page, timed in headless Chromium).")] = ",".join(("pytorch-fp32", "pytorch-bf16", "torchscript",
+                                         "onnx-int8, openvino, and on request tflite, executorch (phones) and web (the exported page, timed in headless Chromium).")] = ",".join(("pytorch-fp32", "pytorch-bf16", "torchscript",
                                                                               "onnx", "onnx-int8", "openvino")),
     images: Annotated[int, typer.Option(help="Test images the batch throughput is timed on.")] = 1024,
     batch: Annotated[int, typer.Option(help="Batch size of the throughput and accuracy passes.")] = 256,

@@ -1,0 +1,48 @@
+"""`export --format tflite | executorch`: each file run by its own Python runtime (ai-edge-litert's
+Interpreter, ExecuTorch's Runtime) gives PyTorch's logits within 1e-4 and the same top class on 256
+real test images; a converter that is not installed is a one-line error naming the extra."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_cli
+from smallvision.export import PhoneModel, check_images, export
+from smallvision.modelfile import load_model
+
+
+@pytest.mark.slow  # each converter takes 10-40 s on 2 cores (CI runs make test-slow)
+@pytest.mark.parametrize("fmt", ["tflite", "executorch"])
+def test_phone_formats_match_pytorch_in_their_own_runtime(mnist_run, tmp_path, fmt):
+    pytest.importorskip("litert_torch" if fmt == "tflite" else "executorch")
+    r = export(mnist_run, fmt, tmp_path / f"model.{fmt}", check_n=256)
+    assert r.ok and r.images == 256 and r.max_abs_diff <= 1e-4 and r.same_argmax
+    # again, independently of export's own check: the written file, on the next 256 test images
+    model, meta = load_model(mnist_run / "best.safetensors", "cpu")
+    x, _ = check_images(meta, 512, None)
+    x = x[256:]
+    with torch.inference_mode():
+        ref = model.float().eval()(x)
+    got = PhoneModel(Path(r.path).read_bytes(), fmt)(x)
+    assert (got.argmax(1) == ref.argmax(1)).all() and float((got - ref).abs().max()) <= 1e-4
+    doc = json.loads(Path(r.path + ".json").read_text())  # the document the file format has no place for
+    assert doc["preprocessing"]["class_names"] == [str(i) for i in range(10)] and doc["exported_as"] == fmt
+
+
+def test_a_missing_converter_names_the_extra(mnist_run, tmp_path):
+    code = ("import sys; sys.modules['litert_torch'] = None; from smallvision.cli.main import main; "
+            f"sys.argv = ['smallvision', 'export', {str(mnist_run)!r}, '--format', 'tflite', '--out', "
+            f"{str(tmp_path / 'm.tflite')!r}, '--check-images', '8']; main()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "pip install 'smallvision[phone]'" in r.stderr and r.stderr.strip().count("\n") == 0
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_unknown_format_lists_the_phone_formats(mnist_run):
+    r = run_cli("export", str(mnist_run), "--format", "coreml")
+    assert r.returncode == 2 and "tflite" in r.stderr and "executorch" in r.stderr and "web" in r.stderr
