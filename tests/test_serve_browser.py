@@ -126,3 +126,53 @@ def test_draw_and_upload_in_chromium(served, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "serve-docs.png"))
         browser.close()
     assert not errors, errors
+
+
+@pytest.mark.slow  # the camera, paste and the web page's download: ~30 CPU-s (a web export inside)
+def test_camera_paste_and_web_download(served, tmp_path):
+    import zipfile
+
+    from playwright.sync_api import sync_playwright
+
+    from test_web_browser import fake_camera_video
+
+    data = load_dataset("mnist")
+    i = int(np.flatnonzero(data.test_y.numpy() == 4)[0])  # the digit the upload test reads
+    four = tmp_path / "four.png"
+    Image.fromarray(255 - data.test_x[i, 0].numpy()).resize((140, 140)).save(four)
+    clip = fake_camera_video(four, tmp_path / "camera.y4m")
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), headless=True, args=[
+            "--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={clip}"])
+        context = browser.new_context(permissions=["camera"], accept_downloads=True)
+        page = context.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(served)
+                   else (errors.append("off-server request: " + route.request.url), route.abort()))
+        page.goto(served)
+        page.wait_for_selector("body[data-ready='1']")
+        # paste: a PNG put on the clipboard event, as Ctrl+V in the page gives it
+        page.evaluate("""async (b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], "four.png", { type: "image/png" }));
+            document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt }));
+        }""", __import__("base64").b64encode(four.read_bytes()).decode())
+        page.wait_for_function("Number(document.body.dataset.answered || 0) >= 1", timeout=20_000)
+        assert settled(page) == "4"
+        # the camera: frames sent while it runs, the digit it shows read
+        page.click("#camera")
+        page.wait_for_function("Number(document.body.dataset.frames || 0) >= 3", timeout=30_000)
+        assert page.locator("#label").text_content() == "4"
+        page.click("#camera")
+        assert page.evaluate("document.body.dataset.camera") == "off"
+        # the web page as a zip, built by the server
+        assert page.locator("#web-download").is_visible()
+        with page.expect_download(timeout=180_000) as d:
+            page.click("#web-link")
+        names = zipfile.ZipFile(d.value.path()).namelist()
+        assert {"web/index.html", "web/model.onnx", "web/model.json", "web/ort-wasm-simd-threaded.wasm.gz"} <= set(names)
+        browser.close()
+    assert not errors, errors
