@@ -304,9 +304,13 @@ def _write_safetensors(model: torch.nn.Module, _example: torch.Tensor, doc: dict
 
 
 def _quiet() -> Any:
-    """The converters' own chatter (warnings, absl and TensorFlow logs) kept off the user's screen."""
+    """The converters' and runtimes' own chatter kept off the user's screen: warnings, logging, the
+    progress lines litert-torch prints and what their C++ writes to the process's stdout/stderr
+    (file descriptors 1 and 2 point at a scratch file meanwhile; an error still raises)."""
     import contextlib
     import os
+    import sys
+    import tempfile
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     stack = contextlib.ExitStack()
@@ -314,24 +318,39 @@ def _quiet() -> Any:
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
     stack.callback(logging.disable, logging.NOTSET)
+    sink = stack.enter_context(tempfile.TemporaryFile())
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    os.dup2(sink.fileno(), 1)
+    os.dup2(sink.fileno(), 2)
+
+    def restore() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        for fd, old in zip((1, 2), saved, strict=True):
+            os.dup2(old, fd)
+            os.close(old)
+
+    stack.callback(restore)
     return stack
 
 
 def _write_tflite(model: torch.nn.Module, example: torch.Tensor, _doc: dict[str, Any], _opset: int | None) -> bytes:
     import tempfile
 
-    import litert_torch
-
     with _quiet(), tempfile.TemporaryDirectory() as tmp:
+        import litert_torch  # its import logs too
+
         litert_torch.convert(model, (example[:1],)).export(str(Path(tmp) / "m.tflite"))
         return (Path(tmp) / "m.tflite").read_bytes()
 
 
 def _write_executorch(model: torch.nn.Module, example: torch.Tensor, _doc: dict[str, Any], _opset: int | None) -> bytes:
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
     with _quiet():
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+
         program = torch.export.export(model, (example[:1],))
         return bytes(to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)
 
@@ -345,18 +364,19 @@ class PhoneModel:
 
         self.fmt = fmt
         if fmt == "tflite":
-            from ai_edge_litert.interpreter import Interpreter
+            with _quiet():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                from ai_edge_litert.interpreter import Interpreter
 
-            self.it = Interpreter(model_content=blob)
-            self.it.allocate_tensors()
+                self.it = Interpreter(model_content=blob)
+                self.it.allocate_tensors()
             self.inp, self.out = self.it.get_input_details()[0]["index"], self.it.get_output_details()[0]["index"]
         else:
-            from executorch.runtime import Runtime
-
             self._tmp = tempfile.NamedTemporaryFile(suffix=".pte")  # the runtime loads a program from a file
             self._tmp.write(blob)
             self._tmp.flush()
             with _quiet():
+                from executorch.runtime import Runtime
+
                 self.method = Runtime.get().load_program(self._tmp.name).load_method("forward")
 
     def one(self, x: torch.Tensor) -> np.ndarray:
