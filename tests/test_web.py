@@ -111,6 +111,7 @@ def test_rounding_and_draft_rules_are_pythons(tmp_path):
     assert drafts == pillow and set(pillow) == {1, 2, 4, 8}
 
 
+@pytest.mark.slow  # an ONNX export and its check: ~25 CPU-s (CI runs make test-slow)
 def test_the_web_folder_is_complete_and_refuses_to_overwrite(mnist_run, tmp_path):
     out = tmp_path / "web"
     r = run_cli("export", str(mnist_run), "--format", "web", "--out", str(out), "--check-images", "64", "--json")
@@ -144,3 +145,12 @@ def test_a_missing_web_runtime_is_one_line_and_writes_nothing(mnist_run, tmp_pat
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "ONNX Runtime Web" in r.stderr and "make setup" in r.stderr
     assert not out.exists() and not list(tmp_path.glob(".web-*"))
+
+
+def test_an_existing_folder_is_refused_before_any_work(mnist_run, tmp_path):
+    out = tmp_path / "web"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    r = run_cli("export", str(mnist_run), "--format", "web", "--out", str(out))
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "not empty" in r.stderr and "--force" in r.stderr
+    assert [p.name for p in out.iterdir()] == ["mine.txt"] and (out / "mine.txt").read_text() == "keep me"
