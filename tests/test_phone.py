@@ -33,6 +33,17 @@ def test_phone_formats_match_pytorch_in_their_own_runtime(mnist_run, tmp_path, f
     assert doc["preprocessing"]["class_names"] == [str(i) for i in range(10)] and doc["exported_as"] == fmt
 
 
+@pytest.mark.slow  # calibration and the whole test set one image at a time: ~1 CPU-min each
+@pytest.mark.parametrize("fmt", ["tflite-int8", "executorch-int8"])
+def test_phone_int8_keeps_accuracy_on_the_whole_test_set(mnist_run, tmp_path, fmt):
+    pytest.importorskip("litert_torch" if fmt.startswith("tflite") else "executorch")
+    r = export(mnist_run, fmt, tmp_path / f"model.{fmt}")
+    assert r.images == 10_000 and r.reference_accuracy - r.accuracy <= 0.3 and r.accuracy > 98
+    fp32 = export(mnist_run, fmt.removesuffix("-int8"), tmp_path / "fp32")
+    assert r.bytes < 0.35 * fp32.bytes  # int8 weights
+    assert "quantization" in json.loads(Path(r.path + ".json").read_text())
+
+
 def test_a_missing_converter_names_the_extra(mnist_run, tmp_path):
     code = ("import sys; sys.modules['litert_torch'] = None; from smallvision.cli.main import main; "
             f"sys.argv = ['smallvision', 'export', {str(mnist_run)!r}, '--format', 'tflite', '--out', "

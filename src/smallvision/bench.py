@@ -33,7 +33,7 @@ from smallvision.runfolder import RunFolder
 
 FORMATS = ("pytorch-fp32", "pytorch-bf16", "torchscript", "onnx", "onnx-int8", "openvino")
 # on request (--formats ...,web): the exported web page, timed in headless Chromium
-OPTIONAL = ("tflite", "executorch", "web")  # phones (the phone extra) and the page
+OPTIONAL = ("tflite", "tflite-int8", "executorch", "executorch-int8", "web")  # phones (the phone extra), the page
 BENCHMARK_JSON = "benchmark.json"
 
 
@@ -126,11 +126,12 @@ def benchmark(checkpoint: str | Path, data_dir: str | None = None, formats: tupl
             elif fmt in ("onnx", "onnx-int8"):
                 path = exported(fmt)
                 runner, size = OnnxModel.load(path, threads), path.stat().st_size
-            elif fmt in ("tflite", "executorch"):
+            elif fmt.startswith(("tflite", "executorch")):
                 from smallvision.export import PhoneModel
 
                 path = exported(fmt)
-                runner, size, note = PhoneModel(path.read_bytes(), fmt), path.stat().st_size, "its own runtime, one image a call"
+                runner, size = PhoneModel(path.read_bytes(), fmt.removesuffix("-int8")), path.stat().st_size
+                note = "its own runtime, one image a call"
             elif fmt == "web":
                 rows.append(_web_row(ckpt, data_dir, Path(tmp) / "web", runner_accuracy=lambda p: _accuracy(
                     OnnxModel.load(p, threads), test_x, test_y, batch), say=say))

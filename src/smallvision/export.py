@@ -30,12 +30,12 @@ from smallvision.io import atomic_write_bytes
 from smallvision.modelfile import OnnxModel, model_card, preprocessing
 
 FORMATS = {"onnx": ".onnx", "onnx-int8": "-int8.onnx", "torchscript": ".pt", "safetensors": ".safetensors",
-           "tflite": ".tflite", "executorch": ".pte"}
+           "tflite": ".tflite", "tflite-int8": "-int8.tflite", "executorch": ".pte", "executorch-int8": "-int8.pte"}
 # phones: LiteRT (TensorFlow Lite) through litert-torch, ExecuTorch with the XNNPACK backend; both take one
 # image at a time (batch 1, the shape they are converted with) and give the logits predict gives (the
 # temperature included, no "none of these" output). Neither file format has a place for our document,
 # so it is written beside the file (model.tflite.json), and the check runs each file in its own runtime.
-PHONE = ("tflite", "executorch")
+PHONE = ("tflite", "executorch")  # and their -int8 forms (_export_phone_int8)
 EXPORT_FORMAT = "smallvision-export"
 TOLERANCE = 1e-4  # max abs logit difference accepted between PyTorch and the exported model
 INT8_MAX_DROP = 0.3  # onnx-int8: accuracy points it may lose against fp32 ONNX on the test set
@@ -119,6 +119,8 @@ def export(checkpoint: str | Path, fmt: str = "onnx", out: str | Path | None = N
            "card": model_card(meta, ckpt), "source": str(ckpt)}
     if fmt == "onnx-int8":
         return _export_int8(model, meta, doc, dest, x, data_dir, opset, max_drop, calibration_n)
+    if fmt in ("tflite-int8", "executorch-int8"):
+        return _export_phone_int8(fmt, model, meta, doc, dest, x, data_dir, max_drop, calibration_n)
     writer = {"onnx": _write_onnx, "torchscript": _write_torchscript, "safetensors": _write_safetensors,
               "tflite": _write_tflite, "executorch": _write_executorch}[fmt]
     blob = writer(model, x[:2], doc, opset)
@@ -353,6 +355,71 @@ def _write_executorch(model: torch.nn.Module, example: torch.Tensor, _doc: dict[
 
         program = torch.export.export(model, (example[:1],))
         return bytes(to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)
+
+
+def _export_phone_int8(fmt: str, model: torch.nn.Module, meta: dict[str, Any], doc: dict[str, Any], dest: Path,
+                       x: torch.Tensor, data_dir: str | None, max_drop: float, calibration_n: int) -> ExportResult:
+    """int8 for phones, each by its own toolchain's usual route, checked as onnx-int8 is (test accuracy
+    at most `max_drop` points below the fp32 file's, in the same runtime). ExecuTorch: PT2E static
+    quantization with the XNNPACK quantizer (int8 weights per channel and int8 activations, ranges from
+    `calibration_n` seeded training images), lowered to XNNPACK. LiteRT: the fp32 file quantized by
+    ai-edge-quantizer's dynamic-range recipe (int8 weights, activations quantized on the fly; float in
+    and out, no calibration)."""
+    base = fmt.removesuffix("-int8")
+    if calibration_n < 1:
+        raise UsageError(f"--calibration-images must be ≥ 1, got {calibration_n}")
+    try:
+        calib, test_x, test_y, name = model_images(meta, data_dir, calibration_n if base == "executorch" else 0)
+    except UsageError as e:
+        raise UsageError(f"{fmt} is checked on the model's test set (and ExecuTorch calibrates on its training "
+                         f"images), which cannot be read here: {str(e).split(' (')[0]} (give --data-dir)") from None
+    fp32 = (_write_tflite if base == "tflite" else _write_executorch)(model, x[:1], doc, None)
+    if base == "tflite":
+        import tempfile
+
+        with _quiet(), tempfile.TemporaryDirectory() as tmp:
+            from ai_edge_quantizer import quantizer, recipe
+
+            (Path(tmp) / "fp32.tflite").write_bytes(fp32)
+            q = quantizer.Quantizer(str(Path(tmp) / "fp32.tflite"))
+            q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+            q.quantize().export_model(str(Path(tmp) / "int8.tflite"), overwrite=True)
+            blob = (Path(tmp) / "int8.tflite").read_bytes()
+        method = "ai-edge-quantizer dynamic range: int8 weights, activations quantized on the fly"
+    else:
+        with _quiet():
+            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+                XNNPACKQuantizer,
+                get_symmetric_quantization_config,
+            )
+            from executorch.exir import to_edge_transform_and_lower
+            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+            q8 = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+            graph = prepare_pt2e(torch.export.export(model, (x[:1],)).module(), q8)
+            assert calib is not None
+            with torch.no_grad():
+                for i in range(len(calib)):
+                    graph(calib[i : i + 1])
+            graph = convert_pt2e(graph)
+            lowered = to_edge_transform_and_lower(torch.export.export(graph, (x[:1],)), partitioner=[XnnpackPartitioner()])
+            blob = bytes(lowered.to_executorch().buffer)
+        method = f"PT2E static, XNNPACK quantizer: int8 weights per channel, int8 activations ({len(calib)} calibration images)"
+    q, ref = PhoneModel(blob, base), PhoneModel(fp32, base)
+    acc, ref_acc = _accuracy(q, test_x, test_y), _accuracy(ref, test_x, test_y)
+    diff, same = _compare(ref(x), q(x))
+    result = ExportResult(str(dest), fmt, f"{len(test_x)} {name} test images", len(test_x), diff, same, len(blob),
+                          round(acc, 2), round(ref_acc, 2), max_drop)
+    if not result.ok:
+        atomic_write_bytes(str(dest) + ".failed", blob)
+        raise UsageError(f"{dest}: int8 accuracy {acc:.2f} % on {result.checked_on} is {ref_acc - acc:.2f} points "
+                         f"below fp32's {ref_acc:.2f} % (at most {max_drop:g} allowed, --max-drop); kept as "
+                         f"{dest}.failed")
+    atomic_write_bytes(dest, blob)
+    side = {**{k: v for k, v in doc.items() if k != "ood"}, "quantization": {"method": method}}
+    atomic_write_bytes(str(dest) + ".json", json.dumps(side, indent=1).encode())
+    return result
 
 
 class PhoneModel:

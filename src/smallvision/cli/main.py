@@ -403,7 +403,7 @@ def calibrate(
 def export_cmd(
     checkpoint: Annotated[str, typer.Argument(help="A run folder or a .safetensors checkpoint.")],
     fmt: Annotated[str, typer.Option("--format", help="onnx, onnx-int8 (static int8, checked by test accuracy), "
-                                     "torchscript, safetensors, tflite / executorch (phones; checked in their own "
+                                     "torchscript, safetensors, tflite / executorch and their -int8 (phones; checked in their own "
                                      "runtimes), or web / web-int8 (a folder: a page that runs the model offline in "
                                      "any browser)")] = "onnx",
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="File to write (default: model.<ext> beside the "
@@ -438,7 +438,7 @@ def export_cmd(
     if as_json:
         print(json.dumps(describe(r)))
         return
-    where = f"beside it in {Path(r.path).name}.json" if fmt in ("tflite", "executorch") else "inside"
+    where = f"beside it in {Path(r.path).name}.json" if fmt.startswith(("tflite", "executorch")) else "inside"
     print(f"wrote {r.path} ({r.format}, {r.bytes / 1e6:.2f} MB) with the preprocessing and model card {where}")
     if r.accuracy is not None:
         print(f"checked on {r.checked_on}: int8 {r.accuracy:.2f} %, fp32 {r.reference_accuracy:.2f} % "
