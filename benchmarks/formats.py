@@ -32,9 +32,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipes", default="mnist-fast,fashion-fast")
     ap.add_argument("--photo-images", type=int, default=256)
+    ap.add_argument("--formats", default=",".join(FORMATS + OPTIONAL), help="comma-separated (default: all)")
     ap.add_argument("--out")
     a = ap.parse_args()
-    lines = [f"Command: `SMALLVISION_DATA=../shared/data .venv/bin/python benchmarks/formats.py --recipes \"{a.recipes}\"` "
+    chosen = "" if a.formats == ",".join(FORMATS + OPTIONAL) else f" --formats {a.formats}"
+    lines = [f"Command: `SMALLVISION_DATA=../shared/data .venv/bin/python benchmarks/formats.py --recipes \"{a.recipes}\"{chosen}` "
              f"({cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {time.strftime('%Y-%m-%d')})", ""]
     with tempfile.TemporaryDirectory() as tmp:
         for i, (recipe, flags) in enumerate(recipe_entries(a.recipes)):
@@ -46,7 +48,7 @@ def main() -> None:
             summary = json.loads(p.stdout.strip().splitlines()[-1])
             label = " ".join([recipe, *flags])
             photo = summary["dataset"].startswith("folder:")
-            doc = benchmark(Path(summary["run_dir"]), formats=FORMATS + OPTIONAL, images=a.photo_images if photo else 1024,
+            doc = benchmark(Path(summary["run_dir"]), formats=a.formats.split(","), images=a.photo_images if photo else 1024,
                             latency_calls=50 if photo else 200, log=lambda m: print(m, flush=True))
             lines += [f"## {label}", "", *markdown(doc), ""]
             print("\n".join(lines[-len(markdown(doc)) - 3:]), flush=True)

@@ -99,6 +99,9 @@ def export(checkpoint: str | Path, fmt: str = "onnx", out: str | Path | None = N
     check is accuracy on the whole test set, at most `max_drop` points below the fp32 graph's."""
     from smallvision.modelfile import load_model, resolve
 
+    if fmt in ("web", "web-int8"):
+        raise UsageError(f"{fmt} is a folder, not a file: smallvision.web.export_web(run) writes it (the CLI's "
+                         "--format web does)")
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, web, web-int8; got {fmt!r}")
     if check_n < 1:
