@@ -97,7 +97,7 @@ def onnx_meta(path):
 def test_export_errors_are_one_line(tmp_path):
     res = api.train(runs_dir=tmp_path / "runs", dataset="digits", model="seed-mlp-plain", epochs=1, report=False)
     with pytest.raises(UsageError, match="--format must be one of onnx"):
-        export(res.run_dir, "tflite")
+        export(res.run_dir, "coreml")
     r = run_main("export", str(tmp_path / "nowhere"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no such checkpoint" in r.stderr
     plain = tmp_path / "plain.onnx"  # an ONNX file from elsewhere: no smallvision metadata

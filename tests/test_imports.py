@@ -105,7 +105,8 @@ LAYERS = (
     ("loops", ("smallvision.engine", "smallvision.recipes")),
     ("library", ("smallvision.api", "smallvision.predict", "smallvision.export", "smallvision.explain",
                  "smallvision.compare", "smallvision.tune", "smallvision.cv", "smallvision.clean",
-                 "smallvision.bench", "smallvision.serve", "smallvision.generative", "smallvision.suggest")),
+                 "smallvision.bench", "smallvision.serve", "smallvision.generative", "smallvision.suggest",
+                 "smallvision.web")),
     ("command line", ("smallvision.cli", "smallvision.__main__", "smallvision")),
 )
 
