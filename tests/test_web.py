@@ -154,3 +154,17 @@ def test_an_existing_folder_is_refused_before_any_work(mnist_run, tmp_path):
     r = run_cli("export", str(mnist_run), "--format", "web", "--out", str(out))
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "not empty" in r.stderr and "--force" in r.stderr
     assert [p.name for p in out.iterdir()] == ["mine.txt"] and (out / "mine.txt").read_text() == "keep me"
+
+
+def test_a_model_onnx_cannot_express_is_one_line():
+    """What `--format web` (and `--format onnx`) says for a graph the exporter refuses."""
+    from smallvision.errors import UsageError
+    from smallvision.export import _write_onnx
+
+    class DataDependent(torch.nn.Module):
+        def forward(self, x):
+            return x[:, :, : int(x.sum().item() > 0) + 1].flatten(1)  # a shape from the data
+
+    with pytest.raises(UsageError, match="cannot be exported to ONNX") as e:
+        _write_onnx(DataDependent(), torch.ones(2, 1, 4, 4), {"model": "odd", "preprocessing": {}}, None)
+    assert "\n" not in str(e.value) and "nothing was written" in str(e.value)

@@ -256,8 +256,13 @@ def _write_onnx(model: torch.nn.Module, example: torch.Tensor, doc: dict[str, An
     net, outputs = (WithOOD(model), ["logits", "ood_score"]) if with_ood else (model, ["logits"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prog = torch.onnx.export(net, (example,), dynamo=True, input_names=["image"], output_names=outputs,
-                                 dynamic_shapes=({0: batch},), opset_version=opset, verbose=False)
+        try:
+            prog = torch.onnx.export(net, (example,), dynamo=True, input_names=["image"], output_names=outputs,
+                                     dynamic_shapes=({0: batch},), opset_version=opset, verbose=False)
+        except Exception as e:  # an operation ONNX (or torch.export) cannot express: said in one line
+            first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+            raise UsageError(f"model {doc.get('model')!r} cannot be exported to ONNX ({type(e).__name__}: "
+                             f"{first[:200]}); nothing was written") from None
     prog.save(buf)  # type: ignore[union-attr]
     proto = onnx.load_from_string(buf.getvalue())
     pre = doc["preprocessing"]
