@@ -346,23 +346,36 @@ def _quiet() -> Any:
     return stack
 
 
-def _write_tflite(model: torch.nn.Module, example: torch.Tensor, _doc: dict[str, Any], _opset: int | None) -> bytes:
+def _cannot_convert(fmt: str, doc: dict[str, Any], e: Exception) -> UsageError:
+    """A layer the converter has no lowering for (fashion-fast's adaptive max pooling in LiteRT): one line."""
+    first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+    return UsageError(f"model {doc.get('model')!r} cannot be converted to {fmt} ({type(e).__name__}: {first[:200]}); "
+                      "nothing was written")
+
+
+def _write_tflite(model: torch.nn.Module, example: torch.Tensor, doc: dict[str, Any], _opset: int | None) -> bytes:
     import tempfile
 
     with _quiet(), tempfile.TemporaryDirectory() as tmp:
         import litert_torch  # its import logs too
 
-        litert_torch.convert(model, (example[:1],)).export(str(Path(tmp) / "m.tflite"))
+        try:
+            litert_torch.convert(model, (example[:1],)).export(str(Path(tmp) / "m.tflite"))
+        except Exception as e:
+            raise _cannot_convert("TFLite", doc, e) from None
         return (Path(tmp) / "m.tflite").read_bytes()
 
 
-def _write_executorch(model: torch.nn.Module, example: torch.Tensor, _doc: dict[str, Any], _opset: int | None) -> bytes:
+def _write_executorch(model: torch.nn.Module, example: torch.Tensor, doc: dict[str, Any], _opset: int | None) -> bytes:
     with _quiet():
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
-        program = torch.export.export(model, (example[:1],))
-        return bytes(to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)
+        try:
+            program = torch.export.export(model, (example[:1],))
+            return bytes(to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)
+        except Exception as e:
+            raise _cannot_convert("ExecuTorch", doc, e) from None
 
 
 def _export_phone_int8(fmt: str, model: torch.nn.Module, meta: dict[str, Any], doc: dict[str, Any], dest: Path,
