@@ -57,3 +57,16 @@ def test_a_missing_converter_names_the_extra(mnist_run, tmp_path):
 def test_unknown_format_lists_the_phone_formats(mnist_run):
     r = run_cli("export", str(mnist_run), "--format", "coreml")
     assert r.returncode == 2 and "tflite" in r.stderr and "executorch" in r.stderr and "web" in r.stderr
+
+
+@pytest.mark.slow  # imports the LiteRT converter (~10 s)
+def test_a_layer_litert_cannot_lower_is_one_line():
+    """fashion-fast's adaptive max pooling has no LiteRT lowering: said in one line, nothing written."""
+    pytest.importorskip("litert_torch")
+    from smallvision.errors import UsageError
+    from smallvision.export import _write_tflite
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AdaptiveMaxPool2d(2), torch.nn.Flatten())
+    with pytest.raises(UsageError, match="cannot be converted to TFLite .*adaptive_max_pool2d") as e:
+        _write_tflite(net.eval(), torch.ones(2, 1, 12, 12), {"model": "cnn-fast"}, None)
+    assert "\n" not in str(e.value)
