@@ -106,7 +106,7 @@ def cats_dogs_run(tmp_path_factory):
         for c in ("cats", "dogs"):
             (root / split / c).mkdir(parents=True)
             for f in sorted((PHOTOS / "train" / c).iterdir())[lo:hi]:
-                (root / split / c / f.name).symlink_to(f)
+                (root / split / c / f.name).symlink_to(f.resolve())  # SMALLVISION_DATA may be relative
     r = api.train("photo-transfer-fast", dataset=f"folder:{root}", runs_dir=root.parent / "runs", report=False)
     return Path(r.run_dir), sorted((root / "test").rglob("*.jpg"))
 
