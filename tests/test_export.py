@@ -201,5 +201,5 @@ def test_benchmark_measures_every_format_side_by_side(mnist_run):
     else:
         assert "pip install openvino" in rows["openvino"]["note"]
     assert json.loads((mnist_run / "benchmark.json").read_text())["rows"] == doc["rows"]
-    bad = run_main("benchmark", str(mnist_run), "--formats", "onnx,tflite")
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown tflite" in bad.stderr
+    bad = run_main("benchmark", str(mnist_run), "--formats", "onnx,coreml")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown coreml" in bad.stderr
