@@ -230,9 +230,16 @@ def _export_int8(model: torch.nn.Module, meta: dict[str, Any], doc: dict[str, An
     fp32 = _write_onnx(model, x[:2], doc, opset)
     blob = quantize_int8(fp32, calib)
     q, ref = OnnxModel.from_bytes(blob), OnnxModel.from_bytes(fp32)
+    return _judge_int8("onnx-int8", blob, q, ref, x, test_x, test_y, name, dest, max_drop)
+
+
+def _judge_int8(fmt: str, blob: bytes, q: Any, ref: Any, x: torch.Tensor, test_x: Any, test_y: torch.Tensor,
+                name: str, dest: Path, max_drop: float) -> ExportResult:
+    """An int8 file's check, in the same runtime as its fp32 reference (`q`, `ref`: tensor -> logits):
+    test accuracy at most `max_drop` points below fp32's, or it is kept as ``.failed`` and refused."""
     acc, ref_acc = _accuracy(q, test_x, test_y), _accuracy(ref, test_x, test_y)
-    diff, same = _compare(torch.as_tensor(ref.run(x.numpy())), q.run(x.numpy()))
-    result = ExportResult(str(dest), "onnx-int8", f"{len(test_x)} {name} test images", len(test_x), diff, same,
+    diff, same = _compare(torch.as_tensor(np.asarray(ref(x))), q(x))
+    result = ExportResult(str(dest), fmt, f"{len(test_x)} {name} test images", len(test_x), diff, same,
                           len(blob), round(acc, 2), round(ref_acc, 2), max_drop)
     if not result.ok:
         atomic_write_bytes(str(dest) + ".failed", blob)
@@ -427,17 +434,8 @@ def _export_phone_int8(fmt: str, model: torch.nn.Module, meta: dict[str, Any], d
             lowered = to_edge_transform_and_lower(torch.export.export(graph, (x[:1],)), partitioner=[XnnpackPartitioner()])
             blob = bytes(lowered.to_executorch().buffer)
         method = f"PT2E static, XNNPACK quantizer: int8 weights per channel, int8 activations ({len(calib)} calibration images)"
-    q, ref = PhoneModel(blob, base), PhoneModel(fp32, base)
-    acc, ref_acc = _accuracy(q, test_x, test_y), _accuracy(ref, test_x, test_y)
-    diff, same = _compare(ref(x), q(x))
-    result = ExportResult(str(dest), fmt, f"{len(test_x)} {name} test images", len(test_x), diff, same, len(blob),
-                          round(acc, 2), round(ref_acc, 2), max_drop)
-    if not result.ok:
-        atomic_write_bytes(str(dest) + ".failed", blob)
-        raise UsageError(f"{dest}: int8 accuracy {acc:.2f} % on {result.checked_on} is {ref_acc - acc:.2f} points "
-                         f"below fp32's {ref_acc:.2f} % (at most {max_drop:g} allowed, --max-drop); kept as "
-                         f"{dest}.failed")
-    atomic_write_bytes(dest, blob)
+    result = _judge_int8(fmt, blob, PhoneModel(blob, base), PhoneModel(fp32, base), x, test_x, test_y, name, dest,
+                         max_drop)
     side = {**{k: v for k, v in doc.items() if k != "ood"}, "quantization": {"method": method}}
     atomic_write_bytes(str(dest) + ".json", json.dumps(side, indent=1).encode())
     return result
