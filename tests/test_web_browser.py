@@ -6,9 +6,6 @@ refused camera each get an answer or a message, never a frozen tab. Screenshots 
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,29 +14,13 @@ import pytest
 from PIL import Image
 
 from smallvision.predict import Predictor
-from smallvision.web import export_web
+from smallvision.web import export_web, static_server
 from test_serve_browser import ARTIFACTS, chromium, draw
 
 pytestmark = pytest.mark.slow  # a photo run, two exports, Chromium: ~2 CPU-min (CI runs make test-slow)
 
 PHOTOS = Path(os.environ.get("SMALLVISION_DATA", "")) / "photos" / "cats-vs-dogs-3000"
 needs_photos = pytest.mark.skipif(not PHOTOS.is_dir(), reason="real photos not found (SMALLVISION_DATA/photos)")
-
-
-def static_server(folder: Path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", "-d", str(folder), "--bind", "127.0.0.1", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    return proc, url
 
 
 class Page:
@@ -116,9 +97,8 @@ def test_photo_page_answers_as_predict_on_real_photos_offline(browser, cats_dogs
     run, photos = cats_dogs_run
     w = export_web(run, tmp_path / "web")
     assert w.bytes <= 30e6, w.bytes
-    server, url = static_server(Path(w.path))
     ARTIFACTS.mkdir(exist_ok=True)
-    try:
+    with static_server(w.path) as url:
         b = browser.chromium.launch(executable_path=chromium(), headless=True, args=["--no-sandbox"])
         page = Page(b, url)
         load = page.open()
@@ -138,8 +118,6 @@ def test_photo_page_answers_as_predict_on_real_photos_offline(browser, cats_dogs
         (ARTIFACTS / "web-timing.json").write_text(json.dumps({"load_s": load, "photos": len(photos), "worst_p_diff": worst}))
         assert not page.errors and not page.off_server, (page.errors, page.off_server)
         b.close()
-    finally:
-        server.terminate()
 
 
 def fake_camera_video(picture: Path, path: Path, frames: int = 10) -> Path:
@@ -161,8 +139,7 @@ def test_photo_page_camera_live_and_refused(browser, cats_dogs_run, tmp_path):
     picture = photos[-1]  # a dog
     expected = Predictor.from_checkpoint(run, device="cpu").predict([str(picture)])[0]["top_k"][0][0]
     clip = fake_camera_video(picture, tmp_path / "camera.y4m")
-    server, url = static_server(Path(w.path))
-    try:
+    with static_server(w.path) as url:
         b = browser.chromium.launch(executable_path=chromium(), headless=True, args=[
             "--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
             f"--use-file-for-fake-video-capture={clip}"])
@@ -185,8 +162,6 @@ def test_photo_page_camera_live_and_refused(browser, cats_dogs_run, tmp_path):
         assert "camera" in page.page.locator("#message").text_content()
         assert page.upload(photos[:1])[0]["top1"] in ("cats", "dogs")
         b.close()
-    finally:
-        server.terminate()
 
 
 def test_digit_page_answers_as_predict_on_200_mnist_digits(browser, mnist_run, tmp_path):
@@ -198,8 +173,7 @@ def test_digit_page_answers_as_predict_on_200_mnist_digits(browser, mnist_run, t
     for i in range(200):
         files.append(tmp_path / f"{i:03d}.png")
         Image.fromarray(data.test_x[i, 0].numpy()).save(files[-1])
-    server, url = static_server(Path(w.path))
-    try:
+    with static_server(w.path) as url:
         b = browser.chromium.launch(executable_path=chromium(), headless=True, args=["--no-sandbox"])
         page = Page(b, url)
         page.open()
@@ -211,5 +185,3 @@ def test_digit_page_answers_as_predict_on_200_mnist_digits(browser, mnist_run, t
         assert page.page.locator("#draw-label").get_attribute("data-label") == "7"
         assert not page.errors and not page.off_server, (page.errors, page.off_server)
         b.close()
-    finally:
-        server.terminate()

@@ -15,11 +15,13 @@ The page's preprocessing is `smallvision predict`'s, written once in JavaScript
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,14 +208,38 @@ def export_web(checkpoint: str | Path, out: str | Path | None = None, *, force: 
     return WebExport(str(dest), sum(files.values()), files["model.onnx"], int8, describe(r), list(files))
 
 
+@contextlib.contextmanager
+def static_server(folder: str | Path) -> Iterator[str]:
+    """`python -m http.server` on `folder` at a free local port, as a plain user would serve the page;
+    yields its URL once it answers, and stops it on exit."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "-d", str(folder), "--bind", "127.0.0.1", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.terminate()
+        server.wait()
+
+
 def browser_timing(folder: str | Path, calls: int = 50, chromium: str | None = None) -> dict[str, Any]:
     """The web folder in headless Chromium (Playwright; `chromium` or $SMALLVISION_CHROMIUM or the one on
     PATH), served by a static server on this machine: seconds from opening the page to its first
     answer (a gray picture of the model's size chosen as a file), and the median of `calls` model
     calls (WebAssembly, one thread: a static server gives no cross-origin isolation)."""
-    import socket
-    import subprocess
-    import sys
     import time
 
     from PIL import Image
@@ -228,34 +254,20 @@ def browser_timing(folder: str | Path, calls: int = 50, chromium: str | None = N
         raise UsageError("the browser's timing needs Chromium (sudo apt-get install chromium, or SMALLVISION_CHROMIUM)")
     doc = json.loads((Path(folder) / "model.json").read_text())
     rule = doc["preprocessing"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "http.server", "-d", str(folder), "--bind", "127.0.0.1", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
-            picture = Path(tmp) / "gray.png"
-            Image.new("RGB", (rule["width"], rule["height"]), (128, 128, 128)).save(picture)
-            for _ in range(100):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            browser = p.chromium.launch(executable_path=browser_path, headless=True, args=["--no-sandbox"])
-            page = browser.new_page()
-            t0 = time.perf_counter()
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.wait_for_selector("body[data-ready='1']", timeout=120_000)
-            ready = time.perf_counter() - t0
-            page.set_input_files("#file", str(picture))
-            page.wait_for_function("Number(document.body.dataset.answered) >= 1", timeout=120_000)
-            first = time.perf_counter() - t0
-            latency = float(page.evaluate(f"window.smallvision.latency({int(calls)})"))
-            version = page.evaluate("navigator.userAgent")
-            browser.close()
-    finally:
-        server.terminate()
+    with static_server(folder) as url, tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+        picture = Path(tmp) / "gray.png"
+        Image.new("RGB", (rule["width"], rule["height"]), (128, 128, 128)).save(picture)
+        browser = p.chromium.launch(executable_path=browser_path, headless=True, args=["--no-sandbox"])
+        page = browser.new_page()
+        t0 = time.perf_counter()
+        page.goto(url)
+        page.wait_for_selector("body[data-ready='1']", timeout=120_000)
+        ready = time.perf_counter() - t0
+        page.set_input_files("#file", str(picture))
+        page.wait_for_function("Number(document.body.dataset.answered) >= 1", timeout=120_000)
+        first = time.perf_counter() - t0
+        latency = float(page.evaluate(f"window.smallvision.latency({int(calls)})"))
+        version = page.evaluate("navigator.userAgent")
+        browser.close()
     return {"ready_s": round(ready, 3), "first_answer_s": round(first, 3), "latency_ms": round(latency, 3),
             "browser": version}
