@@ -33,6 +33,9 @@ def test_fit_learns_and_writes_the_run_folder(runs_dir):
     assert hist[-1]["test_accuracy"] is None  # the test set is not looked at per epoch unless asked
     assert json.loads((r.run_dir / "summary.json").read_text())["test_accuracy"] == s["test_accuracy"]
     assert s["images_per_second"] > 0 and s["train_seconds"] > 0
+    stages = s["stage_seconds"]  # where the time went: each stage timed, training as train_seconds
+    assert list(stages) == ["setup", "train", "test", "calibration", "none_of_these"]
+    assert all(v >= 0 for v in stages.values()) and stages["train"] == pytest.approx(s["train_seconds"], abs=0.01)
 
 
 def test_freeze_keeps_the_backbone_until_unfreeze_after(runs_dir, capsys):

@@ -303,6 +303,7 @@ class Session(RunSession):
     fwd: Any = None  # what a training step calls: the model, torch.compile'd, or its head on cached features
     best_weights: dict[str, torch.Tensor] | None = None
     cache_seconds: float | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # where the run's time went (summary.json)
     meter: dict[str, torch.Tensor] = field(default_factory=dict)  # this epoch's unsynced sums: loss, correct
     lr: float = 0.0  # the learning rate of the last step
     t_start: float = 0.0  # perf_counter at which training would have started, had it never stopped

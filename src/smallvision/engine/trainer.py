@@ -15,6 +15,7 @@ import io
 import json
 import math
 import shlex
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,8 @@ def _summary(s: Session, final: torch.nn.Module, test: EvalResult | None) -> tup
         out["weights"] = note.removeprefix(", ")
     if s.cache_seconds is not None:
         out["feature_cache_seconds"] = round(s.cache_seconds, 3)
+    if s.stage_seconds:  # this process's part of the run (a resumed run: since the resume)
+        out["stage_seconds"] = {k: round(v, 2) for k, v in s.stage_seconds.items()}
     return out, skipped
 
 
@@ -260,6 +263,14 @@ def finish(s: Session) -> TrainResult:
     validation; the last ones without validation), summary.json, then the report. Rank 0's work."""
     if not s.rt.dist.main:
         return TrainResult(s.run.path, {}, s.state.history)
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        s.stage_seconds[stage] = time.perf_counter() - clock
+        clock = time.perf_counter()
+
+    s.stage_seconds["train"] = s.state.elapsed
     final = s.eval_model()
     if two_phases(s.cfg) or (s.cfg.cache_features and s.cfg.tta):  # the whole model on the images (and mirrors)
         s.use_phase(s.cfg.epochs, final_test=True)
@@ -274,10 +285,13 @@ def finish(s: Session) -> TrainResult:
     # predict, serve and an exported ONNX file give (bf16 autocast moved a fine-tuned photo model's
     # accuracy on 100 held-out photos from 97 % to 95 %: borderline images flip)
     test = evaluate(s.judge(), *s.test_xy, keep_logits=True)
-    summary, skipped = _summary(s, final, test)
+    lap("test")
     labels_doc = choose_thresholds(s, test) if s.data.info.multilabel else None
     calib = calibrate(s, final, test) if labels_doc is None else None
+    lap("calibration")
     ood_doc = fit_ood(s, final, test.logits) if labels_doc is None else None
+    lap("none_of_these")
+    summary, skipped = _summary(s, final, test)
     if ood_doc:
         summary["ood"] = {k: v for k, v in ood_doc.items() if k != "quantiles"}
     if labels_doc is not None:
@@ -462,7 +476,9 @@ def fit(cfg: TrainConfig, runs_dir: str | Path = "runs", progress: Progress | No
         from smallvision.engine.resume import load_resume
 
         resume = (Path(resume), load_resume(Path(resume)))
+    t0 = time.perf_counter()
     s = setup(cfg, runs_dir, progress, command, resume)
+    s.stage_seconds["setup"] = time.perf_counter() - t0  # data (decoding, the feature pass), model, run folder
     callbacks = [ProgressBar(), PeriodicSave(cfg.checkpoint_every), *(callbacks or [])]
     with running(s, callbacks, lambda: distributed.shutdown(s.rt.dist)):
         try:
