@@ -249,30 +249,30 @@ def test_a_class_without_labelled_images_is_never_predicted_by_class_means():
 @pytest.mark.parametrize("epochs", [pytest.param(1, id="head-alone", marks=pytest.mark.slow),  # ~8 CPU-s each
                                     pytest.param(2, id="top-stage-fine-tuned")])
 def test_the_detector_reads_the_cache_and_gets_what_a_pass_over_the_images_gives(tmp_path, monkeypatch, epochs):
-    """The none-of-these detector's training features come from the run's cache (the frozen
-    backbone's features; the activations below the fine-tuned top, through it) instead of a
-    second pass over the images: the same features and logits, for every sampled image."""
+    """The none-of-these detector's training and validation features come from the run's cache (the
+    frozen backbone's features; the activations below the fine-tuned top, through it) instead of
+    another pass over the images: the same features and logits, for every image."""
     import smallvision.engine.trainer as trainer
     import smallvision.ood as ood
 
-    fast, pass_over = trainer._training_sample, ood.features_and_logits
+    fast, pass_over = trainer._ood_inputs, ood.features_and_logits
     seen = {}
 
     def both(s, final, take):
         passes = []
         with monkeypatch.context() as m:  # a pass over the images inside would be the slow way
             m.setattr(ood, "features_and_logits", lambda *a, **k: passes.append(1) or pass_over(*a, **k))
-            f, z, y = fast(s, final, take)
+            (f, z, y), val = fast(s, final, take)
         parts = [(*pass_over(final, xb), yb.cpu()) for xb, yb in s.data.train.rows(take)]
-        seen["cached"] = not passes and len(f) == len(take)
-        for got, want in zip((f, z, y), (torch.cat([p[i] for p in parts]) for i in range(3)), strict=True):
-            torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
-        seen["n"] = len(f)
-        return f, z, y
+        want = [torch.cat([p[i] for p in parts]) for i in range(3)] + list(pass_over(final, s.data.val[0]))
+        for got, expected in zip((f, z, y, *val), want, strict=True):
+            torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+        seen.update(cached=not passes, n=len(f), val=len(val[0]))
+        return (f, z, y), val
 
-    monkeypatch.setattr(trainer, "_training_sample", both)
+    monkeypatch.setattr(trainer, "_ood_inputs", both)
     api.train(dataset="fake:3x32x32", data_args={"classes": 3, "train": 90, "test": 30}, model="efficientnet-lite0",
               freeze=True, cache_features=True, head="exact", unfreeze_after=1, epochs=epochs, top_stages=1,
               optimizer="adamw", lr=3e-3, batch_size=32, val_size=0.2, precision="fp32", report=False,
               runs_dir=tmp_path)
-    assert seen == {"cached": True, "n": 72}
+    assert seen == {"cached": True, "n": 72, "val": 18}

@@ -421,39 +421,52 @@ def calibrate(s: Session, final: torch.nn.Module, test: EvalResult) -> dict[str,
     return {**doc, "reliability": (reliability(test.logits, y), reliability(test.logits / doc["temperature"], y))}
 
 
-def _training_sample(s: Session, final: torch.nn.Module, take: list[int]) -> tuple[torch.Tensor, ...]:
-    """Pre-logit features, raw logits and labels of the training images the detector is fitted on.
-    Where the run cached what the network computes below the part that trained (the features of a
-    backbone frozen for the whole run; the activations below --top-stages), they are read from
-    the cache (the top stages run again on them): the same numbers as a pass over the images, for a
-    fraction of its cost (a whole pass was a fifth of a 500-photo run's time). Only in fp32: a
-    cache computed under bf16 autocast would not give the features predict scores."""
-    n = len(s.data.train.x)
-    acts = getattr(s.model, "_activations", None)
-    if s.rt.precision == "fp32" and final is s.model:
-        source = None
-        if acts is not None and len(acts.train.x) == n:  # the frozen bottom's output, through the trained top
-            source, top = acts.train, acts.top
-        elif s.cached is not None and not two_phases(s.cfg) and len(s.cached[0].x) == n:  # never unfrozen
-            source, top = s.cached[0], None
-        if source is not None:
-            was = final.training
-            final.eval()
-            idx = torch.tensor(take, device=source.x.device)
-            with torch.inference_mode():
-                a = source.x[idx]
-                f = torch.cat([top(a[i : i + 64]).float() for i in range(0, len(a), 64)]) if top is not None else a
-                f = f.float().cpu()
-                z = final.forward_head(f.to(a.device)).float().cpu()
-            final.train(was)
-            return f, z, source.y[idx].cpu()
+def _cache_for_ood(s: Session, final: torch.nn.Module) -> tuple[Any, Any, Any] | None:
+    """(training rows, validation (x, y) or None, top module or None) of the run's cache, where it
+    holds what the network computes below the part that trained: the features of a backbone frozen
+    for the whole run, or the activations below --top-stages (to run the trained top on). None
+    otherwise, and in any precision but fp32 (a cache computed under bf16 autocast would not give
+    the features predict scores)."""
+    if s.rt.precision != "fp32" or final is not s.model:
+        return None
+    n, acts = len(s.data.train.x), getattr(s.model, "_activations", None)
+    if acts is not None and len(acts.train.x) == n:
+        return acts.train, acts.val, acts.top
+    if s.cached is not None and not two_phases(s.cfg) and len(s.cached[0].x) == n:
+        return s.cached[0], s.cached[1], None
+    return None
+
+
+def _features_from_cache(final: torch.nn.Module, top: Any, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pre-logit features and raw logits, fp32 on the CPU, of cached rows `a` (through `top` first)."""
+    was = final.training
+    final.eval()
+    with torch.inference_mode():
+        f = torch.cat([top(a[i : i + 64]).float() for i in range(0, len(a), 64)]) if top is not None else a.float()
+        z = final.forward_head(f).float()
+    final.train(was)
+    return f.cpu(), z.cpu()
+
+
+def _ood_inputs(s: Session, final: torch.nn.Module, take: list[int]) -> tuple[tuple[torch.Tensor, ...], Any]:
+    """The detector's inputs: (features, logits, labels) of the training sample, and (features,
+    logits) of the validation split or None. Read from the run's cache where it holds them
+    (`_cache_for_ood`: the same numbers as a pass over the images, `tests/test_photo_auto.py`;
+    the two passes were a fifth of a 500-photo run's time), else a pass over the images."""
     import smallvision.ood as ood
 
+    cache = _cache_for_ood(s, final)
+    if cache is not None:
+        rows, val, top = cache
+        idx = torch.tensor(take, device=rows.x.device)
+        train = (*_features_from_cache(final, top, rows.x[idx]), rows.y[idx].cpu())
+        return train, (_features_from_cache(final, top, val[0]) if val is not None else None)
     f, z, y = [], [], []
     for xb, yb in s.data.train.rows(take):
         fb, zb = ood.features_and_logits(final, xb)
         f.append(fb), z.append(zb), y.append(yb.cpu())
-    return torch.cat(f), torch.cat(z), torch.cat(y)
+    val = ood.features_and_logits(final, s.data.val[0]) if s.data.val is not None else None
+    return (torch.cat(f), torch.cat(z), torch.cat(y)), val
 
 
 def fit_ood(s: Session, final: torch.nn.Module, test_logits: torch.Tensor | None = None) -> dict[str, Any] | None:
@@ -468,8 +481,7 @@ def fit_ood(s: Session, final: torch.nn.Module, test_logits: torch.Tensor | None
     from smallvision.modelfile import write_into_checkpoint
 
     take = ood.fit_indices(len(s.data.train.x), cfg.seed, s.data.info.height * s.data.info.width)
-    feats, logits, labels = _training_sample(s, final, take)
-    val = ood.features_and_logits(final, s.data.val[0]) if s.data.val is not None else None
+    (feats, logits, labels), val = _ood_inputs(s, final, take)
     name, why = ood.detector_for(cfg.ood, len(feats), feats.shape[1],
                                  cross_fitted=val is None or len(val[0]) < ood.MIN_VALIDATION)
     det = ood.fit_detector(name, feats, labels, logits, final.head)
