@@ -3,14 +3,13 @@ Interpreter, ExecuTorch's Runtime) gives PyTorch's logits within 1e-4 and the sa
 real test images; a converter that is not installed is a one-line error naming the extra."""
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import run_main
 from smallvision.export import PhoneModel, check_images, export
 from smallvision.modelfile import load_model
 
@@ -44,18 +43,16 @@ def test_phone_int8_keeps_accuracy_on_the_whole_test_set(mnist_run, tmp_path, fm
     assert "quantization" in json.loads(Path(r.path + ".json").read_text())
 
 
-def test_a_missing_converter_names_the_extra(mnist_run, tmp_path):
-    code = ("import sys; sys.modules['litert_torch'] = None; from smallvision.cli.main import main; "
-            f"sys.argv = ['smallvision', 'export', {str(mnist_run)!r}, '--format', 'tflite', '--out', "
-            f"{str(tmp_path / 'm.tflite')!r}, '--check-images', '8']; main()")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+def test_a_missing_converter_names_the_extra(mnist_run, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "litert_torch", None)  # as if the phone extra were not installed
+    r = run_main("export", str(mnist_run), "--format", "tflite", "--out", str(tmp_path / "m.tflite"), "--check-images", "8")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "pip install 'smallvision[phone]'" in r.stderr and r.stderr.strip().count("\n") == 0
     assert not list(tmp_path.iterdir())  # nothing written
 
 
 def test_unknown_format_lists_the_phone_formats(mnist_run):
-    r = run_cli("export", str(mnist_run), "--format", "coreml")
+    r = run_main("export", str(mnist_run), "--format", "coreml")
     assert r.returncode == 2 and "tflite" in r.stderr and "executorch" in r.stderr and "web" in r.stderr
 
 

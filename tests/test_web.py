@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_cli
+from conftest import run_cli, run_main
 from smallvision.data.info import DatasetInfo
 from smallvision.predict import Predictor
 from smallvision.web import ORT_WEB_VERSION, PAGE_DIR, ort_web_dir, page_rule
@@ -132,16 +131,15 @@ def test_the_web_folder_is_complete_and_refuses_to_overwrite(mnist_run, tmp_path
     assert engine[:4] == b"\0asm" and engine == (ort_web_dir() / "ort-wasm-simd-threaded.wasm").read_bytes()
     # an existing, non-empty folder is refused in one line (exit 2) and left as it was
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    r = run_cli("export", str(mnist_run), "--format", "web", "--out", str(out))
+    r = run_main("export", str(mnist_run), "--format", "web", "--out", str(out))
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "not empty" in r.stderr and "--force" in r.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
-def test_a_missing_web_runtime_is_one_line_and_writes_nothing(mnist_run, tmp_path):
-    env = {**os.environ, "SMALLVISION_ORT_WEB": str(tmp_path / "nowhere")}
+def test_a_missing_web_runtime_is_one_line_and_writes_nothing(mnist_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("SMALLVISION_ORT_WEB", str(tmp_path / "nowhere"))
     out = tmp_path / "web"
-    r = subprocess.run([sys.executable, "-m", "smallvision", "export", str(mnist_run), "--format", "web", "--out", str(out)],
-                       capture_output=True, text=True, env=env, timeout=120)
+    r = run_main("export", str(mnist_run), "--format", "web", "--out", str(out))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "ONNX Runtime Web" in r.stderr and "make setup" in r.stderr
     assert not out.exists() and not list(tmp_path.glob(".web-*"))
@@ -151,7 +149,7 @@ def test_an_existing_folder_is_refused_before_any_work(mnist_run, tmp_path):
     out = tmp_path / "web"
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
-    r = run_cli("export", str(mnist_run), "--format", "web", "--out", str(out))
+    r = run_main("export", str(mnist_run), "--format", "web", "--out", str(out))
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "not empty" in r.stderr and "--force" in r.stderr
     assert [p.name for p in out.iterdir()] == ["mine.txt"] and (out / "mine.txt").read_text() == "keep me"
 
