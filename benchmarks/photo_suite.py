@@ -16,8 +16,8 @@ Rows:
             default, 3 head epochs + 1 fine-tuning epoch); RECIPE[flags] adds flags.
 Splits: the set's own held-out folder where it has one, otherwise the folder loader's seeded 1/7,
 the same for every row. --subset N: a folder of links in /tmp with N photos drawn (seeded,
-stratified) from the training split, and the full test split as test/ — same test set as the
-full set. Results are cached per (set, subset, row, seed) in --cache (JSON lines), so a long
+stratified) from the training split and the same share of the test split (a user's N-photo
+folder: the wall time counts its test pass, which the whole test split would swamp). Results are cached per (set, subset, row, seed) in --cache (JSON lines), so a long
 table can be built in several sittings; the table is made from the cache.
 """
 
@@ -39,12 +39,14 @@ SETS = "cats-vs-dogs-3000,hymenoptera,flowers-128,rsscn7,neu-steel,sign-digits,p
 
 
 def subset_folder(root: Path, n: int, seed: int = 0) -> Path:
-    """A folder of links: `n` training photos (stratified, seeded) in train/<class>/, the test split in test/<class>/."""
+    """A folder of links, what a user with an `n`-photo folder has: `n` training photos (stratified,
+    seeded) in train/<class>/, and the same share of the test split in test/<class>/ (at least one
+    photo a class), so that the run's wall time, its test pass included, is that folder's."""
     import numpy as np
 
     from smallvision.data.folder import index_folder
 
-    out = Path(f"/tmp/smallvision-suite/{root.name}-{n}")
+    out = Path(f"/tmp/smallvision-suite/{root.name}-{n}-v2")
     if out.is_dir():
         return out
     idx = index_folder(root)
@@ -57,7 +59,13 @@ def subset_folder(root: Path, n: int, seed: int = 0) -> Path:
         k = max(2, round(len(members) * share))
         picked += rng.choice(members, size=min(k, len(members)), replace=False).tolist()
     tmp = out.with_name(out.name + ".tmp")
-    for split, items in (("train", [idx.train[i] for i in sorted(picked)]), ("test", idx.test)):
+    yt = np.array([c for _, c in idx.test])
+    tested = []
+    for c in range(len(idx.classes)):
+        members = np.flatnonzero(yt == c)
+        k = max(1, round(len(members) * share))
+        tested += rng.choice(members, size=min(k, len(members)), replace=False).tolist()
+    for split, items in (("train", [idx.train[i] for i in sorted(picked)]), ("test", [idx.test[i] for i in sorted(tested)])):
         for p, c in items:
             d = tmp / split / idx.classes[c]
             d.mkdir(parents=True, exist_ok=True)
@@ -76,7 +84,7 @@ def run_train(folder: Path, seed: int, recipe: str | None, extra: list[str]) -> 
     return {"accuracy": s["test_accuracy"], "wall": round(s["wall"], 1), "train_s": s["train_seconds"],
             "features_s": s.get("feature_cache_seconds"), "peak_mb": int(s["peak_mb"]),
             "epochs": cfg["epochs"], "reasons": cfg.get("reasons", {}), "best_epoch": s["best_epoch"],
-            "train_photos": s.get("train_images"), "val": s.get("val_accuracy")}
+            "train_photos": s.get("train_images"), "val": s.get("val_accuracy"), "stages": s.get("stage_seconds")}
 
 
 _NET = None
@@ -109,7 +117,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sets", default=SETS)
     ap.add_argument("--seeds", default="0")
-    ap.add_argument("--subset", type=int, default=0, help="N: seeded N-photo subsets of each training split (0: whole)")
+    ap.add_argument("--subset", default="0", help="N[,M...]: seeded N-photo subsets of each training split (0: whole); "
+                    "one table per size, in one file")
     ap.add_argument("--rows", default="default,probe,photo-transfer-fast,photo-transfer")
     ap.add_argument("--cache", default="benchmarks/results/photo-suite-runs.jsonl")
     ap.add_argument("--table-only", action="store_true", help="make the table from the cache, run nothing")
@@ -124,39 +133,47 @@ def main() -> None:
             done[(r["set"], r["subset"], r["row"], r["seed"])] = r
     seeds = [int(s) for s in a.seeds.split(",")]
     rows = entries(a.rows)
-    for name in a.sets.split(","):
-        folder = root / name if not a.subset else subset_folder(root / name, a.subset)
-        for recipe, extra in rows:
-            row = recipe + (f" {' '.join(extra)}" if extra else "")
-            for seed in ([0] if recipe == "probe" else seeds):
-                key = (name, a.subset, row, seed)
-                if key in done or a.table_only:
-                    continue
-                r = probe(folder) if recipe == "probe" else run_train(
-                    folder, seed, None if recipe == "default" else recipe, extra)
-                r.update(set=name, subset=a.subset, row=row, seed=seed, date=time.strftime("%Y-%m-%d %H:%M"))
-                done[key] = r
-                with cache.open("a") as f:
-                    f.write(json.dumps(r) + "\n")
-                print(json.dumps({k: r[k] for k in ("set", "row", "seed", "accuracy", "wall")}), flush=True)
-    emit(table(done, a, seeds, rows, root), a.out)
+    sizes = [int(n) for n in a.subset.split(",")]
+    # seeds outermost: a sitting cut short leaves every set with seed 0 rather than one set with every seed
+    for size in sizes:
+        for seed in seeds:
+            for name in a.sets.split(","):
+                folder = root / name if not size else subset_folder(root / name, size)
+                for recipe, extra in rows:
+                    row = recipe + (f" {' '.join(extra)}" if extra else "")
+                    key = (name, size, row, seed)
+                    if key in done or a.table_only or (recipe == "probe" and seed != seeds[0]):
+                        continue
+                    r = probe(folder) if recipe == "probe" else run_train(
+                        folder, seed, None if recipe == "default" else recipe, extra)
+                    r.update(set=name, subset=size, row=row, seed=seed, date=time.strftime("%Y-%m-%d %H:%M"))
+                    done[key] = r
+                    with cache.open("a") as f:
+                        f.write(json.dumps(r) + "\n")
+                    print(json.dumps({k: r[k] for k in ("set", "row", "seed", "accuracy", "wall")}), flush=True)
+    lines = [f"Command: `SMALLVISION_DATA=../shared/data .venv/bin/python benchmarks/photo_suite.py --seeds {a.seeds} "
+             f"--subset {a.subset} --rows {a.rows}`"]
+    for size in sizes:
+        lines += [""] + table(done, a.sets, size, seeds, rows, root)
+    emit(lines, a.out)
 
 
-def table(done: dict, a: argparse.Namespace, seeds: list[int], rows: list, root: Path) -> list[str]:
+def table(done: dict, sets: str, subset: int, seeds: list[int], rows: list, root: Path) -> list[str]:
     from smallvision.data.folder import index_folder
 
-    what = f"seeded {a.subset}-photo subsets of the training splits" if a.subset else "whole sets"
-    lines = [f"Photo suite, {what}; {cpu_name()}, {os.cpu_count()} cores; seeds {a.seeds}.",
-             f"Command: `SMALLVISION_DATA=../shared/data .venv/bin/python benchmarks/photo_suite.py --seeds {a.seeds}"
-             + (f" --subset {a.subset}" if a.subset else "") + f" --rows {a.rows}`", "",
+    what = (f"seeded {subset}-photo subsets of the training splits, with the same share of each test split"
+            if subset else "whole sets")
+    threads = os.environ.get("OMP_NUM_THREADS")
+    lines = [f"## Photo suite, {what}; {cpu_name()}, {os.cpu_count()} cores"
+             + (f", runs limited to {threads} thread(s) (OMP_NUM_THREADS)" if threads else ""), "",
              "Test accuracy, %: the mean over seeds (each seed). Limit = 60 s + 0.1 s per training photo; "
              "\"default ok\" = default ≥ probe − 0.5 and ≥ the best sweep row − 1.5 points, within the limit.", "",
              "| set | train / test photos | default | wall s (limit) | fine-tune epochs | probe | "
              + " | ".join(r + (f" {' '.join(e)}" if e else "") for r, e in rows if r not in ("default", "probe"))
              + " | default ok |", "|---|---|---:|---:|---:|---:|" + "---:|" * (len(rows) - 2) + "---|"]
     n_by_set: dict[str, int] = {}
-    for name in a.sets.split(","):
-        folder = root / name if not a.subset else Path(f"/tmp/smallvision-suite/{name}-{a.subset}")
+    for name in sets.split(","):
+        folder = root / name if not subset else Path(f"/tmp/smallvision-suite/{name}-{subset}-v2")
         try:
             idx = index_folder(folder)
             n_train, n_test = len(idx.train), len(idx.test)
@@ -166,7 +183,7 @@ def table(done: dict, a: argparse.Namespace, seeds: list[int], rows: list, root:
         n_by_set[name] = n_train
         for recipe, extra in rows:
             row = recipe + (f" {' '.join(extra)}" if extra else "")
-            rs = [done[k] for k in ((name, a.subset, row, s) for s in ([0] if recipe == "probe" else seeds)) if k in done]
+            rs = [done[k] for k in ((name, subset, row, s) for s in (seeds[:1] if recipe == "probe" else seeds)) if k in done]
             if not rs:
                 cells += ["—"] * (3 if recipe == "default" else 1)
                 continue
@@ -187,11 +204,11 @@ def table(done: dict, a: argparse.Namespace, seeds: list[int], rows: list, root:
             ok = "yes" if good and means["_wall_ok"] else "no" + ("" if good else " (accuracy)") + (
                 "" if means["_wall_ok"] else " (time)")
         lines.append(f"| {name} | {n_train} / {n_test} | " + " | ".join(cells) + f" | {ok} |")
-    lines += speed_table(done, a, n_by_set)
+    lines += speed_table(done, subset, n_by_set)
     return lines
 
 
-def speed_table(done: dict, a: argparse.Namespace, n_by_set: dict[str, int]) -> list[str]:
+def speed_table(done: dict, subset: int, n_by_set: dict[str, int]) -> list[str]:
     """The default's seed-0 runs against the model-only limit its own probe measured (config.json's reasons):
     the feature pass (training + validation photos / its seconds) and the fine-tuning epochs (photos
     × epochs / training seconds, which include the head's solve)."""
@@ -201,8 +218,9 @@ def speed_table(done: dict, a: argparse.Namespace, n_by_set: dict[str, int]) -> 
            "process (forward: the feature pass; training: a step of what phase 2 trains, bare, on random tensors):", "",
            "| set | feature pass photos/s | probe forward /s | ratio | fine-tuning images/s | probe training /s | ratio "
            "| peak MB |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    want = subset
     for (name, subset, row, seed), r in sorted(done.items()):
-        if row != "default" or seed != 0 or subset != a.subset or not r.get("features_s"):
+        if row != "default" or seed != 0 or subset != want or not r.get("features_s"):
             continue
         m = re.search(r"([\d.]+) images/s forward, ([\d.]+) images/s training", r["reasons"].get("speed", ""))
         if not m:
