@@ -124,3 +124,24 @@ def test_resolving_a_folder_that_is_not_there_yet_picks_the_photo_recipe(tmp_pat
     assert cfg.recipe in ("photo-auto", "photo-fast") and cfg.spec.name == "folder"
     assert resolve(dataset="fashion-mnist").recipe == "" and resolve(dataset="fashion-mnist").model == "cnn-fast"
     assert resolve(dataset=f"folder:{tmp_path}", model="cnn-fast").recipe == ""  # a model named: no rule
+
+
+def test_the_torchvision_table_is_torchvisions_own():
+    """models/tv.py writes out torchvision's published files (so that importing smallvision does not
+    import torchvision.models, ~3 s): each entry is its weight enum's DEFAULT, the same crop and statistics."""
+    import subprocess
+    import sys
+
+    code = "import smallvision.models, sys; print('torchvision.models' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    import torchvision.models as tvm
+
+    from smallvision.models.pretrained import BACKBONES
+    from smallvision.models.tv import TORCHVISION
+
+    for name, filename, *_ in TORCHVISION:
+        w = tvm.get_model_weights(name).DEFAULT
+        t = w.transforms()
+        b = BACKBONES[name]
+        assert (b.url, b.filename) == (w.url, filename) and w.url.endswith("/" + filename), name
+        assert (b.input_size, b.mean, b.std) == (int(t.crop_size[0]), tuple(t.mean), tuple(t.std)), name

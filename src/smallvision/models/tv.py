@@ -82,27 +82,40 @@ def _convnext(net: nn.Module) -> tuple[nn.Module, int]:
     return nn.Sequential(net.features, net.avgpool, *cls[:-1]), cls[-1].in_features
 
 
-def _register() -> None:
-    import torchvision.models as tvm
+# torchvision's published ImageNet files: its weight enums' DEFAULT entries (all 224 px crops with
+# ImageNet's statistics). Written out rather than read from torchvision.models at import time: that
+# import costs ~3 s, paid by every `smallvision` command; tests/test_registry.py holds this table
+# against torchvision's own enums.
+TORCHVISION = [  # name, published file, feature split, parameters, smallest input side
+    ("resnet18", "resnet18-f37072fd.pth", _resnet, "11.7 M", 4),
+    ("resnet34", "resnet34-b627a593.pth", _resnet, "21.8 M", 4),
+    ("resnet50", "resnet50-11ad3fa6.pth", _resnet, "25.6 M", 4),
+    ("vgg16", "vgg16-397923af.pth", _last_linear, "138 M", 32),  # five 2× poolings: VGG's flatten needs 32 px
+    ("mobilenet_v3_small", "mobilenet_v3_small-047dcff4.pth", _last_linear, "2.5 M", 4),
+    ("mobilenet_v3_large", "mobilenet_v3_large-5c1a4163.pth", _last_linear, "5.5 M", 4),
+    ("efficientnet_b0", "efficientnet_b0_rwightman-7f5810bc.pth", _last_linear, "5.3 M", 4),
+    ("convnext_tiny", "convnext_tiny-983f1562.pth", _convnext, "28.6 M", 32),
+]
 
-    for name, build, enum, split, params, min_size in [
-        ("resnet18", tvm.resnet18, "ResNet18_Weights", _resnet, "11.7 M", 4),
-        ("resnet34", tvm.resnet34, "ResNet34_Weights", _resnet, "21.8 M", 4),
-        ("resnet50", tvm.resnet50, "ResNet50_Weights", _resnet, "25.6 M", 4),
-        ("vgg16", tvm.vgg16, "VGG16_Weights", _last_linear, "138 M", 32),
-        ("mobilenet_v3_small", tvm.mobilenet_v3_small, "MobileNet_V3_Small_Weights", _last_linear, "2.5 M", 4),
-        ("mobilenet_v3_large", tvm.mobilenet_v3_large, "MobileNet_V3_Large_Weights", _last_linear, "5.5 M", 4),
-        ("efficientnet_b0", tvm.efficientnet_b0, "EfficientNet_B0_Weights", _last_linear, "5.3 M", 4),
-        ("convnext_tiny", tvm.convnext_tiny, "ConvNeXt_Tiny_Weights", _convnext, "28.6 M", 32),
-    ]:  # five 2× poolings: VGG's flatten needs 32 px; the others pool adaptively
-        w = getattr(tvm, enum).DEFAULT  # the published file; torchvision's own transforms give size and statistics
-        t = w.transforms()
-        register_backbone(Backbone(name, int(t.crop_size[0]), tuple(t.mean), tuple(t.std),
+
+def _builder(name: str) -> Callable[..., nn.Module]:
+    """torchvision.models.<name>, imported when a model is built."""
+    def build(weights: object = None) -> nn.Module:
+        import torchvision.models as tvm
+
+        return getattr(tvm, name)(weights=weights)
+
+    return build
+
+
+def _register() -> None:
+    for name, filename, split, params, min_size in TORCHVISION:
+        register_backbone(Backbone(name, 224, IMAGENET_MEAN, IMAGENET_STD,
                                    "the pooled (pre-logit) vector; the ImageNet classifier is replaced",
-                                   url=w.url, filename=w.url.rsplit("/", 1)[-1]))
+                                   url=f"https://download.pytorch.org/models/{filename}", filename=filename))
         desc = f"torchvision {name} ({params} params); pretrained=true: ImageNet weights (download, or weights=PATH)"
         MODELS.register(name, desc, min_size=min_size, heavy=name not in ("mobilenet_v3_small",),
-                        pretrained=True)(_tv_entry(name, build, split))
+                        pretrained=True)(_tv_entry(name, _builder(name), split))
 
 
 _register()
