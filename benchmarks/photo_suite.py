@@ -51,21 +51,19 @@ def subset_folder(root: Path, n: int, seed: int = 0) -> Path:
         return out
     idx = index_folder(root)
     rng = np.random.default_rng(seed)
-    ys = np.array([c for _, c in idx.train])
-    share = min(1.0, n / len(ys))
-    picked = []
-    for c in range(len(idx.classes)):
-        members = np.flatnonzero(ys == c)
-        k = max(2, round(len(members) * share))
-        picked += rng.choice(members, size=min(k, len(members)), replace=False).tolist()
+    share = min(1.0, n / len(idx.train))
+
+    def draw(items: list, least: int) -> list:  # the same share of each class, at least `least` photos
+        ys = np.array([c for _, c in items])
+        picked = []
+        for c in range(len(idx.classes)):
+            members = np.flatnonzero(ys == c)
+            k = max(least, round(len(members) * share))
+            picked += rng.choice(members, size=min(k, len(members)), replace=False).tolist()
+        return [items[i] for i in sorted(picked)]
+
     tmp = out.with_name(out.name + ".tmp")
-    yt = np.array([c for _, c in idx.test])
-    tested = []
-    for c in range(len(idx.classes)):
-        members = np.flatnonzero(yt == c)
-        k = max(1, round(len(members) * share))
-        tested += rng.choice(members, size=min(k, len(members)), replace=False).tolist()
-    for split, items in (("train", [idx.train[i] for i in sorted(picked)]), ("test", [idx.test[i] for i in sorted(tested)])):
+    for split, items in (("train", draw(idx.train, 2)), ("test", draw(idx.test, 1))):
         for p, c in items:
             d = tmp / split / idx.classes[c]
             d.mkdir(parents=True, exist_ok=True)
@@ -218,9 +216,8 @@ def speed_table(done: dict, subset: int, n_by_set: dict[str, int]) -> list[str]:
            "process (forward: the feature pass; training: a step of what phase 2 trains, bare, on random tensors):", "",
            "| set | feature pass photos/s | probe forward /s | ratio | fine-tuning images/s | probe training /s | ratio "
            "| peak MB |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    want = subset
-    for (name, subset, row, seed), r in sorted(done.items()):
-        if row != "default" or seed != 0 or subset != want or not r.get("features_s"):
+    for (name, size, row, seed), r in sorted(done.items()):
+        if row != "default" or seed != 0 or size != subset or not r.get("features_s"):
             continue
         m = re.search(r"([\d.]+) images/s forward, ([\d.]+) images/s training", r["reasons"].get("speed", ""))
         if not m:
